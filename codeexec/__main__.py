@@ -1,0 +1,5 @@
+"""`python -m codeexec` runs the CLI."""
+
+from .cli import main
+
+main()

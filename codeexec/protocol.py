@@ -1,0 +1,182 @@
+"""The wire codec shared by the host and the executor (see ``docs/protocol.md``).
+
+Every message is one frame: a 4-byte unsigned big-endian length ``N``, then ``N``
+bytes of UTF-8 JSON holding one object. This module is pure: it encodes and decodes
+frames and builds requests, and opens no sockets, so it is tested with ``io.BytesIO``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from typing import Any, Protocol
+
+from .errors import ConnectionLost, ProtocolError
+from .models import Display, ExecError, ExecResult, StreamEvent
+
+PROTOCOL_VERSION = 1
+DEFAULT_FRAME_LIMIT = 64 * 1024 * 1024
+
+Frame = dict[str, Any]
+Event = StreamEvent | Display | ExecResult
+
+_HEADER = struct.Struct(">I")
+_MAX_LENGTH = 2**32 - 1
+_STATUSES = ("ok", "error", "timeout", "interrupted")
+
+
+class Readable(Protocol):
+    """Anything with a ``read(n)`` that returns at most ``n`` bytes, ``b""`` at EOF."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
+def encode(obj: Frame) -> bytes:
+    """Encode one message as a frame: length prefix, then compact UTF-8 JSON.
+
+    Raises:
+        ProtocolError: ``obj`` is not JSON-serialisable (or holds NaN/infinity),
+            or its encoding is longer than a 4-byte length can describe.
+    """
+    try:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"cannot encode a frame: {exc}") from exc
+    body = text.encode("utf-8")
+    if len(body) > _MAX_LENGTH:
+        raise ProtocolError(f"a frame of {len(body)} bytes is too long to send")
+    return _HEADER.pack(len(body)) + body
+
+
+def decode_body(body: bytes) -> Frame:
+    """Decode a frame body (without its length prefix) into a dict.
+
+    Raises:
+        ProtocolError: the body is not UTF-8 JSON, or the JSON is not an object.
+    """
+    try:
+        obj = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"received a frame that is not UTF-8 JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"received a frame holding a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+def read_frame(stream: Readable, limit: int = DEFAULT_FRAME_LIMIT) -> Frame | None:
+    """Read one frame from ``stream``; return ``None`` on a clean EOF before it.
+
+    Short reads are fine: ``stream.read`` is called until the frame is complete.
+    The body of a frame longer than ``limit`` is never read or allocated.
+
+    Raises:
+        ConnectionLost: the stream ended in the middle of a frame.
+        ProtocolError: the length is above ``limit``, or the body is not a JSON object.
+    """
+    header = _read_exact(stream, _HEADER.size, allow_eof=True)
+    if header is None:
+        return None
+    (length,) = _HEADER.unpack(header)
+    if length > limit:
+        raise ProtocolError(f"received a frame of {length} bytes, above the limit of {limit} bytes")
+    body = _read_exact(stream, length, allow_eof=False)
+    assert body is not None
+    return decode_body(body)
+
+
+def _read_exact(stream: Readable, n: int, *, allow_eof: bool) -> bytes | None:
+    chunks: list[bytes] = []
+    got = 0
+    while got < n:
+        chunk = stream.read(n - got)
+        if not chunk:
+            if got == 0 and allow_eof:
+                return None
+            raise ConnectionLost(
+                f"the connection closed in the middle of a frame ({got} of {n} bytes read)"
+            )
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def parse_event(frame: Frame) -> Event | None:
+    """Turn a ``stream``, ``display`` or ``result`` frame into its model.
+
+    Returns ``None`` for every other type (``ack``, ``error``, future additions).
+    The result carries no output: that arrived in the stream and display frames.
+
+    Raises:
+        ProtocolError: the frame is malformed.
+    """
+    kind = frame.get("type")
+    try:
+        if kind == "stream":
+            name, text = frame["name"], frame["text"]
+            if name in ("stdout", "stderr") and isinstance(text, str):
+                return StreamEvent(name=name, text=text)
+        elif kind == "display":
+            return Display.from_wire(frame["data"])
+        elif kind == "result":
+            error, value = frame.get("error"), frame.get("value")
+            if frame.get("status") in _STATUSES:
+                return ExecResult(
+                    status=frame["status"],
+                    value=None if value is None else str(value),
+                    error=None if error is None else ExecError.from_wire(error),
+                    duration_ms=float(frame.get("duration_ms") or 0.0),
+                    truncated=bool(frame.get("truncated")),
+                    restarted=bool(frame.get("restarted")),
+                )
+        else:
+            return None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProtocolError(f"received a malformed {kind} frame: {exc!r}") from exc
+    raise ProtocolError(f"received a malformed {kind} frame: {frame!r:.200}")
+
+
+# Requests. Each returns the message as a dict; ``encode`` turns it into a frame.
+
+
+def hello(token: str) -> Frame:
+    """The handshake: the client's first frame."""
+    return {"op": "hello", "token": token, "protocol": PROTOCOL_VERSION}
+
+
+def exec_(id: str, code: str, timeout: float | None, output_limit: int | None) -> Frame:
+    """Run ``code``; ``timeout=None`` means no timeout, ``output_limit=None`` the default."""
+    message: Frame = {"op": "exec", "id": id, "code": code, "timeout": timeout}
+    if output_limit is not None:
+        message["output_limit"] = output_limit
+    return message
+
+
+def interrupt(id: str) -> Frame:
+    """Raise ``KeyboardInterrupt`` in the execution ``id``."""
+    return {"op": "interrupt", "id": id}
+
+
+def ping() -> Frame:
+    return {"op": "ping"}
+
+
+def reset() -> Frame:
+    """Replace the worker process: every variable is gone."""
+    return {"op": "reset"}
+
+
+def put_file(id: str, path: str, data: bytes, mode: int) -> Frame:
+    """Write ``data`` to ``path`` in the container (relative to ``/workspace``)."""
+    return {
+        "op": "put_file",
+        "id": id,
+        "path": path,
+        "data": base64.b64encode(data).decode("ascii"),
+        "mode": mode,
+    }
+
+
+def get_file(id: str, path: str, max_bytes: int) -> Frame:
+    """Read ``path`` from the container, refused if larger than ``max_bytes``."""
+    return {"op": "get_file", "id": id, "path": path, "max_bytes": max_bytes}

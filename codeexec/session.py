@@ -1,0 +1,451 @@
+"""ContainerSession: the one place where codeexec's behaviour lives."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, Literal
+
+from . import images
+from .client import ExecutorClient
+from .docker import (
+    LABEL_CREATED,
+    LABEL_DEPS,
+    LABEL_IDLE,
+    LABEL_MANAGED,
+    LABEL_NETWORK,
+    LABEL_POOL,
+    LABEL_SESSION,
+    Docker,
+    RunSpec,
+    container_env,
+    parse_inspect,
+    published_port,
+)
+from .errors import (
+    CodeexecError,
+    ConnectionLost,
+    ContainerStartError,
+    DockerError,
+    HandshakeError,
+    NoSuchSession,
+    SessionBusy,
+    SessionExists,
+    register_secret,
+)
+from .models import Display, ExecResult, Limits, SessionInfo, StreamEvent
+
+log = logging.getLogger("codeexec")
+
+Transport = Literal["auto", "tcp", "exec"]
+DEFAULT_IDLE_TIMEOUT = 3600.0
+READY_TIMEOUT = 30.0
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_RELAY = ("python", "-m", "codeexec_executor", "relay")
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise CodeexecError(
+            f"invalid session name {name!r}: use 1-63 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
+    """Every running or stopped codeexec session, found through Docker labels."""
+    docker = docker or Docker()
+    return sorted(
+        (s for s in docker.ps({LABEL_MANAGED: "1"}) if s.name),
+        key=lambda s: s.name,
+    )
+
+
+class ContainerSession:
+    """A Python namespace that lives in a Docker container and persists between executions.
+
+    Create one with :meth:`start` (builds or reuses the image, starts the container)
+    or :meth:`attach` (connects to a running session, e.g. from another process).
+    Use it as a context manager to stop it on exit.
+    """
+
+    def __init__(self, *, name: str, container: dict[str, Any], docker: Docker,
+                 default_timeout: float | None = None, output_limit: int | None = None,
+                 transport: Transport = "auto") -> None:
+        self.name = name
+        self._docker = docker
+        self._inspect = container
+        self.info: SessionInfo = parse_inspect(container)
+        self.container_id: str = self.info.container_id
+        self._token = container_env(container).get("CODEEXEC_TOKEN", "")
+        register_secret(self._token)
+        self.default_timeout = default_timeout
+        self.output_limit = output_limit
+        if transport == "auto":
+            transport = "exec" if self.info.network == "none" else "tcp"
+        self.transport: Transport = transport
+        self._client: ExecutorClient | None = None
+        self._connect_lock = threading.Lock()
+        self._exec_lock = threading.Lock()
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return (f"ContainerSession(name={self.name!r}, container={self.info.container_name!r}, "
+                f"image={self.info.image!r})")
+
+    # -- lifecycle ----------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        name: str = "default",
+        *,
+        dependencies: Sequence[str] = (),
+        requirements_file: str | None = None,
+        base_image: str | None = None,
+        network: str = "bridge",
+        memory: str = "1g",
+        cpus: float = 1.0,
+        pids: int = 256,
+        limits: Limits | None = None,
+        timeout: float | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        output_limit: int | None = None,
+        allow_urls: bool = False,
+        runtime: str | None = None,
+        read_only: bool = True,
+        transport: Transport = "auto",
+        on_progress: Callable[[str], None] | None = None,
+        build_timeout: float = images.BUILD_TIMEOUT,
+        ready_timeout: float = READY_TIMEOUT,
+        docker: Docker | None = None,
+    ) -> ContainerSession:
+        """Build (or reuse) the image and start the session's container.
+
+        If a session of that name already runs with the same dependencies, it is
+        attached instead (``start`` is idempotent).
+
+        Args:
+            name: the session's name, unique on this Docker engine.
+            dependencies: pip requirement strings, e.g. ``["numpy==2.*"]``.
+            requirements_file: a requirements.txt whose lines are added to them.
+            base_image: the image to build on (default ``$CODEEXEC_BASE_IMAGE`` or
+                ``python:3.12-slim``).
+            network: ``"bridge"`` (default), ``"none"`` (no network; frames go over
+                ``docker exec``) or another docker network name.
+            memory, cpus, pids: container limits (``limits`` overrides them).
+            timeout: default per-execution timeout in seconds (None: no limit).
+            idle_timeout: seconds without activity after which the container removes
+                itself (None or 0: never).
+            output_limit: bytes of output kept per execution (default 16 MiB).
+            allow_urls: accept URL requirements such as ``pkg @ https://…``.
+            runtime: a docker runtime such as ``runsc`` (gVisor) for stronger isolation.
+            read_only: keep the root filesystem read-only (default True).
+            on_progress: receives build and start progress lines.
+
+        Raises:
+            InvalidDependency: a dependency is not a plain requirement (nothing was built).
+            SessionExists: the name runs with other dependencies.
+            ImageBuildError: the image build failed; ``log_tail`` holds its end.
+            ContainerStartError: the container did not start or never answered.
+            DockerNotAvailable: no docker CLI or engine.
+        """
+        validate_name(name)
+        specs = list(dependencies) if not isinstance(dependencies, str) else [dependencies]
+        if requirements_file:
+            specs.extend(images.read_requirements_file(requirements_file))
+        deps = images.normalize_dependencies(specs, allow_urls=allow_urls)
+        docker = docker or Docker()
+        limits = limits or Limits(memory=memory, cpus=cpus, pids=pids)
+        existing = _find_running(docker, name)
+        if existing is not None:
+            info = parse_inspect(existing)
+            if info.dependencies != deps:
+                raise SessionExists(
+                    f"session {name!r} already runs with dependencies "
+                    f"{list(info.dependencies) or 'none'}; stop it first "
+                    f"(`codeexec stop {name}`) or choose another name"
+                )
+            return cls(name=name, container=existing, docker=docker, default_timeout=timeout,
+                       output_limit=output_limit, transport=transport)
+        tag = images.ensure_image(docker, base_image=base_image, dependencies=deps,
+                                  on_line=on_progress, timeout=build_timeout)
+        token = secrets.token_urlsafe(32)
+        register_secret(token)
+        labels = {
+            LABEL_MANAGED: "1",
+            LABEL_SESSION: name,
+            LABEL_DEPS: _json_list(deps),
+            LABEL_NETWORK: network,
+            LABEL_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            LABEL_IDLE: str(float(idle_timeout or 0)),
+        }
+        spec = RunSpec(
+            image=tag,
+            container_name=f"codeexec-{name.lower().strip('.-_')}-{secrets.token_hex(3)}",
+            labels=labels,
+            env={"CODEEXEC_IDLE_TIMEOUT": str(float(idle_timeout or 0))},
+            secret_env=("CODEEXEC_TOKEN",),
+            network=network,
+            limits=limits,
+            runtime=runtime,
+            read_only=read_only,
+        )
+        if on_progress is not None:
+            on_progress(f"starting container {spec.container_name}")
+        container_id = docker.run(spec, {"CODEEXEC_TOKEN": token})
+        try:
+            data = docker.inspect(container_id)
+            session = cls(name=name, container=data, docker=docker, default_timeout=timeout,
+                          output_limit=output_limit, transport=transport)
+            session._wait_ready(ready_timeout)
+        except BaseException:
+            docker.rm(container_id)  # a failed start leaves no half-made session
+            raise
+        return session
+
+    @classmethod
+    def attach(cls, name: str = "default", *, timeout: float | None = None,
+               output_limit: int | None = None, transport: Transport = "auto",
+               docker: Docker | None = None) -> ContainerSession:
+        """Connect to a running session by name (e.g. one another process started).
+
+        Raises:
+            NoSuchSession: no running session has that name.
+        """
+        validate_name(name)
+        docker = docker or Docker()
+        data = _find_running(docker, name)
+        if data is None:
+            raise NoSuchSession(
+                f"no running session named {name!r}: start one with "
+                f"`codeexec start {name}` or ContainerSession.start({name!r}); "
+                "`codeexec ls` lists the running ones"
+            )
+        session = cls(name=name, container=data, docker=docker, default_timeout=timeout,
+                      output_limit=output_limit, transport=transport)
+        session._connect()
+        return session
+
+    @classmethod
+    def list_sessions(cls, *, docker: Docker | None = None) -> list[SessionInfo]:
+        """Every codeexec session on this engine, found through Docker labels."""
+        return list_sessions(docker=docker)
+
+    def stop(self) -> None:
+        """Remove the session's container. Idempotent; a gone container is not an error."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._close_client(interrupt=True)
+        self._docker.rm(self.container_id)
+
+    def close(self) -> None:
+        """Drop the connection but leave the container running."""
+        self._close_client(interrupt=False)
+
+    def __enter__(self) -> ContainerSession:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def is_running(self) -> bool:
+        """Whether the container still runs (one docker call)."""
+        try:
+            data = self._docker.inspect(self.container_id)
+        except NoSuchSession:
+            return False
+        return bool((data.get("State") or {}).get("Running"))
+
+    def logs(self, tail: int | None = 200) -> str:
+        """The container's log (the executor's own messages, not the code's output)."""
+        return self._docker.logs(self.container_id, tail=tail)
+
+    # -- executing ----------------------------------------------------------------
+    def execute(self, code: str, *, timeout: float | None = None,
+                on_output: Callable[[str, str], None] | None = None,
+                output_limit: int | None = None) -> ExecResult:
+        """Run ``code`` in the session's namespace and return its result.
+
+        An exception in the code is data: ``status="error"`` with ``error`` set. On
+        timeout the code is interrupted and the namespace kept; code that ignores
+        the interrupt is ended by restarting the executor (``restarted=True``).
+
+        Args:
+            code: Python source; the value of a final expression is returned as ``value``.
+            timeout: seconds before the code is interrupted (default: the session's).
+            on_output: called with ``(stream_name, text)`` as output arrives.
+            output_limit: bytes of output kept (default: the session's, else 16 MiB).
+
+        Raises:
+            SessionBusy: another execution runs in this session.
+            NoSuchSession: the container is gone (stopped, removed or idle-timed out).
+        """
+        with self._exclusive():
+            client = self._ensure_client()
+            try:
+                return client.execute(
+                    code, timeout=self._timeout(timeout), on_output=on_output,
+                    output_limit=output_limit or self.output_limit)
+            except ConnectionLost as exc:
+                self._raise_if_gone(exc)
+                raise
+
+    def execute_stream(self, code: str, *, timeout: float | None = None,
+                       output_limit: int | None = None,
+                       ) -> Iterator[StreamEvent | Display | ExecResult]:
+        """Like :meth:`execute`, yielding output events as they come; the last is the result."""
+        with self._exclusive():
+            client = self._ensure_client()
+            try:
+                yield from client.stream(code, timeout=self._timeout(timeout),
+                                         output_limit=output_limit or self.output_limit)
+            except ConnectionLost as exc:
+                self._raise_if_gone(exc)
+                raise
+
+    def interrupt(self) -> None:
+        """Raise KeyboardInterrupt in the running code (safe from another thread)."""
+        client = self._client
+        if client is not None and not client.closed:
+            client.interrupt()
+
+    def reset(self) -> None:
+        """Start a fresh Python process in the container: every variable is dropped."""
+        with self._exclusive():
+            self._ensure_client().reset()
+
+    def ping(self) -> dict[str, Any]:
+        """Ask the executor for its state (``busy``) without running code."""
+        return self._ensure_client().ping()
+
+    # -- internals ----------------------------------------------------------------
+    def _timeout(self, timeout: float | None) -> float | None:
+        return timeout if timeout is not None else self.default_timeout
+
+    def _exclusive(self) -> _Exclusive:
+        return _Exclusive(self)
+
+    def _ensure_client(self) -> ExecutorClient:
+        if self._stopped:
+            raise NoSuchSession(f"session {self.name!r} was stopped; start it again")
+        client = self._client
+        if client is None or client.closed:
+            client = self._connect()
+        return client
+
+    def _connect(self, deadline: float | None = None) -> ExecutorClient:
+        with self._connect_lock:
+            if self._client is not None and not self._client.closed:
+                return self._client
+            try:
+                self._client = self._open(deadline or time.monotonic() + 10.0)
+            except ConnectionLost as exc:
+                self._raise_if_gone(exc)
+                raise
+            return self._client
+
+    def _open(self, deadline: float) -> ExecutorClient:
+        if self.transport == "exec":
+            relay = self._docker.open_relay(self.container_id, _RELAY)
+            try:
+                return ExecutorClient.over_pipes(relay.stdout, relay.stdin, self._token,
+                                                 on_close=relay.close)
+            except BaseException:
+                relay.close()
+                raise
+        address = published_port(self._inspect)
+        if address is None:
+            self._inspect = self._docker.inspect(self.container_id)
+            address = published_port(self._inspect)
+        if address is None:
+            raise ContainerStartError(
+                f"session {self.name!r} has no published executor port; it was started "
+                "without one (use transport='exec')")
+        remaining = max(0.5, deadline - time.monotonic())
+        return ExecutorClient.connect_tcp(address[0], address[1], self._token,
+                                          connect_timeout=min(5.0, remaining))
+
+    def _wait_ready(self, timeout: float) -> None:
+        # docker-proxy accepts connections before the executor listens, so readiness
+        # is a completed handshake, retried until the deadline.
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                self._connect(deadline)
+                return
+            except HandshakeError:
+                raise
+            except (ConnectionLost, DockerError) as exc:
+                last = exc
+                if isinstance(exc, NoSuchSession) or not self.is_running():
+                    break
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+        log_text = ""
+        try:
+            log_text = self._docker.logs(self.container_id, tail=40)
+        except DockerError:
+            pass
+        raise ContainerStartError(
+            f"the executor in session {self.name!r} did not answer within {timeout:.0f} s "
+            f"({last}); the container log follows. Check the base image has Python 3.9+ "
+            "and that `codeexec doctor` passes", container_log=log_text)
+
+    def _raise_if_gone(self, exc: Exception) -> None:
+        if not self.is_running():
+            self._close_client(interrupt=False)
+            raise NoSuchSession(
+                f"session {self.name!r} is gone: its container stopped or was removed "
+                "(killed from outside, out of memory, or idle timeout). Start it again "
+                f"with `codeexec start {self.name}`") from exc
+
+    def _close_client(self, *, interrupt: bool) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                if interrupt:
+                    client.interrupt()
+            except CodeexecError:
+                pass
+            client.close()
+
+
+class _Exclusive:
+    """One execution at a time per session object; a second caller gets SessionBusy."""
+
+    def __init__(self, session: ContainerSession) -> None:
+        self._session = session
+
+    def __enter__(self) -> None:
+        if not self._session._exec_lock.acquire(blocking=False):
+            raise SessionBusy(
+                f"session {self._session.name!r} is running another execution; wait for "
+                "it to finish or call interrupt()")
+
+    def __exit__(self, *exc: object) -> None:
+        self._session._exec_lock.release()
+
+
+def _find_running(docker: Docker, name: str) -> dict[str, Any] | None:
+    for data in docker.ps_inspect({LABEL_SESSION: name, LABEL_MANAGED: "1"}):
+        labels = (data.get("Config") or {}).get("Labels") or {}
+        if (data.get("State") or {}).get("Running") and LABEL_POOL not in labels:
+            return data
+    return None
+
+
+def _json_list(items: Sequence[str]) -> str:
+    import json
+
+    return json.dumps(list(items))

@@ -1,0 +1,307 @@
+"""The worker (the spec's "repl"): owns the persistent namespace and runs cells.
+
+Started by the supervisor as `python -m codeexec_executor worker` in its own
+process group. fds 1 and 2 are pipes the supervisor reads; the control pipes
+(numbers in CODEEXEC_CTRL_FDS="<read>,<write>") carry frames: `exec` in,
+`display` and `result` out. SIGINT raises KeyboardInterrupt only while user
+code runs; between cells it is ignored.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import builtins
+import importlib
+import io
+import json
+import linecache
+import os
+import signal
+import site
+import sys
+import threading
+import traceback
+
+from . import framing
+
+SITE_DIR = "/tmp/.codeexec-site"
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+VALUE_LIMIT_CHARS = 1024 * 1024
+
+# (method, mime type, binary?) in the order IPython uses.
+REPR_METHODS = (
+    ("_repr_png_", "image/png", True),
+    ("_repr_jpeg_", "image/jpeg", True),
+    ("_repr_svg_", "image/svg+xml", False),
+    ("_repr_html_", "text/html", False),
+    ("_repr_markdown_", "text/markdown", False),
+    ("_repr_json_", "application/json", False),
+)
+
+
+class _FdWriter(io.RawIOBase):
+    """Raw writer that retries partial writes, so nothing written is lost."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, data) -> int:
+        framing.write_all_fd(self._fd, bytes(data))
+        return len(data)
+
+
+def _text_stream(fd: int) -> io.TextIOWrapper:
+    return io.TextIOWrapper(
+        _FdWriter(fd), encoding="utf-8", errors="replace", write_through=True
+    )
+
+
+class Worker:
+    def __init__(self, ctrl_in: int, ctrl_out: int) -> None:
+        self.ctrl_in = ctrl_in
+        self.ctrl_out = ctrl_out
+        self.frame_limit = framing.frame_limit_from_env()
+        self.send_lock = threading.Lock()
+        self.running = False
+        self.cell = 0
+        self.namespace = {"__name__": "__main__", "__builtins__": builtins}
+
+    # -- signals ---------------------------------------------------------
+
+    def _on_sigint(self, signum, frame) -> None:
+        # Only user code sees KeyboardInterrupt; a late SIGINT is dropped.
+        if self.running:
+            raise KeyboardInterrupt
+
+    def _install_sigint(self) -> None:
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    # -- frames ----------------------------------------------------------
+
+    def send(self, obj: dict) -> None:
+        data = framing.encode(obj)
+        with self.send_lock:
+            framing.write_all_fd(self.ctrl_out, data)
+
+    def display(self, *objs) -> None:
+        """Show rich representations of objects (like IPython's display())."""
+        for obj in objs:
+            self.send_display(mime_bundle(obj))
+
+    def send_display(self, data: dict) -> None:
+        frame = {"type": "display", "data": data}
+        size = len(framing.encode_body(frame))
+        if size > self.frame_limit - 4096:
+            frame["data"] = {
+                "text/plain": "[codeexec: display output of %d bytes omitted: "
+                "larger than the frame limit]" % size
+            }
+        self.send(frame)
+
+    # -- cells -----------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            msg = framing.read_frame_fd(self.ctrl_in, limit=1 << 31)
+            if msg is None:
+                return
+            if msg.get("op") == "exec":
+                result = self.run_cell(str(msg.get("code", "")))
+                self.flush_streams()
+                self.send(result)
+
+    def flush_streams(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+    def prepare(self) -> None:
+        if os.path.isdir(SITE_DIR) and SITE_DIR not in sys.path:
+            site.addsitedir(SITE_DIR)
+            # addsitedir appends; runtime installs should win over the image's.
+            sys.path.remove(SITE_DIR)
+            sys.path.insert(1 if sys.path else 0, SITE_DIR)
+        importlib.invalidate_caches()
+        # Keep interrupts working even if an earlier cell replaced the handler.
+        self._install_sigint()
+
+    def run_cell(self, code: str) -> dict:
+        self.cell += 1
+        filename = "<cell-%d>" % self.cell
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        result = {"type": "result", "status": "ok", "value": None, "error": None}
+        try:
+            self.prepare()
+            try:
+                body, last = compile_cell(code, filename)
+            except (SyntaxError, ValueError, OverflowError) as exc:
+                result["status"] = "error"
+                result["error"] = error_info(exc, only=True)
+                return result
+            value = None
+            try:
+                self.running = True
+                exec(body, self.namespace)
+                if last is not None:
+                    value = eval(last, self.namespace)
+                if value is not None:
+                    self.show_value(value, result)  # reprs can hang too
+            finally:
+                self.running = False
+        except KeyboardInterrupt as exc:
+            result["status"] = "interrupted"
+            result["error"] = error_info(exc)
+        except BaseException as exc:  # SystemExit too: the namespace survives
+            result["status"] = "error"
+            result["error"] = error_info(exc)
+        finally:
+            self.running = False
+            self.flush_figures()
+        return result
+
+    def show_value(self, value, result: dict) -> None:
+        bundle = mime_bundle(value)
+        if len(bundle) > 1:
+            self.send_display(bundle)
+        text = bundle["text/plain"]
+        if len(text) > VALUE_LIMIT_CHARS:
+            text = text[:VALUE_LIMIT_CHARS] + "... [codeexec: value truncated]"
+        result["value"] = text
+
+    def flush_figures(self) -> None:
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is None:
+            return
+        try:
+            for num in plt.get_fignums():
+                fig = plt.figure(num)
+                buf = io.BytesIO()
+                fig.savefig(buf, format="png")
+                self.send_display({
+                    "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                    "text/plain": safe_repr(fig),
+                })
+        except Exception as exc:
+            sys.stderr.write("[codeexec: could not render figures: %r]\n" % (exc,))
+        finally:
+            try:
+                plt.close("all")
+            except Exception:
+                pass
+
+
+def compile_cell(code: str, filename: str):
+    """Compile a cell; if its last statement is an expression, return it
+    separately compiled for eval (its value is the cell's value)."""
+    tree = ast.parse(code, filename, "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    body = compile(tree, filename, "exec")
+    return body, (compile(last, filename, "eval") if last is not None else None)
+
+
+def _user_traceback(tb):
+    """Skip executor frames: start at the first frame of a cell."""
+    first = tb
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith("<cell-"):
+            return tb
+        tb = tb.tb_next
+    # Not raised from a cell (e.g. inside our own code): keep the last frame only.
+    while first is not None and first.tb_next is not None:
+        first = first.tb_next
+    return first
+
+
+def error_info(exc: BaseException, only: bool = False) -> dict:
+    try:
+        evalue = str(exc)
+    except Exception:
+        evalue = "<unprintable %s>" % type(exc).__name__
+    try:
+        if only:
+            lines = traceback.format_exception_only(type(exc), exc)
+        else:
+            te = traceback.TracebackException(
+                type(exc), exc, _user_traceback(exc.__traceback__)
+            )
+            # Our SIGINT handler's frame ends every interrupt's traceback.
+            te.stack[:] = [f for f in te.stack if not f.filename.startswith(_PKG_DIR)]
+            lines = list(te.format())
+        tb_lines = "".join(lines).splitlines()
+    except Exception:
+        tb_lines = ["%s: %s" % (type(exc).__name__, evalue)]
+    return {"ename": type(exc).__name__, "evalue": evalue, "traceback": tb_lines}
+
+
+def safe_repr(obj) -> str:
+    try:
+        return repr(obj)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return "<repr failed: %s: %s>" % (type(exc).__name__, exc)
+
+
+def mime_bundle(obj) -> dict:
+    """Rich representations of obj; every method call is guarded."""
+    data = {}
+    for method, mime, binary in REPR_METHODS:
+        try:
+            fn = getattr(obj, method, None)
+            if fn is None or not callable(fn) or isinstance(obj, type):
+                continue
+            out = fn()
+            if isinstance(out, tuple) and out:
+                out = out[0]  # IPython allows (data, metadata)
+            if out is None:
+                continue
+            if binary and isinstance(out, (bytes, bytearray)):
+                out = base64.b64encode(bytes(out)).decode("ascii")
+            elif isinstance(out, (bytes, bytearray)):
+                out = bytes(out).decode("utf-8", "replace")
+            elif mime == "application/json":
+                json.dumps(out)  # must travel as JSON
+            elif not isinstance(out, str):
+                continue
+            data[mime] = out
+        except Exception:
+            continue
+    data["text/plain"] = safe_repr(obj)
+    return data
+
+
+def main() -> int:
+    fds = os.environ.pop("CODEEXEC_CTRL_FDS", "")
+    try:
+        ctrl_in, ctrl_out = (int(x) for x in fds.split(","))
+    except ValueError:
+        sys.stderr.write("codeexec worker: CODEEXEC_CTRL_FDS is not set\n")
+        return 2
+    # Children the user starts must not inherit (and hold open) the control pipes.
+    os.set_inheritable(ctrl_in, False)
+    os.set_inheritable(ctrl_out, False)
+    worker = Worker(ctrl_in, ctrl_out)
+    worker._install_sigint()
+    sys.stdout = sys.__stdout__ = _text_stream(1)
+    sys.stderr = sys.__stderr__ = _text_stream(2)
+    builtins.display = worker.display
+    try:
+        worker.serve()
+    except BrokenPipeError:
+        pass
+    return 0

@@ -1,0 +1,158 @@
+"""The supervisor's handle on the worker process: spawn, pipes, signals, death."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from . import framing
+
+PIPE_READ = 64 * 1024
+
+
+def _ignore_sigint() -> None:
+    # The worker starts with SIGINT ignored, so an interrupt that arrives while
+    # it is still starting cannot kill it; it installs its own handler.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def describe_status(status: int) -> str:
+    """How a process ended, in words a person or a model can act on."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = "signal %d" % sig
+        text = "was killed by signal %s" % name
+        if sig == signal.SIGKILL:
+            text += " (probably out of memory: the container's memory limit)"
+        elif sig == signal.SIGSEGV:
+            text += " (segmentation fault)"
+        return text
+    if os.WIFEXITED(status):
+        return "exited with code %d" % os.WEXITSTATUS(status)
+    return "ended (wait status %d)" % status
+
+
+class WorkerProcess:
+    """One worker: a `python -m codeexec_executor worker` in its own session.
+
+    ctrl_w (blocking) carries exec frames to it; ctrl_r, and the stdout/stderr
+    pipes (all non-blocking) are read by the supervisor's select loop.
+    """
+
+    def __init__(self, frame_limit: int) -> None:
+        to_worker_r, self.ctrl_w = os.pipe()
+        self.ctrl_r, from_worker_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        env = dict(os.environ)
+        env.pop("CODEEXEC_TOKEN", None)  # user code has no use for the session token
+        env["CODEEXEC_CTRL_FDS"] = "%d,%d" % (to_worker_r, from_worker_w)
+        env.setdefault("MPLBACKEND", "Agg")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        child_ends = (to_worker_r, from_worker_w, out_w, err_w)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "codeexec_executor", "worker"],
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                pass_fds=(to_worker_r, from_worker_w),
+                start_new_session=True,
+                preexec_fn=_ignore_sigint,
+                env=env,
+            )
+        except BaseException:
+            for fd in child_ends + (self.ctrl_w, self.ctrl_r, out_r, err_r):
+                os.close(fd)
+            raise
+        for fd in child_ends:
+            os.close(fd)
+        self.pid = self.proc.pid
+        self.started = time.monotonic()
+        self.status: int | None = None  # wait status once reaped
+        self.pipes = {"stdout": out_r, "stderr": err_r}
+        for fd in (self.ctrl_r, out_r, err_r):
+            os.set_blocking(fd, False)
+        self.decoder = framing.FrameDecoder(limit=2 * frame_limit)
+
+    def send_exec(self, code: str) -> None:
+        """Hand a cell to the worker; raises OSError if it is gone. Blocking is
+        fine: between cells the worker's main thread is always reading."""
+        framing.write_frame_fd(self.ctrl_w, {"op": "exec", "code": code})
+
+    def interrupt(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL the worker and everything it started in its process group."""
+        for target in (lambda: os.killpg(self.pid, signal.SIGKILL),
+                       lambda: os.kill(self.pid, signal.SIGKILL)):
+            try:
+                target()
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def read_pipe(self, name: str) -> bytes | None:
+        """One non-blocking read: data, b"" if nothing is ready, None at EOF."""
+        fd = self.pipes.get(name)
+        if fd is None:
+            return None
+        try:
+            data = os.read(fd, PIPE_READ)
+        except BlockingIOError:
+            return b""
+        except OSError:
+            data = b""
+        if not data:
+            return None
+        return data
+
+    def read_ctrl(self) -> bytes | None:
+        try:
+            data = os.read(self.ctrl_r, 1024 * 1024)
+        except BlockingIOError:
+            return b""
+        except OSError:
+            return None
+        return data or None
+
+    def wait_status(self, timeout: float) -> int | None:
+        """Wait up to timeout for the worker to exit (it is already reaped if
+        the supervisor's SIGCHLD handling got it first)."""
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                self.set_status(status)
+                break
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
+        return self.status
+
+    def set_status(self, status: int) -> None:
+        self.status = status
+        # Keep subprocess from polling a pid that was already reaped.
+        self.proc.returncode = (
+            -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        )
+
+    def close_fds(self) -> None:
+        for fd in (self.ctrl_w, self.ctrl_r, *self.pipes.values()):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.pipes = {}

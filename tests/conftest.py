@@ -1,0 +1,97 @@
+"""Shared fixtures: the Docker engine, unique session names, and the leak check."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+# No registry is reachable in CI: sessions build on the offline base image
+# (executor_image/make_base_image.sh), unless the caller chose another.
+os.environ.setdefault("CODEEXEC_BASE_IMAGE", "codeexec-base:bookworm")
+
+RUN_ID = secrets.token_hex(3)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--require-docker", action="store_true",
+                     help="fail, instead of skipping, Docker tests when no engine answers")
+
+
+def _docker_ok() -> str | None:
+    binary = os.environ.get("CODEEXEC_DOCKER", "docker")
+    if shutil.which(binary) is None:
+        return f"{binary} not on PATH"
+    try:
+        proc = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if proc.returncode == 0 else proc.stderr.strip()[-300:]
+
+
+@pytest.fixture(scope="session")
+def docker_engine(request: pytest.FixtureRequest) -> None:
+    problem = _docker_ok()
+    if problem is None:
+        return
+    if request.config.getoption("--require-docker") or os.environ.get("CI") == "true":
+        pytest.fail(f"Docker engine required but not available: {problem}")
+    pytest.skip(f"no Docker engine: {problem}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "docker" in item.keywords:
+            item.fixturenames.insert(0, "docker_engine")
+            item.fixturenames.insert(1, "no_leaked_containers")
+
+
+def _session_containers(prefix: str) -> set[str]:
+    binary = os.environ.get("CODEEXEC_DOCKER", "docker")
+    out = subprocess.run(
+        [binary, "ps", "-a", "--filter", "label=codeexec.managed=1",
+         "--format", '{{.ID}} {{.Label "codeexec.session"}}'],
+        capture_output=True, text=True, timeout=30,
+    ).stdout
+    return {line.split()[0] for line in out.splitlines()
+            if len(line.split()) == 2 and line.split()[1].startswith(prefix)}
+
+
+@pytest.fixture
+def no_leaked_containers(docker_engine: None) -> Iterator[None]:
+    """Fails the test if it leaves a container of this test run behind."""
+    yield
+    left = _session_containers(f"t{RUN_ID}")
+    if left:
+        binary = os.environ.get("CODEEXEC_DOCKER", "docker")
+        subprocess.run([binary, "rm", "-f", *left], capture_output=True, timeout=60)
+        pytest.fail(f"test left {len(left)} container(s) behind: {sorted(left)}")
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def session_name() -> str:
+    """A session name unique to this test run (the leak check looks for its prefix)."""
+    return f"t{RUN_ID}-{next(_counter)}"
+
+
+def unique_name() -> str:
+    return f"t{RUN_ID}-{next(_counter)}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Nothing of this run may survive it (module-scoped sessions included)."""
+    if _docker_ok() is not None:
+        return
+    left = _session_containers(f"t{RUN_ID}") | _session_containers(f"m{RUN_ID}")
+    if left:
+        binary = os.environ.get("CODEEXEC_DOCKER", "docker")
+        subprocess.run([binary, "rm", "-f", *left], capture_output=True, timeout=60)
+        print(f"\nERROR: the test run left {len(left)} container(s) behind: {sorted(left)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""A scripted stand-in for the docker CLI, put on PATH through CODEEXEC_DOCKER.
+
+Appends each argument list (JSON, one per line) to $FAKE_DOCKER_LOG. Behaviour is
+changed through env vars: FAKE_DOCKER_FAIL=<verb> makes that verb exit 1 with
+$FAKE_DOCKER_STDERR on stderr; FAKE_DOCKER_STDOUT_<VERB> sets its stdout.
+"""
+
+import json
+import os
+import sys
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    log = os.environ.get("FAKE_DOCKER_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"argv": args, "token": os.environ.get("CODEEXEC_TOKEN")}) + "\n")
+    verb = args[0] if args else ""
+    if os.environ.get("FAKE_DOCKER_FAIL") in (verb, "all"):
+        sys.stderr.write(os.environ.get("FAKE_DOCKER_STDERR", "Error: failed\n"))
+        return int(os.environ.get("FAKE_DOCKER_EXIT", "1"))
+    out = os.environ.get(f"FAKE_DOCKER_STDOUT_{verb.upper()}")
+    if out is not None:
+        sys.stdout.write(out)
+    elif verb == "version":
+        sys.stdout.write("20.10.24\n")
+    elif verb == "run":
+        sys.stdout.write("f" * 64 + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

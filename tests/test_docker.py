@@ -1,0 +1,185 @@
+"""docker.py: argument lists, error mapping and the subprocess seam (no engine needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from codeexec.docker import Docker, RunSpec, build_argv, classify, published_port, run_argv
+from codeexec.errors import (
+    ContainerStartError,
+    DockerError,
+    DockerNotAvailable,
+    NoSuchSession,
+    register_secret,
+)
+from codeexec.models import Limits
+
+FAKE = str(Path(__file__).with_name("fake_docker.py"))
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "argv.log"
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    return log
+
+
+def _calls(log: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_run_argv_has_every_secure_default() -> None:
+    spec = RunSpec(image="codeexec-env:abc", container_name="codeexec-x-1a2b3c",
+                   labels={"codeexec.session": "x", "codeexec.managed": "1"},
+                   env={"CODEEXEC_IDLE_TIMEOUT": "60.0"}, secret_env=("CODEEXEC_TOKEN",),
+                   limits=Limits(memory="2g", cpus=2.0, pids=100))
+    assert run_argv(spec) == [
+        "run", "--detach", "--rm", "--init",
+        "--name", "codeexec-x-1a2b3c",
+        "--label", "codeexec.managed=1", "--label", "codeexec.session=x",
+        "--user", "10001:10001",
+        "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges",
+        "--read-only",
+        "--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=512m,mode=1777",
+        "--tmpfs", "/workspace:rw,exec,nosuid,nodev,size=512m,uid=10001,gid=10001,mode=0700",
+        "--workdir", "/workspace",
+        "--memory", "2g", "--memory-swap", "2g",
+        "--cpus", "2.0", "--pids-limit", "100",
+        "--network", "bridge",
+        "--publish", "127.0.0.1::8888",
+        "--env", "CODEEXEC_IDLE_TIMEOUT=60.0",
+        "--env", "CODEEXEC_TOKEN",
+        "codeexec-env:abc", "python", "-m", "codeexec_executor", "serve",
+    ]
+
+
+def test_run_argv_network_none_publishes_nothing_and_runtime_is_passed() -> None:
+    spec = RunSpec(image="i", container_name="c", labels={}, network="none", runtime="runsc",
+                   read_only=False)
+    argv = run_argv(spec)
+    assert "--publish" not in argv and "--read-only" not in argv
+    assert argv[argv.index("--network") + 1] == "none"
+    assert argv[argv.index("--runtime") + 1] == "runsc"
+
+
+def test_build_argv_forces_rm_of_failed_steps() -> None:
+    assert build_argv("/ctx", "codeexec-env:1", {"codeexec.image": "1"}, {"HTTP_PROXY": "p"}) == [
+        "build", "--force-rm", "--tag", "codeexec-env:1", "--label", "codeexec.image=1",
+        "--build-arg", "HTTP_PROXY=p", "/ctx",
+    ]
+
+
+@pytest.mark.parametrize(("stderr", "cls", "hint"), [
+    ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker "
+     "daemon running?", DockerNotAvailable, "DOCKER_HOST"),
+    ("permission denied while trying to connect to the Docker daemon socket",
+     DockerNotAvailable, "docker` group"),
+    ("Error: No such container: codeexec-x", NoSuchSession, "codeexec start"),
+    ("Error response from daemon: No such object: abc", NoSuchSession, "codeexec start"),
+    ("Unable to find image 'python:3.12-slim' locally\ndocker: Error response from daemon: "
+     "pull access denied for python", DockerError, "CODEEXEC_BASE_IMAGE"),
+    ("something odd", DockerError, "something odd"),
+])
+def test_classify_recorded_stderr(stderr: str, cls: type[DockerError], hint: str) -> None:
+    err = classify(["docker", "x"], 1, "", stderr, "doing x")
+    assert type(err) is cls
+    assert hint in str(err)
+    assert err.returncode == 1 and err.stderr == stderr
+
+
+def test_missing_binary_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODEEXEC_DOCKER", "/nonexistent/docker")
+    with pytest.raises(DockerNotAvailable, match="CODEEXEC_DOCKER"):
+        Docker().version()
+
+
+def test_token_travels_in_env_never_in_argv(fake: Path) -> None:
+    token = "s3cret-token-value-0123456789"
+    spec = RunSpec(image="i", container_name="c", labels={}, secret_env=("CODEEXEC_TOKEN",))
+    Docker(FAKE).run(spec, {"CODEEXEC_TOKEN": token})
+    (call,) = _calls(fake)
+    assert token not in json.dumps(call["argv"])
+    assert call["token"] == token
+
+
+def test_errors_never_show_the_token(fake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "another-secret-token-abcdef"
+    register_secret(token)
+    monkeypatch.setenv("FAKE_DOCKER_FAIL", "run")
+    monkeypatch.setenv("FAKE_DOCKER_STDERR", f"Error: bad env CODEEXEC_TOKEN={token}\n")
+    spec = RunSpec(image="i", container_name="c", labels={})
+    with pytest.raises(ContainerStartError) as info:
+        Docker(FAKE).run(spec, {"CODEEXEC_TOKEN": token})
+    err = info.value
+    for text in (str(err), repr(err), err.stderr, " ".join(err.argv)):
+        assert token not in text
+
+
+def test_rm_ignores_missing_containers(fake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_FAIL", "rm")
+    monkeypatch.setenv("FAKE_DOCKER_STDERR", "Error: No such container: abc\n")
+    Docker(FAKE).rm("abc")
+    assert _calls(fake)[0]["argv"] == ["rm", "--force", "abc"]
+
+
+def test_timeout_is_a_clear_error(tmp_path: Path) -> None:
+    slow = tmp_path / "slow-docker"
+    slow.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(5)\n")
+    slow.chmod(0o755)
+    with pytest.raises(DockerError, match="did not finish"):
+        Docker(str(slow))._run(["ps"], timeout=0.3)
+
+
+def test_engine_down_maps_to_docker_not_available(fake: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_FAIL", "version")
+    monkeypatch.setenv("FAKE_DOCKER_STDERR", "error during connect: dial unix: no such file\n")
+    with pytest.raises(DockerNotAvailable, match="DOCKER_HOST"):
+        Docker(FAKE).version()
+
+
+def test_published_port_from_recorded_inspect() -> None:
+    data = json.loads(Path(__file__).with_name("fixtures").joinpath("inspect.json").read_text())
+    assert published_port(data[0]) == ("127.0.0.1", 49153)
+
+
+def test_ps_reads_labels_from_inspect(fake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fixture = Path(__file__).with_name("fixtures").joinpath("inspect.json").read_text()
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_PS", "abc\n")
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_CONTAINER", fixture)
+    (info,) = Docker(FAKE).ps({"codeexec.managed": "1"})
+    assert info.name == "analysis"
+    assert info.dependencies == ("numpy==2.*", "pandas<3,>=2")
+    assert info.network == "bridge" and info.status == "running"
+    assert _calls(fake)[0]["argv"] == ["ps", "--quiet", "--no-trunc", "--all",
+                                       "--filter", "label=codeexec.managed=1"]
+
+
+def test_only_docker_module_imports_subprocess() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "codeexec"
+    offenders = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n.split(".")[0] == "subprocess" for n in names) and path.name != "docker.py":
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []
+
+
+def test_env_var_selects_binary(monkeypatch: pytest.MonkeyPatch, fake: Path) -> None:
+    monkeypatch.setenv("CODEEXEC_DOCKER", FAKE)
+    assert Docker().version() == "20.10.24"
+    assert os.path.exists(fake)

@@ -1,0 +1,551 @@
+"""Contract tests for the in-container executor (docs/protocol.md), run as a
+local process: no docker. Driven through raw sockets, not codeexec.client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+EXECUTOR_DIR = Path(__file__).resolve().parent.parent / "executor_image"
+DEADLINE = 20.0
+
+
+def _frame(obj) -> bytes:
+    body = json.dumps(obj).encode("utf-8")
+    return struct.pack(">I", len(body)) + body
+
+
+OPEN_CLIENTS: list = []
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        self.buf = b""
+        OPEN_CLIENTS.append(self)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, obj) -> None:
+        self.sock.sendall(_frame(obj))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _read(self, n: int, deadline: float) -> bytes | None:
+        while len(self.buf) < n:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return None
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def recv(self, timeout: float = DEADLINE):
+        """Next frame, or None at EOF."""
+        deadline = time.monotonic() + timeout
+        header = self._read(4, deadline)
+        if header is None:
+            return None
+        (length,) = struct.unpack(">I", header)
+        body = self._read(length, deadline)
+        assert body is not None, "EOF inside a frame"
+        return json.loads(body)
+
+    def request(self, obj):
+        self.send(obj)
+        return self.recv()
+
+    def exec(self, code: str, id: str = "c", **fields):
+        """Run code; return (events before the result, result)."""
+        self.send({"op": "exec", "id": id, "code": code, **fields})
+        return self.collect(id)
+
+    def collect(self, id: str):
+        events = []
+        while True:
+            frame = self.recv()
+            assert frame is not None, "connection closed before the result"
+            if frame.get("type") == "result" and frame.get("id") == id:
+                return events, frame
+            events.append(frame)
+
+    def wait_stream(self, needle: str) -> list:
+        seen, events = "", []
+        while needle not in seen:
+            frame = self.recv()
+            assert frame is not None
+            events.append(frame)
+            if frame["type"] == "stream":
+                seen += frame["text"]
+        return events
+
+
+def _stdout(events) -> str:
+    return "".join(e["text"] for e in events if e["type"] == "stream" and e["name"] == "stdout")
+
+
+class Executor:
+    def __init__(self, cwd: Path, **env) -> None:
+        self.token = secrets.token_hex(16)
+        full_env = dict(os.environ)
+        full_env.update({
+            "PYTHONPATH": str(EXECUTOR_DIR), "CODEEXEC_TOKEN": self.token,
+            "CODEEXEC_PORT": "0", "CODEEXEC_HOST": "127.0.0.1",
+            "CODEEXEC_INTERRUPT_GRACE": "0.5",
+        })
+        full_env.update({k: str(v) for k, v in env.items()})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "codeexec_executor", "serve"], cwd=str(cwd),
+            env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        self.stderr_lines: list = []
+        self.port_ready = threading.Event()
+        self.port = 0
+        self.reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self.reader.start()
+        assert self.port_ready.wait(DEADLINE), "".join(self.stderr_lines)
+        assert self.port, "".join(self.stderr_lines)
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+            if line.startswith("CODEEXEC_LISTENING "):
+                self.port = int(line.split()[1])
+                self.port_ready.set()
+        self.port_ready.set()
+
+    def connect(self, hello: bool = True) -> Client:
+        client = Client(self.port)
+        if hello:
+            answer = client.request({"op": "hello", "token": self.token, "protocol": 1})
+            assert answer["type"] == "hello", answer
+        return client
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(DEADLINE)
+        self.proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def executor(tmp_path_factory):
+    ex = Executor(tmp_path_factory.mktemp("workspace"))
+    yield ex
+    ex.stop()
+    assert ex.proc.returncode == 0
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    yield
+    while OPEN_CLIENTS:
+        OPEN_CLIENTS.pop().close()
+
+
+@pytest.fixture
+def client(executor):
+    return executor.connect()
+
+
+def _wait_until(predicate, timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def _not_busy(executor) -> None:
+    c = executor.connect()
+    try:
+        _wait_until(lambda: c.request({"op": "ping"})["busy"] is False)
+    finally:
+        c.close()
+
+
+# -- handshake -----------------------------------------------------------------
+
+def test_hello_ok(executor):
+    c = executor.connect(hello=False)
+    answer = c.request({"op": "hello", "token": executor.token, "protocol": 1})
+    assert answer["type"] == "hello" and answer["protocol"] == 1
+    assert answer["executor"] == "1.0.0" and answer["busy"] is False
+    assert answer["python"] == "%d.%d.%d" % sys.version_info[:3]
+    c.close()
+
+
+def test_wrong_token_is_unauthorized_and_closed(executor):
+    c = executor.connect(hello=False)
+    answer = c.request({"op": "hello", "token": "nope", "protocol": 1})
+    assert answer["type"] == "error" and answer["code"] == "unauthorized"
+    assert c.recv() is None
+
+
+def test_op_before_hello_is_unauthorized(executor):
+    c = executor.connect(hello=False)
+    assert c.request({"op": "exec", "id": "x", "code": "1"})["code"] == "unauthorized"
+    assert c.recv() is None
+
+
+def test_protocol_mismatch(executor):
+    c = executor.connect(hello=False)
+    answer = c.request({"op": "hello", "token": executor.token, "protocol": 2})
+    assert answer["code"] == "protocol_mismatch"
+
+
+def test_no_hello_is_closed_after_the_timeout(tmp_path):
+    ex = Executor(tmp_path, CODEEXEC_HELLO_TIMEOUT=0.5)
+    try:
+        c = Client(ex.port)
+        start = time.monotonic()
+        frame = c.recv(timeout=10)
+        if frame is not None:
+            assert frame["code"] == "unauthorized"
+            assert c.recv(timeout=10) is None
+        assert 0.4 < time.monotonic() - start < 5
+        ex.connect().close()  # the server is still fine
+    finally:
+        ex.stop()
+
+
+# -- exec -------------------------------------------------------------------------
+
+def test_exec_value_and_state_persist(client):
+    events, result = client.exec("a = 40\na + 2")
+    assert events == []
+    assert result["status"] == "ok" and result["value"] == "42"
+    assert result["error"] is None and result["truncated"] is False
+    assert result["restarted"] is False and result["duration_ms"] >= 0
+    assert client.exec("a")[1]["value"] == "40"
+    assert client.exec("b = 1")[1]["value"] is None
+    assert client.exec("None")[1]["value"] is None
+
+
+def test_stdout_and_stderr_are_streamed(client):
+    events, result = client.exec("import sys\nprint('out')\nprint('err', file=sys.stderr)")
+    assert result["status"] == "ok"
+    assert {"type": "stream", "id": "c", "name": "stdout", "text": "out\n"} in events
+    assert {"type": "stream", "id": "c", "name": "stderr", "text": "err\n"} in events
+
+
+def test_child_process_output_is_captured(client):
+    events, result = client.exec(
+        "import os, subprocess, sys\nos.system('echo hi')\n"
+        "subprocess.run([sys.executable, '-c', 'print(\"sub\")'])\nNone")
+    assert result["status"] == "ok"
+    assert _stdout(events) == "hi\nsub\n"
+
+
+def test_error_traceback_points_at_the_cell(client):
+    _, result = client.exec("def f():\n    return 1 / 0\n")
+    _, result = client.exec("x = 1\nf()")
+    assert result["status"] == "error"
+    error = result["error"]
+    assert error["ename"] == "ZeroDivisionError" and error["evalue"] == "division by zero"
+    text = "\n".join(error["traceback"])
+    assert error["traceback"][0] == "Traceback (most recent call last):"
+    assert 'File "<cell-' in text and ", line 2, in <module>" in text
+    assert "    return 1 / 0" in text and ", line 2, in f" in text
+    assert "codeexec_executor" not in text and "worker.py" not in text
+    assert error["traceback"][-1] == "ZeroDivisionError: division by zero"
+
+
+def test_syntax_error(client):
+    _, result = client.exec("def f(:\n  pass")
+    assert result["status"] == "error"
+    assert result["error"]["ename"] == "SyntaxError"
+    assert any("<cell-" in line for line in result["error"]["traceback"])
+
+
+def test_system_exit_is_an_error_and_keeps_state(client):
+    client.exec("kept = 5")
+    _, result = client.exec("import sys\nsys.exit(3)")
+    assert result["status"] == "error" and result["error"]["ename"] == "SystemExit"
+    assert client.exec("kept")[1]["value"] == "5"
+
+
+def test_timeout_keeps_the_namespace(client):
+    client.exec("survivor = 'yes'")
+    _, result = client.exec("import time\nwhile True:\n    time.sleep(0.01)", timeout=0.3)
+    assert result["status"] == "timeout" and result["restarted"] is False
+    assert result["error"]["ename"] == "KeyboardInterrupt"
+    assert "worker.py" not in "\n".join(result["error"]["traceback"])
+    assert client.exec("survivor")[1]["value"] == "'yes'"
+
+
+def test_interrupt_op_from_another_connection(executor, client):
+    client.exec("marker = 1")
+    client.send({"op": "exec", "id": "long", "code":
+                 "import time\nprint('started', flush=True)\ntime.sleep(60)"})
+    client.wait_stream("started")
+    other = executor.connect()
+    ack = other.request({"op": "interrupt", "id": "long"})
+    assert ack == {"type": "ack", "op": "interrupt", "id": "long", "running": True}
+    _, result = client.collect("long")
+    assert result["status"] == "interrupted" and result["restarted"] is False
+    assert result["error"]["ename"] == "KeyboardInterrupt"
+    assert client.exec("marker")[1]["value"] == "1"
+    assert other.request({"op": "interrupt", "id": "long"})["running"] is False
+    other.close()
+
+
+def test_code_ignoring_sigint_is_restarted(client):
+    client.exec("lost = 1")
+    _, result = client.exec(
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
+        timeout=0.3)
+    assert result["status"] == "timeout" and result["restarted"] is True
+    assert result["error"]["ename"] == "ExecutorRestarted"
+    assert "all variables and imports are lost" in result["error"]["evalue"]
+    _, result = client.exec("lost")
+    assert result["status"] == "error" and result["error"]["ename"] == "NameError"
+    assert client.exec("1 + 1")[1]["value"] == "2"
+
+
+def test_os_exit_reports_executor_died(client):
+    client.exec("gone = 1")
+    _, result = client.exec("import os\nos._exit(1)")
+    assert result["status"] == "error" and result["restarted"] is True
+    assert result["error"]["ename"] == "ExecutorDied"
+    assert "exited with code 1" in result["error"]["evalue"]
+    assert client.exec("'gone' in dir()")[1]["value"] == "False"
+    assert client.exec("2 * 3")[1]["value"] == "6"
+
+
+def test_sigkill_reports_probable_oom(client):
+    _, result = client.exec("import os\nprint('before')\nos.kill(os.getpid(), 9)")
+    assert result["status"] == "error" and result["restarted"] is True
+    assert "SIGKILL" in result["error"]["evalue"]
+    assert "memory" in result["error"]["evalue"]
+    assert client.exec("7")[1]["value"] == "7"
+
+
+def test_busy_from_a_second_connection(executor, client):
+    client.send({"op": "exec", "id": "slow", "code":
+                 "import time\nprint('go', flush=True)\ntime.sleep(60)"})
+    client.wait_stream("go")
+    other = executor.connect()
+    answer = other.request({"op": "exec", "id": "second", "code": "1"})
+    assert answer["type"] == "error" and answer["code"] == "busy"
+    assert answer["id"] == "second"
+    assert other.request({"op": "ping"}) == {"type": "pong", "busy": True}
+    other.request({"op": "interrupt"})
+    assert client.collect("slow")[1]["status"] == "interrupted"
+    other.close()
+
+
+def test_closing_the_connection_interrupts_its_execution(executor):
+    c = executor.connect()
+    c.send({"op": "exec", "id": "orphan", "code":
+            "import time\nprint('go', flush=True)\ntime.sleep(60)"})
+    c.wait_stream("go")
+    c.close()
+    _not_busy(executor)
+
+
+def test_output_cap(client):
+    events, result = client.exec(
+        "for i in range(2000):\n    print('x' * 99)\nprint('done')", output_limit=10000)
+    assert result["status"] == "ok" and result["truncated"] is True
+    out = _stdout(events)
+    marker = "\n[codeexec: output truncated after 10000 bytes]\n"
+    assert out.endswith(marker) and out.count("[codeexec:") == 1
+    assert len(out) == 10000 + len(marker)
+
+
+def test_output_is_utf8_decoded_across_reads(client):
+    events, result = client.exec(
+        "import os, time\nb = 'é€'.encode()\nos.write(1, b[:1])\ntime.sleep(0.2)\n"
+        "os.write(1, b[1:4])\ntime.sleep(0.2)\nos.write(1, b[4:] + b'\\xff!')\nNone")
+    assert result["status"] == "ok"
+    assert _stdout(events) == "é€\ufffd!"
+
+
+def test_ordering_all_output_before_the_result(client):
+    events, result = client.exec("for i in range(10000):\n    print(i)")
+    assert result["status"] == "ok"
+    assert _stdout(events) == "".join("%d\n" % i for i in range(10000))
+    assert len(events) < 10000  # batched, not one frame per write
+
+
+# -- rich output ------------------------------------------------------------------
+
+RICH = '''
+class Rich:
+    def _repr_html_(self):
+        return "<b>rich</b>"
+    def _repr_png_(self):
+        return b"\\x89PNG fake"
+    def _repr_markdown_(self):
+        raise RuntimeError("broken repr is skipped")
+    def __repr__(self):
+        return "Rich()"
+'''
+
+
+def test_last_value_with_rich_reprs(client):
+    client.exec(RICH)
+    events, result = client.exec("Rich()")
+    assert result["value"] == "Rich()"
+    assert events == [{"type": "display", "id": "c", "data": {
+        "image/png": base64.b64encode(b"\x89PNG fake").decode(),
+        "text/html": "<b>rich</b>", "text/plain": "Rich()"}}]
+
+
+def test_display_builtin(client):
+    client.exec(RICH)
+    events, result = client.exec("print('a')\ndisplay(Rich(), 5)\nprint('b')")
+    assert result["status"] == "ok" and result["value"] is None
+    kinds = [(e["type"], e.get("text") or e.get("data", {}).get("text/plain")) for e in events]
+    assert kinds == [("stream", "a\n"), ("display", "Rich()"), ("display", "5"),
+                     ("stream", "b\n")]
+
+
+def test_matplotlib_figures_are_sent(client):
+    pytest.importorskip("matplotlib")
+    events, result = client.exec(
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nNone")
+    assert result["status"] == "ok"
+    displays = [e for e in events if e["type"] == "display"]
+    assert len(displays) == 1
+    assert base64.b64decode(displays[0]["data"]["image/png"]).startswith(b"\x89PNG")
+    assert client.exec("len(plt.get_fignums())")[1]["value"] == "0"
+
+
+# -- protocol errors --------------------------------------------------------------
+
+def test_oversize_length_prefix_is_too_large(executor):
+    c = executor.connect()
+    c.send_raw(struct.pack(">I", 0xFFFFFFFF) + b"{")
+    answer = c.recv()
+    assert answer["type"] == "error" and answer["code"] == "too_large"
+    assert c.recv() is None
+    executor.connect().close()
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"\xff\xfe", b'"s"'])
+def test_bad_frame_is_answered_then_closed(executor, body):
+    c = executor.connect()
+    c.send_raw(struct.pack(">I", len(body)) + body)
+    answer = c.recv()
+    assert answer["type"] == "error" and answer["code"] == "bad_frame"
+    assert c.recv() is None
+
+
+def test_unknown_op_keeps_the_connection(client):
+    answer = client.request({"op": "frobnicate", "id": 1})
+    assert answer["type"] == "error" and answer["code"] == "unknown_op"
+    assert client.request({"op": "ping"})["type"] == "pong"
+
+
+@pytest.mark.parametrize("req", [
+    {"op": "exec", "id": "b"}, {"op": "exec", "code": "1"},
+    {"op": "exec", "id": "b", "code": "1", "timeout": "soon"},
+    {"op": "get_file", "id": "b"}, {"no": "op"},
+])
+def test_bad_request(client, req):
+    answer = client.request(req)
+    assert answer["type"] == "error" and answer["code"] == "bad_request"
+    assert client.request({"op": "ping"})["type"] == "pong"
+
+
+def test_half_frame_does_not_block_other_clients(executor):
+    stuck = executor.connect()
+    stuck.send_raw(struct.pack(">I", 100) + b'{"op": "pi')
+    other = executor.connect(hello=False)
+    other.send_raw(struct.pack(">I", 1000))  # and no handshake either
+    c = executor.connect()
+    assert c.exec("'still'")[1]["value"] == "'still'"
+    for x in (stuck, other, c):
+        x.close()
+
+
+# -- other ops ----------------------------------------------------------------------
+
+def test_reset_empties_the_namespace(client):
+    client.exec("before_reset = 1")
+    assert client.request({"op": "reset"}) == {"type": "ack", "op": "reset"}
+    assert client.exec("'before_reset' in dir()")[1]["value"] == "False"
+
+
+def test_put_and_get_file(client):
+    data = bytes(range(256)) * 10
+    answer = client.request({"op": "put_file", "id": "p", "path": "sub/dir/f.bin",
+                             "data": base64.b64encode(data).decode(), "mode": 0o600})
+    assert answer == {"type": "ack", "op": "put_file", "id": "p", "size": len(data)}
+    assert client.exec("len(open('sub/dir/f.bin', 'rb').read())")[1]["value"] == "2560"
+    assert client.exec("import os\noct(os.stat('sub/dir/f.bin').st_mode & 0o777)")[1][
+        "value"] == "'0o600'"
+    answer = client.request({"op": "get_file", "id": "g", "path": "sub/dir/f.bin",
+                             "max_bytes": 10000})
+    assert answer["type"] == "file" and answer["size"] == len(data)
+    assert base64.b64decode(answer["data"]) == data
+    answer = client.request({"op": "get_file", "id": "g", "path": "sub/dir/f.bin",
+                             "max_bytes": 100})
+    assert answer["code"] == "too_large" and "2560" in answer["message"]
+    answer = client.request({"op": "get_file", "id": "g", "path": "missing.txt"})
+    assert answer["type"] == "error" and answer["code"] == "not_found"
+    assert answer["id"] == "g"
+    answer = client.request({"op": "get_file", "id": "g", "path": "sub"})
+    assert answer["code"] == "io_error"
+
+
+def test_relay_passes_frames_through(executor):
+    env = dict(os.environ, PYTHONPATH=str(EXECUTOR_DIR), CODEEXEC_PORT=str(executor.port))
+    relay = subprocess.run(
+        [sys.executable, "-m", "codeexec_executor", "relay"], env=env, timeout=DEADLINE,
+        input=_frame({"op": "hello", "token": executor.token, "protocol": 1})
+        + _frame({"op": "ping"}), capture_output=True)
+    assert relay.returncode == 0, relay.stderr
+    out = relay.stdout
+    frames = []
+    while out:
+        (n,) = struct.unpack(">I", out[:4])
+        frames.append(json.loads(out[4:4 + n]))
+        out = out[4 + n:]
+    assert [f["type"] for f in frames] == ["hello", "pong"]
+
+
+def test_idle_timeout_exits(tmp_path):
+    ex = Executor(tmp_path, CODEEXEC_IDLE_TIMEOUT=1)
+    try:
+        c = ex.connect()
+        assert c.exec("1")[1]["status"] == "ok"
+        assert ex.proc.wait(timeout=DEADLINE) == 0
+        assert c.recv() is None
+    finally:
+        ex.stop()
+
+
+def test_sigterm_exits_promptly(tmp_path):
+    ex = Executor(tmp_path)
+    c = ex.connect()
+    c.send({"op": "exec", "id": "s", "code": "import time\nprint('go', flush=True)\n"
+            "time.sleep(60)"})
+    c.wait_stream("go")
+    start = time.monotonic()
+    ex.proc.terminate()
+    assert ex.proc.wait(timeout=DEADLINE) == 0
+    assert time.monotonic() - start < 3

@@ -286,6 +286,8 @@ class Docker:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
         if returncode != 0:
             log_tail = "\n".join(tail[-40:])
             if not timer.is_alive() and returncode < 0:

@@ -325,12 +325,14 @@ class ExecutorClient:
             return  # only interrupt() gives up: an interrupt is being sent already
         try:
             self._transport.send(data, deadline)
-        except TimeoutError as exc:
-            raise self._lost("the executor stopped reading") from exc
+            return
         except OSError as exc:
-            raise self._lost(str(exc) or type(exc).__name__) from exc
+            failure = exc  # mapped below, once the lock that close() takes is released
         finally:
             self._write_lock.release()
+        timed_out = isinstance(failure, TimeoutError)
+        why = "the executor stopped reading" if timed_out else _describe(failure)
+        raise self._lost(why) from failure
 
     def _read(self, deadline: float | None, what: str) -> protocol.Frame:
         if self._closed:
@@ -339,15 +341,13 @@ class ExecutorClient:
         self._reading = True
         try:
             frame = protocol.read_frame(self._transport, self.frame_limit)
-        except TimeoutError as exc:
-            raise self._lost(f"no {what} arrived in time") from exc
-        except ConnectionLost as exc:
-            raise self._lost(str(exc)) from exc
-        except ProtocolError:
-            self.close()  # the stream can no longer be trusted
-            raise
-        except OSError as exc:
-            raise self._lost(str(exc) or type(exc).__name__) from exc
+        except (OSError, ConnectionLost, ProtocolError) as exc:
+            self._reading = False  # before close(), which waits for a reader
+            if isinstance(exc, ProtocolError):
+                self.close()  # the stream can no longer be trusted
+                raise
+            timed_out = isinstance(exc, TimeoutError)
+            raise self._lost(f"no {what} arrived in time" if timed_out else _describe(exc)) from exc
         finally:
             self._reading = False
         if frame is None:
@@ -374,12 +374,12 @@ class ExecutorClient:
         code = str(frame.get("code") or "error")
         if code == "busy":
             raise self._busy()
-        if code in ("too_large", "bad_frame"):
-            self.close()  # the executor closes the connection after these
-        elif code in _FILE_ERRORS and what.startswith(("upload", "download")):
+        if code in _FILE_ERRORS and frame.get("id") and what.startswith(("upload", "download")):
             raise FileTransferError(
                 f"the {what} in {self._label} failed ({_detail(frame)})", code=code
             )
+        if code in ("too_large", "bad_frame"):
+            self.close()  # a refused frame: the executor closes the connection
         raise ProtocolError(f"the executor of {self._label} refused the {what} ({_detail(frame)})")
 
     def _exec_item(self, frame: protocol.Frame, exec_id: str) -> protocol.Event | None:
@@ -410,6 +410,10 @@ class ExecutorClient:
             raise
         finally:
             self._current_id = None
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 def _detail(frame: protocol.Frame) -> str:

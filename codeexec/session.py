@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Literal
 
@@ -33,7 +35,9 @@ from .errors import (
     ConnectionLost,
     ContainerStartError,
     DockerError,
+    FileTransferError,
     HandshakeError,
+    InvalidDependency,
     NoSuchSession,
     SessionBusy,
     SessionExists,
@@ -48,6 +52,27 @@ DEFAULT_IDLE_TIMEOUT = 3600.0
 READY_TIMEOUT = 30.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _RELAY = ("python", "-m", "codeexec_executor", "relay")
+MAX_FILE_BYTES = 32 * 2**20  # one transfer travels in one frame (base64 inside 64 MiB)
+SITE_DIR = "/tmp/.codeexec-site"  # runtime installs; on PYTHONPATH in the image
+_INSTALL_CODE = """\
+def __codeexec_install():
+    import importlib, subprocess, sys
+    rc = subprocess.call([sys.executable, "-m", "pip", "install", "--no-input",
+                          "--disable-pip-version-check", "--no-cache-dir",
+                          "--progress-bar", "off", "--target", {target!r}, *{packages!r}])
+    if {target!r} not in sys.path:
+        sys.path.insert(1, {target!r})
+    sys.path_importer_cache.pop({target!r}, None)
+    importlib.invalidate_caches()
+    if rc:
+        class InstallError(Exception):
+            pass
+        raise InstallError(f"pip exited with status {{rc}}: see the output above")
+try:
+    __codeexec_install()
+finally:
+    del __codeexec_install
+"""
 
 
 def validate_name(name: str) -> str:
@@ -326,6 +351,80 @@ class ContainerSession:
     def ping(self) -> dict[str, Any]:
         """Ask the executor for its state (``busy``) without running code."""
         return self._ensure_client().ping()
+
+    # -- files and packages -------------------------------------------------------
+    def write_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> int:
+        """Write ``data`` to ``remote_path`` in the container (relative to /workspace).
+
+        Raises:
+            FileTransferError: too large (over ``MAX_FILE_BYTES``) or not writable there.
+        """
+        if len(data) > MAX_FILE_BYTES:
+            raise FileTransferError(
+                f"{len(data) / 2**20:.1f} MiB is over the {MAX_FILE_BYTES // 2**20} MiB "
+                "limit for one file transfer; split it, or install it with the image")
+        with self._exclusive():
+            return self._ensure_client().put_file(remote_path, data, mode)
+
+    def read_file(self, remote_path: str, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+        """The bytes of ``remote_path`` in the container (relative to /workspace).
+
+        Raises:
+            FileTransferError: missing, larger than ``max_bytes``, or unreadable.
+        """
+        with self._exclusive():
+            return self._ensure_client().get_file(remote_path, min(max_bytes, MAX_FILE_BYTES))
+
+    def upload(self, local_path: str | os.PathLike[str], remote_path: str) -> int:
+        """Copy a host file into the container; returns the bytes written."""
+        path = Path(local_path)
+        try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise FileTransferError(
+                    f"{path} is {size / 2**20:.1f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB "
+                    "limit for one file transfer")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise FileTransferError(f"cannot read {path}: {exc.strerror}") from None
+        return self.write_file(remote_path, data, mode=path.stat().st_mode & 0o777)
+
+    def download(self, remote_path: str, local_path: str | os.PathLike[str], *,
+                 max_bytes: int = MAX_FILE_BYTES) -> Path:
+        """Copy a file out of the container to ``local_path`` (a directory keeps the name)."""
+        data = self.read_file(remote_path, max_bytes=max_bytes)
+        target = Path(local_path)
+        if target.is_dir():
+            target = target / PurePosixPath(remote_path).name
+        try:
+            target.write_bytes(data)
+        except OSError as exc:
+            raise FileTransferError(f"cannot write {target}: {exc.strerror}") from None
+        return target
+
+    def install(self, packages: Sequence[str], *, timeout: float | None = 600.0,
+                on_output: Callable[[str, str], None] | None = None,
+                allow_urls: bool = False) -> ExecResult:
+        """Install packages into the running session; they import without a restart.
+
+        The requirement strings are validated like those given to :meth:`start`.
+        pip runs inside the container with the host's index settings and CA bundle
+        (baked into the image); packages land in ``/tmp/.codeexec-site``. Returns pip's
+        run as an ``ExecResult`` (``status="error"``, ename ``InstallError`` if it failed).
+
+        Raises:
+            InvalidDependency: a string is not a plain requirement (nothing ran).
+            CodeexecError: the session has no network (``network="none"``).
+        """
+        specs = images.normalize_dependencies(packages, allow_urls=allow_urls)
+        if not specs:
+            raise InvalidDependency("install() needs at least one package")
+        if self.info.network == "none":
+            raise CodeexecError(
+                f"session {self.name!r} runs with network 'none', so it cannot download "
+                "packages; start a session with them as dependencies instead")
+        code = _INSTALL_CODE.format(packages=list(specs), target=SITE_DIR)
+        return self.execute(code, timeout=timeout, on_output=on_output)
 
     # -- internals ----------------------------------------------------------------
     def _timeout(self, timeout: float | None) -> float | None:

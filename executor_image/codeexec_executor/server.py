@@ -7,7 +7,6 @@ half-sent frame or a client that does not read never blocks anyone else.
 
 from __future__ import annotations
 
-import codecs
 import hmac
 import os
 import platform
@@ -18,15 +17,12 @@ import sys
 import time
 
 from . import __version__, files, framing
-from .workerproc import WorkerProcess, describe_status
+from .runner import Runner, log
 
 PROTOCOL = 1
 RECV_SIZE = 256 * 1024
 SEND_BUFFER_LIMIT = 64 * 1024 * 1024
 LINGER = 2.0  # seconds to drain a client's unread bytes before closing
-DRAIN_READS = 64  # bounded drain: more than a pipe buffer, never endless
-RESTARTED = ("the code did not stop after an interrupt, so the Python process was "
-             "restarted: all variables and imports are lost")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -34,11 +30,6 @@ def _env_float(name: str, default: float) -> float:
         return float(os.environ.get(name, default))
     except ValueError:
         return default
-
-
-def log(message: str) -> None:
-    sys.stderr.write("codeexec: %s\n" % message)
-    sys.stderr.flush()
 
 
 class Conn:
@@ -54,24 +45,6 @@ class Conn:
         self.closed = False
 
 
-class Exec:
-    def __init__(self, conn: Conn, req_id, timeout, limit: int):
-        self.conn: Conn | None = conn
-        self.id = req_id
-        self.start = time.monotonic()
-        self.timeout = timeout
-        self.deadline = None if timeout is None else self.start + timeout
-        self.limit = limit
-        self.used = 0
-        self.truncated = False
-        self.reason: str | None = None  # "timeout" | "interrupted" | "disconnected"
-        self.kill_at: float | None = None
-        self.decoders = {
-            name: codecs.getincrementaldecoder("utf-8")(errors="replace")
-            for name in ("stdout", "stderr")
-        }
-
-
 class Server:
     def __init__(self, token: str) -> None:
         self.token = token.encode("utf-8")
@@ -79,13 +52,13 @@ class Server:
         self.port = int(os.environ.get("CODEEXEC_PORT", "8888"))
         self.idle_timeout = _env_float("CODEEXEC_IDLE_TIMEOUT", 0.0)
         self.hello_timeout = _env_float("CODEEXEC_HELLO_TIMEOUT", 5.0)
-        self.grace = _env_float("CODEEXEC_INTERRUPT_GRACE", 2.0)
         self.frame_limit = framing.frame_limit_from_env()
-        self.output_limit = int(_env_float("CODEEXEC_OUTPUT_LIMIT", 16 * 1024 * 1024))
         self.sel = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
-        self.worker: WorkerProcess | None = None
-        self.exec: Exec | None = None
+        self.runner = Runner(
+            self.sel, self.send, self.frame_limit,
+            int(_env_float("CODEEXEC_OUTPUT_LIMIT", 16 * 1024 * 1024)),
+            _env_float("CODEEXEC_INTERRUPT_GRACE", 2.0))
         self.stopping = False
         self.last_activity = time.monotonic()
 
@@ -108,19 +81,22 @@ class Server:
             signal.signal(sig, self._on_stop_signal)
         sys.stderr.write("CODEEXEC_LISTENING %d\n" % listener.getsockname()[1])
         sys.stderr.flush()
-        self._start_worker()
+        self.runner.start_worker()
         try:
             while not self.stopping:
-                self._reap()
+                self.runner.reap()
                 if self._tick():
                     break
                 for key, mask in self.sel.select(self._next_timeout()):
                     self._on_event(key.data, mask)
         finally:
-            if self.worker is not None:
-                self.worker.kill()
-            self._reap()
+            if self.runner.worker is not None:
+                self.runner.worker.kill()
+            self.runner.reap()
         return 0
+
+    def _last_activity(self) -> float:
+        return max(self.last_activity, self.runner.last_done)
 
     def _on_stop_signal(self, signum, frame) -> None:
         self.stopping = True
@@ -134,12 +110,8 @@ class Server:
                 self._flush(obj)
             if mask & selectors.EVENT_READ and not obj.closed:
                 self._on_readable(obj)
-        elif kind == "pipe":
-            if self.worker is not None and self.worker.pid == obj[0]:
-                self._read_pipe(obj[1])
-        elif kind == "ctrl":
-            if self.worker is not None and self.worker.pid == obj:
-                self._read_ctrl()
+        elif kind in ("pipe", "ctrl"):
+            self.runner.on_event(kind, obj)
         elif kind == "listen":
             self._accept(obj)
         elif kind == "wake":
@@ -154,14 +126,9 @@ class Server:
         deadlines = [c.hello_deadline for c in self.conns
                      if not c.authed and not c.closing]
         deadlines += [c.close_at for c in self.conns if c.close_at is not None]
-        ex = self.exec
-        if ex is not None:
-            if ex.reason is None and ex.deadline is not None:
-                deadlines.append(ex.deadline)
-            if ex.kill_at is not None:
-                deadlines.append(ex.kill_at)
-        elif self.idle_timeout > 0:
-            deadlines.append(self.last_activity + self.idle_timeout)
+        deadlines += self.runner.deadlines()
+        if self.runner.exec is None and self.idle_timeout > 0:
+            deadlines.append(self._last_activity() + self.idle_timeout)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - now)
@@ -175,14 +142,9 @@ class Server:
             elif not conn.authed and not conn.closing and now >= conn.hello_deadline:
                 self._fail(conn, "unauthorized",
                            "no valid hello within %g s" % self.hello_timeout)
-        ex = self.exec
-        if ex is not None:
-            if ex.reason is None and ex.deadline is not None and now >= ex.deadline:
-                self._interrupt("timeout")
-            elif ex.kill_at is not None and now >= ex.kill_at:
-                status = "timeout" if ex.reason == "timeout" else "interrupted"
-                self._replace_worker(status, "ExecutorRestarted", RESTARTED)
-        elif self.idle_timeout > 0 and now - self.last_activity >= self.idle_timeout:
+        self.runner.tick(now)
+        if (self.runner.exec is None and self.idle_timeout > 0
+                and now - self._last_activity() >= self.idle_timeout):
             log("idle for %g s, exiting" % self.idle_timeout)
             return True
         return False
@@ -288,10 +250,7 @@ class Server:
             pass
         conn.sock.close()
         conn.out = bytearray()
-        ex = self.exec
-        if ex is not None and ex.conn is conn:
-            ex.conn = None  # the result has nowhere to go: stop the code
-            self._interrupt("disconnected")
+        self.runner.detach(conn)
 
     # -- requests --------------------------------------------------------
 
@@ -325,17 +284,17 @@ class Server:
             "type": "hello", "protocol": PROTOCOL,
             "python": platform.python_version(), "executor": __version__,
             "pid": os.getpid(),
-            "worker_pid": self.worker.pid if self.worker is not None else None,
-            "busy": self.exec is not None,
+            "worker_pid": getattr(self.runner.worker, "pid", None),
+            "busy": self.runner.exec is not None,
         })
 
     def _op_ping(self, conn: Conn, req: dict) -> None:
-        self.send(conn, {"type": "pong", "busy": self.exec is not None})
+        self.send(conn, {"type": "pong", "busy": self.runner.exec is not None})
 
     def _op_exec(self, conn: Conn, req: dict) -> None:
         req_id, code = req.get("id"), req.get("code")
         timeout, limit = req.get("timeout"), req.get("output_limit")
-        if self.exec is not None:
+        if self.runner.exec is not None:
             self._error(conn, "busy", "another execution is running", req_id)
             return
         problem = None
@@ -352,36 +311,19 @@ class Server:
         if problem:
             self._error(conn, "bad_request", problem, req_id)
             return
-        self.exec = Exec(conn, req_id, timeout,
-                         self.output_limit if limit is None else limit)
-        if self.worker is None and not self._start_worker():
-            self._finish("error", None, {
-                "ename": "ExecutorUnavailable", "evalue":
-                "the Python process that runs code could not be started",
-                "traceback": []}, restarted=True)
-            return
-        try:
-            self.worker.send_exec(code)
-        except OSError:
-            self._worker_lost()
+        self.runner.begin(conn, req_id, code, timeout, limit)
 
     def _op_interrupt(self, conn: Conn, req: dict) -> None:
-        ex = self.exec
+        ex = self.runner.exec
         req_id = req.get("id")
         running = ex is not None and (req_id is None or req_id == ex.id)
         if running:
-            self._interrupt("interrupted")
+            self.runner.interrupt("interrupted")
         self.send(conn, {"type": "ack", "op": "interrupt", "id": req_id,
                          "running": running})
 
     def _op_reset(self, conn: Conn, req: dict) -> None:
-        if self.exec is not None:
-            self._replace_worker("interrupted", "ExecutorRestarted",
-                                 "the session was reset: all variables and "
-                                 "imports are lost")
-        else:
-            self._kill_worker()
-            self._start_worker()
+        self.runner.reset()
         self.send(conn, {"type": "ack", "op": "reset"})
 
     def _op_put_file(self, conn: Conn, req: dict) -> None:
@@ -392,181 +334,6 @@ class Server:
         self.send(conn, files.get_file(req, default))
 
     # -- the worker ------------------------------------------------------
-
-    def _start_worker(self) -> bool:
-        try:
-            worker = WorkerProcess(self.frame_limit)
-        except OSError as exc:
-            log("could not start the worker: %s" % exc)
-            return False
-        self.worker = worker
-        self.sel.register(worker.ctrl_r, selectors.EVENT_READ, ("ctrl", worker.pid))
-        for name, fd in worker.pipes.items():
-            self.sel.register(fd, selectors.EVENT_READ, ("pipe", (worker.pid, name)))
-        return True
-
-    def _kill_worker(self) -> WorkerProcess | None:
-        """Detach the worker: drain what it wrote, SIGKILL its group, close."""
-        worker = self.worker
-        if worker is None:
-            return None
-        for name in list(worker.pipes):
-            self._drain(name)
-        self.worker = None
-        worker.kill()
-        for fd in (worker.ctrl_r, *worker.pipes.values()):
-            try:
-                self.sel.unregister(fd)
-            except (KeyError, ValueError):
-                pass
-        worker.close_fds()
-        return worker
-
-    def _replace_worker(self, status: str, ename: str, evalue: str) -> None:
-        self._kill_worker()
-        self._start_worker()
-        if self.exec is not None:
-            self._finish(status, None, {"ename": ename, "evalue": evalue,
-                                        "traceback": []}, restarted=True)
-
-    def _worker_lost(self) -> None:
-        """The worker died on its own (or closed its control pipe)."""
-        worker = self.worker
-        if worker is None:
-            return
-        status = worker.wait_status(1.0)
-        if status is None:  # alive but deaf: make it dead
-            worker.kill()
-            status = worker.wait_status(5.0)
-        how = describe_status(status) if status is not None else "stopped answering"
-        young = time.monotonic() - worker.started < 1.0
-        self._kill_worker()
-        log("the worker %s" % how)
-        if self.exec is not None:
-            self._finish("error", None, {
-                "ename": "ExecutorDied",
-                "evalue": "the Python process running the code %s, so it was "
-                          "restarted: all variables and imports are lost" % how,
-                "traceback": []}, restarted=True)
-            self._start_worker()
-        elif not young:
-            self._start_worker()  # else: crash loop guard, start on next exec
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if self.worker is not None and pid == self.worker.pid:
-                self.worker.set_status(status)
-                self._worker_lost()
-
-    def _interrupt(self, reason: str) -> None:
-        ex = self.exec
-        if ex is None:
-            return
-        if ex.reason is None:
-            ex.reason = reason
-            ex.kill_at = time.monotonic() + self.grace
-        if self.worker is not None:
-            self.worker.interrupt()
-
-    def _read_ctrl(self) -> None:
-        worker = self.worker
-        data = worker.read_ctrl()
-        if data == b"":
-            return
-        if data is None:
-            self._worker_lost()
-            return
-        worker.decoder.feed(data)
-        while self.worker is worker:
-            try:
-                frame = worker.decoder.next_frame()
-            except framing.FrameError:
-                log("the worker sent a bad frame")
-                worker.kill()
-                self._worker_lost()
-                return
-            if frame is None:
-                return
-            if self.exec is None:
-                continue  # output of background threads between executions
-            # Everything the worker printed before this frame is in the pipes.
-            for name in list(worker.pipes):
-                self._drain(name)
-            if frame.get("type") == "display":
-                self.send(self.exec.conn, {"type": "display", "id": self.exec.id,
-                                           "data": frame.get("data") or {}})
-            elif frame.get("type") == "result":
-                self._finish(frame.get("status", "error"), frame.get("value"),
-                             frame.get("error"))
-
-    def _drain(self, name: str) -> None:
-        for _ in range(DRAIN_READS):
-            if not self._read_pipe(name):
-                return
-
-    def _read_pipe(self, name: str) -> bool:
-        """Read one chunk of worker output; False when nothing more is ready."""
-        worker = self.worker
-        if name not in worker.pipes:
-            return False
-        data = worker.read_pipe(name)
-        if data is None:  # EOF: the worker (and its children) closed it
-            fd = worker.pipes.pop(name)
-            self.sel.unregister(fd)
-            os.close(fd)
-            return False
-        if data:
-            self._on_output(name, data)
-        return bool(data)
-
-    def _on_output(self, name: str, data: bytes) -> None:
-        ex = self.exec
-        if ex is None or ex.truncated:
-            return  # between executions, or past the cap: read and discard
-        room = ex.limit - ex.used
-        if len(data) > room:
-            data = data[:room]
-            ex.truncated = True
-        ex.used += len(data)
-        text = ex.decoders[name].decode(data, final=ex.truncated)
-        if text:
-            self._stream(name, text)
-        if ex.truncated:
-            self._stream(name, "\n[codeexec: output truncated after %d bytes]\n"
-                         % ex.limit)
-
-    def _stream(self, name: str, text: str) -> None:
-        ex = self.exec
-        self.send(ex.conn, {"type": "stream", "id": ex.id, "name": name, "text": text})
-
-    def _finish(self, status: str, value, error, restarted: bool = False) -> None:
-        ex = self.exec
-        if not ex.truncated:
-            for name, decoder in ex.decoders.items():
-                text = decoder.decode(b"", final=True)
-                if text:
-                    self._stream(name, text)
-        if ex.reason == "timeout":
-            status = "timeout"
-            if error is None or error.get("ename") == "KeyboardInterrupt":
-                error = dict(error or {"ename": "KeyboardInterrupt", "traceback": []})
-                error["evalue"] = "the execution timed out after %g s" % ex.timeout
-        elif ex.reason is not None and status != "error":
-            status = "interrupted"
-        self.exec = None
-        self.last_activity = time.monotonic()
-        self.send(ex.conn, {
-            "type": "result", "id": ex.id, "status": status, "value": value,
-            "error": error, "duration_ms": round((time.monotonic() - ex.start) * 1000, 3),
-            "truncated": ex.truncated, "restarted": restarted,
-        })
-
 
 def main() -> int:
     token = os.environ.get("CODEEXEC_TOKEN", "")

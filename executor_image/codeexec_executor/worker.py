@@ -2,8 +2,9 @@
 
 Started by the supervisor as `python -m codeexec_executor worker` in its own
 process group. fds 1 and 2 are pipes the supervisor reads; the control pipes
-(numbers in CODEEXEC_CTRL_FDS="<read>,<write>") carry frames: `exec` in,
-`display` and `result` out. SIGINT raises KeyboardInterrupt only while user
+(numbers in CODEEXEC_CTRL_FDS="<read>,<write>,<ack>") carry frames: `exec` in,
+`display` and `result` out; the ack pipe releases a display() call once the
+supervisor has forwarded the output printed before it. SIGINT raises KeyboardInterrupt only while user
 code runs; between cells it is ignored.
 """
 
@@ -17,6 +18,7 @@ import io
 import json
 import linecache
 import os
+import select
 import signal
 import site
 import sys
@@ -68,9 +70,11 @@ def _text_stream(fd: int) -> io.TextIOWrapper:
 
 
 class Worker:
-    def __init__(self, ctrl_in: int, ctrl_out: int) -> None:
+    def __init__(self, ctrl_in: int, ctrl_out: int, ack_in: int) -> None:
         self.ctrl_in = ctrl_in
         self.ctrl_out = ctrl_out
+        self.ack_in = ack_in
+        self.main_thread = threading.current_thread()
         self.frame_limit = framing.frame_limit_from_env()
         self.send_lock = threading.Lock()
         self.running = False
@@ -96,11 +100,17 @@ class Worker:
 
     def display(self, *objs) -> None:
         """Show rich representations of objects (like IPython's display())."""
+        # In the cell's own thread, wait until the supervisor has forwarded
+        # what was printed before, so the display keeps its place in the output.
+        sync = self.running and threading.current_thread() is self.main_thread
         for obj in objs:
-            self.send_display(mime_bundle(obj))
+            self.send_display(mime_bundle(obj), sync)
 
-    def send_display(self, data: dict) -> None:
+    def send_display(self, data: dict, sync: bool = False) -> None:
         frame = {"type": "display", "data": data}
+        if sync:
+            self._drain_acks()
+            frame["sync"] = True
         size = len(framing.encode_body(frame))
         if size > self.frame_limit - 4096:
             frame["data"] = {
@@ -108,6 +118,21 @@ class Worker:
                 "larger than the frame limit]" % size
             }
         self.send(frame)
+        if sync:
+            while not select.select([self.ack_in], [], [])[0] or not self._drain_acks():
+                pass
+
+    def _drain_acks(self) -> bool:
+        """Read pending ack bytes (stale ones from an interrupted display too)."""
+        got = False
+        while True:
+            try:
+                data = os.read(self.ack_in, 64)
+            except BlockingIOError:
+                return got
+            if not data:
+                raise BrokenPipeError("the supervisor is gone")
+            got = True
 
     # -- cells -----------------------------------------------------------
 
@@ -288,14 +313,16 @@ def mime_bundle(obj) -> dict:
 def main() -> int:
     fds = os.environ.pop("CODEEXEC_CTRL_FDS", "")
     try:
-        ctrl_in, ctrl_out = (int(x) for x in fds.split(","))
+        ctrl_in, ctrl_out, ack_in = (int(x) for x in fds.split(","))
     except ValueError:
         sys.stderr.write("codeexec worker: CODEEXEC_CTRL_FDS is not set\n")
         return 2
     # Children the user starts must not inherit (and hold open) the control pipes.
     os.set_inheritable(ctrl_in, False)
     os.set_inheritable(ctrl_out, False)
-    worker = Worker(ctrl_in, ctrl_out)
+    os.set_inheritable(ack_in, False)
+    os.set_blocking(ack_in, False)
+    worker = Worker(ctrl_in, ctrl_out, ack_in)
     worker._install_sigint()
     sys.stdout = sys.__stdout__ = _text_stream(1)
     sys.stderr = sys.__stderr__ = _text_stream(2)

@@ -42,33 +42,36 @@ class WorkerProcess:
     """One worker: a `python -m codeexec_executor worker` in its own session.
 
     ctrl_w (blocking) carries exec frames to it; ctrl_r, and the stdout/stderr
-    pipes (all non-blocking) are read by the supervisor's select loop.
+    pipes (all non-blocking) are read by the supervisor's select loop. ack_w
+    gets one byte per synchronous display frame, once everything the worker
+    printed before it has been forwarded (so display() keeps its place).
     """
 
     def __init__(self, frame_limit: int) -> None:
         to_worker_r, self.ctrl_w = os.pipe()
+        ack_r, self.ack_w = os.pipe()
         self.ctrl_r, from_worker_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         env = dict(os.environ)
         env.pop("CODEEXEC_TOKEN", None)  # user code has no use for the session token
-        env["CODEEXEC_CTRL_FDS"] = "%d,%d" % (to_worker_r, from_worker_w)
+        env["CODEEXEC_CTRL_FDS"] = "%d,%d,%d" % (to_worker_r, from_worker_w, ack_r)
         env.setdefault("MPLBACKEND", "Agg")
         env.setdefault("PYTHONUNBUFFERED", "1")
-        child_ends = (to_worker_r, from_worker_w, out_w, err_w)
+        child_ends = (to_worker_r, from_worker_w, ack_r, out_w, err_w)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "codeexec_executor", "worker"],
                 stdin=subprocess.DEVNULL,
                 stdout=out_w,
                 stderr=err_w,
-                pass_fds=(to_worker_r, from_worker_w),
+                pass_fds=(to_worker_r, from_worker_w, ack_r),
                 start_new_session=True,
                 preexec_fn=_ignore_sigint,
                 env=env,
             )
         except BaseException:
-            for fd in child_ends + (self.ctrl_w, self.ctrl_r, out_r, err_r):
+            for fd in child_ends + (self.ctrl_w, self.ack_w, self.ctrl_r, out_r, err_r):
                 os.close(fd)
             raise
         for fd in child_ends:
@@ -77,7 +80,7 @@ class WorkerProcess:
         self.started = time.monotonic()
         self.status: int | None = None  # wait status once reaped
         self.pipes = {"stdout": out_r, "stderr": err_r}
-        for fd in (self.ctrl_r, out_r, err_r):
+        for fd in (self.ctrl_r, self.ack_w, out_r, err_r):
             os.set_blocking(fd, False)
         self.decoder = framing.FrameDecoder(limit=2 * frame_limit)
 
@@ -85,6 +88,12 @@ class WorkerProcess:
         """Hand a cell to the worker; raises OSError if it is gone. Blocking is
         fine: between cells the worker's main thread is always reading."""
         framing.write_frame_fd(self.ctrl_w, {"op": "exec", "code": code})
+
+    def ack(self) -> None:
+        try:
+            os.write(self.ack_w, b"\0")
+        except OSError:  # gone, or (impossibly) a full pipe: never block
+            pass
 
     def interrupt(self) -> None:
         try:
@@ -150,7 +159,7 @@ class WorkerProcess:
         )
 
     def close_fds(self) -> None:
-        for fd in (self.ctrl_w, self.ctrl_r, *self.pipes.values()):
+        for fd in (self.ctrl_w, self.ack_w, self.ctrl_r, *self.pipes.values()):
             try:
                 os.close(fd)
             except OSError:

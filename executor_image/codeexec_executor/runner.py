@@ -1,0 +1,292 @@
+"""The execution side of the supervisor: the worker process, the running
+execution, its output (batched, capped, decoded) and its result."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import selectors
+import sys
+import time
+
+from . import framing
+from .workerproc import WorkerProcess, describe_status
+
+DRAIN_READS = 64  # bounded drain: more than a pipe buffer, never endless
+RESTARTED = ("the code did not stop after an interrupt, so the Python process was "
+             "restarted: all variables and imports are lost")
+
+
+def log(message: str) -> None:
+    sys.stderr.write("codeexec: %s\n" % message)
+    sys.stderr.flush()
+
+
+class Exec:
+    def __init__(self, conn, req_id, timeout, limit: int):
+        self.conn = conn
+        self.id = req_id
+        self.start = time.monotonic()
+        self.timeout = timeout
+        self.deadline = None if timeout is None else self.start + timeout
+        self.limit = limit
+        self.used = 0
+        self.truncated = False
+        self.reason: str | None = None  # "timeout" | "interrupted" | "disconnected"
+        self.kill_at: float | None = None
+        self.decoders = {
+            name: codecs.getincrementaldecoder("utf-8")(errors="replace")
+            for name in ("stdout", "stderr")
+        }
+
+
+class Runner:
+    """Owns the worker and at most one execution. `send(conn, frame)` delivers
+    frames to a client connection (None: nowhere, the result is discarded)."""
+
+    def __init__(self, sel: selectors.BaseSelector, send, frame_limit: int,
+                 output_limit: int, grace: float) -> None:
+        self.sel = sel
+        self.send = send
+        self.frame_limit = frame_limit
+        self.output_limit = output_limit
+        self.grace = grace
+        self.worker: WorkerProcess | None = None
+        self.exec: Exec | None = None
+        self.last_done = time.monotonic()
+
+    def on_event(self, kind: str, obj) -> None:
+        if kind == "pipe":
+            if self.worker is not None and self.worker.pid == obj[0]:
+                self._read_pipe(obj[1])
+        elif kind == "ctrl":
+            if self.worker is not None and self.worker.pid == obj:
+                self._read_ctrl()
+
+    def deadlines(self) -> list:
+        ex = self.exec
+        if ex is None:
+            return []
+        if ex.kill_at is not None:
+            return [ex.kill_at]
+        return [] if ex.deadline is None else [ex.deadline]
+
+    def tick(self, now: float) -> None:
+        ex = self.exec
+        if ex is None:
+            return
+        if ex.reason is None and ex.deadline is not None and now >= ex.deadline:
+            self.interrupt("timeout")
+        elif ex.kill_at is not None and now >= ex.kill_at:
+            status = "timeout" if ex.reason == "timeout" else "interrupted"
+            self._replace_worker(status, "ExecutorRestarted", RESTARTED)
+
+    def begin(self, conn, req_id, code: str, timeout, limit) -> None:
+        self.exec = Exec(conn, req_id, timeout,
+                         self.output_limit if limit is None else limit)
+        if self.worker is None and not self.start_worker():
+            self._finish("error", None, {
+                "ename": "ExecutorUnavailable", "evalue":
+                "the Python process that runs code could not be started",
+                "traceback": []}, restarted=True)
+            return
+        try:
+            self.worker.send_exec(code)
+        except OSError:
+            self._worker_lost()
+
+    def reset(self) -> None:
+        if self.exec is not None:
+            self._replace_worker("interrupted", "ExecutorRestarted",
+                                 "the session was reset: all variables and "
+                                 "imports are lost")
+        else:
+            self.kill_worker()
+            self.start_worker()
+
+    def detach(self, conn) -> None:
+        """The connection closed: stop its execution, discard the result."""
+        ex = self.exec
+        if ex is not None and ex.conn is conn:
+            ex.conn = None
+            self.interrupt("disconnected")
+
+    def start_worker(self) -> bool:
+        try:
+            worker = WorkerProcess(self.frame_limit)
+        except OSError as exc:
+            log("could not start the worker: %s" % exc)
+            return False
+        self.worker = worker
+        self.sel.register(worker.ctrl_r, selectors.EVENT_READ, ("ctrl", worker.pid))
+        for name, fd in worker.pipes.items():
+            self.sel.register(fd, selectors.EVENT_READ, ("pipe", (worker.pid, name)))
+        return True
+
+    def kill_worker(self) -> WorkerProcess | None:
+        """Detach the worker: drain what it wrote, SIGKILL its group, close."""
+        worker = self.worker
+        if worker is None:
+            return None
+        for name in list(worker.pipes):
+            self._drain(name)
+        self.worker = None
+        worker.kill()
+        for fd in (worker.ctrl_r, *worker.pipes.values()):
+            try:
+                self.sel.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+        worker.close_fds()
+        return worker
+
+    def _replace_worker(self, status: str, ename: str, evalue: str) -> None:
+        self.kill_worker()
+        self.start_worker()
+        if self.exec is not None:
+            self._finish(status, None, {"ename": ename, "evalue": evalue,
+                                        "traceback": []}, restarted=True)
+
+    def _worker_lost(self) -> None:
+        """The worker died on its own (or closed its control pipe)."""
+        worker = self.worker
+        if worker is None:
+            return
+        status = worker.wait_status(1.0)
+        if status is None:  # alive but deaf: make it dead
+            worker.kill()
+            status = worker.wait_status(5.0)
+        how = describe_status(status) if status is not None else "stopped answering"
+        young = time.monotonic() - worker.started < 1.0
+        self.kill_worker()
+        log("the worker %s" % how)
+        if self.exec is not None:
+            self._finish("error", None, {
+                "ename": "ExecutorDied",
+                "evalue": "the Python process running the code %s, so it was "
+                          "restarted: all variables and imports are lost" % how,
+                "traceback": []}, restarted=True)
+            self.start_worker()
+        elif not young:
+            self.start_worker()  # else: crash loop guard, start on next exec
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.worker is not None and pid == self.worker.pid:
+                self.worker.set_status(status)
+                self._worker_lost()
+
+    def interrupt(self, reason: str) -> None:
+        ex = self.exec
+        if ex is None:
+            return
+        if ex.reason is None:
+            ex.reason = reason
+            ex.kill_at = time.monotonic() + self.grace
+        if self.worker is not None:
+            self.worker.interrupt()
+
+    def _read_ctrl(self) -> None:
+        worker = self.worker
+        data = worker.read_ctrl()
+        if data == b"":
+            return
+        if data is None:
+            self._worker_lost()
+            return
+        worker.decoder.feed(data)
+        while self.worker is worker:
+            try:
+                frame = worker.decoder.next_frame()
+            except framing.FrameError:
+                log("the worker sent a bad frame")
+                worker.kill()
+                self._worker_lost()
+                return
+            if frame is None:
+                return
+            if self.exec is None:
+                if frame.get("sync"):
+                    worker.ack()
+                continue  # output of background threads between executions
+            # Everything the worker printed before this frame is in the pipes.
+            for name in list(worker.pipes):
+                self._drain(name)
+            if frame.get("type") == "display":
+                self.send(self.exec.conn, {"type": "display", "id": self.exec.id,
+                                           "data": frame.get("data") or {}})
+                if frame.get("sync"):
+                    worker.ack()
+            elif frame.get("type") == "result":
+                self._finish(frame.get("status", "error"), frame.get("value"),
+                             frame.get("error"))
+
+    def _drain(self, name: str) -> None:
+        for _ in range(DRAIN_READS):
+            if not self._read_pipe(name):
+                return
+
+    def _read_pipe(self, name: str) -> bool:
+        """Read one chunk of worker output; False when nothing more is ready."""
+        worker = self.worker
+        if name not in worker.pipes:
+            return False
+        data = worker.read_pipe(name)
+        if data is None:  # EOF: the worker (and its children) closed it
+            fd = worker.pipes.pop(name)
+            self.sel.unregister(fd)
+            os.close(fd)
+            return False
+        if data:
+            self._on_output(name, data)
+        return bool(data)
+
+    def _on_output(self, name: str, data: bytes) -> None:
+        ex = self.exec
+        if ex is None or ex.truncated:
+            return  # between executions, or past the cap: read and discard
+        room = ex.limit - ex.used
+        if len(data) > room:
+            data = data[:room]
+            ex.truncated = True
+        ex.used += len(data)
+        text = ex.decoders[name].decode(data, final=ex.truncated)
+        if text:
+            self._stream(name, text)
+        if ex.truncated:
+            self._stream(name, "\n[codeexec: output truncated after %d bytes]\n"
+                         % ex.limit)
+
+    def _stream(self, name: str, text: str) -> None:
+        ex = self.exec
+        self.send(ex.conn, {"type": "stream", "id": ex.id, "name": name, "text": text})
+
+    def _finish(self, status: str, value, error, restarted: bool = False) -> None:
+        ex = self.exec
+        if not ex.truncated:
+            for name, decoder in ex.decoders.items():
+                text = decoder.decode(b"", final=True)
+                if text:
+                    self._stream(name, text)
+        if ex.reason == "timeout":
+            status = "timeout"
+            if error is None or error.get("ename") == "KeyboardInterrupt":
+                error = dict(error or {"ename": "KeyboardInterrupt", "traceback": []})
+                error["evalue"] = "the execution timed out after %g s" % ex.timeout
+        elif ex.reason is not None and status != "error":
+            status = "interrupted"
+        self.exec = None
+        self.last_done = time.monotonic()
+        self.send(ex.conn, {
+            "type": "result", "id": ex.id, "status": status, "value": value,
+            "error": error, "duration_ms": round((time.monotonic() - ex.start) * 1000, 3),
+            "truncated": ex.truncated, "restarted": restarted,
+        })
+
+

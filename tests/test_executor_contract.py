@@ -100,8 +100,8 @@ class Client:
         return events
 
 
-def _stdout(events) -> str:
-    return "".join(e["text"] for e in events if e["type"] == "stream" and e["name"] == "stdout")
+def _stdout(events, name: str = "stdout") -> str:
+    return "".join(e["text"] for e in events if e["type"] == "stream" and e["name"] == name)
 
 
 class Executor:
@@ -154,8 +154,13 @@ class Executor:
 
 
 @pytest.fixture(scope="module")
-def executor(tmp_path_factory):
-    ex = Executor(tmp_path_factory.mktemp("workspace"))
+def site_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("site") / "codeexec-site"  # created by a test
+
+
+@pytest.fixture(scope="module")
+def executor(tmp_path_factory, site_dir):
+    ex = Executor(tmp_path_factory.mktemp("workspace"), CODEEXEC_SITE_DIR=site_dir)
     yield ex
     ex.stop()
     assert ex.proc.returncode == 0
@@ -250,8 +255,9 @@ def test_exec_value_and_state_persist(client):
 def test_stdout_and_stderr_are_streamed(client):
     events, result = client.exec("import sys\nprint('out')\nprint('err', file=sys.stderr)")
     assert result["status"] == "ok"
-    assert {"type": "stream", "id": "c", "name": "stdout", "text": "out\n"} in events
-    assert {"type": "stream", "id": "c", "name": "stderr", "text": "err\n"} in events
+    assert {(e["type"], e["id"]) for e in events} == {("stream", "c")}
+    assert _stdout(events) == "out\n"
+    assert _stdout(events, "stderr") == "err\n"
 
 
 def test_child_process_output_is_captured(client):
@@ -433,7 +439,9 @@ def test_display_builtin(client):
 
 
 def test_matplotlib_figures_are_sent(client):
-    pytest.importorskip("matplotlib")
+    probe = client.exec("import importlib.util\nimportlib.util.find_spec('matplotlib')")[1]
+    if probe["value"] is None:
+        pytest.skip("matplotlib is not installed for the executor's Python")
     events, result = client.exec(
         "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nNone")
     assert result["status"] == "ok"
@@ -561,3 +569,48 @@ def test_sigterm_exits_promptly(tmp_path):
         assert time.monotonic() - start < 3
     finally:
         ex.stop()
+
+
+def test_sigint_between_cells_is_ignored(executor, client):
+    client.exec("between = 1")
+    worker_pid = client.request({"op": "hello", "token": executor.token})["worker_pid"]
+    os.kill(worker_pid, 2)
+    assert client.request({"op": "interrupt"})["running"] is False
+    _, result = client.exec("between")
+    assert result["value"] == "1" and result["restarted"] is False
+    assert client.request({"op": "hello", "token": executor.token})["worker_pid"] == worker_pid
+
+
+def test_zero_timeout_and_zero_output_limit(client):
+    events, result = client.exec("print('hidden')\n3", output_limit=0)
+    assert result["value"] == "3" and result["truncated"] is True
+    assert _stdout(events) == "\n[codeexec: output truncated after 0 bytes]\n"
+    _, result = client.exec("import time\ntime.sleep(5)", timeout=0)
+    assert result["status"] == "timeout"
+
+
+def test_a_client_that_does_not_read_is_dropped(executor):
+    slow = executor.connect()
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.send({"op": "exec", "id": "flood", "output_limit": 1 << 30, "code":
+               "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(200):\n"
+               "    sys.stdout.write(chunk)"})
+    _wait_until(lambda: any("does not read" in line for line in executor.stderr_lines))
+    _not_busy(executor)  # dropped, so its execution was interrupted
+    c = executor.connect()
+    assert c.exec("'alive'")[1]["value"] == "'alive'"
+
+
+def test_cell_definitions_live_in_a_real_main_module(client):
+    client.exec("import pickle\nclass Point:\n    pass\n")
+    _, result = client.exec("type(pickle.loads(pickle.dumps(Point()))) is Point")
+    assert result["value"] == "True"
+    assert client.exec("__name__")[1]["value"] == "'__main__'"
+
+
+def test_runtime_site_dir_is_importable_once_it_appears(client, site_dir):
+    _, result = client.exec("import late_pkg")
+    assert result["error"]["ename"] == "ModuleNotFoundError"
+    site_dir.mkdir()
+    (site_dir / "late_pkg.py").write_text("VALUE = 42\n")
+    assert client.exec("import late_pkg\nlate_pkg.VALUE")[1]["value"] == "42"

@@ -24,10 +24,13 @@ import site
 import sys
 import threading
 import traceback
+import types
 
 from . import framing
 
-SITE_DIR = "/tmp/.codeexec-site"
+# Runtime-installed packages land here (pip install --target); on sys.path
+# from the first cell after it appears.
+SITE_DIR = os.environ.get("CODEEXEC_SITE_DIR", "/tmp/.codeexec-site")
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 VALUE_LIMIT_CHARS = 1024 * 1024
 
@@ -79,7 +82,12 @@ class Worker:
         self.send_lock = threading.Lock()
         self.running = False
         self.cell = 0
-        self.namespace = {"__name__": "__main__", "__builtins__": builtins}
+        # A real __main__ module, so pickle and multiprocessing find what
+        # cells define (they look names up in sys.modules["__main__"]).
+        main_module = types.ModuleType("__main__")
+        main_module.__dict__["__builtins__"] = builtins
+        sys.modules["__main__"] = main_module
+        self.namespace = main_module.__dict__
 
     # -- signals ---------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -23,7 +24,6 @@ from .errors import (
     DockerNotAvailable,
     ImageBuildError,
     NoSuchSession,
-    redact,
 )
 from .models import ImageInfo, Limits, SessionInfo
 
@@ -36,6 +36,11 @@ LABEL_IDLE = "codeexec.idle_timeout"
 LABEL_IMAGE = "codeexec.image"
 LABEL_BASE = "codeexec.base"
 LABEL_POOL = "codeexec.pool"
+# An unclaimed warm-pool container is named POOL_CONTAINER_PREFIX + hex; claiming it
+# renames it to ``codeexec-<session name>-<6 hex>`` (labels cannot change on a
+# running container, so the name carries the session identity: see pool.py).
+POOL_CONTAINER_PREFIX = "codeexec_pool_"
+_CLAIMED_POOL_NAME = re.compile(r"^codeexec-([A-Za-z0-9][A-Za-z0-9_.-]{0,62})-[0-9a-f]{6}$")
 EXECUTOR_PORT = 8888
 EXECUTOR_UID = 10001
 
@@ -217,7 +222,8 @@ class Docker:
         try:
             proc = subprocess.run(
                 argv, input=input, capture_output=True, encoding="utf-8", errors="replace",
-                timeout=timeout, env=full_env, stdin=None if input is not None else subprocess.DEVNULL,
+                timeout=timeout, env=full_env,
+                stdin=None if input is not None else subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as exc:
             raise DockerError(
@@ -376,6 +382,31 @@ class Docker:
         data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
         return data
 
+    def find_session(self, name: str) -> list[dict[str, Any]]:
+        """``docker inspect`` of the running containers of session ``name``.
+
+        One ``docker ps`` call when nothing matches (the common case on ``start``):
+        the session label, or the name of a claimed pool container, is read from it.
+        """
+        fmt = "\t".join(["{{.ID}}", "{{.Names}}", '{{.Label "' + LABEL_SESSION + '"}}',
+                         '{{.Label "' + LABEL_POOL + '"}}'])
+        out = self._run(["ps", "--no-trunc", "--filter", f"label={LABEL_MANAGED}=1",
+                         "--format", fmt], what="listing containers").stdout
+        ids = []
+        for line in out.splitlines():
+            cid, cname, session, pool = (line.split("\t") + ["", "", "", ""])[:4]
+            if session == name or (pool and not session and pool_session_name(cname) == name):
+                ids.append(cid)
+        if not ids:
+            return []
+        proc = self._run(["container", "inspect", *ids], check=False)
+        data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
+        return data
+
+    def rename(self, container: str, new_name: str) -> None:
+        """Rename a container (fails if ``new_name`` is taken or it is gone)."""
+        self._run(["rename", container, new_name], what=f"renaming container {container}")
+
     def rm(self, *containers: str) -> None:
         """Remove containers at once (``rm -f``); missing ones are not an error."""
         if not containers:
@@ -458,15 +489,24 @@ def container_env(data: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
+def pool_session_name(container_name: str) -> str:
+    """The session name a claimed warm-pool container carries in its name, else ``""``."""
+    match = _CLAIMED_POOL_NAME.match(container_name.lstrip("/"))
+    return match.group(1) if match else ""
+
+
 def _session_info(*, labels: Mapping[str, str], container_id: str, container_name: str,
                   image: str, status: str) -> SessionInfo:
     idle = labels.get(LABEL_IDLE)
+    name = labels.get(LABEL_SESSION, "")
+    if not name and labels.get(LABEL_POOL):
+        name = pool_session_name(container_name)
     try:
         deps = tuple(json.loads(labels.get(LABEL_DEPS, "[]")))
     except ValueError:
         deps = ()
     return SessionInfo(
-        name=labels.get(LABEL_SESSION, ""), container_id=container_id,
+        name=name, container_id=container_id,
         container_name=container_name, image=image, status=status, dependencies=deps,
         network=labels.get(LABEL_NETWORK, "bridge"), created=labels.get(LABEL_CREATED, ""),
         idle_timeout=float(idle) if idle else None, labels=dict(labels),

@@ -95,7 +95,8 @@ def test_context_hash_follows_every_input(tmp_path: Path) -> None:
     assert make_context("base:2", ("six",), s).tag != a.tag
     assert make_context("base:1", ("six", "numpy"), s).tag != a.tag
     assert make_context("base:1", ("six",), s, base_image_id="sha256:1").tag != a.tag
-    assert make_context("base:1", ("six",), IndexSettings(index_url="https://x/simple")).tag != a.tag
+    other_index = IndexSettings(index_url="https://x/simple")
+    assert make_context("base:1", ("six",), other_index).tag != a.tag
     bundle.write_text("B")
     assert make_context("base:1", ("six",), s).tag != a.tag
     files = a.files

@@ -94,7 +94,7 @@ class PipeTransport(Transport):
     """A relay's stdout (``reader``) and stdin (``writer``), read and written raw."""
 
     def __init__(
-        self, reader: IO[bytes], writer: IO[bytes], on_close: Callable[[], None] | None
+        self, reader: IO[bytes], writer: IO[bytes], on_close: Callable[[], object] | None
     ) -> None:
         self._reader, self._writer, self._on_close = reader, writer, on_close
         super().__init__(reader.fileno(), writer.fileno())

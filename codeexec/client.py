@@ -93,7 +93,7 @@ class ExecutorClient:
     @classmethod
     def over_pipes(
         cls, reader: IO[bytes], writer: IO[bytes], token: str, *,
-        on_close: Callable[[], None] | None = None, hello_timeout: float = 10.0,
+        on_close: Callable[[], object] | None = None, hello_timeout: float = 10.0,
         session: str | None = None, request_timeout: float = 60.0,
     ) -> ExecutorClient:  # fmt: skip
         """Speak through a relay's stdout (``reader``) and stdin (``writer``).
@@ -168,8 +168,7 @@ class ExecutorClient:
         slack = INTERRUPT_GRACE + RESULT_MARGIN
         deadline = None if timeout is None else time.monotonic() + timeout + slack
         try:
-            self._send(protocol.exec_(exec_id, code, timeout, output_limit))
-            self._current_id = exec_id
+            self._send(protocol.exec_(exec_id, code, timeout, output_limit), running=exec_id)
             while True:
                 item = self._exec_item(self._read(deadline, "result"), exec_id)
                 if isinstance(item, ExecResult):
@@ -194,9 +193,20 @@ class ExecutorClient:
 
         Thread-safe: meant for another thread (a Ctrl-C handler, a watchdog).
         """
-        exec_id = self._current_id
-        if exec_id is not None and not self._closed:
-            self._send(protocol.interrupt(exec_id), wait_lock=_CLOSE_WAIT)
+        # Under the write lock, so an exec frame on its way is either not sent yet
+        # (nothing to interrupt) or sent and marked running. A timeout, not a deadlock,
+        # if a signal handler lands while this thread holds the lock.
+        if self._closed or not self._write_lock.acquire(timeout=_CLOSE_WAIT):
+            return
+        try:
+            exec_id = self._current_id
+            if exec_id is None:
+                return
+            failure = self._write(protocol.encode(protocol.interrupt(exec_id)), None)
+        finally:
+            self._write_lock.release()
+        if failure is not None:
+            raise self._lost(_describe(failure)) from failure
 
     def ping(self) -> dict[str, Any]:
         """Return the executor's pong, e.g. ``{"type": "pong", "busy": False}``."""
@@ -314,25 +324,27 @@ class ExecutorClient:
         )
 
     def _send(
-        self, message: protocol.Frame, *, deadline: float | None = None, wait_lock: float = -1
+        self, message: protocol.Frame, *, deadline: float | None = None, running: str = ""
     ) -> None:
+        """Send one frame; with ``running``, mark that execution as started, atomically."""
         data = protocol.encode(message)
         if self._closed:
             raise self._lost("the client is closed")
+        with self._write_lock:
+            failure = self._write(data, deadline)
+            if failure is None and running:
+                self._current_id = running
+        if failure is not None:  # mapped here, once the lock that close() takes is free
+            raise self._lost(_describe(failure)) from failure
+
+    def _write(self, data: bytes, deadline: float | None) -> OSError | None:
         if deadline is None:
             deadline = time.monotonic() + max(self.request_timeout, 60.0)
-        if not self._write_lock.acquire(timeout=wait_lock):
-            return  # only interrupt() gives up: an interrupt is being sent already
         try:
             self._transport.send(data, deadline)
-            return
         except OSError as exc:
-            failure = exc  # mapped below, once the lock that close() takes is released
-        finally:
-            self._write_lock.release()
-        timed_out = isinstance(failure, TimeoutError)
-        why = "the executor stopped reading" if timed_out else _describe(failure)
-        raise self._lost(why) from failure
+            return exc
+        return None
 
     def _read(self, deadline: float | None, what: str) -> protocol.Frame:
         if self._closed:
@@ -413,6 +425,8 @@ class ExecutorClient:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the executor stopped reading"
     return str(exc) or type(exc).__name__
 
 

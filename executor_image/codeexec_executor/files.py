@@ -23,6 +23,9 @@ def put_file(req: dict) -> dict:
     data, mode = req.get("data"), req.get("mode", 0o644)
     if path is None:
         return _error(req, "bad_request", "'path' must be a non-empty string")
+    if req["path"].endswith("/"):  # abspath would drop the slash and write a file
+        return _error(req, "io_error", "cannot write %s: it names a directory; "
+                      "give the file's name" % req["path"])
     if not isinstance(data, str):
         return _error(req, "bad_request", "'data' must be a base64 string")
     if mode is None:

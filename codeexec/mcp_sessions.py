@@ -1,0 +1,325 @@
+"""The sessions of one MCP server, and the shapes of its structured results.
+
+Kept apart from ``mcp_server.py`` (which alone imports the ``mcp`` SDK) so the
+registry's locking and cleanup can be read and tested on their own. Sync tools
+and build threads share it, so every change goes through one lock.
+"""
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+from typing_extensions import TypedDict  # pydantic needs it for nested ones before 3.12
+
+from .docker import Docker
+from .errors import CodeexecError, NoSuchSession, SessionExists
+from .models import ExecResult, SessionInfo
+from .session import ContainerSession, list_sessions, validate_name
+
+log = logging.getLogger("codeexec.mcp")
+
+DEFAULT_SESSION_ENV = "CODEEXEC_MCP_DEFAULT_SESSION"
+PROGRESS_EVERY = 5.0  # seconds between progress notices; far under any client timeout
+
+
+class ExecErrorOutput(TypedDict):
+    ename: str
+    evalue: str
+    traceback: list[str]
+
+
+class ExecOutput(TypedDict):
+    """The outcome of running code; the text content says the same for reading."""
+
+    session: str
+    status: Literal["ok", "error", "timeout", "interrupted"]
+    stdout: str
+    stderr: str
+    value: str | None
+    error: ExecErrorOutput | None
+    duration_ms: float
+    truncated: bool
+    restarted: bool
+    displays: int
+    display_mime_types: list[list[str]]
+    started_session: bool
+
+
+class SessionRow(TypedDict):
+    name: str
+    status: str
+    container: str
+    dependencies: list[str]
+    created: str
+    used_here: bool
+
+
+class SessionsOutput(TypedDict):
+    current: str
+    sessions: list[SessionRow]
+
+
+# -- the session registry ------------------------------------------------------------
+
+
+@dataclass
+class SessionEntry:
+    """One session this server knows: still building, ready, or failed to start."""
+
+    name: str
+    dependencies: tuple[str, ...]
+    done: threading.Event = field(default_factory=threading.Event)
+    session: ContainerSession | None = None
+    error: CodeexecError | None = None
+    lines: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    stop_when_built: bool = False
+
+    def building(self) -> str:
+        last = self.lines[-1][-200:] if self.lines else "preparing"
+        return (f"session {self.name!r} is still building its image "
+                f"({time.monotonic() - self.started:.0f} s so far; last step: {last})")
+
+    async def wait(self, seconds: float,
+                   notify: Callable[[str], Awaitable[None]]) -> ContainerSession | None:
+        """The session once started, or None if it still builds after ``seconds``.
+
+        Build lines (and a heartbeat every ``PROGRESS_EVERY`` s) go to ``notify``.
+
+        Raises:
+            CodeexecError: the build or start failed.
+        """
+        deadline = time.monotonic() + seconds
+        sent, beat = 0, time.monotonic()  # the first poll reports where the build is
+        while not self.done.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                return None
+            if len(self.lines) > sent or now - beat >= PROGRESS_EVERY:
+                line = self.lines[-1] if self.lines else "starting"
+                sent, beat = len(self.lines), now
+                await notify(f"building session {self.name!r} "
+                             f"({now - self.started:.0f} s): {line[-200:]}")
+            await anyio.sleep(0.2)
+        if self.error is not None:
+            raise self.error
+        return self.session
+
+    def progress(self, line: str) -> None:
+        if line.strip():
+            self.lines.append(line)
+            log.info("[%s] %s", self.name, line)
+
+
+class SessionRegistry:
+    """The sessions of one MCP server; safe to use from the SDK's worker threads.
+
+    Containers started here are removed by :meth:`close` (one ``docker rm -f``)
+    unless ``persist``; sessions attached to (``reuse_code_executer``) are left alone.
+    """
+
+    def __init__(self, *, docker: Docker | None = None, idle_timeout: float | None = 3600,
+                 persist: bool = False, pool_size: int = 0,
+                 default_name: str | None = None) -> None:
+        self.docker = docker or Docker()
+        self.idle_timeout = idle_timeout
+        self.persist = persist
+        self.default_name = validate_name(
+            default_name or os.environ.get(DEFAULT_SESSION_ENV) or "default")
+        self.current = self.default_name
+        self._lock = threading.RLock()  # re-entrant: the SIGTERM handler may interrupt a holder
+        self._entries: dict[str, SessionEntry] = {}
+        self._owned: dict[str, str] = {}  # container id -> session name
+        self._closed = False
+        self.pool_size = max(0, pool_size)  # warm containers per dependency set
+
+    def start(self, name: str, dependencies: tuple[str, ...]) -> SessionEntry:
+        """The session's entry, starting it in a background thread if it is new."""
+        with self._lock:
+            entry = self._entries.get(name)
+        if entry is not None and entry.done.is_set() and (
+                entry.error is not None or entry.session is None
+                or not entry.session.is_running()):
+            self._forget(entry)  # failed, or its container is gone: start afresh
+            entry = None
+        with self._lock:
+            if self._closed:
+                raise CodeexecError("the MCP server is shutting down")
+            entry = self._entries.get(name, entry)
+            if entry is None:
+                entry = self._entries[name] = SessionEntry(name, dependencies)
+                threading.Thread(target=self._build, args=(entry,), daemon=True,
+                                 name=f"codeexec-start-{name}").start()
+            elif entry.dependencies != dependencies:
+                raise SessionExists(
+                    f"session {name!r} already runs with dependencies "
+                    f"{list(entry.dependencies) or 'none'}; call install_packages to add "
+                    f"packages to it, stop_code_executer(name={name!r}) first, or start "
+                    "another session with a different name")
+            self.current = name
+        return entry
+
+    def get(self, name: str, *, auto_start: bool) -> tuple[SessionEntry, bool]:
+        """The entry for ``name`` and whether this call started it.
+
+        Raises:
+            NoSuchSession: unknown here and on the engine, and not auto-started.
+        """
+        with self._lock:
+            entry = self._entries.get(name)
+        if entry is not None:
+            return entry, False
+        try:
+            session = self._attach(name)
+        except NoSuchSession:
+            if not auto_start:
+                raise NoSuchSession(
+                    f"no session named {name!r}: call start_code_executer(name={name!r}) "
+                    "first; list_sessions() shows the sessions that exist") from None
+            return self.start(name, ()), True
+        return self._adopt(name, session), False
+
+    def reuse(self, name: str) -> SessionEntry:
+        """Attach to a running session (started elsewhere or left running) and make it current."""
+        with self._lock:
+            entry = self._entries.get(name)
+        if entry is None or (entry.done.is_set() and entry.session is None):
+            entry = self._adopt(name, self._attach(name))
+        with self._lock:
+            self.current = name
+        return entry
+
+    def forget(self, entry: SessionEntry, *, remove: bool) -> None:
+        """Stop tracking a session; remove its container when ``remove``."""
+        self._forget(entry)
+        session = entry.session
+        if session is None:
+            entry.stop_when_built = remove
+            return
+        if remove:
+            session.stop()
+        else:
+            session.close()
+
+    def rows(self) -> list[SessionRow]:
+        """This server's sessions (building ones included) and the engine's others."""
+        with self._lock:
+            entries = dict(self._entries)
+        rows: dict[str, SessionRow] = {}
+        for info in self._engine_sessions():
+            entry = entries.get(info.name)
+            rows[info.name] = SessionRow(
+                name=info.name, status=info.status, container=info.container_name,
+                dependencies=list(info.dependencies), created=info.created,
+                used_here=entry is not None and entry.session is not None
+                and entry.session.container_id == info.container_id)
+        for name, entry in entries.items():
+            if name not in rows and not entry.done.is_set():
+                rows[name] = SessionRow(name=name, status="building", container="",
+                                        dependencies=list(entry.dependencies), created="",
+                                        used_here=True)
+        return [rows[name] for name in sorted(rows)]
+
+    def close(self, *, again: bool = False) -> None:
+        """Remove every container this server started, at once (unless ``persist``).
+
+        A second call does nothing, unless ``again`` (a signal handler's call, which
+        may have cut the first removal short) repeats the removal.
+        """
+        with self._lock:
+            already, self._closed = self._closed, True
+            ids = list(self._owned)
+        if already:
+            if again:
+                self.remove_owned(ids)
+            return
+        self.remove_owned(ids)
+        if self.pool_size:
+            from .pool import close_shared_pools
+
+            close_shared_pools()  # the unclaimed warm containers; claimed ones went above
+
+    def remove_owned(self, ids: list[str]) -> None:
+        """One ``docker rm -f`` of this server's containers."""
+        if not ids:
+            return
+        if self.persist:
+            log.info("leaving %d session container(s) running (--persist)", len(ids))
+            return
+        began = time.monotonic()
+        try:
+            self.docker.rm(*ids)
+        except CodeexecError as exc:
+            log.warning("could not remove session containers %s: %s", ids, exc)
+            return
+        log.info("removed %d session container(s) in %.2f s", len(ids), time.monotonic() - began)
+
+    # -- internals ------------------------------------------------------------
+    def _build(self, entry: SessionEntry) -> None:
+        try:
+            session, owned = self._start_session(entry)
+        except CodeexecError as exc:
+            entry.error = exc
+        except Exception as exc:  # a bug: keep the server up, tell the model plainly
+            log.exception("starting session %r failed", entry.name)
+            entry.error = CodeexecError(f"starting session {entry.name!r} failed: {exc!r}")
+        else:
+            with self._lock:
+                discard = entry.stop_when_built or (self._closed and not self.persist)
+                if owned and not discard:
+                    self._owned[session.container_id] = entry.name
+            entry.session = session
+            if discard and owned:
+                session.stop()
+        finally:
+            entry.done.set()
+
+    def _start_session(self, entry: SessionEntry) -> tuple[ContainerSession, bool]:
+        """Start the entry's session; also say whether this call created its container."""
+        # start() attaches to a running session of that name: that one is not ours to remove.
+        before = {s.container_id for s in list_sessions(docker=self.docker)
+                  if s.name == entry.name}
+        session = ContainerSession.start(
+            entry.name, dependencies=entry.dependencies, idle_timeout=self.idle_timeout,
+            on_progress=entry.progress, docker=self.docker, pool=self.pool_size)
+        return session, session.container_id not in before
+
+    def _engine_sessions(self) -> list[SessionInfo]:
+        return list_sessions(docker=self.docker)
+
+    def _attach(self, name: str) -> ContainerSession:
+        return ContainerSession.attach(name, docker=self.docker)
+
+    def _adopt(self, name: str, session: ContainerSession) -> SessionEntry:
+        entry = SessionEntry(name, session.info.dependencies, session=session)
+        entry.done.set()
+        with self._lock:
+            return self._entries.setdefault(name, entry)
+
+    def _forget(self, entry: SessionEntry) -> None:
+        with self._lock:
+            if self._entries.get(entry.name) is entry:
+                del self._entries[entry.name]
+                if self.current == entry.name:
+                    self.current = self.default_name
+            if entry.session is not None:
+                self._owned.pop(entry.session.container_id, None)
+
+
+def exec_output(result: ExecResult, name: str, started: bool) -> ExecOutput:
+    """The structured form of an execution's result (``execute_code``'s output schema)."""
+    error = result.error
+    return ExecOutput(
+        session=name, status=result.status, stdout=result.stdout, stderr=result.stderr,
+        value=result.value,
+        error=None if error is None else ExecErrorOutput(
+            ename=error.ename, evalue=error.evalue, traceback=list(error.traceback)),
+        duration_ms=result.duration_ms, truncated=result.truncated,
+        restarted=result.restarted, displays=len(result.displays),
+        display_mime_types=[list(d.mime_types) for d in result.displays],
+        started_session=started)

@@ -44,7 +44,8 @@ class ExecError:
     def format(self) -> str:
         """The traceback as the Python REPL prints it."""
         if self.traceback:
-            return "".join(self.traceback).rstrip("\n")
+            # The executor sends lines without newlines; tolerate either form.
+            return "\n".join(line.rstrip("\n") for line in self.traceback)
         return f"{self.ename}: {self.evalue}" if self.evalue else self.ename
 
 

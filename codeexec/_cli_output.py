@@ -1,0 +1,166 @@
+"""Formatting for the ``codeexec`` command: tables, notes, progress, exec results.
+
+Nothing here imports Rich until a terminal needs colour or a spinner, so the
+``exec`` path stays quick.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from .models import ExecResult, ImageInfo, SessionInfo
+
+
+class _Interruptible(Protocol):
+    def interrupt(self) -> None: ...
+
+
+class State:
+    log_shown = False  # progress lines already put the build log on stderr
+
+
+def plain(text: str) -> str:
+    """Without the colour escapes that docker puts into build logs."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def note(text: str, style: str | None = None) -> None:
+    """A message for the person, on stderr (coloured through Rich only on a terminal)."""
+    if style and sys.stderr.isatty():
+        console().print(text, style=style, markup=False, highlight=False)
+    else:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+@functools.cache
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    rows = list(rows)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for row in (headers, *rows):
+        cells = (c.ljust(w) for c, w in zip(row, widths, strict=True))
+        sys.stdout.write("  ".join(cells).rstrip() + "\n")
+
+
+def duration(seconds: float | None) -> str:
+    if not seconds:
+        return "never" if seconds is not None else "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def age(created: str) -> str:
+    try:
+        then = datetime.fromisoformat(created)
+    except ValueError:
+        return "-"
+    return duration(max((datetime.now(timezone.utc) - then).total_seconds(), 1))
+
+
+@contextmanager
+def progress() -> Iterator[Callable[[str], None]]:
+    """Progress lines: a transient spinner on a terminal, plain stderr lines otherwise."""
+    State.log_shown = False
+    if not sys.stderr.isatty():
+
+        def write_line(line: str) -> None:
+            State.log_shown = True
+            note(line)
+
+        yield write_line
+        return
+    with console().status("starting…") as status:
+        yield lambda line: status.update(line[:100].replace("[", r"\["))
+
+
+def echo_stream(name: str, text: str) -> None:
+    stream = sys.stderr if name == "stderr" else sys.stdout
+    stream.write(text)
+    stream.flush()
+
+
+@contextmanager
+def ctrl_c_interrupts(session: _Interruptible) -> Iterator[None]:
+    """The first Ctrl-C interrupts the running code; a second one abandons it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[bool] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+        note("interrupting… (Ctrl-C again to stop waiting)")
+        threading.Thread(target=session.interrupt, daemon=True).start()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def report_exec(result: ExecResult, timeout: float | None, save_dir: Path | None) -> None:
+    """Everything after the live output: value, traceback, status notes, saved displays."""
+    if result.value is not None:
+        if result.stdout and not result.stdout.endswith("\n"):
+            sys.stdout.write("\n")
+        sys.stdout.write(result.value + "\n")
+    if result.error is not None:
+        sys.stderr.write(result.error.format() + "\n")
+    if result.status == "timeout":
+        note(f"codeexec: timed out after {timeout:g} s; the code was interrupted", "red")
+    elif result.status == "interrupted":
+        note("codeexec: interrupted", "red")
+    if result.restarted:
+        note(
+            "codeexec: the code ignored the interrupt, so the session's Python process "
+            "was restarted: every variable is gone",
+            "yellow",
+        )
+    if result.truncated:
+        note("codeexec: output was truncated (over the output limit)", "yellow")
+    save_displays(result, save_dir)
+
+
+def save_displays(result: ExecResult, save_dir: Path | None) -> None:
+    if not result.displays:
+        return
+    if save_dir is None:
+        import tempfile
+
+        save_dir = Path(tempfile.mkdtemp(prefix="codeexec-out-"))
+    for path in result.save_displays(save_dir):
+        note(f"saved {path}")
+
+
+def session_row(s: SessionInfo) -> list[str]:
+    deps = ", ".join(s.dependencies) or "-"
+    return [s.name, s.status, deps, age(s.created), duration(s.idle_timeout), s.image]
+
+
+def image_row(i: ImageInfo) -> list[str]:
+    return [i.tag, ", ".join(i.dependencies) or "-", i.base_image, i.created[:19], i.size]

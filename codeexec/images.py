@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from .docker import LABEL_BASE, LABEL_DEPS, LABEL_IMAGE, Docker
 from .errors import InvalidDependency
 
@@ -78,6 +76,10 @@ def validate_dependency(spec: str, *, allow_urls: bool = False) -> str:
             f"dependency {shown!r} is a pip option, not a requirement; options such as "
             "--index-url come from the host's pip settings (see docs/configuration.md)"
         )
+    # Imported here: `codeexec exec` never validates requirements, and packaging
+    # costs ~25 ms of every CLI call's start-up.
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:

@@ -253,12 +253,16 @@ class Docker:
 
     # -- images ---------------------------------------------------------------
     def image_exists(self, ref: str) -> bool:
+        return self.image_id(ref) is not None
+
+    def image_id(self, ref: str) -> str | None:
+        """The image's id, or None when no such image exists locally (one call)."""
         proc = self._run(["image", "inspect", "--format", "{{.Id}}", ref], check=False)
         if proc.returncode == 0:
-            return True
+            return proc.stdout.strip()
         low = proc.stderr.lower()
         if "no such image" in low or "no such object" in low:
-            return False
+            return None
         raise classify([self.binary, "image", "inspect", ref], proc.returncode, proc.stdout,
                        proc.stderr, f"inspecting image {ref}")
 

@@ -260,6 +260,23 @@ def make_context(base_image: str, dependencies: Sequence[str],
     return BuildContext(files=files, digest=digest.hexdigest())
 
 
+def find_image(docker: Docker, *, base_image: str | None,
+               dependencies: Sequence[str]) -> tuple[str, bool]:
+    """The tag for ``dependencies`` and whether that image exists; never builds.
+
+    Two docker calls: the base image's id (it is part of the hash), then the tag.
+    """
+    tag = _context(docker, base_image, dependencies)[1].tag
+    return tag, docker.image_exists(tag)
+
+
+def _context(docker: Docker, base_image: str | None,
+             dependencies: Sequence[str]) -> tuple[str, BuildContext]:
+    base = base_image or default_base_image()
+    base_id = docker.image_id(base) or ""
+    return base, make_context(base, dependencies, host_index_settings(), base_id)
+
+
 def ensure_image(docker: Docker, *, base_image: str | None, dependencies: Sequence[str],
                  on_line: Callable[[str], None] | None = None,
                  timeout: float = BUILD_TIMEOUT) -> str:
@@ -269,11 +286,7 @@ def ensure_image(docker: Docker, *, base_image: str | None, dependencies: Sequen
         ImageBuildError: the build failed (``log_tail`` holds the end of its log).
         DockerError: the base image is missing and cannot be pulled.
     """
-    base = base_image or default_base_image()
-    base_id = ""
-    if docker.image_exists(base):
-        base_id = docker.inspect_images([base])[0].get("Id", "")
-    context = make_context(base, dependencies, host_index_settings(), base_id)
+    base, context = _context(docker, base_image, dependencies)
     if docker.image_exists(context.tag):
         return context.tag
     if on_line is not None:

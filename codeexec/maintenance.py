@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from . import images
-from .docker import LABEL_IMAGE, LABEL_MANAGED, LABEL_POOL, LABEL_SESSION, Docker, parse_inspect
+from .docker import LABEL_IMAGE, LABEL_MANAGED, Docker, parse_inspect
 from .errors import CodeexecError, DockerError, DockerNotAvailable, NoSuchSession
 from .models import ImageInfo, SessionInfo
 from .session import ContainerSession, list_sessions, validate_name
@@ -33,11 +33,10 @@ def find_session(name: str, *, docker: Docker | None = None) -> SessionInfo:
         NoSuchSession: no container carries that session name.
     """
     docker = docker or Docker()
-    found = [
-        s
-        for s in docker.ps({LABEL_SESSION: validate_name(name), LABEL_MANAGED: "1"})
-        if LABEL_POOL not in s.labels
-    ]
+    # A claimed warm-pool container carries its session name in its container name,
+    # not in a label (pool.py); list_sessions reads both and skips unclaimed ones.
+    wanted = validate_name(name)
+    found = [s for s in list_sessions(docker=docker) if s.name == wanted]
     if not found:
         raise NoSuchSession(
             f"no session named {name!r}: `codeexec ls` lists them, "
@@ -63,7 +62,7 @@ def stop_sessions(
     containers (not yet sessions) are left to the process that owns them.
     """
     docker = docker or Docker()
-    sessions = [s for s in list_sessions(docker=docker) if LABEL_POOL not in s.labels]
+    sessions = list_sessions(docker=docker)  # unclaimed pool containers have no name
     if all:
         chosen = [s for s in sessions if s.name.startswith(prefix)]
         missing: list[str] = []

@@ -9,10 +9,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from . import images
 from .client import ExecutorClient
@@ -24,6 +25,7 @@ from .docker import (
     LABEL_NETWORK,
     LABEL_POOL,
     LABEL_SESSION,
+    POOL_CONTAINER_PREFIX,
     Docker,
     RunSpec,
     container_env,
@@ -48,8 +50,10 @@ from .models import Display, ExecResult, Limits, SessionInfo, StreamEvent
 log = logging.getLogger("codeexec")
 
 Transport = Literal["auto", "tcp", "exec"]
+_T = TypeVar("_T")
 DEFAULT_IDLE_TIMEOUT = 3600.0
 READY_TIMEOUT = 30.0
+LOST_SETTLE = 3.0  # seconds for a container whose executor died to show as stopped
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _RELAY = ("python", "-m", "codeexec_executor", "relay")
 MAX_FILE_BYTES = 32 * 2**20  # one transfer travels in one frame (base64 inside 64 MiB)
@@ -150,6 +154,7 @@ class ContainerSession:
         build_timeout: float = images.BUILD_TIMEOUT,
         ready_timeout: float = READY_TIMEOUT,
         docker: Docker | None = None,
+        pool: int = 0,
     ) -> ContainerSession:
         """Build (or reuse) the image and start the session's container.
 
@@ -173,6 +178,9 @@ class ContainerSession:
             runtime: a docker runtime such as ``runsc`` (gVisor) for stronger isolation.
             read_only: keep the root filesystem read-only (default True).
             on_progress: receives build and start progress lines.
+            pool: keep this many containers with the same image and options
+                pre-started in a process-wide warm pool (``codeexec.pool``), so that
+                later starts claim one in tens of milliseconds. 0 (default): no pool.
 
         Raises:
             InvalidDependency: a dependency is not a plain requirement (nothing was built).
@@ -188,6 +196,9 @@ class ContainerSession:
         deps = images.normalize_dependencies(specs, allow_urls=allow_urls)
         docker = docker or Docker()
         limits = limits or Limits(memory=memory, cpus=cpus, pids=pids)
+        # The image lookup (two docker calls) overlaps the session lookup (one).
+        lookup = None if pool > 0 else _in_background(
+            lambda: images.find_image(docker, base_image=base_image, dependencies=deps))
         existing = _find_running(docker, name)
         if existing is not None:
             info = parse_inspect(existing)
@@ -199,21 +210,62 @@ class ContainerSession:
                 )
             return cls(name=name, container=existing, docker=docker, default_timeout=timeout,
                        output_limit=output_limit, transport=transport)
-        tag = images.ensure_image(docker, base_image=base_image, dependencies=deps,
-                                  on_line=on_progress, timeout=build_timeout)
+        if pool > 0:
+            from .pool import shared_pool
+
+            warm = shared_pool(
+                docker=docker, base_image=base_image, dependencies=deps, network=network,
+                limits=limits, idle_timeout=idle_timeout, runtime=runtime,
+                read_only=read_only, size=pool, build_timeout=build_timeout,
+                on_progress=on_progress)
+            claimed = warm.claim(name, timeout=timeout, output_limit=output_limit,
+                                 transport=transport)
+            if claimed is not None:
+                return claimed
+            tag = warm.image  # the pool built (or found) it: no second lookup
+        else:
+            assert lookup is not None
+            tag, exists = lookup.result()
+            if not exists:
+                tag = images.ensure_image(docker, base_image=base_image, dependencies=deps,
+                                          on_line=on_progress, timeout=build_timeout)
+        return cls._launch(
+            docker, tag=tag, name=name, dependencies=deps, network=network, limits=limits,
+            idle_timeout=idle_timeout, runtime=runtime, read_only=read_only,
+            timeout=timeout, output_limit=output_limit, transport=transport,
+            ready_timeout=ready_timeout, on_progress=on_progress)
+
+    @classmethod
+    def _launch(
+        cls, docker: Docker, *, tag: str, name: str | None, dependencies: Sequence[str],
+        network: str, limits: Limits, idle_timeout: float | None, runtime: str | None,
+        read_only: bool, timeout: float | None = None, output_limit: int | None = None,
+        transport: Transport = "auto", ready_timeout: float = READY_TIMEOUT,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> ContainerSession:  # fmt: skip
+        """Run one container from ``tag`` and wait for its handshake.
+
+        ``name=None`` makes a warm-pool container: labelled ``codeexec.pool=1`` with no
+        session label; ``pool.py`` claims it later by renaming it (see ``pool.py``).
+        """
         token = secrets.token_urlsafe(32)
         register_secret(token)
         labels = {
             LABEL_MANAGED: "1",
-            LABEL_SESSION: name,
-            LABEL_DEPS: _json_list(deps),
+            LABEL_DEPS: _json_list(dependencies),
             LABEL_NETWORK: network,
             LABEL_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
             LABEL_IDLE: str(float(idle_timeout or 0)),
         }
+        if name is None:
+            labels[LABEL_POOL] = "1"
+            container_name = f"{POOL_CONTAINER_PREFIX}{secrets.token_hex(6)}"
+        else:
+            labels[LABEL_SESSION] = name
+            container_name = f"codeexec-{name.lower().strip('.-_')}-{secrets.token_hex(3)}"
         spec = RunSpec(
             image=tag,
-            container_name=f"codeexec-{name.lower().strip('.-_')}-{secrets.token_hex(3)}",
+            container_name=container_name,
             labels=labels,
             env={"CODEEXEC_IDLE_TIMEOUT": str(float(idle_timeout or 0))},
             secret_env=("CODEEXEC_TOKEN",),
@@ -227,8 +279,9 @@ class ContainerSession:
         container_id = docker.run(spec, {"CODEEXEC_TOKEN": token})
         try:
             data = docker.inspect(container_id)
-            session = cls(name=name, container=data, docker=docker, default_timeout=timeout,
-                          output_limit=output_limit, transport=transport)
+            session = cls(name=name or "", container=data, docker=docker,
+                          default_timeout=timeout, output_limit=output_limit,
+                          transport=transport)
             session._wait_ready(ready_timeout)
         except BaseException:
             docker.rm(container_id)  # a failed start leaves no half-made session
@@ -321,7 +374,7 @@ class ContainerSession:
                     code, timeout=self._timeout(timeout), on_output=on_output,
                     output_limit=output_limit or self.output_limit)
             except ConnectionLost as exc:
-                self._raise_if_gone(exc)
+                self._raise_if_gone(exc, settle=LOST_SETTLE)
                 raise
 
     def execute_stream(self, code: str, *, timeout: float | None = None,
@@ -334,7 +387,7 @@ class ContainerSession:
                 yield from client.stream(code, timeout=self._timeout(timeout),
                                          output_limit=output_limit or self.output_limit)
             except ConnectionLost as exc:
-                self._raise_if_gone(exc)
+                self._raise_if_gone(exc, settle=LOST_SETTLE)
                 raise
 
     def interrupt(self) -> None:
@@ -361,8 +414,9 @@ class ContainerSession:
         """
         if len(data) > MAX_FILE_BYTES:
             raise FileTransferError(
-                f"{len(data) / 2**20:.1f} MiB is over the {MAX_FILE_BYTES // 2**20} MiB "
-                "limit for one file transfer; split it, or install it with the image")
+                f"{len(data)} bytes is over the {MAX_FILE_BYTES} byte "
+                f"({MAX_FILE_BYTES // 2**20} MiB) limit for one file transfer; split it, "
+                "or install it with the image", code="too_large")
         with self._exclusive():
             return self._ensure_client().put_file(remote_path, data, mode)
 
@@ -376,14 +430,22 @@ class ContainerSession:
             return self._ensure_client().get_file(remote_path, min(max_bytes, MAX_FILE_BYTES))
 
     def upload(self, local_path: str | os.PathLike[str], remote_path: str) -> int:
-        """Copy a host file into the container; returns the bytes written."""
+        """Copy a host file into the container; returns the bytes written.
+
+        A ``remote_path`` that is empty or ends with ``/`` names a directory: the file
+        keeps its name there (like ``cp``). An existing directory without the slash is
+        refused (``FileTransferError``), never replaced.
+        """
         path = Path(local_path)
+        if not remote_path or remote_path.endswith("/"):
+            remote_path += path.name
         try:
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:
                 raise FileTransferError(
-                    f"{path} is {size / 2**20:.1f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB "
-                    "limit for one file transfer")
+                    f"{path} is {size} bytes, over the {MAX_FILE_BYTES} byte "
+                    f"({MAX_FILE_BYTES // 2**20} MiB) limit for one file transfer",
+                    code="too_large")
             data = path.read_bytes()
         except OSError as exc:
             raise FileTransferError(f"cannot read {path}: {exc.strerror}") from None
@@ -441,14 +503,16 @@ class ContainerSession:
             client = self._connect()
         return client
 
-    def _connect(self, deadline: float | None = None) -> ExecutorClient:
+    def _connect(self, deadline: float | None = None, *,
+                 check_gone: bool = True) -> ExecutorClient:
         with self._connect_lock:
             if self._client is not None and not self._client.closed:
                 return self._client
             try:
                 self._client = self._open(deadline or time.monotonic() + 10.0)
             except ConnectionLost as exc:
-                self._raise_if_gone(exc)
+                if check_gone:
+                    self._raise_if_gone(exc)
                 raise
             return self._client
 
@@ -457,7 +521,7 @@ class ContainerSession:
             relay = self._docker.open_relay(self.container_id, _RELAY)
             try:
                 return ExecutorClient.over_pipes(relay.stdout, relay.stdin, self._token,
-                                                 on_close=relay.close)
+                                                 on_close=relay.close, session=self.name or None)
             except BaseException:
                 relay.close()
                 raise
@@ -471,24 +535,32 @@ class ContainerSession:
                 "without one (use transport='exec')")
         remaining = max(0.5, deadline - time.monotonic())
         return ExecutorClient.connect_tcp(address[0], address[1], self._token,
-                                          connect_timeout=min(5.0, remaining))
+                                          connect_timeout=min(5.0, remaining),
+                                          session=self.name or None)
 
     def _wait_ready(self, timeout: float) -> None:
         # docker-proxy accepts connections before the executor listens, so readiness
         # is a completed handshake, retried until the deadline.
         deadline = time.monotonic() + timeout
         delay = 0.02
+        next_check = time.monotonic() + 0.5
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                self._connect(deadline)
+                self._connect(deadline, check_gone=False)
                 return
             except HandshakeError:
                 raise
             except (ConnectionLost, DockerError) as exc:
                 last = exc
-                if isinstance(exc, NoSuchSession) or not self.is_running():
+                # Asking docker whether the container died costs a CLI call: at most
+                # twice a second, not after every refused handshake.
+                if isinstance(exc, NoSuchSession):
                     break
+                if time.monotonic() >= next_check:
+                    if not self.is_running():
+                        break
+                    next_check = time.monotonic() + 0.5
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
         log_text = ""
@@ -501,13 +573,19 @@ class ContainerSession:
             f"({last}); the container log follows. Check the base image has Python 3.9+ "
             "and that `codeexec doctor` passes", container_log=log_text)
 
-    def _raise_if_gone(self, exc: Exception) -> None:
-        if not self.is_running():
-            self._close_client(interrupt=False)
-            raise NoSuchSession(
-                f"session {self.name!r} is gone: its container stopped or was removed "
-                "(killed from outside, out of memory, or idle timeout). Start it again "
-                f"with `codeexec start {self.name}`") from exc
+    def _raise_if_gone(self, exc: Exception, settle: float = 0.0) -> None:
+        # A container whose executor just died (killed by the code it ran) still
+        # shows as running for a moment: `settle` seconds to see it stop.
+        deadline = time.monotonic() + settle
+        while self.is_running():
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.1)
+        self._close_client(interrupt=False)
+        raise NoSuchSession(
+            f"session {self.name!r} is gone: its container stopped or was removed "
+            "(killed from outside, out of memory, or idle timeout). Start it again "
+            f"with `codeexec start {self.name}`") from exc
 
     def _close_client(self, *, interrupt: bool) -> None:
         client, self._client = self._client, None
@@ -537,11 +615,24 @@ class _Exclusive:
 
 
 def _find_running(docker: Docker, name: str) -> dict[str, Any] | None:
-    for data in docker.ps_inspect({LABEL_SESSION: name, LABEL_MANAGED: "1"}):
-        labels = (data.get("Config") or {}).get("Labels") or {}
-        if (data.get("State") or {}).get("Running") and LABEL_POOL not in labels:
+    # Unclaimed pool containers carry no session name, so they never match.
+    for data in docker.find_session(name):
+        if (data.get("State") or {}).get("Running") and parse_inspect(data).name == name:
             return data
     return None
+
+
+def _in_background(fn: Callable[[], _T]) -> Future[_T]:
+    future: Future[_T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="codeexec-lookup", daemon=True).start()
+    return future
 
 
 def _json_list(items: Sequence[str]) -> str:

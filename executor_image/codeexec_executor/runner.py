@@ -4,6 +4,7 @@ execution, its output (batched, capped, decoded) and its result."""
 from __future__ import annotations
 
 import codecs
+import errno
 import os
 import selectors
 import sys
@@ -13,6 +14,7 @@ from . import framing
 from .workerproc import WorkerProcess, describe_status
 
 DRAIN_READS = 64  # bounded drain: more than a pipe buffer, never endless
+START_RETRY = 2.0  # seconds to retry starting a worker at the pids limit
 RESTARTED = ("the code did not stop after an interrupt, so the Python process was "
              "restarted: all variables and imports are lost")
 
@@ -112,11 +114,19 @@ class Runner:
             self.interrupt("disconnected")
 
     def start_worker(self) -> bool:
-        try:
-            worker = WorkerProcess(self.frame_limit)
-        except OSError as exc:
-            log("could not start the worker: %s" % exc)
-            return False
+        # Right after a worker's group is killed (say, a fork bomb at the pids
+        # limit) its processes still count until they are reaped: retry EAGAIN.
+        deadline = time.monotonic() + START_RETRY
+        while True:
+            try:
+                worker = WorkerProcess(self.frame_limit)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EAGAIN or time.monotonic() >= deadline:
+                    log("could not start the worker: %s" % exc)
+                    return False
+            self.reap()
+            time.sleep(0.02)
         self.worker = worker
         self.sel.register(worker.ctrl_r, selectors.EVENT_READ, ("ctrl", worker.pid))
         for name, fd in worker.pipes.items():

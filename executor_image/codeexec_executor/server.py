@@ -23,6 +23,7 @@ PROTOCOL = 1
 RECV_SIZE = 256 * 1024
 SEND_BUFFER_LIMIT = 64 * 1024 * 1024
 LINGER = 2.0  # seconds to drain a client's unread bytes before closing
+HELLO_FRAME_LIMIT = 64 * 1024  # before the handshake a peer may not make us buffer more
 
 
 def _env_float(name: str, default: float) -> float:
@@ -35,7 +36,7 @@ def _env_float(name: str, default: float) -> float:
 class Conn:
     def __init__(self, sock: socket.socket, frame_limit: int, hello_deadline: float):
         self.sock = sock
-        self.decoder = framing.FrameDecoder(frame_limit)
+        self.decoder = framing.FrameDecoder(min(frame_limit, HELLO_FRAME_LIMIT))
         self.out = bytearray()
         self.authed = False
         self.hello_deadline = hello_deadline
@@ -280,6 +281,7 @@ class Server:
                        "this executor speaks protocol %d" % PROTOCOL)
             return
         conn.authed = True
+        conn.decoder.limit = self.frame_limit
         self.send(conn, {
             "type": "hello", "protocol": PROTOCOL,
             "python": platform.python_version(), "executor": __version__,

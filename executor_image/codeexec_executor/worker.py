@@ -82,6 +82,13 @@ class Worker:
         self.send_lock = threading.Lock()
         self.running = False
         self.cell = 0
+        self.pid = os.getpid()  # a forked copy of this process must not serve cells
+        # Such copies end themselves and send their pid here to be reaped: as
+        # zombies they would hold on to the container's process-count limit.
+        self.reap_r, self.reap_w = os.pipe()
+        os.set_blocking(self.reap_r, False)
+        os.set_blocking(self.reap_w, False)
+        self.forked: set = set()
         # A real __main__ module, so pickle and multiprocessing find what
         # cells define (they look names up in sys.modules["__main__"]).
         main_module = types.ModuleType("__main__")
@@ -146,13 +153,55 @@ class Worker:
 
     def serve(self) -> None:
         while True:
+            timeout = 0.05 if self.forked else None
+            ready = select.select([self.ctrl_in, self.reap_r], [], [], timeout)[0]
+            self.reap_forked()
+            if self.ctrl_in not in ready:
+                continue
             msg = framing.read_frame_fd(self.ctrl_in, limit=1 << 31)
             if msg is None:
                 return
             if msg.get("op") == "exec":
                 result = self.run_cell(str(msg.get("code", "")))
                 self.flush_streams()
+                if os.getpid() != self.pid:
+                    self._exit_forked_child(result)
                 self.send(result)
+
+    def _exit_forked_child(self, result: dict) -> None:
+        """A process the cell forked (os.fork) got back here instead of exiting: it
+        must not answer on the control pipe or read the next cell, so it ends."""
+        error = result.get("error")
+        if error:
+            try:
+                sys.stderr.write("\n".join(error.get("traceback") or [
+                    "%s: %s" % (error.get("ename"), error.get("evalue"))]) + "\n")
+            except Exception:
+                pass
+            self.flush_streams()
+        try:
+            os.write(self.reap_w, b"%d\n" % os.getpid())
+        except OSError:
+            pass
+        os._exit(1 if error else 0)
+
+    def reap_forked(self) -> None:
+        """Reap the forked copies that ended (see _exit_forked_child)."""
+        try:
+            while True:
+                data = os.read(self.reap_r, 65536)
+                if not data:
+                    break
+                self.forked.update(int(pid) for pid in data.split())
+        except (BlockingIOError, ValueError):
+            pass
+        for pid in list(self.forked):
+            try:
+                done = os.waitpid(pid, os.WNOHANG)[0]
+            except ChildProcessError:  # a grandchild: PID 1 reaps it
+                done = pid
+            if done:
+                self.forked.discard(pid)
 
     def flush_streams(self) -> None:
         for stream in (sys.stdout, sys.stderr):

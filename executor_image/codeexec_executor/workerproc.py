@@ -13,10 +13,18 @@ from . import framing
 PIPE_READ = 64 * 1024
 
 
-def _ignore_sigint() -> None:
+def _prepare_child() -> None:
     # The worker starts with SIGINT ignored, so an interrupt that arrives while
     # it is still starting cannot kill it; it installs its own handler.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # At the memory limit the kernel must kill the worker (and what it started),
+    # never the supervisor: tmpfs files also count against the limit, so killing
+    # the worker does not always free enough, and the supervisor would be next.
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
 
 
 def describe_status(status: int) -> str:
@@ -67,7 +75,7 @@ class WorkerProcess:
                 stderr=err_w,
                 pass_fds=(to_worker_r, from_worker_w, ack_r),
                 start_new_session=True,
-                preexec_fn=_ignore_sigint,
+                preexec_fn=_prepare_child,
                 env=env,
             )
         except BaseException:

@@ -1,0 +1,73 @@
+"""Warm pool: session identity of claimed containers (pure), and a claim end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from codeexec import ContainerSession, list_sessions
+from codeexec.docker import (
+    LABEL_MANAGED,
+    LABEL_POOL,
+    LABEL_SESSION,
+    parse_inspect,
+    pool_session_name,
+)
+from codeexec.pool import WarmPool
+
+
+@pytest.mark.parametrize(
+    ("container_name", "session"),
+    [
+        ("codeexec-a-0123ab", "a"),
+        ("/codeexec-My.Session_2-ffffff", "My.Session_2"),
+        ("codeexec-with-dashes-inside-abcdef", "with-dashes-inside"),
+        ("codeexec_pool_0123456789ab", ""),  # unclaimed
+        ("codeexec-x-0123", ""),  # not a claim suffix
+        ("other-a-0123ab", ""),
+    ],
+)
+def test_pool_session_name(container_name: str, session: str) -> None:
+    assert pool_session_name(container_name) == session
+
+
+def _inspect(name: str, labels: dict[str, str]) -> dict[str, object]:
+    return {
+        "Id": "c" * 64,
+        "Name": "/" + name,
+        "Config": {"Labels": labels, "Image": "img"},
+        "State": {"Status": "running", "Running": True},
+    }
+
+
+def test_claimed_pool_container_is_a_session() -> None:
+    labels = {LABEL_MANAGED: "1", LABEL_POOL: "1"}
+    assert parse_inspect(_inspect("codeexec-work-0a0b0c", labels)).name == "work"
+    assert parse_inspect(_inspect("codeexec_pool_0a0b0c0d0e0f", labels)).name == ""
+
+
+def test_session_label_wins_and_plain_names_are_not_parsed() -> None:
+    labels = {LABEL_MANAGED: "1", LABEL_SESSION: "Real"}
+    assert parse_inspect(_inspect("codeexec-real-0a0b0c", labels)).name == "Real"
+    # Without the pool label the container name is never read as a session name.
+    assert parse_inspect(_inspect("codeexec-x-0a0b0c", {LABEL_MANAGED: "1"})).name == ""
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_claim_from_warm_pool(docker_engine: None, session_name: str) -> None:
+    with WarmPool(size=1, idle_timeout=120) as pool:
+        assert pool.wait_ready(timeout=60)
+        unclaimed = [s for s in list_sessions() if s.name == session_name]
+        assert unclaimed == []
+        session = pool.session(session_name)
+        try:
+            assert session.execute("x = 41\nx + 1").value == "42"
+            names = [s.name for s in list_sessions()]
+            assert session_name in names
+            again = ContainerSession.attach(session_name)
+            assert again.container_id == session.container_id
+            assert again.execute("x").value == "41"
+            again.close()
+        finally:
+            session.stop()
+    assert session_name not in [s.name for s in list_sessions()]

@@ -1,10 +1,10 @@
 """codeexec: run Python code in Docker containers whose state persists between executions.
 
-    from codeexec import ContainerSession
+from codeexec import ContainerSession
 
-    with ContainerSession.start(dependencies=["numpy"]) as s:
-        s.execute("import numpy as np; x = np.arange(4)")
-        print(s.execute("x.sum()").value)   # 6
+with ContainerSession.start(dependencies=["numpy"]) as s:
+    s.execute("import numpy as np; x = np.arange(4)")
+    print(s.execute("x.sum()").value)   # 6
 """
 
 from __future__ import annotations

@@ -117,8 +117,9 @@ def run_argv(spec: RunSpec) -> list[str]:
     return cmd
 
 
-def build_argv(context_dir: str, tag: str, labels: Mapping[str, str],
-               build_args: Mapping[str, str]) -> list[str]:
+def build_argv(
+    context_dir: str, tag: str, labels: Mapping[str, str], build_args: Mapping[str, str]
+) -> list[str]:
     """The ``docker build`` arguments; ``--force-rm`` so a failed step leaves no container."""
     cmd = Command(["build", "--force-rm", "--tag", tag])
     cmd.repeat("--label", [f"{k}={v}" for k, v in sorted(labels.items())])
@@ -130,8 +131,12 @@ def build_argv(context_dir: str, tag: str, labels: Mapping[str, str],
 # Recorded stderr fragments -> the error class and what to tell the user.
 _CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
     (
-        ("cannot connect to the docker daemon", "error during connect",
-         "is the docker daemon running", "connection refused"),
+        (
+            "cannot connect to the docker daemon",
+            "error during connect",
+            "is the docker daemon running",
+            "connection refused",
+        ),
         DockerNotAvailable,
         "the Docker engine does not answer: start it (e.g. `dockerd` or Docker Desktop), "
         "or point DOCKER_HOST / `docker context use` at a running one",
@@ -149,8 +154,13 @@ _CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
         "start it again with `codeexec start`",
     ),
     (
-        ("no such image", "pull access denied", "repository does not exist",
-         "manifest unknown", "failed to resolve reference"),
+        (
+            "no such image",
+            "pull access denied",
+            "repository does not exist",
+            "manifest unknown",
+            "failed to resolve reference",
+        ),
         DockerError,
         "the image is not available locally and cannot be pulled: build a base image "
         "with executor_image/make_base_image.sh or set CODEEXEC_BASE_IMAGE to one you have",
@@ -158,17 +168,24 @@ _CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
 ]
 
 
-def classify(argv: Sequence[str], returncode: int | None, stdout: str, stderr: str,
-             what: str) -> DockerError:
+def classify(
+    argv: Sequence[str], returncode: int | None, stdout: str, stderr: str, what: str
+) -> DockerError:
     """Turn a failed docker call into the most specific ``DockerError`` with a hint."""
     low = stderr.lower()
     detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {returncode}"
     for needles, cls, hint in _CLASSIFY:
         if any(n in low for n in needles):
-            return cls(f"{what} failed: {detail} — {hint}", argv=argv,
-                       returncode=returncode, stdout=stdout, stderr=stderr)
-    return DockerError(f"{what} failed: {detail}", argv=argv, returncode=returncode,
-                       stdout=stdout, stderr=stderr)
+            return cls(
+                f"{what} failed: {detail} — {hint}",
+                argv=argv,
+                returncode=returncode,
+                stdout=stdout,
+                stderr=stderr,
+            )
+    return DockerError(
+        f"{what} failed: {detail}", argv=argv, returncode=returncode, stdout=stdout, stderr=stderr
+    )
 
 
 class RelayProcess:
@@ -214,40 +231,64 @@ class Docker:
         return self._binary
 
     # -- the subprocess seam --------------------------------------------------
-    def _run(self, args: Sequence[str], *, timeout: float = _QUICK, what: str = "",
-             input: str | None = None, env: Mapping[str, str] | None = None,
-             check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self,
+        args: Sequence[str],
+        *,
+        timeout: float = _QUICK,
+        what: str = "",
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
         argv = [self.binary, *args]
         full_env = {**os.environ, **env} if env else None
         try:
             proc = subprocess.run(
-                argv, input=input, capture_output=True, encoding="utf-8", errors="replace",
-                timeout=timeout, env=full_env,
+                argv,
+                input=input,
+                capture_output=True,
+                encoding="utf-8",
+                errors="replace",
+                timeout=timeout,
+                env=full_env,
                 stdin=None if input is not None else subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as exc:
             raise DockerError(
                 f"`docker {args[0]}` did not finish within {timeout:.0f} s: the Docker engine "
-                "may be overloaded or hung", argv=argv,
+                "may be overloaded or hung",
+                argv=argv,
             ) from exc
         except OSError as exc:
             raise DockerNotAvailable(f"cannot run {argv[0]}: {exc}", argv=argv) from exc
         if check and proc.returncode != 0:
-            raise classify(argv, proc.returncode, proc.stdout, proc.stderr,
-                           what or f"`docker {args[0]}`")
+            raise classify(
+                argv, proc.returncode, proc.stdout, proc.stderr, what or f"`docker {args[0]}`"
+            )
         return proc
 
     # -- engine ---------------------------------------------------------------
     def version(self, timeout: float = 10.0) -> str:
         """The engine's version; raises ``DockerNotAvailable`` when it does not answer."""
-        proc = self._run(["version", "--format", "{{.Server.Version}}"], timeout=timeout,
-                         what="asking the Docker engine for its version", check=False)
+        proc = self._run(
+            ["version", "--format", "{{.Server.Version}}"],
+            timeout=timeout,
+            what="asking the Docker engine for its version",
+            check=False,
+        )
         if proc.returncode != 0:
-            err = classify([self.binary, "version"], proc.returncode, proc.stdout,
-                           proc.stderr, "reaching the Docker engine")
+            err = classify(
+                [self.binary, "version"],
+                proc.returncode,
+                proc.stdout,
+                proc.stderr,
+                "reaching the Docker engine",
+            )
             if not isinstance(err, DockerNotAvailable):
-                err = DockerNotAvailable(err.message, argv=err.argv,
-                                         returncode=err.returncode, stderr=err.stderr)
+                err = DockerNotAvailable(
+                    err.message, argv=err.argv, returncode=err.returncode, stderr=err.stderr
+                )
             raise err
         return proc.stdout.strip()
 
@@ -263,21 +304,39 @@ class Docker:
         low = proc.stderr.lower()
         if "no such image" in low or "no such object" in low:
             return None
-        raise classify([self.binary, "image", "inspect", ref], proc.returncode, proc.stdout,
-                       proc.stderr, f"inspecting image {ref}")
+        raise classify(
+            [self.binary, "image", "inspect", ref],
+            proc.returncode,
+            proc.stdout,
+            proc.stderr,
+            f"inspecting image {ref}",
+        )
 
-    def build(self, context_dir: str, tag: str, *, labels: Mapping[str, str],
-              build_args: Mapping[str, str], timeout: float,
-              on_line: Callable[[str], None] | None = None) -> None:
+    def build(
+        self,
+        context_dir: str,
+        tag: str,
+        *,
+        labels: Mapping[str, str],
+        build_args: Mapping[str, str],
+        timeout: float,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
         """Build an image, passing each log line to ``on_line``; keeps the log tail."""
         argv = [self.binary, *build_argv(context_dir, tag, labels, build_args)]
         env = dict(os.environ)
         env.setdefault("DOCKER_BUILDKIT", "0")  # plain Step lines; no buildx needed
         tail: list[str] = []
         try:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, encoding="utf-8",
-                                    errors="replace", env=env)
+            proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                encoding="utf-8",
+                errors="replace",
+                env=env,
+            )
         except OSError as exc:
             raise DockerNotAvailable(f"cannot run {argv[0]}: {exc}", argv=argv) from exc
         timer = threading.Timer(timeout, proc.kill)
@@ -310,13 +369,18 @@ class Docker:
             raise ImageBuildError(
                 f"building the session image failed: {reason}. Check the dependency names "
                 "and versions, and that the package index is reachable; the end of the "
-                "build log follows.", log_tail=log_tail, argv=argv, returncode=returncode,
-                stderr=log_tail)
+                "build log follows.",
+                log_tail=log_tail,
+                argv=argv,
+                returncode=returncode,
+                stderr=log_tail,
+            )
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         args = Command(["images", "--no-trunc", "--format", "{{json .}}"])
-        args.repeat("--filter", [f"label={k}={v}" if v else f"label={k}"
-                                 for k, v in labels.items()])
+        args.repeat(
+            "--filter", [f"label={k}={v}" if v else f"label={k}" for k, v in labels.items()]
+        )
         out = self._run(args).stdout
         refs = [json.loads(line) for line in out.splitlines() if line.strip()]
         if not refs:
@@ -327,14 +391,16 @@ class Docker:
         for ref in refs:
             data = by_id.get(ref["ID"], {})
             img_labels = (data.get("Config") or {}).get("Labels") or {}
-            infos.append(ImageInfo(
-                tag=f"{ref['Repository']}:{ref['Tag']}",
-                image_id=ref["ID"],
-                dependencies=tuple(json.loads(img_labels.get(LABEL_DEPS, "[]"))),
-                base_image=img_labels.get(LABEL_BASE, ""),
-                created=str(ref.get("CreatedAt", "")),
-                size=str(ref.get("Size", "")),
-            ))
+            infos.append(
+                ImageInfo(
+                    tag=f"{ref['Repository']}:{ref['Tag']}",
+                    image_id=ref["ID"],
+                    dependencies=tuple(json.loads(img_labels.get(LABEL_DEPS, "[]"))),
+                    base_image=img_labels.get(LABEL_BASE, ""),
+                    created=str(ref.get("CreatedAt", "")),
+                    size=str(ref.get("Size", "")),
+                )
+            )
         return infos
 
     def inspect_images(self, refs: Sequence[str]) -> list[dict[str, Any]]:
@@ -350,20 +416,26 @@ class Docker:
     def run(self, spec: RunSpec, secret_values: Mapping[str, str]) -> str:
         """Start a container; returns its id. Secret values travel only in our env."""
         try:
-            proc = self._run(run_argv(spec), timeout=120, env=secret_values,
-                             what=f"starting container {spec.container_name}")
+            proc = self._run(
+                run_argv(spec),
+                timeout=120,
+                env=secret_values,
+                what=f"starting container {spec.container_name}",
+            )
         except NoSuchSession as exc:  # "no such object" can also mean a missing image
             raise ContainerStartError(exc.message, argv=exc.argv, stderr=exc.stderr) from exc
         except DockerError as exc:
             if isinstance(exc, DockerNotAvailable):
                 raise
-            raise ContainerStartError(exc.message, argv=exc.argv, returncode=exc.returncode,
-                                      stderr=exc.stderr) from exc
+            raise ContainerStartError(
+                exc.message, argv=exc.argv, returncode=exc.returncode, stderr=exc.stderr
+            ) from exc
         return proc.stdout.strip()
 
     def inspect(self, container: str) -> dict[str, Any]:
-        out = self._run(["container", "inspect", container],
-                        what=f"inspecting container {container}").stdout
+        out = self._run(
+            ["container", "inspect", container], what=f"inspecting container {container}"
+        ).stdout
         data: list[dict[str, Any]] = json.loads(out)
         return data[0]
 
@@ -376,8 +448,9 @@ class Docker:
         # Labels are read from `inspect`, not from `ps`, whose comma-joined label
         # column cannot be split reliably (requirement strings contain commas).
         args = Command(["ps", "--quiet", "--no-trunc"]).flag("--all", all)
-        args.repeat("--filter", [f"label={k}={v}" if v else f"label={k}"
-                                 for k, v in labels.items()])
+        args.repeat(
+            "--filter", [f"label={k}={v}" if v else f"label={k}" for k, v in labels.items()]
+        )
         ids = self._run(args, what="listing containers").stdout.split()
         if not ids:
             return []
@@ -392,10 +465,18 @@ class Docker:
         One ``docker ps`` call when nothing matches (the common case on ``start``):
         the session label, or the name of a claimed pool container, is read from it.
         """
-        fmt = "\t".join(["{{.ID}}", "{{.Names}}", '{{.Label "' + LABEL_SESSION + '"}}',
-                         '{{.Label "' + LABEL_POOL + '"}}'])
-        out = self._run(["ps", "--no-trunc", "--filter", f"label={LABEL_MANAGED}=1",
-                         "--format", fmt], what="listing containers").stdout
+        fmt = "\t".join(
+            [
+                "{{.ID}}",
+                "{{.Names}}",
+                '{{.Label "' + LABEL_SESSION + '"}}',
+                '{{.Label "' + LABEL_POOL + '"}}',
+            ]
+        )
+        out = self._run(
+            ["ps", "--no-trunc", "--filter", f"label={LABEL_MANAGED}=1", "--format", fmt],
+            what="listing containers",
+        ).stdout
         ids = []
         for line in out.splitlines():
             cid, cname, session, pool = (line.split("\t") + ["", "", "", ""])[:4]
@@ -417,12 +498,16 @@ class Docker:
             return
         proc = self._run(["rm", "--force", *containers], check=False)
         if proc.returncode != 0 and "no such container" not in proc.stderr.lower():
-            raise classify([self.binary, "rm"], proc.returncode, proc.stdout, proc.stderr,
-                           "removing containers")
+            raise classify(
+                [self.binary, "rm"],
+                proc.returncode,
+                proc.stdout,
+                proc.stderr,
+                "removing containers",
+            )
 
     def stop(self, container: str, grace: float = 2.0) -> None:
-        self._run(["stop", "--time", str(int(grace)), container], timeout=grace + 30,
-                  check=False)
+        self._run(["stop", "--time", str(int(grace)), container], timeout=grace + 30, check=False)
 
     def kill(self, container: str, signal: str = "KILL") -> None:
         self._run(["kill", "--signal", signal, container], what="killing container")
@@ -433,8 +518,14 @@ class Docker:
         proc = self._run(args, what=f"reading the log of {container}")
         return proc.stdout + proc.stderr
 
-    def exec(self, container: str, command: Sequence[str], *, timeout: float = 60.0,
-             user: str | None = None) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self,
+        container: str,
+        command: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        user: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         args = Command(["exec"]).opt("--user", user)
         args.append(container)
         args.extend(command)
@@ -444,8 +535,13 @@ class Docker:
         """Start ``docker exec -i`` with binary pipes for the exec-relay transport."""
         argv = [self.binary, "exec", "-i", container, *command]
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.DEVNULL, bufsize=0)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                bufsize=0,
+            )
         except OSError as exc:
             raise DockerNotAvailable(f"cannot run {argv[0]}: {exc}", argv=argv) from exc
         return RelayProcess(proc)
@@ -457,8 +553,10 @@ def _build_failure_reason(tail: Sequence[str]) -> str:
         if "no matching distribution" in low or "could not find a version" in low:
             return line.strip()
         if "certificate verify failed" in low:
-            return ("TLS certificate verification failed inside the build: set "
-                    "CODEEXEC_CA_BUNDLE to your proxy's CA bundle")
+            return (
+                "TLS certificate verification failed inside the build: set "
+                "CODEEXEC_CA_BUNDLE to your proxy's CA bundle"
+            )
     for line in reversed(tail):
         if line.strip().lower().startswith(("error", "the command")):
             return line.strip()
@@ -469,7 +567,8 @@ def parse_inspect(data: Mapping[str, Any]) -> SessionInfo:
     """A ``docker container inspect`` object as a ``SessionInfo``."""
     config = data.get("Config") or {}
     return _session_info(
-        labels=dict(config.get("Labels") or {}), container_id=str(data.get("Id", "")),
+        labels=dict(config.get("Labels") or {}),
+        container_id=str(data.get("Id", "")),
         container_name=str(data.get("Name", "")).lstrip("/"),
         image=str(config.get("Image", "")),
         status=str((data.get("State") or {}).get("Status", "")),
@@ -478,7 +577,7 @@ def parse_inspect(data: Mapping[str, Any]) -> SessionInfo:
 
 def published_port(data: Mapping[str, Any]) -> tuple[str, int] | None:
     """The host address and port that the container's executor port is published on."""
-    ports = ((data.get("NetworkSettings") or {}).get("Ports") or {})
+    ports = (data.get("NetworkSettings") or {}).get("Ports") or {}
     for binding in ports.get(f"{EXECUTOR_PORT}/tcp") or []:
         host = binding.get("HostIp") or "127.0.0.1"
         return ("127.0.0.1" if host in ("0.0.0.0", "") else host, int(binding["HostPort"]))
@@ -499,8 +598,9 @@ def pool_session_name(container_name: str) -> str:
     return match.group(1) if match else ""
 
 
-def _session_info(*, labels: Mapping[str, str], container_id: str, container_name: str,
-                  image: str, status: str) -> SessionInfo:
+def _session_info(
+    *, labels: Mapping[str, str], container_id: str, container_name: str, image: str, status: str
+) -> SessionInfo:
     idle = labels.get(LABEL_IDLE)
     name = labels.get(LABEL_SESSION, "")
     if not name and labels.get(LABEL_POOL):
@@ -510,8 +610,14 @@ def _session_info(*, labels: Mapping[str, str], container_id: str, container_nam
     except ValueError:
         deps = ()
     return SessionInfo(
-        name=name, container_id=container_id,
-        container_name=container_name, image=image, status=status, dependencies=deps,
-        network=labels.get(LABEL_NETWORK, "bridge"), created=labels.get(LABEL_CREATED, ""),
-        idle_timeout=float(idle) if idle else None, labels=dict(labels),
+        name=name,
+        container_id=container_id,
+        container_name=container_name,
+        image=image,
+        status=status,
+        dependencies=deps,
+        network=labels.get(LABEL_NETWORK, "bridge"),
+        created=labels.get(LABEL_CREATED, ""),
+        idle_timeout=float(idle) if idle else None,
+        labels=dict(labels),
     )

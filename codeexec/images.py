@@ -148,8 +148,9 @@ class IndexSettings:
         if self.index_url:
             lines.append(f"export UV_INDEX_URL={shlex.quote(self.index_url)}")
         if self.extra_index_urls:
-            lines.append("export UV_EXTRA_INDEX_URL="
-                         + shlex.quote(" ".join(self.extra_index_urls)))
+            lines.append(
+                "export UV_EXTRA_INDEX_URL=" + shlex.quote(" ".join(self.extra_index_urls))
+            )
         if self.trusted_hosts:
             lines.append("export UV_INSECURE_HOST=" + shlex.quote(" ".join(self.trusted_hosts)))
         return "\n".join(lines) + "\n"
@@ -163,8 +164,12 @@ def _remote(urls: Iterable[str]) -> tuple[str, ...]:
 def _pip_config_files() -> list[Path]:
     home = Path.home()
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(home / ".config")
-    files = [Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf"),
-             home / ".pip" / "pip.conf", Path(xdg) / "pip" / "pip.conf"]
+    files = [
+        Path("/etc/xdg/pip/pip.conf"),
+        Path("/etc/pip.conf"),
+        home / ".pip" / "pip.conf",
+        Path(xdg) / "pip" / "pip.conf",
+    ]
     if os.environ.get("VIRTUAL_ENV"):
         files.append(Path(os.environ["VIRTUAL_ENV"]) / "pip.conf")
     if os.environ.get("PIP_CONFIG_FILE"):
@@ -193,9 +198,14 @@ def host_index_settings() -> IndexSettings:
     extra = (env.get("PIP_EXTRA_INDEX_URL") or conf.get("extra-index-url") or "").split()
     trusted = (env.get("PIP_TRUSTED_HOST") or conf.get("trusted-host") or "").split()
     ca: Path | None = None
-    for candidate in (env.get("CODEEXEC_CA_BUNDLE"), env.get("PIP_CERT"),
-                      env.get("SSL_CERT_FILE"), env.get("REQUESTS_CA_BUNDLE"),
-                      conf.get("cert"), *_CA_CANDIDATES):
+    for candidate in (
+        env.get("CODEEXEC_CA_BUNDLE"),
+        env.get("PIP_CERT"),
+        env.get("SSL_CERT_FILE"),
+        env.get("REQUESTS_CA_BUNDLE"),
+        conf.get("cert"),
+        *_CA_CANDIDATES,
+    ):
         if candidate and Path(candidate).is_file():
             ca = Path(candidate)
             break
@@ -229,8 +239,9 @@ class BuildContext:
             path.write_bytes(data)
 
 
-def make_context(base_image: str, dependencies: Sequence[str],
-                 settings: IndexSettings, base_image_id: str = "") -> BuildContext:
+def make_context(
+    base_image: str, dependencies: Sequence[str], settings: IndexSettings, base_image_id: str = ""
+) -> BuildContext:
     """Every file of the build, in memory, plus the hash over all of them."""
     src = executor_source_dir()
     files: dict[str, bytes] = {}
@@ -239,13 +250,16 @@ def make_context(base_image: str, dependencies: Sequence[str],
     if settings.ca_bundle is not None:
         files["trust/ca-bundle.crt"] = settings.ca_bundle.read_bytes()
         bundle = "/opt/codeexec/trust/ca-bundle.crt"
-        ca_env.append(f"ENV SSL_CERT_FILE={bundle} PIP_CERT={bundle} "
-                      f"REQUESTS_CA_BUNDLE={bundle} UV_NATIVE_TLS=1")
+        ca_env.append(
+            f"ENV SSL_CERT_FILE={bundle} PIP_CERT={bundle} "
+            f"REQUESTS_CA_BUNDLE={bundle} UV_NATIVE_TLS=1"
+        )
     files["trust/pip.conf"] = settings.pip_conf().encode()
     ca_env.append("ENV PIP_CONFIG_FILE=/opt/codeexec/trust/pip.conf")
     template = (src / "Dockerfile.template").read_text(encoding="utf-8")
     dockerfile = template.replace("@@BASE_IMAGE@@", base_image).replace(
-        "@@CA_ENV@@", "\n".join(ca_env))
+        "@@CA_ENV@@", "\n".join(ca_env)
+    )
     files["Dockerfile"] = dockerfile.encode()
     files["install.sh"] = (src / "install.sh").read_bytes()
     files["index.env"] = settings.uv_env().encode()
@@ -260,8 +274,9 @@ def make_context(base_image: str, dependencies: Sequence[str],
     return BuildContext(files=files, digest=digest.hexdigest())
 
 
-def find_image(docker: Docker, *, base_image: str | None,
-               dependencies: Sequence[str]) -> tuple[str, bool]:
+def find_image(
+    docker: Docker, *, base_image: str | None, dependencies: Sequence[str]
+) -> tuple[str, bool]:
     """The tag for ``dependencies`` and whether that image exists; never builds.
 
     Two docker calls: the base image's id (it is part of the hash), then the tag.
@@ -270,16 +285,22 @@ def find_image(docker: Docker, *, base_image: str | None,
     return tag, docker.image_exists(tag)
 
 
-def _context(docker: Docker, base_image: str | None,
-             dependencies: Sequence[str]) -> tuple[str, BuildContext]:
+def _context(
+    docker: Docker, base_image: str | None, dependencies: Sequence[str]
+) -> tuple[str, BuildContext]:
     base = base_image or default_base_image()
     base_id = docker.image_id(base) or ""
     return base, make_context(base, dependencies, host_index_settings(), base_id)
 
 
-def ensure_image(docker: Docker, *, base_image: str | None, dependencies: Sequence[str],
-                 on_line: Callable[[str], None] | None = None,
-                 timeout: float = BUILD_TIMEOUT) -> str:
+def ensure_image(
+    docker: Docker,
+    *,
+    base_image: str | None,
+    dependencies: Sequence[str],
+    on_line: Callable[[str], None] | None = None,
+    timeout: float = BUILD_TIMEOUT,
+) -> str:
     """Return the tag of the image for ``dependencies``, building it only if missing.
 
     Raises:
@@ -290,21 +311,28 @@ def ensure_image(docker: Docker, *, base_image: str | None, dependencies: Sequen
     if docker.image_exists(context.tag):
         return context.tag
     if on_line is not None:
-        on_line(f"building image {context.tag} from {base} with "
-                f"{len(dependencies)} dependencies")
+        on_line(f"building image {context.tag} from {base} with {len(dependencies)} dependencies")
     labels = {
         LABEL_IMAGE: "1",
         LABEL_DEPS: json.dumps(list(dependencies)),
         LABEL_BASE: base,
     }
-    build_args = {k: os.environ[k] for k in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-                                             "http_proxy", "https_proxy", "no_proxy")
-                  if os.environ.get(k)}
+    build_args = {
+        k: os.environ[k]
+        for k in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+        if os.environ.get(k)
+    }
     tmp = Path(tempfile.mkdtemp(prefix="codeexec-build-"))
     try:
         context.write(tmp)
-        docker.build(str(tmp), context.tag, labels=labels, build_args=build_args,
-                     timeout=timeout, on_line=on_line)
+        docker.build(
+            str(tmp),
+            context.tag,
+            labels=labels,
+            build_args=build_args,
+            timeout=timeout,
+            on_line=on_line,
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return context.tag

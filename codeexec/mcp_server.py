@@ -74,9 +74,13 @@ INSTALL_TIMEOUT = 300.0
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 _T = TypeVar("_T")
 
-SessionName = Annotated[str | None, Field(
-    description="Session name. Omit it to use the current session: the one last started "
-                "or reused here (initially the default session).")]
+SessionName = Annotated[
+    str | None,
+    Field(
+        description="Session name. Omit it to use the current session: the one last started "
+        "or reused here (initially the default session)."
+    ),
+]
 
 
 # -- formatting -----------------------------------------------------------------------
@@ -97,8 +101,9 @@ def _tool_error(exc: CodeexecError) -> ToolError:
     return ToolError(message)
 
 
-def _exec_result(result: ExecResult, *, name: str, note: str = "",
-                 max_timeout: float = MAX_TIMEOUT) -> CallToolResult:
+def _exec_result(
+    result: ExecResult, *, name: str, note: str = "", max_timeout: float = MAX_TIMEOUT
+) -> CallToolResult:
     parts = [note] if note else []
     parts.append(f"status: {result.status} ({result.duration_ms:.0f} ms, session {name!r})")
     if result.stdout:
@@ -110,15 +115,21 @@ def _exec_result(result: ExecResult, *, name: str, note: str = "",
     if result.error is not None:
         parts.append("error:\n" + result.error.format())
     if result.status == "timeout":
-        parts.append("note: the code ran past its timeout and was interrupted; the variables "
-                     f"it set so far are kept. Pass a larger timeout (at most {max_timeout:.0f} "
-                     "s) or split the work into several calls.")
+        parts.append(
+            "note: the code ran past its timeout and was interrupted; the variables "
+            f"it set so far are kept. Pass a larger timeout (at most {max_timeout:.0f} "
+            "s) or split the work into several calls."
+        )
     if result.truncated:
-        parts.append("note: output was truncated; write large output to a file and read "
-                     "parts of it with read_file, or print a summary.")
+        parts.append(
+            "note: output was truncated; write large output to a file and read "
+            "parts of it with read_file, or print a summary."
+        )
     if result.restarted:
-        parts.append("note: the Python process was restarted: every variable and import is "
-                     "gone. Run your setup code again.")
+        parts.append(
+            "note: the Python process was restarted: every variable and import is "
+            "gone. Run your setup code again."
+        )
     content: list[ContentBlock] = []
     for index, display in enumerate(result.displays, start=1):
         data = display.data
@@ -127,18 +138,29 @@ def _exec_result(result: ExecResult, *, name: str, note: str = "",
             raw = data[image]
             assert isinstance(raw, bytes)
             parts.append(f"display {index}: {image} (attached as an image)")
-            content.append(ImageContent(type="image", mime_type=image,
-                                        data=base64.b64encode(raw).decode("ascii")))
+            content.append(
+                ImageContent(
+                    type="image", mime_type=image, data=base64.b64encode(raw).decode("ascii")
+                )
+            )
             continue
-        mime = next((m for m in ("text/markdown", "text/html", "text/plain")
-                     if isinstance(data.get(m), str)), None)
+        mime = next(
+            (
+                m
+                for m in ("text/markdown", "text/html", "text/plain")
+                if isinstance(data.get(m), str)
+            ),
+            None,
+        )
         text = data.get(mime, "") if mime else ""
         if mime is None or (mime == "text/plain" and text == result.value):
             continue  # the value above already shows it
         parts.append(f"display {index} ({mime}):\n{str(text)[:OUTPUT_LIMIT]}")
     text_block = TextContent(type="text", text="\n\n".join(parts))
-    return CallToolResult(content=[text_block, *content],
-                          structured_content=dict(exec_output(result, name, bool(note))))
+    return CallToolResult(
+        content=[text_block, *content],
+        structured_content=dict(exec_output(result, name, bool(note))),
+    )
 
 
 # -- progress and blocking work ----------------------------------------------------------
@@ -159,9 +181,14 @@ class _Progress:
             log.debug("progress notification failed: %r", exc)
 
 
-async def _blocking(ctx: Context, fn: Callable[[], _T], *, label: str,
-                    latest: Callable[[], str] = lambda: "",
-                    on_cancel: Callable[[], None] | None = None) -> _T:
+async def _blocking(
+    ctx: Context,
+    fn: Callable[[], _T],
+    *,
+    label: str,
+    latest: Callable[[], str] = lambda: "",
+    on_cancel: Callable[[], None] | None = None,
+) -> _T:
     """Run ``fn`` on a worker thread, with a progress heartbeat while it runs."""
     progress = _Progress(ctx)
     began = time.monotonic()
@@ -170,8 +197,9 @@ async def _blocking(ctx: Context, fn: Callable[[], _T], *, label: str,
         while True:
             await anyio.sleep(PROGRESS_EVERY)
             line = latest().strip()[-200:]
-            await progress.send(f"{label}: {time.monotonic() - began:.0f} s"
-                                + (f" | {line}" if line else ""))
+            await progress.send(
+                f"{label}: {time.monotonic() - began:.0f} s" + (f" | {line}" if line else "")
+            )
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(heartbeat)
@@ -199,8 +227,12 @@ class _Use:
 # -- the server ----------------------------------------------------------------------------
 
 
-def build_server(registry: SessionRegistry | None = None, *, build_wait: float = 40.0,
-                 max_timeout: float = MAX_TIMEOUT) -> MCPServer:
+def build_server(
+    registry: SessionRegistry | None = None,
+    *,
+    build_wait: float = 40.0,
+    max_timeout: float = MAX_TIMEOUT,
+) -> MCPServer:
     """The codeexec MCP server with its tools and prompt; run it with ``serve()``.
 
     Args:
@@ -211,33 +243,46 @@ def build_server(registry: SessionRegistry | None = None, *, build_wait: float =
     """
     reg = registry or SessionRegistry()
     mcp: MCPServer = MCPServer(
-        "codeexec", version=__version__,
+        "codeexec",
+        version=__version__,
         instructions=(
             "Runs Python code in Docker containers whose state persists between calls: "
             "variables, imports and files stay until the session is stopped. Call "
             "start_code_executer (with the pip packages you need) then execute_code; "
-            "execute_code alone starts a default session without extra packages."))
+            "execute_code alone starts a default session without extra packages."
+        ),
+    )
 
     async def session_for(ctx: Context, name: str | None) -> _Use:
         """The named (or current) session, once built; the default one starts on first use."""
         target = validate_name(name or reg.current)
         entry, started = await anyio.to_thread.run_sync(
-            lambda: reg.get(target, auto_start=target == reg.default_name))
+            lambda: reg.get(target, auto_start=target == reg.default_name)
+        )
         try:
             session = await entry.wait(build_wait, _Progress(ctx).send)
         except CodeexecError:
             reg.forget(entry, remove=False)
             raise
         if session is None:
-            raise ToolError(f"{entry.building()}; nothing ran. Call the tool again: each "
-                            f"call waits up to {build_wait:.0f} s more for the build.")
+            raise ToolError(
+                f"{entry.building()}; nothing ran. Call the tool again: each "
+                f"call waits up to {build_wait:.0f} s more for the build."
+            )
         return _Use(target, entry, session, started)
 
-    async def call(ctx: Context, use: _Use, fn: Callable[[], _T], *, label: str = "working",
-                   latest: Callable[[], str] = lambda: "") -> _T:
+    async def call(
+        ctx: Context,
+        use: _Use,
+        fn: Callable[[], _T],
+        *,
+        label: str = "working",
+        latest: Callable[[], str] = lambda: "",
+    ) -> _T:
         try:
-            return await _blocking(ctx, fn, label=label, latest=latest,
-                                   on_cancel=use.session.interrupt)
+            return await _blocking(
+                ctx, fn, label=label, latest=latest, on_cancel=use.session.interrupt
+            )
         except NoSuchSession:
             reg.forget(use.entry, remove=False)  # its container is gone: start afresh next time
             raise
@@ -246,12 +291,20 @@ def build_server(registry: SessionRegistry | None = None, *, build_wait: float =
     @_tool_errors
     async def start_code_executer(
         ctx: Context,
-        dependencies: Annotated[list[str], Field(
-            description="pip requirements to install in the session's image, such as "
-                        "['numpy', 'pandas==2.*']. Same list, same image: it is reused.")] = [],  # noqa: B006
-        name: Annotated[str | None, Field(
-            description="Session name (letters, digits, '.', '_', '-'); omit it for the "
-                        "default session. Several sessions may run at once.")] = None,
+        dependencies: Annotated[
+            list[str],
+            Field(
+                description="pip requirements to install in the session's image, such as "
+                "['numpy', 'pandas==2.*']. Same list, same image: it is reused."
+            ),
+        ] = [],  # noqa: B006
+        name: Annotated[
+            str | None,
+            Field(
+                description="Session name (letters, digits, '.', '_', '-'); omit it for the "
+                "default session. Several sessions may run at once."
+            ),
+        ] = None,
     ) -> str:
         """Start a Python session in a Docker container; its variables, imports and files
         persist across execute_code calls until stop_code_executer. Starting a session that
@@ -268,23 +321,41 @@ def build_server(registry: SessionRegistry | None = None, *, build_wait: float =
             reg.forget(entry, remove=False)
             raise
         if session is None:
-            return (f"{entry.building()}. It goes on in the background: call "
-                    f"execute_code(code, name={target!r}) next; that call waits for the build.")
-        return (f"Code execution service started with the name: {target}\n"
-                f"Dependencies: {', '.join(deps) or 'none'}. Variables persist between "
-                f"calls; call execute_code(code, name={target!r}) next.")
+            return (
+                f"{entry.building()}. It goes on in the background: call "
+                f"execute_code(code, name={target!r}) next; that call waits for the build."
+            )
+        return (
+            f"Code execution service started with the name: {target}\n"
+            f"Dependencies: {', '.join(deps) or 'none'}. Variables persist between "
+            f"calls; call execute_code(code, name={target!r}) next."
+        )
 
     @mcp.tool(structured_output=True)
     @_tool_errors
     async def execute_code(
         ctx: Context,
-        code: Annotated[str, Field(description=(
-            "Python source, run like a notebook cell: the value of a final expression is "
-            f"returned. At most {MAX_CODE_BYTES // 2**20} MiB."))],
+        code: Annotated[
+            str,
+            Field(
+                description=(
+                    "Python source, run like a notebook cell: the value of a final expression is "
+                    f"returned. At most {MAX_CODE_BYTES // 2**20} MiB."
+                )
+            ),
+        ],
         name: SessionName = None,
-        timeout: Annotated[float, Field(gt=0, le=max_timeout, description=(
-            "Seconds before the code is interrupted (KeyboardInterrupt); variables are "
-            "kept."))] = DEFAULT_TIMEOUT,
+        timeout: Annotated[
+            float,
+            Field(
+                gt=0,
+                le=max_timeout,
+                description=(
+                    "Seconds before the code is interrupted (KeyboardInterrupt); variables are "
+                    "kept."
+                ),
+            ),
+        ] = DEFAULT_TIMEOUT,
     ) -> Annotated[CallToolResult, ExecOutput]:
         """Run Python code in a session and return stdout, stderr, the value of the last
         expression and any error traceback; images (matplotlib figures, _repr_png_) come
@@ -293,30 +364,47 @@ def build_server(registry: SessionRegistry | None = None, *, build_wait: float =
         this starts the default one without extra packages (install_packages adds some)."""
         size = len(code.encode("utf-8", "replace"))
         if size > MAX_CODE_BYTES:
-            raise ToolError(f"the code is {size} bytes, over the {MAX_CODE_BYTES} byte limit: "
-                            "write it to a file with write_file and run it with exec(open(...)"
-                            ".read()), or send it in smaller pieces")
+            raise ToolError(
+                f"the code is {size} bytes, over the {MAX_CODE_BYTES} byte limit: "
+                "write it to a file with write_file and run it with exec(open(...)"
+                ".read()), or send it in smaller pieces"
+            )
         use = await session_for(ctx, name)
         outputs: deque[str] = deque(maxlen=1)
         result = await call(
-            ctx, use, lambda: use.session.execute(
-                code, timeout=timeout, output_limit=OUTPUT_LIMIT,
-                on_output=lambda _s, text: outputs.append(text)),
-            label="running", latest=lambda: outputs[-1] if outputs else "")
-        note = (f"Started session {use.name!r} with no extra dependencies (this was the first "
+            ctx,
+            use,
+            lambda: use.session.execute(
+                code,
+                timeout=timeout,
+                output_limit=OUTPUT_LIMIT,
+                on_output=lambda _s, text: outputs.append(text),
+            ),
+            label="running",
+            latest=lambda: outputs[-1] if outputs else "",
+        )
+        note = (
+            (
+                f"Started session {use.name!r} with no extra dependencies (this was the first "
                 "call; start_code_executer(dependencies=[...]) or install_packages adds "
-                "packages).") if use.started else ""
+                "packages)."
+            )
+            if use.started
+            else ""
+        )
         return _exec_result(result, name=use.name, note=note, max_timeout=max_timeout)
 
     @mcp.tool(structured_output=True)
     @_tool_errors
     async def install_packages(
         ctx: Context,
-        packages: Annotated[list[str], Field(
-            description="pip requirements, such as ['requests', 'sympy>=1.12']")],
+        packages: Annotated[
+            list[str], Field(description="pip requirements, such as ['requests', 'sympy>=1.12']")
+        ],
         name: SessionName = None,
-        timeout: Annotated[float, Field(gt=0, le=1800, description=(
-            "Seconds pip may take."))] = INSTALL_TIMEOUT,
+        timeout: Annotated[
+            float, Field(gt=0, le=1800, description=("Seconds pip may take."))
+        ] = INSTALL_TIMEOUT,
     ) -> Annotated[CallToolResult, ExecOutput]:
         """pip-install packages into a running session; they import at once, without a
         restart, and the session's variables are kept. The result is pip's output with
@@ -326,9 +414,14 @@ def build_server(registry: SessionRegistry | None = None, *, build_wait: float =
         use = await session_for(ctx, name)
         outputs: deque[str] = deque(maxlen=1)
         result = await call(
-            ctx, use, lambda: use.session.install(
-                packages, timeout=timeout, on_output=lambda _s, text: outputs.append(text)),
-            label="installing", latest=lambda: outputs[-1] if outputs else "")
+            ctx,
+            use,
+            lambda: use.session.install(
+                packages, timeout=timeout, on_output=lambda _s, text: outputs.append(text)
+            ),
+            label="installing",
+            latest=lambda: outputs[-1] if outputs else "",
+        )
         note = f"Started session {use.name!r} first." if use.started else ""
         return _exec_result(result, name=use.name, note=note, max_timeout=max_timeout)
 
@@ -337,10 +430,15 @@ def build_server(registry: SessionRegistry | None = None, *, build_wait: float =
     async def stop_code_executer(
         ctx: Context,
         name: SessionName = None,
-        delete_service: Annotated[bool, Field(description=(
-            "True: remove the container and every variable in it. False: leave it running "
-            "(until its idle timeout) so reuse_code_executer(name) can pick it up again."
-        ))] = True,
+        delete_service: Annotated[
+            bool,
+            Field(
+                description=(
+                    "True: remove the container and every variable in it. False: leave it running "
+                    "(until its idle timeout) so reuse_code_executer(name) can pick it up again."
+                )
+            ),
+        ] = True,
     ) -> str:
         """Stop a session. By default its container is removed and its state is lost; it
         cannot be undone. Call start_code_executer to start a new one."""
@@ -348,8 +446,10 @@ def build_server(registry: SessionRegistry | None = None, *, build_wait: float =
         entry, _ = await anyio.to_thread.run_sync(lambda: reg.get(target, auto_start=False))
         await anyio.to_thread.run_sync(lambda: reg.forget(entry, remove=delete_service))
         if not delete_service:
-            return (f"Code execution service {target!r} was left running with its state; "
-                    f"call reuse_code_executer(name={target!r}) to use it again.")
+            return (
+                f"Code execution service {target!r} was left running with its state; "
+                f"call reuse_code_executer(name={target!r}) to use it again."
+            )
         if entry.session is None:
             return f"Code execution service {target!r} will be removed when its build ends."
         return f"Code execution service stopped: session {target!r} and its state are gone."
@@ -358,18 +458,26 @@ def build_server(registry: SessionRegistry | None = None, *, build_wait: float =
     @_tool_errors
     async def reuse_code_executer(
         ctx: Context,
-        name: Annotated[str | None, Field(description=(
-            "Name of a running session, e.g. one left running by stop_code_executer("
-            "delete_service=False) or started with `codeexec start`; omit it for the "
-            "current session."))] = None,
+        name: Annotated[
+            str | None,
+            Field(
+                description=(
+                    "Name of a running session, e.g. one left running by stop_code_executer("
+                    "delete_service=False) or started with `codeexec start`; omit it for the "
+                    "current session."
+                )
+            ),
+        ] = None,
     ) -> str:
         """Reattach to a running session by name and make it the current one; its
         variables are still there. list_sessions() shows which sessions exist."""
         target = validate_name(name or reg.current)
         entry = await anyio.to_thread.run_sync(lambda: reg.reuse(target))
-        return (f"Code execution service {target!r} is the current session (dependencies: "
-                f"{', '.join(entry.dependencies) or 'none'}); its state is kept. Call "
-                "execute_code(code) next.")
+        return (
+            f"Code execution service {target!r} is the current session (dependencies: "
+            f"{', '.join(entry.dependencies) or 'none'}); its state is kept. Call "
+            "execute_code(code) next."
+        )
 
     @mcp.tool(structured_output=True)
     @_tool_errors
@@ -384,22 +492,34 @@ def build_server(registry: SessionRegistry | None = None, *, build_wait: float =
     @_tool_errors
     async def write_file(
         ctx: Context,
-        path: Annotated[str, Field(description=(
-            "Where to write; a relative path is under the session's working directory "
-            "/workspace (also /tmp is writable)."))],
+        path: Annotated[
+            str,
+            Field(
+                description=(
+                    "Where to write; a relative path is under the session's working directory "
+                    "/workspace (also /tmp is writable)."
+                )
+            ),
+        ],
         content: Annotated[str, Field(description="The file's content.")],
-        encoding: Annotated[Literal["utf-8", "base64"], Field(description=(
-            "'utf-8' for text, 'base64' for binary content."))] = "utf-8",
+        encoding: Annotated[
+            Literal["utf-8", "base64"],
+            Field(description=("'utf-8' for text, 'base64' for binary content.")),
+        ] = "utf-8",
         name: SessionName = None,
     ) -> str:
         """Write a file into a session, where code run by execute_code can open it. Files
         persist with the session; the size limit is 32 MiB."""
         try:
-            data = (base64.b64decode(content, validate=True) if encoding == "base64"
-                    else content.encode("utf-8"))
+            data = (
+                base64.b64decode(content, validate=True)
+                if encoding == "base64"
+                else content.encode("utf-8")
+            )
         except (binascii.Error, ValueError) as exc:
-            raise ToolError(f"content is not valid base64 ({exc}); send text with "
-                            "encoding='utf-8'") from None
+            raise ToolError(
+                f"content is not valid base64 ({exc}); send text with encoding='utf-8'"
+            ) from None
         use = await session_for(ctx, name)
         written = await call(ctx, use, lambda: use.session.write_file(path, data))
         return f"Wrote {written} bytes to {path} in session {use.name!r}."
@@ -408,10 +528,13 @@ def build_server(registry: SessionRegistry | None = None, *, build_wait: float =
     @_tool_errors
     async def read_file(
         ctx: Context,
-        path: Annotated[str, Field(description=(
-            "The file to read; a relative path is under /workspace."))],
-        encoding: Annotated[Literal["utf-8", "base64"], Field(description=(
-            "'utf-8' returns text; 'base64' returns binary content encoded."))] = "utf-8",
+        path: Annotated[
+            str, Field(description=("The file to read; a relative path is under /workspace."))
+        ],
+        encoding: Annotated[
+            Literal["utf-8", "base64"],
+            Field(description=("'utf-8' returns text; 'base64' returns binary content encoded.")),
+        ] = "utf-8",
         name: SessionName = None,
     ) -> str:
         """Read a file from a session (at most 1 MiB; summarise bigger files with
@@ -423,18 +546,21 @@ def build_server(registry: SessionRegistry | None = None, *, build_wait: float =
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
-            raise ToolError(f"{path} is not UTF-8 text; call read_file with "
-                            "encoding='base64'") from None
+            raise ToolError(
+                f"{path} is not UTF-8 text; call read_file with encoding='base64'"
+            ) from None
 
     @mcp.prompt(title="Mathematics Solver")
     def math_evaluation(
         expression: Annotated[str, Field(description="The mathematical expression")],
     ) -> str:
         """Evaluate a mathematical expression with SymPy in a code session."""
-        return ("Evaluate this mathematical expression using python code execution and "
-                "SymPy library. Use SymPy for all advanced computations: start a session "
-                "with start_code_executer(dependencies=['sympy']), then run the code with "
-                f"execute_code.\nExpression:\n{expression}")
+        return (
+            "Evaluate this mathematical expression using python code execution and "
+            "SymPy library. Use SymPy for all advanced computations: start a session "
+            "with start_code_executer(dependencies=['sympy']), then run the code with "
+            f"execute_code.\nExpression:\n{expression}"
+        )
 
     return mcp
 
@@ -456,8 +582,14 @@ def _tool_errors(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-def serve(*, persist: bool = False, idle_timeout: float | None = 3600, pool_size: int = 0,
-          build_wait: float = 40.0, max_timeout: float = MAX_TIMEOUT) -> None:
+def serve(
+    *,
+    persist: bool = False,
+    idle_timeout: float | None = 3600,
+    pool_size: int = 0,
+    build_wait: float = 40.0,
+    max_timeout: float = MAX_TIMEOUT,
+) -> None:
     """Run the codeexec MCP server on stdin/stdout until the client disconnects.
 
     Containers started here are removed when the client disconnects (stdin closes)
@@ -472,8 +604,9 @@ def serve(*, persist: bool = False, idle_timeout: float | None = 3600, pool_size
         max_timeout: the largest ``timeout`` ``execute_code`` accepts.
     """
     if not logging.getLogger().handlers:
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                            format="codeexec-mcp %(levelname)s %(message)s")
+        logging.basicConfig(
+            stream=sys.stderr, level=logging.INFO, format="codeexec-mcp %(levelname)s %(message)s"
+        )
     registry = SessionRegistry(idle_timeout=idle_timeout, persist=persist, pool_size=pool_size)
     server = build_server(registry, build_wait=build_wait, max_timeout=max_timeout)
 
@@ -485,8 +618,12 @@ def serve(*, persist: bool = False, idle_timeout: float | None = 3600, pool_size
         os._exit(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    log.info("codeexec %s MCP server on stdio (persist=%s, idle_timeout=%s)",
-             __version__, persist, idle_timeout)
+    log.info(
+        "codeexec %s MCP server on stdio (persist=%s, idle_timeout=%s)",
+        __version__,
+        persist,
+        idle_timeout,
+    )
     try:
         server.run("stdio")
     except KeyboardInterrupt:

@@ -82,11 +82,14 @@ class SessionEntry:
 
     def building(self) -> str:
         last = self.lines[-1][-200:] if self.lines else "preparing"
-        return (f"session {self.name!r} is still building its image "
-                f"({time.monotonic() - self.started:.0f} s so far; last step: {last})")
+        return (
+            f"session {self.name!r} is still building its image "
+            f"({time.monotonic() - self.started:.0f} s so far; last step: {last})"
+        )
 
-    async def wait(self, seconds: float,
-                   notify: Callable[[str], Awaitable[None]]) -> ContainerSession | None:
+    async def wait(
+        self, seconds: float, notify: Callable[[str], Awaitable[None]]
+    ) -> ContainerSession | None:
         """The session once started, or None if it still builds after ``seconds``.
 
         Build lines (and a heartbeat every ``PROGRESS_EVERY`` s) go to ``notify``.
@@ -103,8 +106,9 @@ class SessionEntry:
             if len(self.lines) > sent or now - beat >= PROGRESS_EVERY:
                 line = self.lines[-1] if self.lines else "starting"
                 sent, beat = len(self.lines), now
-                await notify(f"building session {self.name!r} "
-                             f"({now - self.started:.0f} s): {line[-200:]}")
+                await notify(
+                    f"building session {self.name!r} ({now - self.started:.0f} s): {line[-200:]}"
+                )
             await anyio.sleep(0.2)
         if self.error is not None:
             raise self.error
@@ -123,14 +127,21 @@ class SessionRegistry:
     unless ``persist``; sessions attached to (``reuse_code_executer``) are left alone.
     """
 
-    def __init__(self, *, docker: Docker | None = None, idle_timeout: float | None = 3600,
-                 persist: bool = False, pool_size: int = 0,
-                 default_name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        docker: Docker | None = None,
+        idle_timeout: float | None = 3600,
+        persist: bool = False,
+        pool_size: int = 0,
+        default_name: str | None = None,
+    ) -> None:
         self.docker = docker or Docker()
         self.idle_timeout = idle_timeout
         self.persist = persist
         self.default_name = validate_name(
-            default_name or os.environ.get(DEFAULT_SESSION_ENV) or "default")
+            default_name or os.environ.get(DEFAULT_SESSION_ENV) or "default"
+        )
         self.current = self.default_name
         self._lock = threading.RLock()  # re-entrant: the SIGTERM handler may interrupt a holder
         self._entries: dict[str, SessionEntry] = {}
@@ -142,9 +153,11 @@ class SessionRegistry:
         """The session's entry, starting it in a background thread if it is new."""
         with self._lock:
             entry = self._entries.get(name)
-        if entry is not None and entry.done.is_set() and (
-                entry.error is not None or entry.session is None
-                or not entry.session.is_running()):
+        if (
+            entry is not None
+            and entry.done.is_set()
+            and (entry.error is not None or entry.session is None or not entry.session.is_running())
+        ):
             self._forget(entry)  # failed, or its container is gone: start afresh
             entry = None
         with self._lock:
@@ -153,14 +166,16 @@ class SessionRegistry:
             entry = self._entries.get(name, entry)
             if entry is None:
                 entry = self._entries[name] = SessionEntry(name, dependencies)
-                threading.Thread(target=self._build, args=(entry,), daemon=True,
-                                 name=f"codeexec-start-{name}").start()
+                threading.Thread(
+                    target=self._build, args=(entry,), daemon=True, name=f"codeexec-start-{name}"
+                ).start()
             elif entry.dependencies != dependencies:
                 raise SessionExists(
                     f"session {name!r} already runs with dependencies "
                     f"{list(entry.dependencies) or 'none'}; call install_packages to add "
                     f"packages to it, stop_code_executer(name={name!r}) first, or start "
-                    "another session with a different name")
+                    "another session with a different name"
+                )
             self.current = name
         return entry
 
@@ -180,7 +195,8 @@ class SessionRegistry:
             if not auto_start:
                 raise NoSuchSession(
                     f"no session named {name!r}: call start_code_executer(name={name!r}) "
-                    "first; list_sessions() shows the sessions that exist") from None
+                    "first; list_sessions() shows the sessions that exist"
+                ) from None
             return self.start(name, ()), True
         return self._adopt(name, session), False
 
@@ -214,15 +230,25 @@ class SessionRegistry:
         for info in self._engine_sessions():
             entry = entries.get(info.name)
             rows[info.name] = SessionRow(
-                name=info.name, status=info.status, container=info.container_name,
-                dependencies=list(info.dependencies), created=info.created,
-                used_here=entry is not None and entry.session is not None
-                and entry.session.container_id == info.container_id)
+                name=info.name,
+                status=info.status,
+                container=info.container_name,
+                dependencies=list(info.dependencies),
+                created=info.created,
+                used_here=entry is not None
+                and entry.session is not None
+                and entry.session.container_id == info.container_id,
+            )
         for name, entry in entries.items():
             if name not in rows and not entry.done.is_set():
-                rows[name] = SessionRow(name=name, status="building", container="",
-                                        dependencies=list(entry.dependencies), created="",
-                                        used_here=True)
+                rows[name] = SessionRow(
+                    name=name,
+                    status="building",
+                    container="",
+                    dependencies=list(entry.dependencies),
+                    created="",
+                    used_here=True,
+                )
         return [rows[name] for name in sorted(rows)]
 
     def close(self, *, again: bool = False) -> None:
@@ -282,11 +308,15 @@ class SessionRegistry:
     def _start_session(self, entry: SessionEntry) -> tuple[ContainerSession, bool]:
         """Start the entry's session; also say whether this call created its container."""
         # start() attaches to a running session of that name: that one is not ours to remove.
-        before = {s.container_id for s in list_sessions(docker=self.docker)
-                  if s.name == entry.name}
+        before = {s.container_id for s in list_sessions(docker=self.docker) if s.name == entry.name}
         session = ContainerSession.start(
-            entry.name, dependencies=entry.dependencies, idle_timeout=self.idle_timeout,
-            on_progress=entry.progress, docker=self.docker, pool=self.pool_size)
+            entry.name,
+            dependencies=entry.dependencies,
+            idle_timeout=self.idle_timeout,
+            on_progress=entry.progress,
+            docker=self.docker,
+            pool=self.pool_size,
+        )
         return session, session.container_id not in before
 
     def _engine_sessions(self) -> list[SessionInfo]:
@@ -315,11 +345,20 @@ def exec_output(result: ExecResult, name: str, started: bool) -> ExecOutput:
     """The structured form of an execution's result (``execute_code``'s output schema)."""
     error = result.error
     return ExecOutput(
-        session=name, status=result.status, stdout=result.stdout, stderr=result.stderr,
+        session=name,
+        status=result.status,
+        stdout=result.stdout,
+        stderr=result.stderr,
         value=result.value,
-        error=None if error is None else ExecErrorOutput(
-            ename=error.ename, evalue=error.evalue, traceback=list(error.traceback)),
-        duration_ms=result.duration_ms, truncated=result.truncated,
-        restarted=result.restarted, displays=len(result.displays),
+        error=None
+        if error is None
+        else ExecErrorOutput(
+            ename=error.ename, evalue=error.evalue, traceback=list(error.traceback)
+        ),
+        duration_ms=result.duration_ms,
+        truncated=result.truncated,
+        restarted=result.restarted,
+        displays=len(result.displays),
         display_mime_types=[list(d.mime_types) for d in result.displays],
-        started_session=started)
+        started_session=started,
+    )

@@ -105,9 +105,16 @@ class ContainerSession:
     Use it as a context manager to stop it on exit.
     """
 
-    def __init__(self, *, name: str, container: dict[str, Any], docker: Docker,
-                 default_timeout: float | None = None, output_limit: int | None = None,
-                 transport: Transport = "auto") -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        container: dict[str, Any],
+        docker: Docker,
+        default_timeout: float | None = None,
+        output_limit: int | None = None,
+        transport: Transport = "auto",
+    ) -> None:
         self.name = name
         self._docker = docker
         self._inspect = container
@@ -126,8 +133,10 @@ class ContainerSession:
         self._stopped = False
 
     def __repr__(self) -> str:
-        return (f"ContainerSession(name={self.name!r}, container={self.info.container_name!r}, "
-                f"image={self.info.image!r})")
+        return (
+            f"ContainerSession(name={self.name!r}, container={self.info.container_name!r}, "
+            f"image={self.info.image!r})"
+        )
 
     # -- lifecycle ----------------------------------------------------------------
     @classmethod
@@ -197,8 +206,13 @@ class ContainerSession:
         docker = docker or Docker()
         limits = limits or Limits(memory=memory, cpus=cpus, pids=pids)
         # The image lookup (two docker calls) overlaps the session lookup (one).
-        lookup = None if pool > 0 else _in_background(
-            lambda: images.find_image(docker, base_image=base_image, dependencies=deps))
+        lookup = (
+            None
+            if pool > 0
+            else _in_background(
+                lambda: images.find_image(docker, base_image=base_image, dependencies=deps)
+            )
+        )
         existing = _find_running(docker, name)
         if existing is not None:
             info = parse_inspect(existing)
@@ -208,18 +222,33 @@ class ContainerSession:
                     f"{list(info.dependencies) or 'none'}; stop it first "
                     f"(`codeexec stop {name}`) or choose another name"
                 )
-            return cls(name=name, container=existing, docker=docker, default_timeout=timeout,
-                       output_limit=output_limit, transport=transport)
+            return cls(
+                name=name,
+                container=existing,
+                docker=docker,
+                default_timeout=timeout,
+                output_limit=output_limit,
+                transport=transport,
+            )
         if pool > 0:
             from .pool import shared_pool
 
             warm = shared_pool(
-                docker=docker, base_image=base_image, dependencies=deps, network=network,
-                limits=limits, idle_timeout=idle_timeout, runtime=runtime,
-                read_only=read_only, size=pool, build_timeout=build_timeout,
-                on_progress=on_progress)
-            claimed = warm.claim(name, timeout=timeout, output_limit=output_limit,
-                                 transport=transport)
+                docker=docker,
+                base_image=base_image,
+                dependencies=deps,
+                network=network,
+                limits=limits,
+                idle_timeout=idle_timeout,
+                runtime=runtime,
+                read_only=read_only,
+                size=pool,
+                build_timeout=build_timeout,
+                on_progress=on_progress,
+            )
+            claimed = warm.claim(
+                name, timeout=timeout, output_limit=output_limit, transport=transport
+            )
             if claimed is not None:
                 return claimed
             tag = warm.image  # the pool built (or found) it: no second lookup
@@ -227,13 +256,29 @@ class ContainerSession:
             assert lookup is not None
             tag, exists = lookup.result()
             if not exists:
-                tag = images.ensure_image(docker, base_image=base_image, dependencies=deps,
-                                          on_line=on_progress, timeout=build_timeout)
+                tag = images.ensure_image(
+                    docker,
+                    base_image=base_image,
+                    dependencies=deps,
+                    on_line=on_progress,
+                    timeout=build_timeout,
+                )
         return cls._launch(
-            docker, tag=tag, name=name, dependencies=deps, network=network, limits=limits,
-            idle_timeout=idle_timeout, runtime=runtime, read_only=read_only,
-            timeout=timeout, output_limit=output_limit, transport=transport,
-            ready_timeout=ready_timeout, on_progress=on_progress)
+            docker,
+            tag=tag,
+            name=name,
+            dependencies=deps,
+            network=network,
+            limits=limits,
+            idle_timeout=idle_timeout,
+            runtime=runtime,
+            read_only=read_only,
+            timeout=timeout,
+            output_limit=output_limit,
+            transport=transport,
+            ready_timeout=ready_timeout,
+            on_progress=on_progress,
+        )
 
     @classmethod
     def _launch(
@@ -279,9 +324,14 @@ class ContainerSession:
         container_id = docker.run(spec, {"CODEEXEC_TOKEN": token})
         try:
             data = docker.inspect(container_id)
-            session = cls(name=name or "", container=data, docker=docker,
-                          default_timeout=timeout, output_limit=output_limit,
-                          transport=transport)
+            session = cls(
+                name=name or "",
+                container=data,
+                docker=docker,
+                default_timeout=timeout,
+                output_limit=output_limit,
+                transport=transport,
+            )
             session._wait_ready(ready_timeout)
         except BaseException:
             docker.rm(container_id)  # a failed start leaves no half-made session
@@ -289,9 +339,15 @@ class ContainerSession:
         return session
 
     @classmethod
-    def attach(cls, name: str = "default", *, timeout: float | None = None,
-               output_limit: int | None = None, transport: Transport = "auto",
-               docker: Docker | None = None) -> ContainerSession:
+    def attach(
+        cls,
+        name: str = "default",
+        *,
+        timeout: float | None = None,
+        output_limit: int | None = None,
+        transport: Transport = "auto",
+        docker: Docker | None = None,
+    ) -> ContainerSession:
         """Connect to a running session by name (e.g. one another process started).
 
         Raises:
@@ -306,8 +362,14 @@ class ContainerSession:
                 f"`codeexec start {name}` or ContainerSession.start({name!r}); "
                 "`codeexec ls` lists the running ones"
             )
-        session = cls(name=name, container=data, docker=docker, default_timeout=timeout,
-                      output_limit=output_limit, transport=transport)
+        session = cls(
+            name=name,
+            container=data,
+            docker=docker,
+            default_timeout=timeout,
+            output_limit=output_limit,
+            transport=transport,
+        )
         session._connect()
         return session
 
@@ -331,8 +393,12 @@ class ContainerSession:
     def __enter__(self) -> ContainerSession:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def is_running(self) -> bool:
@@ -348,9 +414,14 @@ class ContainerSession:
         return self._docker.logs(self.container_id, tail=tail)
 
     # -- executing ----------------------------------------------------------------
-    def execute(self, code: str, *, timeout: float | None = None,
-                on_output: Callable[[str, str], None] | None = None,
-                output_limit: int | None = None) -> ExecResult:
+    def execute(
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        on_output: Callable[[str, str], None] | None = None,
+        output_limit: int | None = None,
+    ) -> ExecResult:
         """Run ``code`` in the session's namespace and return its result.
 
         An exception in the code is data: ``status="error"`` with ``error`` set. On
@@ -371,21 +442,31 @@ class ContainerSession:
             client = self._ensure_client()
             try:
                 return client.execute(
-                    code, timeout=self._timeout(timeout), on_output=on_output,
-                    output_limit=output_limit or self.output_limit)
+                    code,
+                    timeout=self._timeout(timeout),
+                    on_output=on_output,
+                    output_limit=output_limit or self.output_limit,
+                )
             except ConnectionLost as exc:
                 self._raise_if_gone(exc, settle=LOST_SETTLE)
                 raise
 
-    def execute_stream(self, code: str, *, timeout: float | None = None,
-                       output_limit: int | None = None,
-                       ) -> Iterator[StreamEvent | Display | ExecResult]:
+    def execute_stream(
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        output_limit: int | None = None,
+    ) -> Iterator[StreamEvent | Display | ExecResult]:
         """Like :meth:`execute`, yielding output events as they come; the last is the result."""
         with self._exclusive():
             client = self._ensure_client()
             try:
-                yield from client.stream(code, timeout=self._timeout(timeout),
-                                         output_limit=output_limit or self.output_limit)
+                yield from client.stream(
+                    code,
+                    timeout=self._timeout(timeout),
+                    output_limit=output_limit or self.output_limit,
+                )
             except ConnectionLost as exc:
                 self._raise_if_gone(exc, settle=LOST_SETTLE)
                 raise
@@ -416,7 +497,9 @@ class ContainerSession:
             raise FileTransferError(
                 f"{len(data)} bytes is over the {MAX_FILE_BYTES} byte "
                 f"({MAX_FILE_BYTES // 2**20} MiB) limit for one file transfer; split it, "
-                "or install it with the image", code="too_large")
+                "or install it with the image",
+                code="too_large",
+            )
         with self._exclusive():
             return self._ensure_client().put_file(remote_path, data, mode)
 
@@ -445,14 +528,20 @@ class ContainerSession:
                 raise FileTransferError(
                     f"{path} is {size} bytes, over the {MAX_FILE_BYTES} byte "
                     f"({MAX_FILE_BYTES // 2**20} MiB) limit for one file transfer",
-                    code="too_large")
+                    code="too_large",
+                )
             data = path.read_bytes()
         except OSError as exc:
             raise FileTransferError(f"cannot read {path}: {exc.strerror}") from None
         return self.write_file(remote_path, data, mode=path.stat().st_mode & 0o777)
 
-    def download(self, remote_path: str, local_path: str | os.PathLike[str], *,
-                 max_bytes: int = MAX_FILE_BYTES) -> Path:
+    def download(
+        self,
+        remote_path: str,
+        local_path: str | os.PathLike[str],
+        *,
+        max_bytes: int = MAX_FILE_BYTES,
+    ) -> Path:
         """Copy a file out of the container to ``local_path`` (a directory keeps the name)."""
         data = self.read_file(remote_path, max_bytes=max_bytes)
         target = Path(local_path)
@@ -464,9 +553,14 @@ class ContainerSession:
             raise FileTransferError(f"cannot write {target}: {exc.strerror}") from None
         return target
 
-    def install(self, packages: Sequence[str], *, timeout: float | None = 600.0,
-                on_output: Callable[[str, str], None] | None = None,
-                allow_urls: bool = False) -> ExecResult:
+    def install(
+        self,
+        packages: Sequence[str],
+        *,
+        timeout: float | None = 600.0,
+        on_output: Callable[[str, str], None] | None = None,
+        allow_urls: bool = False,
+    ) -> ExecResult:
         """Install packages into the running session; they import without a restart.
 
         The requirement strings are validated like those given to :meth:`start`.
@@ -484,7 +578,8 @@ class ContainerSession:
         if self.info.network == "none":
             raise CodeexecError(
                 f"session {self.name!r} runs with network 'none', so it cannot download "
-                "packages; start a session with them as dependencies instead")
+                "packages; start a session with them as dependencies instead"
+            )
         code = _INSTALL_CODE.format(packages=list(specs), target=SITE_DIR)
         return self.execute(code, timeout=timeout, on_output=on_output)
 
@@ -503,8 +598,7 @@ class ContainerSession:
             client = self._connect()
         return client
 
-    def _connect(self, deadline: float | None = None, *,
-                 check_gone: bool = True) -> ExecutorClient:
+    def _connect(self, deadline: float | None = None, *, check_gone: bool = True) -> ExecutorClient:
         with self._connect_lock:
             if self._client is not None and not self._client.closed:
                 return self._client
@@ -520,8 +614,13 @@ class ContainerSession:
         if self.transport == "exec":
             relay = self._docker.open_relay(self.container_id, _RELAY)
             try:
-                return ExecutorClient.over_pipes(relay.stdout, relay.stdin, self._token,
-                                                 on_close=relay.close, session=self.name or None)
+                return ExecutorClient.over_pipes(
+                    relay.stdout,
+                    relay.stdin,
+                    self._token,
+                    on_close=relay.close,
+                    session=self.name or None,
+                )
             except BaseException:
                 relay.close()
                 raise
@@ -532,11 +631,16 @@ class ContainerSession:
         if address is None:
             raise ContainerStartError(
                 f"session {self.name!r} has no published executor port; it was started "
-                "without one (use transport='exec')")
+                "without one (use transport='exec')"
+            )
         remaining = max(0.5, deadline - time.monotonic())
-        return ExecutorClient.connect_tcp(address[0], address[1], self._token,
-                                          connect_timeout=min(5.0, remaining),
-                                          session=self.name or None)
+        return ExecutorClient.connect_tcp(
+            address[0],
+            address[1],
+            self._token,
+            connect_timeout=min(5.0, remaining),
+            session=self.name or None,
+        )
 
     def _wait_ready(self, timeout: float) -> None:
         # docker-proxy accepts connections before the executor listens, so readiness
@@ -571,7 +675,9 @@ class ContainerSession:
         raise ContainerStartError(
             f"the executor in session {self.name!r} did not answer within {timeout:.0f} s "
             f"({last}); the container log follows. Check the base image has Python 3.9+ "
-            "and that `codeexec doctor` passes", container_log=log_text)
+            "and that `codeexec doctor` passes",
+            container_log=log_text,
+        )
 
     def _raise_if_gone(self, exc: Exception, settle: float = 0.0) -> None:
         # A container whose executor just died (killed by the code it ran) still
@@ -585,7 +691,8 @@ class ContainerSession:
         raise NoSuchSession(
             f"session {self.name!r} is gone: its container stopped or was removed "
             "(killed from outside, out of memory, or idle timeout). Start it again "
-            f"with `codeexec start {self.name}`") from exc
+            f"with `codeexec start {self.name}`"
+        ) from exc
 
     def _close_client(self, *, interrupt: bool) -> None:
         client, self._client = self._client, None
@@ -608,7 +715,8 @@ class _Exclusive:
         if not self._session._exec_lock.acquire(blocking=False):
             raise SessionBusy(
                 f"session {self._session.name!r} is running another execution; wait for "
-                "it to finish or call interrupt()")
+                "it to finish or call interrupt()"
+            )
 
     def __exit__(self, *exc: object) -> None:
         self._session._exec_lock.release()

@@ -18,8 +18,11 @@ RUN_ID = secrets.token_hex(3)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--require-docker", action="store_true",
-                     help="fail, instead of skipping, Docker tests when no engine answers")
+    parser.addoption(
+        "--require-docker",
+        action="store_true",
+        help="fail, instead of skipping, Docker tests when no engine answers",
+    )
 
 
 def _docker_ok() -> str | None:
@@ -53,12 +56,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _session_containers(prefix: str) -> set[str]:
     binary = os.environ.get("CODEEXEC_DOCKER", "docker")
     out = subprocess.run(
-        [binary, "ps", "-a", "--filter", "label=codeexec.managed=1",
-         "--format", '{{.ID}} {{.Label "codeexec.session"}}'],
-        capture_output=True, text=True, timeout=30,
+        [
+            binary,
+            "ps",
+            "-a",
+            "--filter",
+            "label=codeexec.managed=1",
+            "--format",
+            '{{.ID}} {{.Label "codeexec.session"}}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     ).stdout
-    return {line.split()[0] for line in out.splitlines()
-            if len(line.split()) == 2 and line.split()[1].startswith(prefix)}
+    return {
+        line.split()[0]
+        for line in out.splitlines()
+        if len(line.split()) == 2 and line.split()[1].startswith(prefix)
+    }
 
 
 @pytest.fixture

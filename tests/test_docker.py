@@ -34,34 +34,66 @@ def _calls(log: Path) -> list[dict[str, object]]:
 
 
 def test_run_argv_has_every_secure_default() -> None:
-    spec = RunSpec(image="codeexec-env:abc", container_name="codeexec-x-1a2b3c",
-                   labels={"codeexec.session": "x", "codeexec.managed": "1"},
-                   env={"CODEEXEC_IDLE_TIMEOUT": "60.0"}, secret_env=("CODEEXEC_TOKEN",),
-                   limits=Limits(memory="2g", cpus=2.0, pids=100))
+    spec = RunSpec(
+        image="codeexec-env:abc",
+        container_name="codeexec-x-1a2b3c",
+        labels={"codeexec.session": "x", "codeexec.managed": "1"},
+        env={"CODEEXEC_IDLE_TIMEOUT": "60.0"},
+        secret_env=("CODEEXEC_TOKEN",),
+        limits=Limits(memory="2g", cpus=2.0, pids=100),
+    )
     assert run_argv(spec) == [
-        "run", "--detach", "--rm", "--init",
-        "--name", "codeexec-x-1a2b3c",
-        "--label", "codeexec.managed=1", "--label", "codeexec.session=x",
-        "--user", "10001:10001",
-        "--cap-drop", "ALL",
-        "--security-opt", "no-new-privileges",
+        "run",
+        "--detach",
+        "--rm",
+        "--init",
+        "--name",
+        "codeexec-x-1a2b3c",
+        "--label",
+        "codeexec.managed=1",
+        "--label",
+        "codeexec.session=x",
+        "--user",
+        "10001:10001",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
         "--read-only",
-        "--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=512m,mode=1777",
-        "--tmpfs", "/workspace:rw,exec,nosuid,nodev,size=512m,uid=10001,gid=10001,mode=0700",
-        "--workdir", "/workspace",
-        "--memory", "2g", "--memory-swap", "2g",
-        "--cpus", "2.0", "--pids-limit", "100",
-        "--network", "bridge",
-        "--publish", "127.0.0.1::8888",
-        "--env", "CODEEXEC_IDLE_TIMEOUT=60.0",
-        "--env", "CODEEXEC_TOKEN",
-        "codeexec-env:abc", "python", "-m", "codeexec_executor", "serve",
+        "--tmpfs",
+        "/tmp:rw,exec,nosuid,nodev,size=512m,mode=1777",
+        "--tmpfs",
+        "/workspace:rw,exec,nosuid,nodev,size=512m,uid=10001,gid=10001,mode=0700",
+        "--workdir",
+        "/workspace",
+        "--memory",
+        "2g",
+        "--memory-swap",
+        "2g",
+        "--cpus",
+        "2.0",
+        "--pids-limit",
+        "100",
+        "--network",
+        "bridge",
+        "--publish",
+        "127.0.0.1::8888",
+        "--env",
+        "CODEEXEC_IDLE_TIMEOUT=60.0",
+        "--env",
+        "CODEEXEC_TOKEN",
+        "codeexec-env:abc",
+        "python",
+        "-m",
+        "codeexec_executor",
+        "serve",
     ]
 
 
 def test_run_argv_network_none_publishes_nothing_and_runtime_is_passed() -> None:
-    spec = RunSpec(image="i", container_name="c", labels={}, network="none", runtime="runsc",
-                   read_only=False)
+    spec = RunSpec(
+        image="i", container_name="c", labels={}, network="none", runtime="runsc", read_only=False
+    )
     argv = run_argv(spec)
     assert "--publish" not in argv and "--read-only" not in argv
     assert argv[argv.index("--network") + 1] == "none"
@@ -70,22 +102,43 @@ def test_run_argv_network_none_publishes_nothing_and_runtime_is_passed() -> None
 
 def test_build_argv_forces_rm_of_failed_steps() -> None:
     assert build_argv("/ctx", "codeexec-env:1", {"codeexec.image": "1"}, {"HTTP_PROXY": "p"}) == [
-        "build", "--force-rm", "--tag", "codeexec-env:1", "--label", "codeexec.image=1",
-        "--build-arg", "HTTP_PROXY=p", "/ctx",
+        "build",
+        "--force-rm",
+        "--tag",
+        "codeexec-env:1",
+        "--label",
+        "codeexec.image=1",
+        "--build-arg",
+        "HTTP_PROXY=p",
+        "/ctx",
     ]
 
 
-@pytest.mark.parametrize(("stderr", "cls", "hint"), [
-    ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker "
-     "daemon running?", DockerNotAvailable, "DOCKER_HOST"),
-    ("permission denied while trying to connect to the Docker daemon socket",
-     DockerNotAvailable, "docker` group"),
-    ("Error: No such container: codeexec-x", NoSuchSession, "codeexec start"),
-    ("Error response from daemon: No such object: abc", NoSuchSession, "codeexec start"),
-    ("Unable to find image 'python:3.12-slim' locally\ndocker: Error response from daemon: "
-     "pull access denied for python", DockerError, "CODEEXEC_BASE_IMAGE"),
-    ("something odd", DockerError, "something odd"),
-])
+@pytest.mark.parametrize(
+    ("stderr", "cls", "hint"),
+    [
+        (
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker "
+            "daemon running?",
+            DockerNotAvailable,
+            "DOCKER_HOST",
+        ),
+        (
+            "permission denied while trying to connect to the Docker daemon socket",
+            DockerNotAvailable,
+            "docker` group",
+        ),
+        ("Error: No such container: codeexec-x", NoSuchSession, "codeexec start"),
+        ("Error response from daemon: No such object: abc", NoSuchSession, "codeexec start"),
+        (
+            "Unable to find image 'python:3.12-slim' locally\ndocker: Error response from daemon: "
+            "pull access denied for python",
+            DockerError,
+            "CODEEXEC_BASE_IMAGE",
+        ),
+        ("something odd", DockerError, "something odd"),
+    ],
+)
 def test_classify_recorded_stderr(stderr: str, cls: type[DockerError], hint: str) -> None:
     err = classify(["docker", "x"], 1, "", stderr, "doing x")
     assert type(err) is cls
@@ -136,8 +189,9 @@ def test_timeout_is_a_clear_error(tmp_path: Path) -> None:
         Docker(str(slow))._run(["ps"], timeout=0.3)
 
 
-def test_engine_down_maps_to_docker_not_available(fake: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_down_maps_to_docker_not_available(
+    fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_DOCKER_FAIL", "version")
     monkeypatch.setenv("FAKE_DOCKER_STDERR", "error during connect: dial unix: no such file\n")
     with pytest.raises(DockerNotAvailable, match="DOCKER_HOST"):
@@ -157,8 +211,14 @@ def test_ps_reads_labels_from_inspect(fake: Path, monkeypatch: pytest.MonkeyPatc
     assert info.name == "analysis"
     assert info.dependencies == ("numpy==2.*", "pandas<3,>=2")
     assert info.network == "bridge" and info.status == "running"
-    assert _calls(fake)[0]["argv"] == ["ps", "--quiet", "--no-trunc", "--all",
-                                       "--filter", "label=codeexec.managed=1"]
+    assert _calls(fake)[0]["argv"] == [
+        "ps",
+        "--quiet",
+        "--no-trunc",
+        "--all",
+        "--filter",
+        "label=codeexec.managed=1",
+    ]
 
 
 def test_only_docker_module_imports_subprocess() -> None:

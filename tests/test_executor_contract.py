@@ -108,16 +108,25 @@ class Executor:
     def __init__(self, cwd: Path, **env) -> None:
         self.token = secrets.token_hex(16)
         full_env = dict(os.environ)
-        full_env.update({
-            "PYTHONPATH": str(EXECUTOR_DIR), "CODEEXEC_TOKEN": self.token,
-            "CODEEXEC_PORT": "0", "CODEEXEC_HOST": "127.0.0.1",
-            "CODEEXEC_INTERRUPT_GRACE": "0.5",
-        })
+        full_env.update(
+            {
+                "PYTHONPATH": str(EXECUTOR_DIR),
+                "CODEEXEC_TOKEN": self.token,
+                "CODEEXEC_PORT": "0",
+                "CODEEXEC_HOST": "127.0.0.1",
+                "CODEEXEC_INTERRUPT_GRACE": "0.5",
+            }
+        )
         full_env.update({k: str(v) for k, v in env.items()})
         self.proc = subprocess.Popen(
-            [EXECUTOR_PYTHON, "-m", "codeexec_executor", "serve"], cwd=str(cwd),
-            env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True)
+            [EXECUTOR_PYTHON, "-m", "codeexec_executor", "serve"],
+            cwd=str(cwd),
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.stderr_lines: list = []
         self.port_ready = threading.Event()
         self.port = 0
@@ -195,6 +204,7 @@ def _not_busy(executor) -> None:
 
 # -- handshake -----------------------------------------------------------------
 
+
 def test_hello_ok(executor):
     c = executor.connect(hello=False)
     answer = c.request({"op": "hello", "token": executor.token, "protocol": 1})
@@ -241,6 +251,7 @@ def test_no_hello_is_closed_after_the_timeout(tmp_path):
 
 # -- exec -------------------------------------------------------------------------
 
+
 def test_exec_value_and_state_persist(client):
     events, result = client.exec("a = 40\na + 2")
     assert events == []
@@ -263,7 +274,8 @@ def test_stdout_and_stderr_are_streamed(client):
 def test_child_process_output_is_captured(client):
     events, result = client.exec(
         "import os, subprocess, sys\nos.system('echo hi')\n"
-        "subprocess.run([sys.executable, '-c', 'print(\"sub\")'])\nNone")
+        "subprocess.run([sys.executable, '-c', 'print(\"sub\")'])\nNone"
+    )
     assert result["status"] == "ok"
     assert _stdout(events) == "hi\nsub\n"
 
@@ -307,8 +319,13 @@ def test_timeout_keeps_the_namespace(client):
 
 def test_interrupt_op_from_another_connection(executor, client):
     client.exec("marker = 1")
-    client.send({"op": "exec", "id": "long", "code":
-                 "import time\nprint('started', flush=True)\ntime.sleep(60)"})
+    client.send(
+        {
+            "op": "exec",
+            "id": "long",
+            "code": "import time\nprint('started', flush=True)\ntime.sleep(60)",
+        }
+    )
     client.wait_stream("started")
     other = executor.connect()
     ack = other.request({"op": "interrupt", "id": "long"})
@@ -325,7 +342,8 @@ def test_code_ignoring_sigint_is_restarted(client):
     client.exec("lost = 1")
     _, result = client.exec(
         "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
-        timeout=0.3)
+        timeout=0.3,
+    )
     assert result["status"] == "timeout" and result["restarted"] is True
     assert result["error"]["ename"] == "ExecutorRestarted"
     assert "all variables and imports are lost" in result["error"]["evalue"]
@@ -353,8 +371,9 @@ def test_sigkill_reports_probable_oom(client):
 
 
 def test_busy_from_a_second_connection(executor, client):
-    client.send({"op": "exec", "id": "slow", "code":
-                 "import time\nprint('go', flush=True)\ntime.sleep(60)"})
+    client.send(
+        {"op": "exec", "id": "slow", "code": "import time\nprint('go', flush=True)\ntime.sleep(60)"}
+    )
     client.wait_stream("go")
     other = executor.connect()
     answer = other.request({"op": "exec", "id": "second", "code": "1"})
@@ -368,8 +387,13 @@ def test_busy_from_a_second_connection(executor, client):
 
 def test_closing_the_connection_interrupts_its_execution(executor):
     c = executor.connect()
-    c.send({"op": "exec", "id": "orphan", "code":
-            "import time\nprint('go', flush=True)\ntime.sleep(60)"})
+    c.send(
+        {
+            "op": "exec",
+            "id": "orphan",
+            "code": "import time\nprint('go', flush=True)\ntime.sleep(60)",
+        }
+    )
     c.wait_stream("go")
     c.close()
     _not_busy(executor)
@@ -377,7 +401,8 @@ def test_closing_the_connection_interrupts_its_execution(executor):
 
 def test_output_cap(client):
     events, result = client.exec(
-        "for i in range(2000):\n    print('x' * 99)\nprint('done')", output_limit=10000)
+        "for i in range(2000):\n    print('x' * 99)\nprint('done')", output_limit=10000
+    )
     assert result["status"] == "ok" and result["truncated"] is True
     out = _stdout(events)
     marker = "\n[codeexec: output truncated after 10000 bytes]\n"
@@ -388,7 +413,8 @@ def test_output_cap(client):
 def test_output_is_utf8_decoded_across_reads(client):
     events, result = client.exec(
         "import os, time\nb = 'é€'.encode()\nos.write(1, b[:1])\ntime.sleep(0.2)\n"
-        "os.write(1, b[1:4])\ntime.sleep(0.2)\nos.write(1, b[4:] + b'\\xff!')\nNone")
+        "os.write(1, b[1:4])\ntime.sleep(0.2)\nos.write(1, b[4:] + b'\\xff!')\nNone"
+    )
     assert result["status"] == "ok"
     assert _stdout(events) == "é€\ufffd!"
 
@@ -396,13 +422,13 @@ def test_output_is_utf8_decoded_across_reads(client):
 def test_ordering_all_output_before_the_result(client):
     events, result = client.exec("for i in range(10000):\n    print(i)")
     assert result["status"] == "ok"
-    assert _stdout(events) == "".join("%d\n" % i for i in range(10000))
+    assert _stdout(events) == "".join(f"{i}\n" for i in range(10000))
     assert len(events) < 10000  # batched, not one frame per write
 
 
 # -- rich output ------------------------------------------------------------------
 
-RICH = '''
+RICH = """
 class Rich:
     def _repr_html_(self):
         return "<b>rich</b>"
@@ -412,16 +438,24 @@ class Rich:
         raise RuntimeError("broken repr is skipped")
     def __repr__(self):
         return "Rich()"
-'''
+"""
 
 
 def test_last_value_with_rich_reprs(client):
     client.exec(RICH)
     events, result = client.exec("Rich()")
     assert result["value"] == "Rich()"
-    assert events == [{"type": "display", "id": "c", "data": {
-        "image/png": base64.b64encode(b"\x89PNG fake").decode(),
-        "text/html": "<b>rich</b>", "text/plain": "Rich()"}}]
+    assert events == [
+        {
+            "type": "display",
+            "id": "c",
+            "data": {
+                "image/png": base64.b64encode(b"\x89PNG fake").decode(),
+                "text/html": "<b>rich</b>",
+                "text/plain": "Rich()",
+            },
+        }
+    ]
 
 
 def test_display_builtin(client):
@@ -434,16 +468,14 @@ def test_display_builtin(client):
             kinds[-1] = ("stream", kinds[-1][1] + e["text"])
         else:
             kinds.append((e["type"], e.get("text") or e["data"]["text/plain"]))
-    assert kinds == [("stream", "a\n"), ("display", "Rich()"), ("display", "5"),
-                     ("stream", "b\n")]
+    assert kinds == [("stream", "a\n"), ("display", "Rich()"), ("display", "5"), ("stream", "b\n")]
 
 
 def test_matplotlib_figures_are_sent(client):
     probe = client.exec("import importlib.util\nimportlib.util.find_spec('matplotlib')")[1]
     if probe["value"] is None:
         pytest.skip("matplotlib is not installed for the executor's Python")
-    events, result = client.exec(
-        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nNone")
+    events, result = client.exec("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nNone")
     assert result["status"] == "ok"
     displays = [e for e in events if e["type"] == "display"]
     assert len(displays) == 1
@@ -452,6 +484,7 @@ def test_matplotlib_figures_are_sent(client):
 
 
 # -- protocol errors --------------------------------------------------------------
+
 
 def test_oversize_length_prefix_is_too_large(executor):
     c = executor.connect()
@@ -477,11 +510,16 @@ def test_unknown_op_keeps_the_connection(client):
     assert client.request({"op": "ping"})["type"] == "pong"
 
 
-@pytest.mark.parametrize("req", [
-    {"op": "exec", "id": "b"}, {"op": "exec", "code": "1"},
-    {"op": "exec", "id": "b", "code": "1", "timeout": "soon"},
-    {"op": "get_file", "id": "b"}, {"no": "op"},
-])
+@pytest.mark.parametrize(
+    "req",
+    [
+        {"op": "exec", "id": "b"},
+        {"op": "exec", "code": "1"},
+        {"op": "exec", "id": "b", "code": "1", "timeout": "soon"},
+        {"op": "get_file", "id": "b"},
+        {"no": "op"},
+    ],
+)
 def test_bad_request(client, req):
     answer = client.request(req)
     assert answer["type"] == "error" and answer["code"] == "bad_request"
@@ -501,6 +539,7 @@ def test_half_frame_does_not_block_other_clients(executor):
 
 # -- other ops ----------------------------------------------------------------------
 
+
 def test_reset_empties_the_namespace(client):
     client.exec("before_reset = 1")
     assert client.request({"op": "reset"}) == {"type": "ack", "op": "reset"}
@@ -509,18 +548,29 @@ def test_reset_empties_the_namespace(client):
 
 def test_put_and_get_file(client):
     data = bytes(range(256)) * 10
-    answer = client.request({"op": "put_file", "id": "p", "path": "sub/dir/f.bin",
-                             "data": base64.b64encode(data).decode(), "mode": 0o600})
+    answer = client.request(
+        {
+            "op": "put_file",
+            "id": "p",
+            "path": "sub/dir/f.bin",
+            "data": base64.b64encode(data).decode(),
+            "mode": 0o600,
+        }
+    )
     assert answer == {"type": "ack", "op": "put_file", "id": "p", "size": len(data)}
     assert client.exec("len(open('sub/dir/f.bin', 'rb').read())")[1]["value"] == "2560"
-    assert client.exec("import os\noct(os.stat('sub/dir/f.bin').st_mode & 0o777)")[1][
-        "value"] == "'0o600'"
-    answer = client.request({"op": "get_file", "id": "g", "path": "sub/dir/f.bin",
-                             "max_bytes": 10000})
+    assert (
+        client.exec("import os\noct(os.stat('sub/dir/f.bin').st_mode & 0o777)")[1]["value"]
+        == "'0o600'"
+    )
+    answer = client.request(
+        {"op": "get_file", "id": "g", "path": "sub/dir/f.bin", "max_bytes": 10000}
+    )
     assert answer["type"] == "file" and answer["size"] == len(data)
     assert base64.b64decode(answer["data"]) == data
-    answer = client.request({"op": "get_file", "id": "g", "path": "sub/dir/f.bin",
-                             "max_bytes": 100})
+    answer = client.request(
+        {"op": "get_file", "id": "g", "path": "sub/dir/f.bin", "max_bytes": 100}
+    )
     assert answer["code"] == "too_large" and "2560" in answer["message"]
     answer = client.request({"op": "get_file", "id": "g", "path": "missing.txt"})
     assert answer["type"] == "error" and answer["code"] == "not_found"
@@ -532,16 +582,20 @@ def test_put_and_get_file(client):
 def test_relay_passes_frames_through(executor):
     env = dict(os.environ, PYTHONPATH=str(EXECUTOR_DIR), CODEEXEC_PORT=str(executor.port))
     relay = subprocess.run(
-        [EXECUTOR_PYTHON, "-m", "codeexec_executor", "relay"], env=env, timeout=DEADLINE,
+        [EXECUTOR_PYTHON, "-m", "codeexec_executor", "relay"],
+        env=env,
+        timeout=DEADLINE,
         input=_frame({"op": "hello", "token": executor.token, "protocol": 1})
-        + _frame({"op": "ping"}), capture_output=True)
+        + _frame({"op": "ping"}),
+        capture_output=True,
+    )
     assert relay.returncode == 0, relay.stderr
     out = relay.stdout
     frames = []
     while out:
         (n,) = struct.unpack(">I", out[:4])
-        frames.append(json.loads(out[4:4 + n]))
-        out = out[4 + n:]
+        frames.append(json.loads(out[4 : 4 + n]))
+        out = out[4 + n :]
     assert [f["type"] for f in frames] == ["hello", "pong"]
 
 
@@ -560,8 +614,13 @@ def test_sigterm_exits_promptly(tmp_path):
     ex = Executor(tmp_path)
     try:
         c = ex.connect()
-        c.send({"op": "exec", "id": "s", "code": "import time\nprint('go', flush=True)\n"
-                "time.sleep(60)"})
+        c.send(
+            {
+                "op": "exec",
+                "id": "s",
+                "code": "import time\nprint('go', flush=True)\ntime.sleep(60)",
+            }
+        )
         c.wait_stream("go")
         start = time.monotonic()
         ex.proc.terminate()
@@ -592,9 +651,15 @@ def test_zero_timeout_and_zero_output_limit(client):
 def test_a_client_that_does_not_read_is_dropped(executor):
     slow = executor.connect()
     slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.send({"op": "exec", "id": "flood", "output_limit": 1 << 30, "code":
-               "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(200):\n"
-               "    sys.stdout.write(chunk)"})
+    slow.send(
+        {
+            "op": "exec",
+            "id": "flood",
+            "output_limit": 1 << 30,
+            "code": "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(200):\n"
+            "    sys.stdout.write(chunk)",
+        }
+    )
     _wait_until(lambda: any("does not read" in line for line in executor.stderr_lines))
     _not_busy(executor)  # dropped, so its execution was interrupted
     c = executor.connect()

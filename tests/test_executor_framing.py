@@ -37,7 +37,7 @@ def test_decoder_reassembles_frames_split_at_every_byte():
     decoder = framing.FrameDecoder()
     frames = []
     for i in range(len(data)):
-        decoder.feed(data[i:i + 1])
+        decoder.feed(data[i : i + 1])
         frames += decoder.frames()
     assert frames == [{"a": 1}, {"b": "two"}, {}]
     assert decoder.pending() == 0
@@ -72,10 +72,20 @@ def test_four_gib_length_is_too_large_by_default():
         decoder.next_frame()
 
 
-@pytest.mark.parametrize("body", [
-    b"not json", b"[1, 2]", b'"text"', b"42", b"null", b"\xff\xfe{}", b"", b'{"a": 1',
-    '{"a": 1}'.encode("utf-16"),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'"text"',
+        b"42",
+        b"null",
+        b"\xff\xfe{}",
+        b"",
+        b'{"a": 1',
+        '{"a": 1}'.encode("utf-16"),
+    ],
+)
 def test_bad_bodies_are_bad_frames(body):
     decoder = framing.FrameDecoder()
     decoder.feed(_raw(body))

@@ -17,29 +17,39 @@ from codeexec.images import (
 )
 
 
-@pytest.mark.parametrize("spec", [
-    "numpy", "numpy==2.*", "pandas>=2,<3", "requests[socks]>=2.31",
-    'tomli; python_version < "3.11"', "  six  ",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "numpy",
+        "numpy==2.*",
+        "pandas>=2,<3",
+        "requests[socks]>=2.31",
+        'tomli; python_version < "3.11"',
+        "  six  ",
+    ],
+)
 def test_plain_requirements_are_accepted(spec: str) -> None:
     assert validate_dependency(spec)
 
 
-@pytest.mark.parametrize(("spec", "why"), [
-    ("numpy; rm -rf /", "not a valid pip requirement"),
-    ("--index-url http://evil.example/simple", "pip option"),
-    ("-e .", "pip option"),
-    ("numpy\nrequests", "newline"),
-    ("numpy\r", "newline"),
-    ("numpy && curl x", "shell syntax"),
-    ("$(reboot)", "shell syntax"),
-    ("`id`", "shell syntax"),
-    ("git+https://example.com/repo.git", "not a valid pip requirement"),
-    ("pkg @ https://example.com/pkg.whl", "URL"),
-    (".", "not a valid pip requirement"),
-    ("./local/dir", "not a valid pip requirement"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("numpy; rm -rf /", "not a valid pip requirement"),
+        ("--index-url http://evil.example/simple", "pip option"),
+        ("-e .", "pip option"),
+        ("numpy\nrequests", "newline"),
+        ("numpy\r", "newline"),
+        ("numpy && curl x", "shell syntax"),
+        ("$(reboot)", "shell syntax"),
+        ("`id`", "shell syntax"),
+        ("git+https://example.com/repo.git", "not a valid pip requirement"),
+        ("pkg @ https://example.com/pkg.whl", "URL"),
+        (".", "not a valid pip requirement"),
+        ("./local/dir", "not a valid pip requirement"),
+        ("", "empty"),
+    ],
+)
 def test_injection_attempts_are_refused(spec: str, why: str) -> None:
     with pytest.raises(InvalidDependency, match=why):
         validate_dependency(spec)
@@ -67,13 +77,21 @@ def test_requirements_file(tmp_path: Path) -> None:
 
 def test_index_settings_drop_local_indexes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conf = tmp_path / "pip.conf"
-    conf.write_text("[global]\nindex-url = https://mirror.example/simple\n"
-                    "extra-index-url = file:///opt/pypi/simple https://extra.example/simple\n"
-                    "find-links = /opt/wheels\n")
+    conf.write_text(
+        "[global]\nindex-url = https://mirror.example/simple\n"
+        "extra-index-url = file:///opt/pypi/simple https://extra.example/simple\n"
+        "find-links = /opt/wheels\n"
+    )
     bundle = tmp_path / "ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
-    for var in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "CODEEXEC_INDEX_URL",
-                "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+    for var in (
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_TRUSTED_HOST",
+        "CODEEXEC_INDEX_URL",
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
     monkeypatch.setenv("PIP_CERT", str(bundle))

@@ -25,8 +25,14 @@ from codeexec.models import Display, ExecError, ExecResult, SessionInfo
 pytestmark = pytest.mark.anyio
 
 TOOLS = {
-    "start_code_executer", "execute_code", "stop_code_executer", "reuse_code_executer",
-    "list_sessions", "install_packages", "write_file", "read_file",
+    "start_code_executer",
+    "execute_code",
+    "stop_code_executer",
+    "reuse_code_executer",
+    "list_sessions",
+    "install_packages",
+    "write_file",
+    "read_file",
 }
 PNG = b"\x89PNG\r\n\x1a\nfake"
 
@@ -42,24 +48,46 @@ class FakeSession:
     def __init__(self, name: str, dependencies: tuple[str, ...] = ()) -> None:
         self.name = name
         self.container_id = f"id-{name}"
-        self.info = SessionInfo(name=name, container_id=self.container_id,
-                                container_name=f"codeexec-{name}", image="img",
-                                status="running", dependencies=dependencies)
+        self.info = SessionInfo(
+            name=name,
+            container_id=self.container_id,
+            container_name=f"codeexec-{name}",
+            image="img",
+            status="running",
+            dependencies=dependencies,
+        )
         self.files: dict[str, bytes] = {}
         self.stopped = False
         self.interrupted = False
 
-    def execute(self, code: str, *, timeout: float | None = None,
-                on_output: Callable[[str, str], None] | None = None,
-                output_limit: int | None = None) -> ExecResult:
+    def execute(
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        on_output: Callable[[str, str], None] | None = None,
+        output_limit: int | None = None,
+    ) -> ExecResult:
         if code == "1/0":
-            return ExecResult(status="error", error=ExecError(
-                "ZeroDivisionError", "division by zero",
-                ("Traceback (most recent call last):\n", "ZeroDivisionError: division by zero\n")))
+            return ExecResult(
+                status="error",
+                error=ExecError(
+                    "ZeroDivisionError",
+                    "division by zero",
+                    (
+                        "Traceback (most recent call last):\n",
+                        "ZeroDivisionError: division by zero\n",
+                    ),
+                ),
+            )
         if code == "plot":
-            return ExecResult(status="ok", displays=(
-                Display({"image/png": PNG, "text/plain": "<Figure>"}),
-                Display({"text/markdown": "**bold**", "text/plain": "md"})))
+            return ExecResult(
+                status="ok",
+                displays=(
+                    Display({"image/png": PNG, "text/plain": "<Figure>"}),
+                    Display({"text/markdown": "**bold**", "text/plain": "md"}),
+                ),
+            )
         if on_output is not None:
             on_output("stdout", "out\n")
         return ExecResult(status="ok", stdout="out\n", value=repr(code), duration_ms=1.5)
@@ -173,8 +201,17 @@ async def test_tools_schemas_and_prompt(registry: FakeRegistry) -> None:
         assert set(props["read_file"]["encoding"]["enum"]) == {"utf-8", "base64"}
         out = tools["execute_code"].output_schema
         assert out is not None
-        assert {"status", "stdout", "stderr", "value", "error", "duration_ms", "truncated",
-                "restarted", "displays"} <= set(out["properties"])
+        assert {
+            "status",
+            "stdout",
+            "stderr",
+            "value",
+            "error",
+            "duration_ms",
+            "truncated",
+            "restarted",
+            "displays",
+        } <= set(out["properties"])
 
         prompts = (await client.list_prompts()).prompts
         assert [p.name for p in prompts] == ["math_evaluation"]
@@ -188,8 +225,9 @@ async def test_bad_dependency_is_a_tool_error_without_docker() -> None:
     # The Docker CLI path does not exist: any docker call would fail differently.
     reg = SessionRegistry(docker=Docker(binary="/nonexistent/docker"), default_name="dflt")
     async with Client(build_server(reg)) as client:
-        result = await client.call_tool("start_code_executer",
-                                        {"dependencies": ["numpy; rm -rf /"]})
+        result = await client.call_tool(
+            "start_code_executer", {"dependencies": ["numpy; rm -rf /"]}
+        )
         assert result.is_error
         assert "not a valid pip requirement" in _text(result)
         result = await client.call_tool("install_packages", {"packages": ["--index-url=x"]})
@@ -251,15 +289,17 @@ async def test_tool_errors_say_what_to_do(registry: FakeRegistry) -> None:
 
 async def test_named_sessions_current_and_stop(registry: FakeRegistry) -> None:
     async with Client(build_server(registry)) as client:
-        started = await client.call_tool("start_code_executer",
-                                         {"dependencies": ["six"], "name": "alpha"})
+        started = await client.call_tool(
+            "start_code_executer", {"dependencies": ["six"], "name": "alpha"}
+        )
         assert "Code execution service started with the name: alpha" in _text(started)
         ran = await client.call_tool("execute_code", {"code": "1"})
         assert ran.structured_content is not None
         assert ran.structured_content["session"] == "alpha"  # the current session
 
-        clash = await client.call_tool("start_code_executer",
-                                       {"dependencies": ["numpy"], "name": "alpha"})
+        clash = await client.call_tool(
+            "start_code_executer", {"dependencies": ["numpy"], "name": "alpha"}
+        )
         assert clash.is_error and "install_packages" in _text(clash)
 
         listed = await client.call_tool("list_sessions", {})
@@ -277,8 +317,9 @@ async def test_named_sessions_current_and_stop(registry: FakeRegistry) -> None:
 async def test_stop_without_delete_then_reuse(registry: FakeRegistry) -> None:
     async with Client(build_server(registry)) as client:
         await client.call_tool("start_code_executer", {"name": "keep"})
-        kept = await client.call_tool("stop_code_executer",
-                                      {"name": "keep", "delete_service": False})
+        kept = await client.call_tool(
+            "stop_code_executer", {"name": "keep", "delete_service": False}
+        )
         assert "reuse_code_executer" in _text(kept)
         session = registry.built[0]
         assert not session.stopped
@@ -300,8 +341,9 @@ async def test_slow_build_continues_in_background(registry: FakeRegistry) -> Non
         progress.append(message or "")
 
     async with Client(build_server(registry, build_wait=0.3)) as client:
-        started = await client.call_tool("start_code_executer", {"name": "slow"},
-                                         progress_callback=on_progress)
+        started = await client.call_tool(
+            "start_code_executer", {"name": "slow"}, progress_callback=on_progress
+        )
         assert not started.is_error
         assert "still building" in _text(started) and "execute_code" in _text(started)
         assert any("Step 1/2" in m for m in progress)
@@ -317,7 +359,8 @@ async def test_slow_build_continues_in_background(registry: FakeRegistry) -> Non
 
 async def test_build_failure_reports_log_tail_and_can_retry(registry: FakeRegistry) -> None:
     registry.fail_with = ImageBuildError(
-        "building the session image failed", log_tail="ERROR: No matching distribution")
+        "building the session image failed", log_tail="ERROR: No matching distribution"
+    )
     async with Client(build_server(registry)) as client:
         failed = await client.call_tool("start_code_executer", {"dependencies": ["nosuch"]})
         assert failed.is_error
@@ -329,15 +372,17 @@ async def test_build_failure_reports_log_tail_and_can_retry(registry: FakeRegist
 
 async def test_files_and_install(registry: FakeRegistry) -> None:
     async with Client(build_server(registry)) as client:
-        wrote = await client.call_tool("write_file", {"path": "a.bin", "content": "AAEC",
-                                                      "encoding": "base64"})
+        wrote = await client.call_tool(
+            "write_file", {"path": "a.bin", "content": "AAEC", "encoding": "base64"}
+        )
         assert "3 bytes" in _text(wrote)
         read = await client.call_tool("read_file", {"path": "a.bin", "encoding": "base64"})
         assert _text(read) == "AAEC"
         not_text = await client.call_tool("read_file", {"path": "a.bin"})
         assert not not_text.is_error  # b"\0\1\2" is valid UTF-8
-        bad = await client.call_tool("write_file", {"path": "b", "content": "!!",
-                                                    "encoding": "base64"})
+        bad = await client.call_tool(
+            "write_file", {"path": "b", "content": "!!", "encoding": "base64"}
+        )
         assert bad.is_error and "base64" in _text(bad)
         installed = await client.call_tool("install_packages", {"packages": ["sympy"]})
         assert "installed sympy" in _text(installed)

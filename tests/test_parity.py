@@ -18,13 +18,13 @@ CLI_TO_MCP: dict[str, tuple[str, ...]] = {
     "ls": ("list_sessions",),
     "install": ("install_packages",),
     "cp": ("write_file", "read_file"),
-    "restart": (),   # a model restarts by stop + start; a fresh namespace is one call away
-    "logs": (),      # the executor's own log is for people debugging the host side
-    "images": (),    # image housekeeping is the operator's job, not the model's
+    "restart": (),  # a model restarts by stop + start; a fresh namespace is one call away
+    "logs": (),  # the executor's own log is for people debugging the host side
+    "images": (),  # image housekeeping is the operator's job, not the model's
     "gc": (),
     "doctor": (),
     "version": (),
-    "mcp": (),       # launches this server
+    "mcp": (),  # launches this server
 }
 # MCP tools that exist for the original server's clients and have no CLI twin:
 # `reuse_code_executer` attaches, which every CLI command does by name.

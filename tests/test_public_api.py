@@ -12,12 +12,14 @@ import codeexec
 def test_exported_members() -> None:
     # Submodules appear as attributes once anything imports them (cli, mcp_server, …).
     public = {
-        name for name in dir(codeexec)
+        name
+        for name in dir(codeexec)
         if not name.startswith("_") and not isinstance(getattr(codeexec, name), ModuleType)
     } - {"annotations"}
     assert set(codeexec.__all__) - {"__version__"} == public
-    assert codeexec.__all__ == sorted(codeexec.__all__, key=str.lower) or \
-        codeexec.__all__ == sorted(codeexec.__all__)
+    assert codeexec.__all__ == sorted(
+        codeexec.__all__, key=str.lower
+    ) or codeexec.__all__ == sorted(codeexec.__all__)
     for name in codeexec.__all__:
         assert getattr(codeexec, name) is not None
 
@@ -28,8 +30,9 @@ def test_import_does_not_pull_cli_or_mcp_dependencies() -> None:
         "heavy = [m for m in ('typer', 'rich', 'mcp', 'click') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.strip() == ""
 
 

@@ -64,8 +64,14 @@ def _python(script: str, *args: str, **kwargs: object) -> subprocess.Popen[str]:
     """Run ``script`` in a fresh interpreter that imports this checkout's codeexec."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script), *args], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def _executor_address(session: ContainerSession) -> tuple[str, int]:
@@ -101,7 +107,7 @@ def _answer(sock: socket.socket, timeout: float = 15.0) -> tuple[dict[str, objec
     frame = None
     if len(data) >= 4:
         (length,) = struct.unpack(">I", data[:4])
-        frame = json.loads(data[4:4 + length])
+        frame = json.loads(data[4 : 4 + length])
     return frame, closed
 
 
@@ -129,15 +135,20 @@ def test_infinite_loop_times_out_and_keeps_namespace(shared: ContainerSession) -
     assert shared.execute("kept + 1").value == "42"
 
 
-@pytest.mark.parametrize("code", [
-    # Python code that swallows SIGINT.
-    "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
-    # One call into C that never checks for signals. (re's backtracking does
-    # check them, so it is interrupted like pure Python code.)
-    "sum(range(10**13))",
-], ids=["sigint-ignored", "c-level-loop"])
-def test_code_that_blocks_the_interrupt_restarts_executor(fresh: ContainerSession,
-                                                          code: str) -> None:
+@pytest.mark.parametrize(
+    "code",
+    [
+        # Python code that swallows SIGINT.
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
+        # One call into C that never checks for signals. (re's backtracking does
+        # check them, so it is interrupted like pure Python code.)
+        "sum(range(10**13))",
+    ],
+    ids=["sigint-ignored", "c-level-loop"],
+)
+def test_code_that_blocks_the_interrupt_restarts_executor(
+    fresh: ContainerSession, code: str
+) -> None:
     fresh.execute("lost = 1")
     started = time.monotonic()
     r = fresh.execute(code, timeout=1)
@@ -170,7 +181,9 @@ def test_memory_bomb_in_a_child_process_kills_the_child_only(fresh: ContainerSes
     r = fresh.execute(
         "import subprocess, sys\n"
         "subprocess.run([sys.executable, '-c',"
-        " 'h = []\\nwhile True: h.append(b\"x\" * 10**7)']).returncode", timeout=60)
+        " 'h = []\\nwhile True: h.append(b\"x\" * 10**7)']).returncode",
+        timeout=60,
+    )
     assert r.ok and r.value == "-9", r  # SIGKILL from the OOM killer
     assert fresh.execute("kept").value == "1"  # the worker survived
 
@@ -192,15 +205,20 @@ def test_fork_bomb_is_stopped_by_the_pids_limit(fresh: ContainerSession) -> None
     assert subprocess.run(["true"]).returncode == 0  # the host can still fork
 
 
-@pytest.mark.parametrize("code", [
-    "import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
-    "            time.sleep(1000)\n        n += 1\nexcept OSError as e:\n    print(n, e)",
-    "import subprocess\nkeep = []\ntry:\n    while True:\n"
-    "        keep.append(subprocess.Popen(['sleep', '1000']))\nexcept OSError as e:\n"
-    "    print(len(keep), e)",
-], ids=["fork-loop", "spawn-loop"])
-def test_process_loop_hits_pids_limit_and_reset_recovers(fresh: ContainerSession,
-                                                         code: str) -> None:
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
+        "            time.sleep(1000)\n        n += 1\nexcept OSError as e:\n    print(n, e)",
+        "import subprocess\nkeep = []\ntry:\n    while True:\n"
+        "        keep.append(subprocess.Popen(['sleep', '1000']))\nexcept OSError as e:\n"
+        "    print(len(keep), e)",
+    ],
+    ids=["fork-loop", "spawn-loop"],
+)
+def test_process_loop_hits_pids_limit_and_reset_recovers(
+    fresh: ContainerSession, code: str
+) -> None:
     r = fresh.execute(code, timeout=30)
     assert r.ok, r
     count, message = r.stdout.split(" ", 1)
@@ -228,10 +246,10 @@ def _wait_for_processes(session: ContainerSession, at_most: int, within: float =
 
 
 @pytest.mark.slow
-def test_output_flood_is_truncated_and_host_memory_stays_bounded(
-        shared: ContainerSession) -> None:
+def test_output_flood_is_truncated_and_host_memory_stays_bounded(shared: ContainerSession) -> None:
     cap = 8 * MiB
-    child = _python("""
+    child = _python(
+        """
         import json, sys, time
         from codeexec import ContainerSession
         def kib(field):
@@ -255,13 +273,18 @@ def test_output_flood_is_truncated_and_host_memory_stays_bounded(
                           "stdout_len": len(r.stdout), "tail": r.stdout[-80:],
                           "received": received}))
         s.close()
-        """, shared.name, str(cap))
+        """,
+        shared.name,
+        str(cap),
+    )
     out, err = child.communicate(timeout=300)
     assert child.returncode == 0, err
     m = json.loads(out)
     growth = (m["peak_kib"] - m["before_kib"]) / 1024
-    print(f"\n1 GiB flood: host RSS {m['before_kib'] / 1024:.0f} MiB -> peak "
-          f"{m['peak_kib'] / 1024:.0f} MiB (+{growth:.0f} MiB), {m['seconds']:.1f} s")
+    print(
+        f"\n1 GiB flood: host RSS {m['before_kib'] / 1024:.0f} MiB -> peak "
+        f"{m['peak_kib'] / 1024:.0f} MiB (+{growth:.0f} MiB), {m['seconds']:.1f} s"
+    )
     assert m["status"] == "ok" and m["value"] == "'done'" and m["truncated"], m
     assert cap <= m["stdout_len"] <= cap + 200
     assert "[codeexec: output truncated after 8388608 bytes]" in m["tail"]
@@ -303,16 +326,20 @@ def test_disk_fill_ends_in_enospc_inside_the_container(session_name: str) -> Non
 
 
 def test_disk_fill_past_the_memory_limit_kills_the_worker_not_the_session(
-        session_name: str) -> None:
+    session_name: str,
+) -> None:
     # tmpfs pages count against the memory limit: with /tmp + /workspace larger
     # than it, filling both reaches the limit before ENOSPC. The kernel must then
     # kill the worker (oom_score_adj 1000), never the supervisor.
     limits = Limits(memory="256m", tmp_size="200m", workspace_size="200m")
     with ContainerSession.start(session_name, limits=limits) as s:
         pid = _supervisor_pid(s)
-        r = s.execute("chunk = b'x' * 2**20\nfor path in ('/tmp/a', '/workspace/b'):\n"
-                      "    with open(path, 'wb') as f:\n"
-                      "        for _ in range(200):\n            f.write(chunk)", timeout=60)
+        r = s.execute(
+            "chunk = b'x' * 2**20\nfor path in ('/tmp/a', '/workspace/b'):\n"
+            "    with open(path, 'wb') as f:\n"
+            "        for _ in range(200):\n            f.write(chunk)",
+            timeout=60,
+        )
         assert r.status == "error" and r.restarted, r
         assert r.error is not None and "memory" in r.error.evalue
         assert _supervisor_pid(s) == pid and s.is_running()
@@ -323,13 +350,18 @@ def test_disk_fill_past_the_memory_limit_kills_the_worker_not_the_session(
 # -- the executor dies -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("code", "why"), [
-    ("import os\nos._exit(1)", "exited with code 1"),
-    ("import os\nos.kill(os.getpid(), 9)", "SIGKILL"),
-    ("import ctypes\nctypes.string_at(0)", "segmentation fault"),
-], ids=["os-exit", "sigkill", "segfault"])
+@pytest.mark.parametrize(
+    ("code", "why"),
+    [
+        ("import os\nos._exit(1)", "exited with code 1"),
+        ("import os\nos.kill(os.getpid(), 9)", "SIGKILL"),
+        ("import ctypes\nctypes.string_at(0)", "segmentation fault"),
+    ],
+    ids=["os-exit", "sigkill", "segfault"],
+)
 def test_executor_death_is_reported_and_the_next_execute_works(
-        shared: ContainerSession, code: str, why: str) -> None:
+    shared: ContainerSession, code: str, why: str
+) -> None:
     shared.execute("doomed = 1")
     r = shared.execute(code, timeout=30)
     assert r.status == "error" and r.restarted, r
@@ -340,8 +372,7 @@ def test_executor_death_is_reported_and_the_next_execute_works(
 
 
 @pytest.mark.parametrize("how", [["kill"], ["rm", "--force"]], ids=["kill", "rm"])
-def test_container_killed_from_outside_is_reported_gone(session_name: str,
-                                                        how: list[str]) -> None:
+def test_container_killed_from_outside_is_reported_gone(session_name: str, how: list[str]) -> None:
     s = ContainerSession.start(session_name)
     try:
         assert s.execute("1").ok
@@ -396,8 +427,12 @@ def test_network_abuse_of_the_channel_is_refused(shared: ContainerSession) -> No
         # The real client works while all of them are connected...
         for i in range(5):
             assert shared.execute(f"{i} + 1").value == str(i + 1)
-        expected = {"http-garbage": "too_large", "4-gib-length": "too_large",
-                    "1-mib-hello": "too_large", "bad-json": "bad_frame"}
+        expected = {
+            "http-garbage": "too_large",
+            "4-gib-length": "too_large",
+            "1-mib-hello": "too_large",
+            "bad-json": "bad_frame",
+        }
         for name, sock in socks.items():
             frame, closed = _answer(sock)
             assert frame is not None and frame["type"] == "error", (name, frame)
@@ -466,9 +501,24 @@ def test_another_container_on_the_bridge_cannot_run_code(shared: ContainerSessio
     base = os.environ.get("CODEEXEC_BASE_IMAGE", "codeexec-base:bookworm")
     name = f"t{RUN_ID}-neighbour"
     try:
-        proc = _docker("run", "--rm", "--name", name, "--network", "bridge",
-                       "--user", "10001", "--cap-drop", "ALL", base,
-                       "python3", "-c", _NEIGHBOUR, ip, timeout=60)
+        proc = _docker(
+            "run",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            "bridge",
+            "--user",
+            "10001",
+            "--cap-drop",
+            "ALL",
+            base,
+            "python3",
+            "-c",
+            _NEIGHBOUR,
+            ip,
+            timeout=60,
+        )
     finally:
         _docker("rm", "--force", name)
     assert proc.returncode == 0, proc.stderr
@@ -483,9 +533,12 @@ def test_two_threads_and_two_processes_cannot_interleave(shared: ContainerSessio
     results = []
 
     def first() -> None:
-        results.append(shared.execute(
-            "import time\nprint('A1', flush=True)\ntime.sleep(4)\nprint('A2')\n'A'",
-            on_output=lambda name, text: started.set()))
+        results.append(
+            shared.execute(
+                "import time\nprint('A1', flush=True)\ntime.sleep(4)\nprint('A2')\n'A'",
+                on_output=lambda name, text: started.set(),
+            )
+        )
 
     thread = threading.Thread(target=first)
     thread.start()
@@ -495,7 +548,8 @@ def test_two_threads_and_two_processes_cannot_interleave(shared: ContainerSessio
         with pytest.raises(SessionBusy):
             shared.execute("print('B')")
         # Another process that attaches: refused by the executor.
-        child = _python("""
+        child = _python(
+            """
             import sys
             from codeexec import ContainerSession, SessionBusy
             s = ContainerSession.attach(sys.argv[1])
@@ -505,7 +559,9 @@ def test_two_threads_and_two_processes_cannot_interleave(shared: ContainerSessio
             except SessionBusy as exc:
                 print('busy:', exc)
             s.close()
-            """, shared.name)
+            """,
+            shared.name,
+        )
         out, err = child.communicate(timeout=60)
         assert out.startswith("busy:"), (out, err)
     finally:
@@ -541,8 +597,7 @@ json.dumps({
 """
 
 
-def test_inside_the_container_code_is_unprivileged_and_confined(
-        shared: ContainerSession) -> None:
+def test_inside_the_container_code_is_unprivileged_and_confined(shared: ContainerSession) -> None:
     r = shared.execute(_INSIDE)
     assert r.ok, r
     facts = json.loads(ast.literal_eval(r.value or "None"))
@@ -588,8 +643,7 @@ _INJECTIONS = [
 
 
 @pytest.mark.parametrize("spec", _INJECTIONS)
-def test_dependency_injection_is_refused_before_docker_runs(spec: str,
-                                                            session_name: str) -> None:
+def test_dependency_injection_is_refused_before_docker_runs(spec: str, session_name: str) -> None:
     # A docker CLI that does not exist: touching docker would raise DockerNotAvailable.
     missing = Docker(binary="/nonexistent/codeexec-test-docker")
     with pytest.raises(InvalidDependency):
@@ -628,8 +682,10 @@ def test_soak_no_fd_or_memory_growth_and_no_containers_left(docker_engine: None)
             assert r.value == str(i) and r.stdout == f"{i}\n"
         exec_seconds = time.monotonic() - started
         fds_after, rss_after = _fd_count(), _status_kib("VmRSS")
-    print(f"\n1000 executions: {exec_seconds:.1f} s, fds {fds} -> {fds_after}, "
-          f"RSS {rss / 1024:.1f} -> {rss_after / 1024:.1f} MiB")
+    print(
+        f"\n1000 executions: {exec_seconds:.1f} s, fds {fds} -> {fds_after}, "
+        f"RSS {rss / 1024:.1f} -> {rss_after / 1024:.1f} MiB"
+    )
     assert fds_after == fds
     assert rss_after - rss < 10 * 1024
 
@@ -640,8 +696,10 @@ def test_soak_no_fd_or_memory_growth_and_no_containers_left(docker_engine: None)
             assert s.execute("1 + 1").value == "2"
     cycle_seconds = time.monotonic() - started
     fds_after, rss_after = _fd_count(), _status_kib("VmRSS")
-    print(f"100 start/stop cycles: {cycle_seconds:.1f} s, fds {fds} -> {fds_after}, "
-          f"RSS {rss / 1024:.1f} -> {rss_after / 1024:.1f} MiB")
+    print(
+        f"100 start/stop cycles: {cycle_seconds:.1f} s, fds {fds} -> {fds_after}, "
+        f"RSS {rss / 1024:.1f} -> {rss_after / 1024:.1f} MiB"
+    )
     assert fds_after == fds
     assert rss_after - rss < 10 * 1024
     assert not _session_containers(prefix)
@@ -649,14 +707,17 @@ def test_soak_no_fd_or_memory_growth_and_no_containers_left(docker_engine: None)
 
 @pytest.mark.slow
 def test_orphaned_session_vanishes_after_its_idle_timeout(session_name: str) -> None:
-    child = _python("""
+    child = _python(
+        """
         import sys, time
         from codeexec import ContainerSession
         s = ContainerSession.start(sys.argv[1], idle_timeout=3)
         s.execute("x = 1")
         print(s.container_id, flush=True)
         time.sleep(600)
-        """, session_name)
+        """,
+        session_name,
+    )
     try:
         assert child.stdout is not None
         container_id = child.stdout.readline().strip()
@@ -669,6 +730,8 @@ def test_orphaned_session_vanishes_after_its_idle_timeout(session_name: str) -> 
     while _docker("ps", "--all", "--quiet", "--filter", f"id={container_id}").stdout.strip():
         assert time.monotonic() < deadline, "the orphaned container is still there"
         time.sleep(0.2)
-    print(f"\norphaned container gone {time.monotonic() - killed:.1f} s after SIGKILL "
-          "(idle timeout 3 s)")
+    print(
+        f"\norphaned container gone {time.monotonic() - killed:.1f} s after SIGKILL "
+        "(idle timeout 3 s)"
+    )
     assert not any(i.name == session_name for i in list_sessions())

@@ -23,8 +23,20 @@ from tests.conftest import unique_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
-_PASSED_ENV = ("CODEEXEC_", "DOCKER_", "PIP_", "UV_", "SSL_CERT_", "REQUESTS_CA_BUNDLE",
-               "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+_PASSED_ENV = (
+    "CODEEXEC_",
+    "DOCKER_",
+    "PIP_",
+    "UV_",
+    "SSL_CERT_",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
 
 
 @pytest.fixture
@@ -41,18 +53,31 @@ def _server_env(default_session: str) -> dict[str, str]:
 
 def _containers(*names: str) -> list[str]:
     out = subprocess.run(
-        ["docker", "ps", "-a", "--filter", "label=codeexec.managed=1",
-         "--format", '{{.ID}} {{.Label "codeexec.session"}}'],
-        capture_output=True, text=True, timeout=30).stdout
-    return [line.split()[0] for line in out.splitlines()
-            if len(line.split()) == 2 and line.split()[1] in names]
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            "label=codeexec.managed=1",
+            "--format",
+            '{{.ID}} {{.Label "codeexec.session"}}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    return [
+        line.split()[0]
+        for line in out.splitlines()
+        if len(line.split()) == 2 and line.split()[1] in names
+    ]
 
 
 @asynccontextmanager
 async def _server(default_session: str) -> AsyncIterator[Client]:
-    params = StdioServerParameters(command=sys.executable,
-                                   args=["-m", "codeexec.mcp_server"],
-                                   env=_server_env(default_session))
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "codeexec.mcp_server"], env=_server_env(default_session)
+    )
     with tempfile.TemporaryFile("w+") as errlog:
         try:
             async with Client(stdio_client(params, errlog=errlog)) as client:
@@ -82,8 +107,13 @@ async def test_stdio_sessions_end_to_end() -> None:
     default, named, extra = unique_name(), unique_name(), unique_name()
     async with _server(default) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        assert {"start_code_executer", "execute_code", "stop_code_executer",
-                "reuse_code_executer", "list_sessions"} <= set(tools)
+        assert {
+            "start_code_executer",
+            "execute_code",
+            "stop_code_executer",
+            "reuse_code_executer",
+            "list_sessions",
+        } <= set(tools)
         schema = tools["start_code_executer"].input_schema["properties"]["dependencies"]
         assert schema["type"] == "array" and schema["items"] == {"type": "string"}
         assert tools["execute_code"].output_schema is not None
@@ -95,8 +125,9 @@ async def test_stdio_sessions_end_to_end() -> None:
         assert first.structured_content is not None
         assert first.structured_content["value"] == "21"
 
-        started = await client.call_tool("start_code_executer",
-                                         {"dependencies": ["six"], "name": named})
+        started = await client.call_tool(
+            "start_code_executer", {"dependencies": ["six"], "name": named}
+        )
         assert not started.is_error, _text(started)
         assert named in _text(started)
         imported = await _until_built(client, {"code": "import six\nx = 21"})
@@ -116,9 +147,15 @@ async def test_stdio_sessions_end_to_end() -> None:
         assert "ZeroDivisionError" in _text(failed)
 
         png = base64.b64encode(b"\x89PNG\r\n\x1a\n0000").decode()
-        shown = await client.call_tool("execute_code", {"code": (
-            "import base64\nclass P:\n    def _repr_png_(self):\n"
-            f"        return base64.b64decode({png!r})\nP()")})
+        shown = await client.call_tool(
+            "execute_code",
+            {
+                "code": (
+                    "import base64\nclass P:\n    def _repr_png_(self):\n"
+                    f"        return base64.b64decode({png!r})\nP()"
+                )
+            },
+        )
         images = [b for b in shown.content if isinstance(b, ImageContent)]
         assert [i.mime_type for i in images] == ["image/png"] and images[0].data == png
 
@@ -148,10 +185,14 @@ async def test_stdio_sessions_end_to_end() -> None:
 
 def test_sigterm_removes_containers() -> None:
     default = unique_name()
-    with subprocess.Popen([sys.executable, "-m", "codeexec.mcp_server"],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True,
-                          env={**os.environ, **_server_env(default)}) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-m", "codeexec.mcp_server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **_server_env(default)},
+    ) as proc:
         try:
             _drive_then_terminate(proc, default)
         finally:
@@ -171,13 +212,26 @@ def _drive_then_terminate(proc: subprocess.Popen[str], default: str) -> None:
             if reply.get("id") == message["id"]:
                 return reply
 
-    call({"id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"}}})
+    call(
+        {
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        }
+    )
     proc.stdin.write('{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
     proc.stdin.flush()
-    reply = call({"id": 2, "method": "tools/call", "params": {
-        "name": "execute_code", "arguments": {"code": "2 + 2"}}})
+    reply = call(
+        {
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "execute_code", "arguments": {"code": "2 + 2"}},
+        }
+    )
     assert reply["result"]["structuredContent"]["value"] == "4", reply
     assert len(_containers(default)) == 1
     proc.send_signal(signal.SIGTERM)

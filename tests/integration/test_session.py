@@ -73,7 +73,7 @@ def test_traceback_points_at_user_code(plain: ContainerSession) -> None:
     assert r.status == "error" and r.error is not None
     assert r.error.ename == "KeyError"
     text = r.error.format()
-    assert 'line 4' in text and 'line 2' in text and "return {}['missing']" in text
+    assert "line 4" in text and "line 2" in text and "return {}['missing']" in text
     assert "codeexec_executor" not in text and "worker.py" not in text
 
 
@@ -86,7 +86,9 @@ def test_code_ignoring_interrupt_restarts_executor(plain: ContainerSession) -> N
     plain.execute("keep = 1")
     r = plain.execute(
         "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-        "while True: time.sleep(0.05)", timeout=1)
+        "while True: time.sleep(0.05)",
+        timeout=1,
+    )
     assert r.status == "timeout" and r.restarted
     assert r.error is not None and "lost" in r.error.evalue
     r = plain.execute("keep")
@@ -132,8 +134,13 @@ def test_attach_from_another_process_sees_state(plain: ContainerSession) -> None
         f"s = ContainerSession.attach({plain.name!r})\n"
         "print(s.execute('shared').value)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env=os.environ.copy())
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "'from-parent'"
 
@@ -201,7 +208,10 @@ def test_failed_build_leaves_nothing(session_name: str) -> None:
 
 
 def _stopped_containers() -> set[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", "status=exited",
-                          "--filter", "status=created"], capture_output=True, text=True,
-                         timeout=30).stdout
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "status=exited", "--filter", "status=created"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     return set(out.split())

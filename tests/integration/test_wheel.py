@@ -19,8 +19,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_installed_wheel_builds_an_image_and_runs_code(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-w", str(dist), str(ROOT)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = dist.glob("codeexec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "codeexec/_executor_image/codeexec_executor/server.py" in names
@@ -28,8 +42,12 @@ def test_installed_wheel_builds_an_image_and_runs_code(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel), "packaging"],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel), "packaging"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     name = unique_name()
     code = (
         "import codeexec, pathlib\n"
@@ -38,7 +56,8 @@ def test_installed_wheel_builds_an_image_and_runs_code(tmp_path: Path) -> None:
         "    print(s.execute('6 * 7').value)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=600,
-                         cwd=tmp_path, env=env)
+    out = subprocess.run(
+        [str(py), "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "42"

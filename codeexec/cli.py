@@ -17,8 +17,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from . import __version__
-from . import _cli_output as out
+from . import __version__, _cli_output as out
 from .errors import CodeexecError, ContainerStartError, ImageBuildError, InvalidDependency
 from .session import DEFAULT_IDLE_TIMEOUT, ContainerSession, list_sessions, validate_name
 

@@ -10,14 +10,36 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
+from ._dockerargs import (  # re-exported: callers import them from here
+    EXECUTOR_PORT as EXECUTOR_PORT,
+    EXECUTOR_UID as EXECUTOR_UID,
+    LABEL_BASE as LABEL_BASE,
+    LABEL_CREATED as LABEL_CREATED,
+    LABEL_DEPS as LABEL_DEPS,
+    LABEL_IDLE as LABEL_IDLE,
+    LABEL_IMAGE as LABEL_IMAGE,
+    LABEL_MANAGED as LABEL_MANAGED,
+    LABEL_NETWORK as LABEL_NETWORK,
+    LABEL_POOL as LABEL_POOL,
+    LABEL_SESSION as LABEL_SESSION,
+    POOL_CONTAINER_PREFIX as POOL_CONTAINER_PREFIX,
+    Command as Command,
+    RunSpec as RunSpec,
+    _build_failure_reason,
+    build_argv as build_argv,
+    classify as classify,
+    container_env as container_env,
+    parse_inspect as parse_inspect,
+    pool_session_name as pool_session_name,
+    published_port as published_port,
+    run_argv as run_argv,
+)
 from .errors import (
     ContainerStartError,
     DockerError,
@@ -25,167 +47,9 @@ from .errors import (
     ImageBuildError,
     NoSuchSession,
 )
-from .models import ImageInfo, Limits, SessionInfo
-
-LABEL_SESSION = "codeexec.session"
-LABEL_MANAGED = "codeexec.managed"
-LABEL_DEPS = "codeexec.deps"
-LABEL_NETWORK = "codeexec.network"
-LABEL_CREATED = "codeexec.created"
-LABEL_IDLE = "codeexec.idle_timeout"
-LABEL_IMAGE = "codeexec.image"
-LABEL_BASE = "codeexec.base"
-LABEL_POOL = "codeexec.pool"
-# An unclaimed warm-pool container is named POOL_CONTAINER_PREFIX + hex; claiming it
-# renames it to ``codeexec-<session name>-<6 hex>`` (labels cannot change on a
-# running container, so the name carries the session identity: see pool.py).
-POOL_CONTAINER_PREFIX = "codeexec_pool_"
-_CLAIMED_POOL_NAME = re.compile(r"^codeexec-([A-Za-z0-9][A-Za-z0-9_.-]{0,62})-[0-9a-f]{6}$")
-EXECUTOR_PORT = 8888
-EXECUTOR_UID = 10001
+from .models import ImageInfo, SessionInfo
 
 _QUICK = 30.0  # seconds for calls that answer at once (inspect, ps, rm)
-
-
-class Command(list[str]):
-    """An argument list with helpers that skip unset options."""
-
-    def opt(self, name: str, value: object) -> Command:
-        if value is not None:
-            self.extend([name, str(value)])
-        return self
-
-    def flag(self, name: str, on: bool) -> Command:
-        if on:
-            self.append(name)
-        return self
-
-    def repeat(self, name: str, values: Iterable[object]) -> Command:
-        for value in values:
-            self.extend([name, str(value)])
-        return self
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything ``docker run`` needs to start one session container."""
-
-    image: str
-    container_name: str
-    labels: Mapping[str, str]
-    env: Mapping[str, str] = field(default_factory=dict)
-    secret_env: Sequence[str] = ()  # names passed as `-e NAME`, values via our environment
-    network: str = "bridge"
-    limits: Limits = Limits()
-    runtime: str | None = None
-    read_only: bool = True
-    publish: bool = True
-    command: Sequence[str] = ("python", "-m", "codeexec_executor", "serve")
-    extra_args: Sequence[str] = ()
-
-
-def run_argv(spec: RunSpec) -> list[str]:
-    """The ``docker run`` arguments for a session: the secure defaults live here."""
-    lim = spec.limits
-    cmd = Command(["run", "--detach", "--rm", "--init"])
-    cmd.opt("--name", spec.container_name)
-    cmd.repeat("--label", [f"{k}={v}" for k, v in sorted(spec.labels.items())])
-    # Secure defaults (docs/security.md): unprivileged user, no capabilities, no
-    # privilege escalation, read-only root, bounded memory, CPU and process count.
-    cmd.opt("--user", f"{EXECUTOR_UID}:{EXECUTOR_UID}")
-    cmd.opt("--cap-drop", "ALL")
-    cmd.opt("--security-opt", "no-new-privileges")
-    cmd.flag("--read-only", spec.read_only)
-    cmd.opt("--tmpfs", f"/tmp:rw,exec,nosuid,nodev,size={lim.tmp_size},mode=1777")
-    cmd.opt(
-        "--tmpfs",
-        f"/workspace:rw,exec,nosuid,nodev,size={lim.workspace_size},"
-        f"uid={EXECUTOR_UID},gid={EXECUTOR_UID},mode=0700",
-    )
-    cmd.opt("--workdir", "/workspace")
-    cmd.opt("--memory", lim.memory).opt("--memory-swap", lim.memory)
-    cmd.opt("--cpus", lim.cpus).opt("--pids-limit", lim.pids)
-    cmd.opt("--runtime", spec.runtime)
-    cmd.opt("--network", spec.network)
-    if spec.publish and spec.network != "none":
-        cmd.opt("--publish", f"127.0.0.1::{EXECUTOR_PORT}")
-    cmd.repeat("--env", [f"{k}={v}" for k, v in sorted(spec.env.items())])
-    cmd.repeat("--env", spec.secret_env)
-    cmd.extend(spec.extra_args)
-    cmd.append(spec.image)
-    cmd.extend(spec.command)
-    return cmd
-
-
-def build_argv(
-    context_dir: str, tag: str, labels: Mapping[str, str], build_args: Mapping[str, str]
-) -> list[str]:
-    """The ``docker build`` arguments; ``--force-rm`` so a failed step leaves no container."""
-    cmd = Command(["build", "--force-rm", "--tag", tag])
-    cmd.repeat("--label", [f"{k}={v}" for k, v in sorted(labels.items())])
-    cmd.repeat("--build-arg", [f"{k}={v}" for k, v in sorted(build_args.items())])
-    cmd.append(context_dir)
-    return cmd
-
-
-# Recorded stderr fragments -> the error class and what to tell the user.
-_CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
-    (
-        (
-            "cannot connect to the docker daemon",
-            "error during connect",
-            "is the docker daemon running",
-            "connection refused",
-        ),
-        DockerNotAvailable,
-        "the Docker engine does not answer: start it (e.g. `dockerd` or Docker Desktop), "
-        "or point DOCKER_HOST / `docker context use` at a running one",
-    ),
-    (
-        ("permission denied while trying to connect",),
-        DockerNotAvailable,
-        "no permission to use the Docker engine: add your user to the `docker` group "
-        "or run with access to the docker socket",
-    ),
-    (
-        ("no such container", "no such object"),
-        NoSuchSession,
-        "the session's container does not exist (stopped, removed, or idle-timed out): "
-        "start it again with `codeexec start`",
-    ),
-    (
-        (
-            "no such image",
-            "pull access denied",
-            "repository does not exist",
-            "manifest unknown",
-            "failed to resolve reference",
-        ),
-        DockerError,
-        "the image is not available locally and cannot be pulled: build a base image "
-        "with executor_image/make_base_image.sh or set CODEEXEC_BASE_IMAGE to one you have",
-    ),
-]
-
-
-def classify(
-    argv: Sequence[str], returncode: int | None, stdout: str, stderr: str, what: str
-) -> DockerError:
-    """Turn a failed docker call into the most specific ``DockerError`` with a hint."""
-    low = stderr.lower()
-    detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {returncode}"
-    for needles, cls, hint in _CLASSIFY:
-        if any(n in low for n in needles):
-            return cls(
-                f"{what} failed: {detail} — {hint}",
-                argv=argv,
-                returncode=returncode,
-                stdout=stdout,
-                stderr=stderr,
-            )
-    return DockerError(
-        f"{what} failed: {detail}", argv=argv, returncode=returncode, stdout=stdout, stderr=stderr
-    )
 
 
 class RelayProcess:
@@ -545,79 +409,3 @@ class Docker:
         except OSError as exc:
             raise DockerNotAvailable(f"cannot run {argv[0]}: {exc}", argv=argv) from exc
         return RelayProcess(proc)
-
-
-def _build_failure_reason(tail: Sequence[str]) -> str:
-    for line in reversed(tail):
-        low = line.lower()
-        if "no matching distribution" in low or "could not find a version" in low:
-            return line.strip()
-        if "certificate verify failed" in low:
-            return (
-                "TLS certificate verification failed inside the build: set "
-                "CODEEXEC_CA_BUNDLE to your proxy's CA bundle"
-            )
-    for line in reversed(tail):
-        if line.strip().lower().startswith(("error", "the command")):
-            return line.strip()
-    return "a build step failed"
-
-
-def parse_inspect(data: Mapping[str, Any]) -> SessionInfo:
-    """A ``docker container inspect`` object as a ``SessionInfo``."""
-    config = data.get("Config") or {}
-    return _session_info(
-        labels=dict(config.get("Labels") or {}),
-        container_id=str(data.get("Id", "")),
-        container_name=str(data.get("Name", "")).lstrip("/"),
-        image=str(config.get("Image", "")),
-        status=str((data.get("State") or {}).get("Status", "")),
-    )
-
-
-def published_port(data: Mapping[str, Any]) -> tuple[str, int] | None:
-    """The host address and port that the container's executor port is published on."""
-    ports = (data.get("NetworkSettings") or {}).get("Ports") or {}
-    for binding in ports.get(f"{EXECUTOR_PORT}/tcp") or []:
-        host = binding.get("HostIp") or "127.0.0.1"
-        return ("127.0.0.1" if host in ("0.0.0.0", "") else host, int(binding["HostPort"]))
-    return None
-
-
-def container_env(data: Mapping[str, Any]) -> dict[str, str]:
-    env = {}
-    for item in (data.get("Config") or {}).get("Env") or []:
-        key, _, value = str(item).partition("=")
-        env[key] = value
-    return env
-
-
-def pool_session_name(container_name: str) -> str:
-    """The session name a claimed warm-pool container carries in its name, else ``""``."""
-    match = _CLAIMED_POOL_NAME.match(container_name.lstrip("/"))
-    return match.group(1) if match else ""
-
-
-def _session_info(
-    *, labels: Mapping[str, str], container_id: str, container_name: str, image: str, status: str
-) -> SessionInfo:
-    idle = labels.get(LABEL_IDLE)
-    name = labels.get(LABEL_SESSION, "")
-    if not name and labels.get(LABEL_POOL):
-        name = pool_session_name(container_name)
-    try:
-        deps = tuple(json.loads(labels.get(LABEL_DEPS, "[]")))
-    except ValueError:
-        deps = ()
-    return SessionInfo(
-        name=name,
-        container_id=container_id,
-        container_name=container_name,
-        image=image,
-        status=status,
-        dependencies=deps,
-        network=labels.get(LABEL_NETWORK, "bridge"),
-        created=labels.get(LABEL_CREATED, ""),
-        idle_timeout=float(idle) if idle else None,
-        labels=dict(labels),
-    )

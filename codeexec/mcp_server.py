@@ -19,47 +19,26 @@ notifications while it waits.
 
 import base64
 import binascii
-import functools
-import inspect
 import logging
 import os
 import signal
 import sys
-import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal
 
 import anyio
 import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
+from mcp_types import CallToolResult
 from pydantic import Field
 
 from . import __version__, images
-from .errors import (
-    CodeexecError,
-    ContainerStartError,
-    FileTransferError,
-    ImageBuildError,
-    NoSuchSession,
-    SessionBusy,
-)
-from .mcp_sessions import (
-    DEFAULT_SESSION_ENV,
-    PROGRESS_EVERY,
-    ExecOutput,
-    SessionEntry,
-    SessionRegistry,
-    SessionsOutput,
-    exec_output,
-)
-from .models import ExecResult
-from .session import ContainerSession, validate_name
+from ._mcp_support import OUTPUT_LIMIT, SessionAccess, exec_result, tool_errors
+from .mcp_sessions import DEFAULT_SESSION_ENV, ExecOutput, SessionRegistry, SessionsOutput
+from .session import validate_name
 
 __all__ = ["DEFAULT_SESSION_ENV", "SessionRegistry", "build_server", "serve"]
 
@@ -67,12 +46,9 @@ log = logging.getLogger("codeexec.mcp")
 
 MAX_CODE_BYTES = 2**20  # one execute_code call; bigger programs go in with write_file
 MAX_READ_BYTES = 2**20  # read_file returns the content into the model's context
-OUTPUT_LIMIT = 100_000  # characters of output kept per call, for the same reason
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 300.0
 INSTALL_TIMEOUT = 300.0
-_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
-_T = TypeVar("_T")
 
 SessionName = Annotated[
     str | None,
@@ -81,147 +57,6 @@ SessionName = Annotated[
         "or reused here (initially the default session)."
     ),
 ]
-
-
-# -- formatting -----------------------------------------------------------------------
-
-
-def _tool_error(exc: CodeexecError) -> ToolError:
-    message = exc.message
-    if isinstance(exc, ImageBuildError) and exc.log_tail:
-        message += "\n--- end of the build log ---\n" + exc.log_tail[-3000:]
-    elif isinstance(exc, ContainerStartError) and exc.container_log:
-        message += "\n--- end of the container log ---\n" + exc.container_log[-2000:]
-    elif isinstance(exc, FileTransferError) and exc.code == "too_large":
-        message += "; process it inside the session with execute_code instead"
-    elif isinstance(exc, SessionBusy):
-        message += " (here: wait for that call to return; its timeout bounds it)"
-    elif isinstance(exc, NoSuchSession) and "start_code_executer" not in message:
-        message += " (here: call start_code_executer, or list_sessions to see what runs)"
-    return ToolError(message)
-
-
-def _exec_result(
-    result: ExecResult, *, name: str, note: str = "", max_timeout: float = MAX_TIMEOUT
-) -> CallToolResult:
-    parts = [note] if note else []
-    parts.append(f"status: {result.status} ({result.duration_ms:.0f} ms, session {name!r})")
-    if result.stdout:
-        parts.append("stdout:\n" + result.stdout.rstrip("\n"))
-    if result.stderr:
-        parts.append("stderr:\n" + result.stderr.rstrip("\n"))
-    if result.value is not None:
-        parts.append("value: " + result.value)
-    if result.error is not None:
-        parts.append("error:\n" + result.error.format())
-    if result.status == "timeout":
-        parts.append(
-            "note: the code ran past its timeout and was interrupted; the variables "
-            f"it set so far are kept. Pass a larger timeout (at most {max_timeout:.0f} "
-            "s) or split the work into several calls."
-        )
-    if result.truncated:
-        parts.append(
-            "note: output was truncated; write large output to a file and read "
-            "parts of it with read_file, or print a summary."
-        )
-    if result.restarted:
-        parts.append(
-            "note: the Python process was restarted: every variable and import is "
-            "gone. Run your setup code again."
-        )
-    content: list[ContentBlock] = []
-    for index, display in enumerate(result.displays, start=1):
-        data = display.data
-        image = next((m for m in _IMAGE_TYPES if isinstance(data.get(m), bytes)), None)
-        if image is not None:
-            raw = data[image]
-            assert isinstance(raw, bytes)
-            parts.append(f"display {index}: {image} (attached as an image)")
-            content.append(
-                ImageContent(
-                    type="image", mime_type=image, data=base64.b64encode(raw).decode("ascii")
-                )
-            )
-            continue
-        mime = next(
-            (
-                m
-                for m in ("text/markdown", "text/html", "text/plain")
-                if isinstance(data.get(m), str)
-            ),
-            None,
-        )
-        text = data.get(mime, "") if mime else ""
-        if mime is None or (mime == "text/plain" and text == result.value):
-            continue  # the value above already shows it
-        parts.append(f"display {index} ({mime}):\n{str(text)[:OUTPUT_LIMIT]}")
-    text_block = TextContent(type="text", text="\n\n".join(parts))
-    return CallToolResult(
-        content=[text_block, *content],
-        structured_content=dict(exec_output(result, name, bool(note))),
-    )
-
-
-# -- progress and blocking work ----------------------------------------------------------
-
-
-class _Progress:
-    """Progress notifications for one call (a no-op when the client asked for none)."""
-
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-        self._count = 0
-
-    async def send(self, message: str) -> None:
-        self._count += 1
-        try:
-            await self._ctx.report_progress(self._count, None, message)
-        except Exception as exc:  # a progress notice must never fail the call
-            log.debug("progress notification failed: %r", exc)
-
-
-async def _blocking(
-    ctx: Context,
-    fn: Callable[[], _T],
-    *,
-    label: str,
-    latest: Callable[[], str] = lambda: "",
-    on_cancel: Callable[[], None] | None = None,
-) -> _T:
-    """Run ``fn`` on a worker thread, with a progress heartbeat while it runs."""
-    progress = _Progress(ctx)
-    began = time.monotonic()
-
-    async def heartbeat() -> None:
-        while True:
-            await anyio.sleep(PROGRESS_EVERY)
-            line = latest().strip()[-200:]
-            await progress.send(
-                f"{label}: {time.monotonic() - began:.0f} s" + (f" | {line}" if line else "")
-            )
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(heartbeat)
-        try:
-            result = await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
-        except anyio.get_cancelled_exc_class():
-            if on_cancel is not None:
-                on_cancel()  # the client gave up: stop the code rather than run on
-            raise
-        finally:
-            tg.cancel_scope.cancel()
-    return result
-
-
-@dataclass(frozen=True)
-class _Use:
-    """A session a tool call works on."""
-
-    name: str
-    entry: SessionEntry
-    session: ContainerSession
-    started: bool  # this call auto-started it
 
 
 # -- the server ----------------------------------------------------------------------------
@@ -253,42 +88,10 @@ def build_server(
         ),
     )
 
-    async def session_for(ctx: Context, name: str | None) -> _Use:
-        """The named (or current) session, once built; the default one starts on first use."""
-        target = validate_name(name or reg.current)
-        entry, started = await anyio.to_thread.run_sync(
-            lambda: reg.get(target, auto_start=target == reg.default_name)
-        )
-        try:
-            session = await entry.wait(build_wait, _Progress(ctx).send)
-        except CodeexecError:
-            reg.forget(entry, remove=False)
-            raise
-        if session is None:
-            raise ToolError(
-                f"{entry.building()}; nothing ran. Call the tool again: each "
-                f"call waits up to {build_wait:.0f} s more for the build."
-            )
-        return _Use(target, entry, session, started)
-
-    async def call(
-        ctx: Context,
-        use: _Use,
-        fn: Callable[[], _T],
-        *,
-        label: str = "working",
-        latest: Callable[[], str] = lambda: "",
-    ) -> _T:
-        try:
-            return await _blocking(
-                ctx, fn, label=label, latest=latest, on_cancel=use.session.interrupt
-            )
-        except NoSuchSession:
-            reg.forget(use.entry, remove=False)  # its container is gone: start afresh next time
-            raise
+    sessions = SessionAccess(reg, build_wait)
 
     @mcp.tool()
-    @_tool_errors
+    @tool_errors
     async def start_code_executer(
         ctx: Context,
         dependencies: Annotated[
@@ -315,11 +118,7 @@ def build_server(
         deps = images.normalize_dependencies(dependencies)
         target = validate_name(name or reg.default_name)
         entry = await anyio.to_thread.run_sync(lambda: reg.start(target, deps))
-        try:
-            session = await entry.wait(build_wait, _Progress(ctx).send)
-        except CodeexecError:
-            reg.forget(entry, remove=False)
-            raise
+        session = await sessions.wait(ctx, entry)
         if session is None:
             return (
                 f"{entry.building()}. It goes on in the background: call "
@@ -332,7 +131,7 @@ def build_server(
         )
 
     @mcp.tool(structured_output=True)
-    @_tool_errors
+    @tool_errors
     async def execute_code(
         ctx: Context,
         code: Annotated[
@@ -369,9 +168,9 @@ def build_server(
                 "write it to a file with write_file and run it with exec(open(...)"
                 ".read()), or send it in smaller pieces"
             )
-        use = await session_for(ctx, name)
+        use = await sessions.use(ctx, name)
         outputs: deque[str] = deque(maxlen=1)
-        result = await call(
+        result = await sessions.call(
             ctx,
             use,
             lambda: use.session.execute(
@@ -392,10 +191,10 @@ def build_server(
             if use.started
             else ""
         )
-        return _exec_result(result, name=use.name, note=note, max_timeout=max_timeout)
+        return exec_result(result, name=use.name, note=note, max_timeout=max_timeout)
 
     @mcp.tool(structured_output=True)
-    @_tool_errors
+    @tool_errors
     async def install_packages(
         ctx: Context,
         packages: Annotated[
@@ -411,9 +210,9 @@ def build_server(
         status 'ok', or status 'error' if pip failed. For packages needed from the start,
         prefer start_code_executer(dependencies=[...]), which caches an image."""
         images.normalize_dependencies(packages)  # refuse bad strings before any start
-        use = await session_for(ctx, name)
+        use = await sessions.use(ctx, name)
         outputs: deque[str] = deque(maxlen=1)
-        result = await call(
+        result = await sessions.call(
             ctx,
             use,
             lambda: use.session.install(
@@ -423,10 +222,10 @@ def build_server(
             latest=lambda: outputs[-1] if outputs else "",
         )
         note = f"Started session {use.name!r} first." if use.started else ""
-        return _exec_result(result, name=use.name, note=note, max_timeout=max_timeout)
+        return exec_result(result, name=use.name, note=note, max_timeout=max_timeout)
 
     @mcp.tool()
-    @_tool_errors
+    @tool_errors
     async def stop_code_executer(
         ctx: Context,
         name: SessionName = None,
@@ -455,7 +254,7 @@ def build_server(
         return f"Code execution service stopped: session {target!r} and its state are gone."
 
     @mcp.tool()
-    @_tool_errors
+    @tool_errors
     async def reuse_code_executer(
         ctx: Context,
         name: Annotated[
@@ -480,7 +279,7 @@ def build_server(
         )
 
     @mcp.tool(structured_output=True)
-    @_tool_errors
+    @tool_errors
     async def list_sessions(ctx: Context) -> SessionsOutput:
         """List the sessions on this Docker engine: name, status ('running', 'exited',
         'building'), dependencies, and whether this server manages it. 'current' is the
@@ -489,7 +288,7 @@ def build_server(
         return SessionsOutput(current=reg.current, sessions=rows)
 
     @mcp.tool()
-    @_tool_errors
+    @tool_errors
     async def write_file(
         ctx: Context,
         path: Annotated[
@@ -520,12 +319,12 @@ def build_server(
             raise ToolError(
                 f"content is not valid base64 ({exc}); send text with encoding='utf-8'"
             ) from None
-        use = await session_for(ctx, name)
-        written = await call(ctx, use, lambda: use.session.write_file(path, data))
+        use = await sessions.use(ctx, name)
+        written = await sessions.call(ctx, use, lambda: use.session.write_file(path, data))
         return f"Wrote {written} bytes to {path} in session {use.name!r}."
 
     @mcp.tool()
-    @_tool_errors
+    @tool_errors
     async def read_file(
         ctx: Context,
         path: Annotated[
@@ -539,8 +338,10 @@ def build_server(
     ) -> str:
         """Read a file from a session (at most 1 MiB; summarise bigger files with
         execute_code instead)."""
-        use = await session_for(ctx, name)
-        data = await call(ctx, use, lambda: use.session.read_file(path, max_bytes=MAX_READ_BYTES))
+        use = await sessions.use(ctx, name)
+        data = await sessions.call(
+            ctx, use, lambda: use.session.read_file(path, max_bytes=MAX_READ_BYTES)
+        )
         if encoding == "base64":
             return base64.b64encode(data).decode("ascii")
         try:
@@ -563,23 +364,6 @@ def build_server(
         )
 
     return mcp
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _tool_errors(fn: _F) -> _F:
-    """Turn a ``CodeexecError`` into a ToolError: the SDK shows only those to the model."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(*args, **kwargs)
-        except CodeexecError as exc:
-            raise _tool_error(exc) from exc
-
-    wrapper.__doc__ = inspect.cleandoc(fn.__doc__ or "")  # the model reads it: no indents
-    return wrapper  # type: ignore[return-value]
 
 
 def serve(

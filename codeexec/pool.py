@@ -42,10 +42,11 @@ from dataclasses import replace
 from typing import Any
 
 from . import images
+from ._channel import Transport
 from .docker import Docker
 from .errors import CodeexecError, DockerError
 from .models import Limits
-from .session import DEFAULT_IDLE_TIMEOUT, READY_TIMEOUT, ContainerSession, Transport
+from .session import DEFAULT_IDLE_TIMEOUT, READY_TIMEOUT, ContainerSession
 
 log = logging.getLogger("codeexec")
 
@@ -128,7 +129,7 @@ class WarmPool:
             doomed = list(self._ready)
             self._ready.clear()
         for session in doomed:
-            session._close_client(interrupt=False)
+            session.close()
         try:
             self._docker.rm(*(s.container_id for s in doomed))
         except DockerError as exc:
@@ -225,7 +226,7 @@ class WarmPool:
             self._docker.rename(session.container_id, new_name)
         except DockerError as exc:  # gone (idle timeout, removed from outside)
             log.info("warm pool container %s unusable: %s", session.info.container_name, exc)
-            session._close_client(interrupt=False)
+            session.close()
             self._docker.rm(session.container_id)
             return None
         session.name = name
@@ -233,7 +234,7 @@ class WarmPool:
         session.default_timeout = timeout
         session.output_limit = output_limit
         if transport != "auto" and transport != session.transport:
-            session._close_client(interrupt=False)
+            session.close()
             session.transport = transport
         return session
 
@@ -270,7 +271,7 @@ class WarmPool:
                         self._cond.wait(_RETRY_DELAY)
                         self.last_error = None
             if session is not None:  # closed while it started
-                session._close_client(interrupt=False)
+                session.close()
                 self._docker.rm(session.container_id)
 
     def _launch(self) -> ContainerSession:
@@ -307,7 +308,7 @@ class WarmPool:
                     session = None  # type: ignore[assignment]
                 self._cond.notify_all()
             if session is not None:
-                session._close_client(interrupt=False)
+                session.close()
                 self._docker.rm(session.container_id)
 
 

@@ -3,43 +3,24 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from . import images
+from ._channel import Channel, Transport
+from ._dockerargs import session_run_spec
+from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR, FilesAndPackages
 from .client import ExecutorClient
-from .docker import (
-    LABEL_CREATED,
-    LABEL_DEPS,
-    LABEL_IDLE,
-    LABEL_MANAGED,
-    LABEL_NETWORK,
-    LABEL_POOL,
-    LABEL_SESSION,
-    POOL_CONTAINER_PREFIX,
-    Docker,
-    RunSpec,
-    container_env,
-    parse_inspect,
-    published_port,
-)
+from .docker import LABEL_MANAGED, Docker, parse_inspect
 from .errors import (
     CodeexecError,
     ConnectionLost,
-    ContainerStartError,
-    DockerError,
-    FileTransferError,
-    HandshakeError,
-    InvalidDependency,
     NoSuchSession,
     SessionBusy,
     SessionExists,
@@ -49,34 +30,11 @@ from .models import Display, ExecResult, Limits, SessionInfo, StreamEvent
 
 log = logging.getLogger("codeexec")
 
-Transport = Literal["auto", "tcp", "exec"]
 _T = TypeVar("_T")
 DEFAULT_IDLE_TIMEOUT = 3600.0
 READY_TIMEOUT = 30.0
 LOST_SETTLE = 3.0  # seconds for a container whose executor died to show as stopped
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_RELAY = ("python", "-m", "codeexec_executor", "relay")
-MAX_FILE_BYTES = 32 * 2**20  # one transfer travels in one frame (base64 inside 64 MiB)
-SITE_DIR = "/tmp/.codeexec-site"  # runtime installs; on PYTHONPATH in the image
-_INSTALL_CODE = """\
-def __codeexec_install():
-    import importlib, subprocess, sys
-    rc = subprocess.call([sys.executable, "-m", "pip", "install", "--no-input",
-                          "--disable-pip-version-check", "--no-cache-dir",
-                          "--progress-bar", "off", "--target", {target!r}, *{packages!r}])
-    if {target!r} not in sys.path:
-        sys.path.insert(1, {target!r})
-    sys.path_importer_cache.pop({target!r}, None)
-    importlib.invalidate_caches()
-    if rc:
-        class InstallError(Exception):
-            pass
-        raise InstallError(f"pip exited with status {{rc}}: see the output above")
-try:
-    __codeexec_install()
-finally:
-    del __codeexec_install
-"""
 
 
 def validate_name(name: str) -> str:
@@ -97,7 +55,7 @@ def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
     )
 
 
-class ContainerSession:
+class ContainerSession(FilesAndPackages):
     """A Python namespace that lives in a Docker container and persists between executions.
 
     Create one with :meth:`start` (builds or reuses the image, starts the container)
@@ -117,18 +75,14 @@ class ContainerSession:
     ) -> None:
         self.name = name
         self._docker = docker
-        self._inspect = container
         self.info: SessionInfo = parse_inspect(container)
         self.container_id: str = self.info.container_id
-        self._token = container_env(container).get("CODEEXEC_TOKEN", "")
-        register_secret(self._token)
         self.default_timeout = default_timeout
         self.output_limit = output_limit
         if transport == "auto":
             transport = "exec" if self.info.network == "none" else "tcp"
         self.transport: Transport = transport
-        self._client: ExecutorClient | None = None
-        self._connect_lock = threading.Lock()
+        self._channel = Channel(name=name, container=container, docker=docker, transport=transport)
         self._exec_lock = threading.Lock()
         self._stopped = False
 
@@ -290,34 +244,21 @@ class ContainerSession:
     ) -> ContainerSession:  # fmt: skip
         """Run one container from ``tag`` and wait for its handshake.
 
-        ``name=None`` makes a warm-pool container: labelled ``codeexec.pool=1`` with no
-        session label; ``pool.py`` claims it later by renaming it (see ``pool.py``).
+        ``name=None`` makes an unclaimed warm-pool container (``pool.py``).
         """
         token = secrets.token_urlsafe(32)
         register_secret(token)
-        labels = {
-            LABEL_MANAGED: "1",
-            LABEL_DEPS: _json_list(dependencies),
-            LABEL_NETWORK: network,
-            LABEL_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            LABEL_IDLE: str(float(idle_timeout or 0)),
-        }
-        if name is None:
-            labels[LABEL_POOL] = "1"
-            container_name = f"{POOL_CONTAINER_PREFIX}{secrets.token_hex(6)}"
-        else:
-            labels[LABEL_SESSION] = name
-            container_name = f"codeexec-{name.lower().strip('.-_')}-{secrets.token_hex(3)}"
-        spec = RunSpec(
+        spec = session_run_spec(
             image=tag,
-            container_name=container_name,
-            labels=labels,
-            env={"CODEEXEC_IDLE_TIMEOUT": str(float(idle_timeout or 0))},
-            secret_env=("CODEEXEC_TOKEN",),
+            name=name,
+            dependencies=dependencies,
             network=network,
             limits=limits,
+            idle_timeout=idle_timeout,
             runtime=runtime,
             read_only=read_only,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            suffix=secrets.token_hex(3 if name is not None else 6),
         )
         if on_progress is not None:
             on_progress(f"starting container {spec.container_name}")
@@ -332,7 +273,7 @@ class ContainerSession:
                 output_limit=output_limit,
                 transport=transport,
             )
-            session._wait_ready(ready_timeout)
+            session._channel.wait_ready(ready_timeout)
         except BaseException:
             docker.rm(container_id)  # a failed start leaves no half-made session
             raise
@@ -370,7 +311,7 @@ class ContainerSession:
             output_limit=output_limit,
             transport=transport,
         )
-        session._connect()
+        session._channel.client()
         return session
 
     @classmethod
@@ -383,12 +324,12 @@ class ContainerSession:
         if self._stopped:
             return
         self._stopped = True
-        self._close_client(interrupt=True)
+        self._channel.close(interrupt=True)
         self._docker.rm(self.container_id)
 
     def close(self) -> None:
         """Drop the connection but leave the container running."""
-        self._close_client(interrupt=False)
+        self._channel.close()
 
     def __enter__(self) -> ContainerSession:
         return self
@@ -403,11 +344,7 @@ class ContainerSession:
 
     def is_running(self) -> bool:
         """Whether the container still runs (one docker call)."""
-        try:
-            data = self._docker.inspect(self.container_id)
-        except NoSuchSession:
-            return False
-        return bool((data.get("State") or {}).get("Running"))
+        return self._channel.is_running()
 
     def logs(self, tail: int | None = 200) -> str:
         """The container's log (the executor's own messages, not the code's output)."""
@@ -439,7 +376,7 @@ class ContainerSession:
             NoSuchSession: the container is gone (stopped, removed or idle-timed out).
         """
         with self._exclusive():
-            client = self._ensure_client()
+            client = self._channel_client()
             try:
                 return client.execute(
                     code,
@@ -448,7 +385,7 @@ class ContainerSession:
                     output_limit=output_limit or self.output_limit,
                 )
             except ConnectionLost as exc:
-                self._raise_if_gone(exc, settle=LOST_SETTLE)
+                self._channel.raise_if_gone(exc, settle=LOST_SETTLE)
                 raise
 
     def execute_stream(
@@ -460,7 +397,7 @@ class ContainerSession:
     ) -> Iterator[StreamEvent | Display | ExecResult]:
         """Like :meth:`execute`, yielding output events as they come; the last is the result."""
         with self._exclusive():
-            client = self._ensure_client()
+            client = self._channel_client()
             try:
                 yield from client.stream(
                     code,
@@ -468,120 +405,23 @@ class ContainerSession:
                     output_limit=output_limit or self.output_limit,
                 )
             except ConnectionLost as exc:
-                self._raise_if_gone(exc, settle=LOST_SETTLE)
+                self._channel.raise_if_gone(exc, settle=LOST_SETTLE)
                 raise
 
     def interrupt(self) -> None:
         """Raise KeyboardInterrupt in the running code (safe from another thread)."""
-        client = self._client
-        if client is not None and not client.closed:
+        client = self._channel.connected
+        if client is not None:
             client.interrupt()
 
     def reset(self) -> None:
         """Start a fresh Python process in the container: every variable is dropped."""
         with self._exclusive():
-            self._ensure_client().reset()
+            self._channel_client().reset()
 
     def ping(self) -> dict[str, Any]:
         """Ask the executor for its state (``busy``) without running code."""
-        return self._ensure_client().ping()
-
-    # -- files and packages -------------------------------------------------------
-    def write_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> int:
-        """Write ``data`` to ``remote_path`` in the container (relative to /workspace).
-
-        Raises:
-            FileTransferError: too large (over ``MAX_FILE_BYTES``) or not writable there.
-        """
-        if len(data) > MAX_FILE_BYTES:
-            raise FileTransferError(
-                f"{len(data)} bytes is over the {MAX_FILE_BYTES} byte "
-                f"({MAX_FILE_BYTES // 2**20} MiB) limit for one file transfer; split it, "
-                "or install it with the image",
-                code="too_large",
-            )
-        with self._exclusive():
-            return self._ensure_client().put_file(remote_path, data, mode)
-
-    def read_file(self, remote_path: str, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-        """The bytes of ``remote_path`` in the container (relative to /workspace).
-
-        Raises:
-            FileTransferError: missing, larger than ``max_bytes``, or unreadable.
-        """
-        with self._exclusive():
-            return self._ensure_client().get_file(remote_path, min(max_bytes, MAX_FILE_BYTES))
-
-    def upload(self, local_path: str | os.PathLike[str], remote_path: str) -> int:
-        """Copy a host file into the container; returns the bytes written.
-
-        A ``remote_path`` that is empty or ends with ``/`` names a directory: the file
-        keeps its name there (like ``cp``). An existing directory without the slash is
-        refused (``FileTransferError``), never replaced.
-        """
-        path = Path(local_path)
-        if not remote_path or remote_path.endswith("/"):
-            remote_path += path.name
-        try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise FileTransferError(
-                    f"{path} is {size} bytes, over the {MAX_FILE_BYTES} byte "
-                    f"({MAX_FILE_BYTES // 2**20} MiB) limit for one file transfer",
-                    code="too_large",
-                )
-            data = path.read_bytes()
-        except OSError as exc:
-            raise FileTransferError(f"cannot read {path}: {exc.strerror}") from None
-        return self.write_file(remote_path, data, mode=path.stat().st_mode & 0o777)
-
-    def download(
-        self,
-        remote_path: str,
-        local_path: str | os.PathLike[str],
-        *,
-        max_bytes: int = MAX_FILE_BYTES,
-    ) -> Path:
-        """Copy a file out of the container to ``local_path`` (a directory keeps the name)."""
-        data = self.read_file(remote_path, max_bytes=max_bytes)
-        target = Path(local_path)
-        if target.is_dir():
-            target = target / PurePosixPath(remote_path).name
-        try:
-            target.write_bytes(data)
-        except OSError as exc:
-            raise FileTransferError(f"cannot write {target}: {exc.strerror}") from None
-        return target
-
-    def install(
-        self,
-        packages: Sequence[str],
-        *,
-        timeout: float | None = 600.0,
-        on_output: Callable[[str, str], None] | None = None,
-        allow_urls: bool = False,
-    ) -> ExecResult:
-        """Install packages into the running session; they import without a restart.
-
-        The requirement strings are validated like those given to :meth:`start`.
-        pip runs inside the container with the host's index settings and CA bundle
-        (baked into the image); packages land in ``/tmp/.codeexec-site``. Returns pip's
-        run as an ``ExecResult`` (``status="error"``, ename ``InstallError`` if it failed).
-
-        Raises:
-            InvalidDependency: a string is not a plain requirement (nothing ran).
-            CodeexecError: the session has no network (``network="none"``).
-        """
-        specs = images.normalize_dependencies(packages, allow_urls=allow_urls)
-        if not specs:
-            raise InvalidDependency("install() needs at least one package")
-        if self.info.network == "none":
-            raise CodeexecError(
-                f"session {self.name!r} runs with network 'none', so it cannot download "
-                "packages; start a session with them as dependencies instead"
-            )
-        code = _INSTALL_CODE.format(packages=list(specs), target=SITE_DIR)
-        return self.execute(code, timeout=timeout, on_output=on_output)
+        return self._channel_client().ping()
 
     # -- internals ----------------------------------------------------------------
     def _timeout(self, timeout: float | None) -> float | None:
@@ -590,119 +430,10 @@ class ContainerSession:
     def _exclusive(self) -> _Exclusive:
         return _Exclusive(self)
 
-    def _ensure_client(self) -> ExecutorClient:
+    def _channel_client(self) -> ExecutorClient:
         if self._stopped:
             raise NoSuchSession(f"session {self.name!r} was stopped; start it again")
-        client = self._client
-        if client is None or client.closed:
-            client = self._connect()
-        return client
-
-    def _connect(self, deadline: float | None = None, *, check_gone: bool = True) -> ExecutorClient:
-        with self._connect_lock:
-            if self._client is not None and not self._client.closed:
-                return self._client
-            try:
-                self._client = self._open(deadline or time.monotonic() + 10.0)
-            except ConnectionLost as exc:
-                if check_gone:
-                    self._raise_if_gone(exc)
-                raise
-            return self._client
-
-    def _open(self, deadline: float) -> ExecutorClient:
-        if self.transport == "exec":
-            relay = self._docker.open_relay(self.container_id, _RELAY)
-            try:
-                return ExecutorClient.over_pipes(
-                    relay.stdout,
-                    relay.stdin,
-                    self._token,
-                    on_close=relay.close,
-                    session=self.name or None,
-                )
-            except BaseException:
-                relay.close()
-                raise
-        address = published_port(self._inspect)
-        if address is None:
-            self._inspect = self._docker.inspect(self.container_id)
-            address = published_port(self._inspect)
-        if address is None:
-            raise ContainerStartError(
-                f"session {self.name!r} has no published executor port; it was started "
-                "without one (use transport='exec')"
-            )
-        remaining = max(0.5, deadline - time.monotonic())
-        return ExecutorClient.connect_tcp(
-            address[0],
-            address[1],
-            self._token,
-            connect_timeout=min(5.0, remaining),
-            session=self.name or None,
-        )
-
-    def _wait_ready(self, timeout: float) -> None:
-        # docker-proxy accepts connections before the executor listens, so readiness
-        # is a completed handshake, retried until the deadline.
-        deadline = time.monotonic() + timeout
-        delay = 0.02
-        next_check = time.monotonic() + 0.5
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            try:
-                self._connect(deadline, check_gone=False)
-                return
-            except HandshakeError:
-                raise
-            except (ConnectionLost, DockerError) as exc:
-                last = exc
-                # Asking docker whether the container died costs a CLI call: at most
-                # twice a second, not after every refused handshake.
-                if isinstance(exc, NoSuchSession):
-                    break
-                if time.monotonic() >= next_check:
-                    if not self.is_running():
-                        break
-                    next_check = time.monotonic() + 0.5
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
-        log_text = ""
-        try:
-            log_text = self._docker.logs(self.container_id, tail=40)
-        except DockerError:
-            pass
-        raise ContainerStartError(
-            f"the executor in session {self.name!r} did not answer within {timeout:.0f} s "
-            f"({last}); the container log follows. Check the base image has Python 3.9+ "
-            "and that `codeexec doctor` passes",
-            container_log=log_text,
-        )
-
-    def _raise_if_gone(self, exc: Exception, settle: float = 0.0) -> None:
-        # A container whose executor just died (killed by the code it ran) still
-        # shows as running for a moment: `settle` seconds to see it stop.
-        deadline = time.monotonic() + settle
-        while self.is_running():
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.1)
-        self._close_client(interrupt=False)
-        raise NoSuchSession(
-            f"session {self.name!r} is gone: its container stopped or was removed "
-            "(killed from outside, out of memory, or idle timeout). Start it again "
-            f"with `codeexec start {self.name}`"
-        ) from exc
-
-    def _close_client(self, *, interrupt: bool) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                if interrupt:
-                    client.interrupt()
-            except CodeexecError:
-                pass
-            client.close()
+        return self._channel.client()
 
 
 class _Exclusive:
@@ -741,9 +472,3 @@ def _in_background(fn: Callable[[], _T]) -> Future[_T]:
 
     threading.Thread(target=run, name="codeexec-lookup", daemon=True).start()
     return future
-
-
-def _json_list(items: Sequence[str]) -> str:
-    import json
-
-    return json.dumps(list(items))

@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from codeexec import client as client_module
-from codeexec import protocol
+from codeexec import client as client_module, protocol
 from codeexec.client import ExecutorClient
 from codeexec.errors import (
     ConnectionLost,

@@ -26,8 +26,11 @@ from typing import Any
 
 os.environ.setdefault("CODEEXEC_BASE_IMAGE", "codeexec-base:bookworm")
 
-from codeexec import ContainerSession, images  # noqa: E402
-from codeexec import pool as pool_mod  # noqa: E402
+from codeexec import (  # noqa: E402
+    ContainerSession,
+    images,
+    pool as pool_mod,  # noqa: E402
+)
 from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
@@ -105,7 +108,7 @@ class Bench:
             u.timed(lambda: session.execute("x += 1"), self.n_fast, warmup=20)
         )
         # The same exec frames over a bare client: how much the session layer adds.
-        client = session._ensure_client()
+        client = session._channel_client()
         self.results["client_pass_ms"] = u.summary(
             u.timed(lambda: client.execute("pass"), self.n_fast, warmup=20)
         )

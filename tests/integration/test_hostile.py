@@ -84,7 +84,7 @@ def _executor_address(session: ContainerSession) -> tuple[str, int]:
 def _supervisor_pid(session: ContainerSession) -> int:
     """The supervisor's pid from the handshake: it changes if the executor restarts."""
     session.close()  # reconnect, so the hello is fresh
-    return int(session._ensure_client().hello["pid"])
+    return int(session._channel_client().hello["pid"])
 
 
 def _frame(obj: object) -> bytes:

@@ -1,0 +1,248 @@
+"""What the MCP tools share: result formatting, tool errors and session access.
+
+``mcp_server.py`` keeps the tools and their docstrings; this module turns an
+``ExecResult`` into text, image content and structured output, a ``CodeexecError``
+into the ``ToolError`` the model reads, and runs blocking session work on a worker
+thread with progress notifications. Only these two modules import the ``mcp`` SDK.
+"""
+
+import base64
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
+
+from .errors import (
+    CodeexecError,
+    ContainerStartError,
+    FileTransferError,
+    ImageBuildError,
+    NoSuchSession,
+    SessionBusy,
+)
+from .mcp_sessions import PROGRESS_EVERY, SessionEntry, SessionRegistry, exec_output
+from .models import ExecResult
+from .session import ContainerSession, validate_name
+
+log = logging.getLogger("codeexec.mcp")
+
+OUTPUT_LIMIT = 100_000  # characters of output kept per call: it goes into the model's context
+_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
+_T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+# -- errors and formatting ----------------------------------------------------------------
+
+
+def tool_error(exc: CodeexecError) -> ToolError:
+    message = exc.message
+    if isinstance(exc, ImageBuildError) and exc.log_tail:
+        message += "\n--- end of the build log ---\n" + exc.log_tail[-3000:]
+    elif isinstance(exc, ContainerStartError) and exc.container_log:
+        message += "\n--- end of the container log ---\n" + exc.container_log[-2000:]
+    elif isinstance(exc, FileTransferError) and exc.code == "too_large":
+        message += "; process it inside the session with execute_code instead"
+    elif isinstance(exc, SessionBusy):
+        message += " (here: wait for that call to return; its timeout bounds it)"
+    elif isinstance(exc, NoSuchSession) and "start_code_executer" not in message:
+        message += " (here: call start_code_executer, or list_sessions to see what runs)"
+    return ToolError(message)
+
+
+def tool_errors(fn: _F) -> _F:
+    """Turn a ``CodeexecError`` into a ToolError: the SDK shows only those to the model."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except CodeexecError as exc:
+            raise tool_error(exc) from exc
+
+    wrapper.__doc__ = inspect.cleandoc(fn.__doc__ or "")  # the model reads it: no indents
+    return wrapper  # type: ignore[return-value]
+
+
+def exec_result(
+    result: ExecResult, *, name: str, note: str = "", max_timeout: float
+) -> CallToolResult:
+    parts = [note] if note else []
+    parts.append(f"status: {result.status} ({result.duration_ms:.0f} ms, session {name!r})")
+    if result.stdout:
+        parts.append("stdout:\n" + result.stdout.rstrip("\n"))
+    if result.stderr:
+        parts.append("stderr:\n" + result.stderr.rstrip("\n"))
+    if result.value is not None:
+        parts.append("value: " + result.value)
+    if result.error is not None:
+        parts.append("error:\n" + result.error.format())
+    if result.status == "timeout":
+        parts.append(
+            "note: the code ran past its timeout and was interrupted; the variables "
+            f"it set so far are kept. Pass a larger timeout (at most {max_timeout:.0f} "
+            "s) or split the work into several calls."
+        )
+    if result.truncated:
+        parts.append(
+            "note: output was truncated; write large output to a file and read "
+            "parts of it with read_file, or print a summary."
+        )
+    if result.restarted:
+        parts.append(
+            "note: the Python process was restarted: every variable and import is "
+            "gone. Run your setup code again."
+        )
+    content: list[ContentBlock] = []
+    for index, display in enumerate(result.displays, start=1):
+        data = display.data
+        image = next((m for m in _IMAGE_TYPES if isinstance(data.get(m), bytes)), None)
+        if image is not None:
+            raw = data[image]
+            assert isinstance(raw, bytes)
+            parts.append(f"display {index}: {image} (attached as an image)")
+            content.append(
+                ImageContent(
+                    type="image", mime_type=image, data=base64.b64encode(raw).decode("ascii")
+                )
+            )
+            continue
+        mime = next(
+            (
+                m
+                for m in ("text/markdown", "text/html", "text/plain")
+                if isinstance(data.get(m), str)
+            ),
+            None,
+        )
+        text = data.get(mime, "") if mime else ""
+        if mime is None or (mime == "text/plain" and text == result.value):
+            continue  # the value above already shows it
+        parts.append(f"display {index} ({mime}):\n{str(text)[:OUTPUT_LIMIT]}")
+    text_block = TextContent(type="text", text="\n\n".join(parts))
+    return CallToolResult(
+        content=[text_block, *content],
+        structured_content=dict(exec_output(result, name, bool(note))),
+    )
+
+
+# -- progress and blocking work ----------------------------------------------------------
+
+
+class Progress:
+    """Progress notifications for one call (a no-op when the client asked for none)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._count = 0
+
+    async def send(self, message: str) -> None:
+        self._count += 1
+        try:
+            await self._ctx.report_progress(self._count, None, message)
+        except Exception as exc:  # a progress notice must never fail the call
+            log.debug("progress notification failed: %r", exc)
+
+
+async def blocking(
+    ctx: Context,
+    fn: Callable[[], _T],
+    *,
+    label: str,
+    latest: Callable[[], str] = lambda: "",
+    on_cancel: Callable[[], None] | None = None,
+) -> _T:
+    """Run ``fn`` on a worker thread, with a progress heartbeat while it runs."""
+    progress = Progress(ctx)
+    began = time.monotonic()
+
+    async def heartbeat() -> None:
+        while True:
+            await anyio.sleep(PROGRESS_EVERY)
+            line = latest().strip()[-200:]
+            await progress.send(
+                f"{label}: {time.monotonic() - began:.0f} s" + (f" | {line}" if line else "")
+            )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(heartbeat)
+        try:
+            result = await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            if on_cancel is not None:
+                on_cancel()  # the client gave up: stop the code rather than run on
+            raise
+        finally:
+            tg.cancel_scope.cancel()
+    return result
+
+
+# -- sessions for tool calls ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Use:
+    """A session a tool call works on."""
+
+    name: str
+    entry: SessionEntry
+    session: ContainerSession
+    started: bool  # this call auto-started it
+
+
+@dataclass(frozen=True)
+class SessionAccess:
+    """How the tools reach the registry's sessions without blocking the event loop."""
+
+    registry: SessionRegistry
+    build_wait: float  # seconds a call waits for an image build
+
+    async def wait(self, ctx: Context, entry: SessionEntry) -> ContainerSession | None:
+        """The entry's session once built; None if the build outlasts ``build_wait``."""
+        try:
+            return await entry.wait(self.build_wait, Progress(ctx).send)
+        except CodeexecError:
+            self.registry.forget(entry, remove=False)
+            raise
+
+    async def use(self, ctx: Context, name: str | None) -> Use:
+        """The named (or current) session, once built; the default one starts on first use."""
+        reg = self.registry
+        target = validate_name(name or reg.current)
+        entry, started = await anyio.to_thread.run_sync(
+            lambda: reg.get(target, auto_start=target == reg.default_name)
+        )
+        session = await self.wait(ctx, entry)
+        if session is None:
+            raise ToolError(
+                f"{entry.building()}; nothing ran. Call the tool again: each "
+                f"call waits up to {self.build_wait:.0f} s more for the build."
+            )
+        return Use(target, entry, session, started)
+
+    async def call(
+        self,
+        ctx: Context,
+        use: Use,
+        fn: Callable[[], _T],
+        *,
+        label: str = "working",
+        latest: Callable[[], str] = lambda: "",
+    ) -> _T:
+        """Run ``fn`` on ``use``'s session from a worker thread; a cancelled call interrupts it."""
+        try:
+            return await blocking(
+                ctx, fn, label=label, latest=latest, on_cancel=use.session.interrupt
+            )
+        except NoSuchSession:
+            self.registry.forget(use.entry, remove=False)  # its container is gone: start afresh
+            raise

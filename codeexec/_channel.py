@@ -68,6 +68,17 @@ class Channel:
                 raise
             return self._client
 
+    def probe(self) -> dict[str, Any]:
+        """The executor's hello, from a separate short connection.
+
+        A hello is not activity, so this does not reset the idle timer (``ping`` does).
+        """
+        client = self._open(time.monotonic() + 10.0)
+        try:
+            return dict(client.hello)
+        finally:
+            client.close()
+
     def close(self, *, interrupt: bool = False) -> None:
         client, self._client = self._client, None
         if client is not None:

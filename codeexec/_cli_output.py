@@ -157,9 +157,17 @@ def save_displays(result: ExecResult, save_dir: Path | None) -> None:
         note(f"saved {path}")
 
 
-def session_row(s: SessionInfo) -> list[str]:
+def session_row(s: SessionInfo, idle: float | None = None) -> list[str]:
     deps = ", ".join(s.dependencies) or "-"
-    return [s.name, s.status, deps, age(s.created), duration(s.idle_timeout), s.image]
+    idle_text = "-" if idle is None else duration(idle) if idle >= 1 else "0s"
+    return [
+        s.name,
+        s.status,
+        deps,
+        age(s.created),
+        f"{idle_text} / {duration(s.idle_timeout)}",
+        s.image,
+    ]
 
 
 def image_row(i: ImageInfo) -> list[str]:

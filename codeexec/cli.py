@@ -275,16 +275,19 @@ def exec_(
 
 @_command("ls")
 def ls(as_json: JsonOpt = False) -> None:
-    """List sessions: name, status, dependencies, age, idle timeout, image."""
+    """List sessions: name, status, dependencies, age, idle time / timeout, image."""
+    from .maintenance import idle_times
+
     sessions = list_sessions()
+    idle = idle_times(sessions)
     if as_json:
-        out.print_json([s.to_dict() for s in sessions])
+        out.print_json([{**s.to_dict(), "idle_seconds": idle[s.name]} for s in sessions])
     elif not sessions:
         out.note("no sessions; start one with `codeexec start`")
     else:
         out.table(
-            ["NAME", "STATUS", "DEPENDENCIES", "AGE", "IDLE TIMEOUT", "IMAGE"],
-            [out.session_row(s) for s in sessions],
+            ["NAME", "STATUS", "DEPENDENCIES", "AGE", "IDLE / TIMEOUT", "IMAGE"],
+            [out.session_row(s, idle[s.name]) for s in sessions],
         )
 
 

@@ -74,6 +74,32 @@ def stop_sessions(
     return StopReport(stopped=tuple(sorted({s.name for s in chosen})), missing=tuple(missing))
 
 
+def idle_times(
+    sessions: Sequence[SessionInfo], *, docker: Docker | None = None
+) -> dict[str, float | None]:
+    """Seconds each running session has been idle (None when it cannot be asked).
+
+    Looking does not count as activity, so `codeexec ls` never keeps a session alive.
+    """
+    docker = docker or Docker()
+    idle: dict[str, float | None] = {}
+    for info in sessions:
+        idle[info.name] = None
+        if info.status != "running":
+            continue
+        try:
+            session = ContainerSession.attach(info.name, docker=docker)
+        except CodeexecError:
+            continue
+        try:
+            idle[info.name] = session.idle_seconds()
+        except CodeexecError:
+            pass
+        finally:
+            session.close()
+    return idle
+
+
 def list_images(*, docker: Docker | None = None) -> list[ImageInfo]:
     """The environment images codeexec built (labelled ``codeexec.image=1``)."""
     docker = docker or Docker()

@@ -419,6 +419,20 @@ class ContainerSession(FilesAndPackages):
         with self._exclusive():
             self._channel_client().reset()
 
+    def idle_seconds(self) -> float | None:
+        """Seconds since code last ran here (the idle timeout counts from then).
+
+        Asks over a separate connection, so looking does not reset the idle timer.
+        """
+        if self._stopped:
+            raise NoSuchSession(f"session {self.name!r} was stopped; start it again")
+        try:
+            idle = self._channel.probe().get("idle_seconds")
+        except ConnectionLost as exc:
+            self._channel.raise_if_gone(exc)
+            raise
+        return float(idle) if isinstance(idle, (int, float)) else None
+
     def ping(self) -> dict[str, Any]:
         """Ask the executor for its state (``busy``) without running code."""
         return self._channel_client().ping()

@@ -379,7 +379,7 @@ def test_busy_from_a_second_connection(executor, client):
     answer = other.request({"op": "exec", "id": "second", "code": "1"})
     assert answer["type"] == "error" and answer["code"] == "busy"
     assert answer["id"] == "second"
-    assert other.request({"op": "ping"}) == {"type": "pong", "busy": True}
+    assert other.request({"op": "ping"}) == {"type": "pong", "busy": True, "idle_seconds": 0.0}
     other.request({"op": "interrupt"})
     assert client.collect("slow")[1]["status"] == "interrupted"
     other.close()
@@ -471,16 +471,7 @@ def test_display_builtin(client):
     assert kinds == [("stream", "a\n"), ("display", "Rich()"), ("display", "5"), ("stream", "b\n")]
 
 
-def test_matplotlib_figures_are_sent(client):
-    probe = client.exec("import importlib.util\nimportlib.util.find_spec('matplotlib')")[1]
-    if probe["value"] is None:
-        pytest.skip("matplotlib is not installed for the executor's Python")
-    events, result = client.exec("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nNone")
-    assert result["status"] == "ok"
-    displays = [e for e in events if e["type"] == "display"]
-    assert len(displays) == 1
-    assert base64.b64decode(displays[0]["data"]["image/png"]).startswith(b"\x89PNG")
-    assert client.exec("len(plt.get_fignums())")[1]["value"] == "0"
+# matplotlib figures: tests/integration/test_outputs.py, with real matplotlib in a container.
 
 
 # -- protocol errors --------------------------------------------------------------
@@ -606,6 +597,30 @@ def test_idle_timeout_exits(tmp_path):
         assert c.exec("1")[1]["status"] == "ok"
         assert ex.proc.wait(timeout=DEADLINE) == 0
         assert c.recv() is None
+    finally:
+        ex.stop()
+
+
+def test_looking_in_is_not_activity_but_ping_is(tmp_path):
+    ex = Executor(tmp_path, CODEEXEC_IDLE_TIMEOUT=30)
+    try:
+
+        def idle_on_hello() -> float:
+            c = ex.connect(hello=False)
+            answer = c.request({"op": "hello", "token": ex.token, "protocol": 1})
+            c.close()
+            return answer["idle_seconds"]
+
+        c = ex.connect()
+        assert c.exec("1")[1]["status"] == "ok"
+        _wait_until(lambda: idle_on_hello() >= 0.5)
+        assert idle_on_hello() >= 0.5  # hellos themselves did not reset the timer
+        stranger = ex.connect(hello=False)
+        stranger.send_raw(b"\x00\x00\x00\x02{}")
+        stranger.close()
+        assert idle_on_hello() >= 0.5  # nor does an unauthenticated peer
+        assert c.request({"op": "ping"})["idle_seconds"] < 0.5  # ping keeps it alive
+        assert idle_on_hello() < 0.5
     finally:
         ex.stop()
 

@@ -188,7 +188,10 @@ class Server:
                 return
             if frame is None:
                 return
-            self.last_activity = time.monotonic()
+            # Only an authenticated request other than hello is activity: neither a
+            # stranger's bytes nor `codeexec ls` looking in keep a container alive.
+            if conn.authed and frame.get("op") != "hello":
+                self.last_activity = time.monotonic()
             self._dispatch(conn, frame)
 
     def send(self, conn: Conn | None, obj: dict) -> None:
@@ -288,10 +291,17 @@ class Server:
             "pid": os.getpid(),
             "worker_pid": getattr(self.runner.worker, "pid", None),
             "busy": self.runner.exec is not None,
+            "idle_seconds": self._idle_seconds(),
         })
 
     def _op_ping(self, conn: Conn, req: dict) -> None:
-        self.send(conn, {"type": "pong", "busy": self.runner.exec is not None})
+        self.send(conn, {"type": "pong", "busy": self.runner.exec is not None,
+                         "idle_seconds": self._idle_seconds()})
+
+    def _idle_seconds(self) -> float:
+        if self.runner.exec is not None:
+            return 0.0
+        return round(max(0.0, time.monotonic() - self._last_activity()), 1)
 
     def _op_exec(self, conn: Conn, req: dict) -> None:
         req_id, code = req.get("id"), req.get("code")

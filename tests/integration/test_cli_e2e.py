@@ -93,7 +93,8 @@ def test_json_outputs_parse(shared: str) -> None:
     again = codeexec("start", shared, "--json")  # idempotent: the same session
     assert again.returncode == 0 and json.loads(again.stdout)["name"] == shared
     listed = json.loads(codeexec("ls", "--json").stdout)
-    assert shared in {s["name"] for s in listed}
+    mine = next(s for s in listed if s["name"] == shared)
+    assert isinstance(mine["idle_seconds"], float) and mine["idle_seconds"] >= 0
     assert isinstance(json.loads(codeexec("images", "--json").stdout), list)
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any, Literal
 
+from . import _addrcache
 from .client import ExecutorClient
 from .docker import Docker, container_env, published_port
 from .errors import (
@@ -43,6 +44,11 @@ class Channel:
         self.transport = transport
         self._client: ExecutorClient | None = None
         self._lock = threading.Lock()
+
+    @property
+    def container(self) -> dict[str, Any]:
+        """The ``docker inspect`` data this channel was made from."""
+        return self._inspect
 
     @property
     def connected(self) -> ExecutorClient | None:
@@ -151,6 +157,7 @@ class Channel:
                 return
             time.sleep(0.1)
         self.close()
+        _addrcache.forget(self.name, self.container_id)
         raise NoSuchSession(
             f"session {self.name!r} is gone: its container stopped or was removed "
             "(killed from outside, out of memory, or idle timeout). Start it again "

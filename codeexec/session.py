@@ -6,18 +6,19 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import images
+from . import _addrcache, images
 from ._channel import Channel, Transport
 from ._dockerargs import session_run_spec
 from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR, FilesAndPackages
 from .client import ExecutorClient
-from .docker import LABEL_MANAGED, Docker, parse_inspect
+from .docker import LABEL_MANAGED, LABEL_SESSION, Docker, parse_inspect
 from .errors import (
     CodeexecError,
     ConnectionLost,
@@ -176,7 +177,7 @@ class ContainerSession(FilesAndPackages):
                     f"{list(info.dependencies) or 'none'}; stop it first "
                     f"(`codeexec stop {name}`) or choose another name"
                 )
-            return cls(
+            session = cls(
                 name=name,
                 container=existing,
                 docker=docker,
@@ -184,6 +185,8 @@ class ContainerSession(FilesAndPackages):
                 output_limit=output_limit,
                 transport=transport,
             )
+            session._remember()
+            return session
         if pool > 0:
             from .pool import shared_pool
 
@@ -277,6 +280,7 @@ class ContainerSession(FilesAndPackages):
         except BaseException:
             docker.rm(container_id)  # a failed start leaves no half-made session
             raise
+        session._remember()
         return session
 
     @classmethod
@@ -296,6 +300,22 @@ class ContainerSession(FilesAndPackages):
         """
         validate_name(name)
         docker = docker or Docker()
+        options: dict[str, Any] = {
+            "default_timeout": timeout,
+            "output_limit": output_limit,
+            "transport": transport,
+        }
+        cached = _addrcache.recall(name)
+        if cached is not None:
+            # A handshake with the remembered token proves it is the same session:
+            # no docker call at all (docs/performance.md).
+            session = cls(name=name, container=cached, docker=docker, **options)
+            try:
+                session._channel.client(time.monotonic() + 1.0, check_gone=False)
+                return session
+            except CodeexecError:
+                session._channel.close()
+                _addrcache.forget(name)
         data = _find_running(docker, name)
         if data is None:
             raise NoSuchSession(
@@ -303,15 +323,9 @@ class ContainerSession(FilesAndPackages):
                 f"`codeexec start {name}` or ContainerSession.start({name!r}); "
                 "`codeexec ls` lists the running ones"
             )
-        session = cls(
-            name=name,
-            container=data,
-            docker=docker,
-            default_timeout=timeout,
-            output_limit=output_limit,
-            transport=transport,
-        )
+        session = cls(name=name, container=data, docker=docker, **options)
         session._channel.client()
+        session._remember()
         return session
 
     @classmethod
@@ -325,6 +339,7 @@ class ContainerSession(FilesAndPackages):
             return
         self._stopped = True
         self._channel.close(interrupt=True)
+        _addrcache.forget(self.name, self.container_id)
         self._docker.rm(self.container_id)
 
     def close(self) -> None:
@@ -443,6 +458,10 @@ class ContainerSession(FilesAndPackages):
 
     def _exclusive(self) -> _Exclusive:
         return _Exclusive(self)
+
+    def _remember(self) -> None:
+        if self.info.labels.get(LABEL_SESSION) == self.name:  # not claimed pool containers
+            _addrcache.remember(self.name, self._channel.container)
 
     def _channel_client(self) -> ExecutorClient:
         if self._stopped:

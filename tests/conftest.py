@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,9 @@ import pytest
 # No registry is reachable in CI: sessions build on the offline base image
 # (executor_image/make_base_image.sh), unless the caller chose another.
 os.environ.setdefault("CODEEXEC_BASE_IMAGE", "codeexec-base:bookworm")
+# The session address cache (codeexec/_addrcache.py) of this run lives apart from the
+# user's, and every subprocess a test starts inherits it.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="codeexec-test-cache-")
 
 RUN_ID = secrets.token_hex(3)
 

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -215,3 +216,33 @@ def _stopped_containers() -> set[str]:
         timeout=30,
     ).stdout
     return set(out.split())
+
+
+def test_attach_from_cache_needs_no_docker(plain: ContainerSession, tmp_path: Path) -> None:
+    plain.execute("cached = 'yes'")
+    code = (
+        "from codeexec import ContainerSession\n"
+        f"s = ContainerSession.attach({plain.name!r})\n"
+        "print(s.execute('cached').value)\n"
+    )
+    broken = tmp_path / "docker"  # any docker call in the child fails loudly
+    broken.write_text("#!/bin/sh\necho 'docker must not be called' >&2\nexit 99\n")
+    broken.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "'yes'"
+
+
+def test_stale_cache_entry_falls_back_to_labels(session_name: str) -> None:
+    s = ContainerSession.start(session_name)
+    Docker().rm(s.container_id)  # removed behind codeexec's back: the entry is stale
+    s.close()
+    with pytest.raises(NoSuchSession):
+        ContainerSession.attach(session_name)
+    with ContainerSession.start(session_name) as again:
+        attached = ContainerSession.attach(session_name)
+        assert attached.container_id == again.container_id
+        attached.close()

@@ -13,7 +13,9 @@ from codeexec import ContainerSession
 
 
 def progress(line: str) -> None:
-    print(f"  | {line}", file=sys.stderr)
+    # The build log is long; its step lines are enough to follow along.
+    if line.startswith(("Step ", "building", "starting", "Successfully")):
+        print(f"  | {line}", file=sys.stderr)
 
 
 def main() -> int:

@@ -36,8 +36,8 @@ demo: setup
 	$(BIN)/python examples/demo.py
 
 lint: venv
-	$(BIN)/ruff check codeexec tests
-	$(BIN)/ruff format --check codeexec tests
+	$(BIN)/ruff check codeexec tests scripts examples
+	$(BIN)/ruff format --check codeexec tests scripts examples
 
 types: venv
 	$(BIN)/mypy

@@ -226,7 +226,7 @@ class Runner:
                     worker.ack()
                 continue  # output of background threads between executions
             # Everything the worker printed before this frame is in the pipes.
-            for name in list(worker.pipes):
+            for name in worker.ready_pipes():
                 self._drain(name)
             if frame.get("type") == "display":
                 self.send(self.exec.conn, {"type": "display", "id": self.exec.id,
@@ -249,7 +249,7 @@ class Runner:
             return False
         data = worker.read_pipe(name)
         if data is None:  # EOF: the worker (and its children) closed it
-            fd = worker.pipes.pop(name)
+            fd = worker.close_pipe(name)
             self.sel.unregister(fd)
             os.close(fd)
             return False

@@ -62,6 +62,11 @@ class Server:
             _env_float("CODEEXEC_INTERRUPT_GRACE", 2.0))
         self.stopping = False
         self.last_activity = time.monotonic()
+        self.reap_due = True  # a signal (SIGCHLD?) arrived: reap children
+        # One receive buffer for every connection: a fresh recv(RECV_SIZE) would
+        # allocate (mmap) and free a large buffer on every read.
+        self.recv_buf = bytearray(RECV_SIZE)
+        self.recv_view = memoryview(self.recv_buf)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -85,7 +90,11 @@ class Server:
         self.runner.start_worker()
         try:
             while not self.stopping:
-                self.runner.reap()
+                if self.reap_due:
+                    # Only after a signal woke the loop (SIGCHLD among them): a
+                    # waitpid on every iteration would find nothing.
+                    self.reap_due = False
+                    self.runner.reap()
                 if self._tick():
                     break
                 for key, mask in self.sel.select(self._next_timeout()):
@@ -116,6 +125,7 @@ class Server:
         elif kind == "listen":
             self._accept(obj)
         elif kind == "wake":
+            self.reap_due = True
             try:
                 while obj.recv(4096):
                     pass
@@ -169,17 +179,17 @@ class Server:
 
     def _on_readable(self, conn: Conn) -> None:
         try:
-            data = conn.sock.recv(RECV_SIZE)
+            size = conn.sock.recv_into(self.recv_buf)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        if not data:
+            size = 0
+        if not size:
             self._close(conn)
             return
         if conn.closing:
             return  # already answered with an error: discard the rest
-        conn.decoder.feed(data)
+        conn.decoder.feed(self.recv_view[:size])
         while not conn.closed and not conn.closing:
             try:
                 frame = conn.decoder.next_frame()

@@ -155,7 +155,8 @@ class Worker:
         while True:
             timeout = 0.05 if self.forked else None
             ready = select.select([self.ctrl_in, self.reap_r], [], [], timeout)[0]
-            self.reap_forked()
+            if self.forked or self.reap_r in ready:
+                self.reap_forked()
             if self.ctrl_in not in ready:
                 continue
             msg = framing.read_frame_fd(self.ctrl_in, limit=1 << 31)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from . import framing
 
 PIPE_READ = 64 * 1024
+CTRL_READ = 256 * 1024
 
 
 def _prepare_child() -> None:
@@ -90,7 +92,15 @@ class WorkerProcess:
         self.pipes = {"stdout": out_r, "stderr": err_r}
         for fd in (self.ctrl_r, self.ack_w, out_r, err_r):
             os.set_blocking(fd, False)
+        # One poll(0) tells which output pipes hold data: cheaper than a read
+        # that fails with EAGAIN on each.
+        self.pipe_poll = select.poll()
+        for fd in self.pipes.values():
+            self.pipe_poll.register(fd, select.POLLIN)
         self.decoder = framing.FrameDecoder(limit=2 * frame_limit)
+        # Control frames are read into this buffer: a fresh os.read(fd, 1 MiB)
+        # would allocate (mmap) and free a large buffer on every frame.
+        self.ctrl_buf = bytearray(CTRL_READ)
 
     def send_exec(self, code: str) -> None:
         """Hand a cell to the worker; raises OSError if it is gone. Blocking is
@@ -118,6 +128,24 @@ class WorkerProcess:
             except (ProcessLookupError, PermissionError):
                 pass
 
+    def ready_pipes(self) -> list:
+        """Names of the output pipes with data (or EOF) ready, stdout first."""
+        if not self.pipes:
+            return []
+        ready = {fd for fd, _ in self.pipe_poll.poll(0)}
+        if not ready:
+            return []
+        return [name for name, fd in self.pipes.items() if fd in ready]
+
+    def close_pipe(self, name: str) -> int:
+        """Forget an output pipe (at EOF); returns its fd for the caller to close."""
+        fd = self.pipes.pop(name)
+        try:
+            self.pipe_poll.unregister(fd)
+        except KeyError:
+            pass
+        return fd
+
     def read_pipe(self, name: str) -> bytes | None:
         """One non-blocking read: data, b"" if nothing is ready, None at EOF."""
         fd = self.pipes.get(name)
@@ -135,12 +163,12 @@ class WorkerProcess:
 
     def read_ctrl(self) -> bytes | None:
         try:
-            data = os.read(self.ctrl_r, 1024 * 1024)
+            size = os.readv(self.ctrl_r, [self.ctrl_buf])
         except BlockingIOError:
             return b""
         except OSError:
             return None
-        return data or None
+        return bytes(self.ctrl_buf[:size]) if size else None
 
     def wait_status(self, timeout: float) -> int | None:
         """Wait up to timeout for the worker to exit (it is already reaped if

@@ -13,10 +13,9 @@ Entries hold the session token, so the directory is 0700 and files 0600.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ def _directory() -> Path | None:
     engine = "\0".join(
         os.environ.get(k, "") for k in ("CODEEXEC_DOCKER", "DOCKER_HOST", "DOCKER_CONTEXT")
     )
-    key = hashlib.sha256(engine.encode()).hexdigest()[:12]
+    key = f"{zlib.crc32(engine.encode()):08x}"
     return Path(base) / "codeexec" / "sessions" / key
 
 
@@ -64,6 +63,8 @@ def remember(name: str, container: dict[str, Any]) -> None:
         "NetworkSettings": {"Ports": (container.get("NetworkSettings") or {}).get("Ports")},
         "State": {"Status": "running", "Running": True},
     }
+    import tempfile
+
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # created 0600

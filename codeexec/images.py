@@ -7,14 +7,10 @@ for the same dependencies builds nothing.
 
 from __future__ import annotations
 
-import configparser
-import hashlib
 import json
 import os
 import re
 import shlex
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +180,8 @@ def host_index_settings() -> IndexSettings:
     pip's ``cert`` setting > the system bundle. ``CODEEXEC_INDEX_URL`` overrides the index.
     """
     conf: dict[str, str] = {}
+    import configparser  # here, not at the top: off the `codeexec exec` path
+
     parser = configparser.RawConfigParser()
     for path in _pip_config_files():
         try:
@@ -267,6 +265,8 @@ def make_context(
     exec_dir = src / "codeexec_executor"
     for path in sorted(exec_dir.rglob("*.py")):
         files[f"codeexec_executor/{path.relative_to(exec_dir).as_posix()}"] = path.read_bytes()
+    import hashlib
+
     digest = hashlib.sha256()
     digest.update(f"{base_image}\0{base_image_id}\0".encode())
     for rel in sorted(files):
@@ -322,6 +322,9 @@ def ensure_image(
         for k in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
         if os.environ.get(k)
     }
+    import shutil
+    import tempfile
+
     tmp = Path(tempfile.mkdtemp(prefix="codeexec-build-"))
     try:
         context.write(tmp)

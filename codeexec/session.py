@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 import threading
@@ -28,8 +27,6 @@ from .errors import (
     register_secret,
 )
 from .models import Display, ExecResult, Limits, SessionInfo, StreamEvent
-
-log = logging.getLogger("codeexec")
 
 _T = TypeVar("_T")
 DEFAULT_IDLE_TIMEOUT = 3600.0

@@ -197,21 +197,7 @@ class WarmPool:
         claimed = self.claim(name, timeout=timeout, output_limit=output_limit, transport=transport)
         if claimed is not None:
             return claimed
-        return ContainerSession._launch(
-            self._docker,
-            tag=self.image,
-            name=name,
-            dependencies=self.dependencies,
-            network=self.network,
-            limits=self.limits,
-            idle_timeout=self.idle_timeout,
-            runtime=self.runtime,
-            read_only=self.read_only,
-            timeout=timeout,
-            output_limit=output_limit,
-            transport=transport,
-            ready_timeout=self._ready_timeout,
-        )
+        return self._launch(name, timeout=timeout, output_limit=output_limit, transport=transport)
 
     def _claim_one(
         self,
@@ -274,11 +260,12 @@ class WarmPool:
                 session.close()
                 self._docker.rm(session.container_id)
 
-    def _launch(self) -> ContainerSession:
+    def _launch(self, name: str | None = None, **options: Any) -> ContainerSession:
+        """A container from the pool's image: a session if ``name``, else a warm one."""
         return ContainerSession._launch(
             self._docker,
             tag=self.image,
-            name=None,
+            name=name,
             dependencies=self.dependencies,
             network=self.network,
             limits=self.limits,
@@ -286,6 +273,7 @@ class WarmPool:
             runtime=self.runtime,
             read_only=self.read_only,
             ready_timeout=self._ready_timeout,
+            **options,
         )
 
     def _keepalive(self, idle: list[ContainerSession]) -> None:

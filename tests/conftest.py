@@ -7,7 +7,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
 
@@ -57,7 +57,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.fixturenames.insert(1, "no_leaked_containers")
 
 
-def _session_containers(prefix: str) -> set[str]:
+def _session_containers(prefix: str, names: Iterable[str] = ()) -> set[str]:
+    """Ids of codeexec containers whose session name starts with ``prefix`` (or is in ``names``)."""
     binary = os.environ.get("CODEEXEC_DOCKER", "docker")
     out = subprocess.run(
         [
@@ -73,10 +74,12 @@ def _session_containers(prefix: str) -> set[str]:
         text=True,
         timeout=30,
     ).stdout
+    wanted = set(names)
+    rows = [line.split() for line in out.splitlines() if len(line.split()) == 2]
     return {
-        line.split()[0]
-        for line in out.splitlines()
-        if len(line.split()) == 2 and line.split()[1].startswith(prefix)
+        cid
+        for cid, session in rows
+        if (session in wanted if wanted else session.startswith(prefix))
     }
 
 

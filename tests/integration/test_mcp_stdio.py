@@ -19,7 +19,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types import ImageContent, TextContent
 
-from tests.conftest import unique_name
+from tests.conftest import _session_containers, unique_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
@@ -52,25 +52,7 @@ def _server_env(default_session: str) -> dict[str, str]:
 
 
 def _containers(*names: str) -> list[str]:
-    out = subprocess.run(
-        [
-            "docker",
-            "ps",
-            "-a",
-            "--filter",
-            "label=codeexec.managed=1",
-            "--format",
-            '{{.ID}} {{.Label "codeexec.session"}}',
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    return [
-        line.split()[0]
-        for line in out.splitlines()
-        if len(line.split()) == 2 and line.split()[1] in names
-    ]
+    return sorted(_session_containers("", names))
 
 
 @asynccontextmanager

@@ -364,15 +364,21 @@ def gc(
         bool,
         typer.Option("--all-images", help="Also remove unused tagged images (the build cache)."),
     ] = False,
+    idle_for: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS", help="Also stop running sessions idle for at least this long."
+        ),
+    ] = None,
 ) -> None:
-    """Remove exited codeexec containers and env images no container uses.
+    """Remove exited (and, with --idle-for, idle) sessions and env images no container uses.
 
     Without --all-images only untagged (superseded) images go; tagged images are the
     build cache that makes the next start with the same dependencies instant.
     """
     from .maintenance import gc as collect
 
-    report = collect(dry_run=dry_run, all_images=all_images)
+    report = collect(dry_run=dry_run, all_images=all_images, idle_for=idle_for)
     verb = "would remove" if dry_run else "removed"
     for c in report.containers:
         print(f"{verb} container {c.container_name} (session {c.name}, {c.status})")

@@ -121,13 +121,18 @@ class GcReport:
 
 
 def gc(
-    *, dry_run: bool = False, all_images: bool = False, docker: Docker | None = None
+    *,
+    dry_run: bool = False,
+    all_images: bool = False,
+    idle_for: float | None = None,
+    docker: Docker | None = None,
 ) -> GcReport:
     """Remove exited or dead codeexec containers and env images no container uses.
 
-    By default only untagged env images (superseded builds) are removed: the tagged
-    ones are the build cache, and removing them means rebuilding the next session
-    with those dependencies. ``all_images`` removes every unused env image.
+    ``idle_for`` also removes running sessions that ran no code for that many
+    seconds. By default only untagged env images (superseded builds) are removed:
+    the tagged ones are the build cache, and removing them means rebuilding the next
+    session with those dependencies. ``all_images`` removes every unused env image.
     """
     docker = docker or Docker()
     managed = docker.ps_inspect({LABEL_MANAGED: "1"})
@@ -135,6 +140,10 @@ def gc(
     gone = tuple(
         parse_inspect(d) for d in managed if (d.get("State") or {}).get("Status") in _GONE_STATES
     )
+    if idle_for is not None:
+        running = [s for s in list_sessions(docker=docker) if s.status == "running"]
+        idle = idle_times(running, docker=docker)
+        gone += tuple(s for s in running if (idle[s.name] or 0.0) >= idle_for)
     gone_ids = {s.container_id for s in gone}
     # An image counts as used by any container that stays, codeexec's or not.
     used: set[str] = set()

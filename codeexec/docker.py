@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -49,6 +50,7 @@ from .errors import (
 )
 from .models import ImageInfo, SessionInfo
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _QUICK = 30.0  # seconds for calls that answer at once (inspect, ps, rm)
 
 
@@ -208,7 +210,9 @@ class Docker:
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
-                line = line.rstrip("\n")
+                # The legacy builder colours a step's stderr with ANSI escapes; progress
+                # lines go to logs, MCP notifications and error messages as plain text.
+                line = _ANSI.sub("", line.rstrip("\n"))
                 tail.append(line)
                 del tail[:-60]
                 if on_line is not None:

@@ -243,3 +243,16 @@ def test_env_var_selects_binary(monkeypatch: pytest.MonkeyPatch, fake: Path) -> 
     monkeypatch.setenv("CODEEXEC_DOCKER", FAKE)
     assert Docker().version() == "20.10.24"
     assert os.path.exists(fake)
+
+
+def test_build_lines_reach_the_caller_without_ansi_colours(
+    fake: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(
+        "FAKE_DOCKER_STDOUT_BUILD", "Step 1/2 : RUN x\n\x1b[0m\x1b[91mInstalled \x1b[0m1 package\n"
+    )
+    lines: list[str] = []
+    Docker(FAKE).build(
+        str(tmp_path), "t:1", labels={}, build_args={}, timeout=30, on_line=lines.append
+    )
+    assert lines == ["Step 1/2 : RUN x", "Installed 1 package"]

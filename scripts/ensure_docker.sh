@@ -21,7 +21,8 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -qq >/dev/null
     apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+# A dockerd that was killed may linger as a zombie: only a live one counts.
+if ! ps -C dockerd -o stat= 2>/dev/null | grep -qv '^Z'; then
     echo "starting dockerd in the background (log: /var/log/codeexec-dockerd.log)" >&2
     nohup dockerd >/var/log/codeexec-dockerd.log 2>&1 &
 fi

@@ -274,23 +274,31 @@ def make_context(
     return BuildContext(files=files, digest=digest.hexdigest())
 
 
+@dataclass(frozen=True)
+class ImageLookup:
+    """The build context for a dependency set, and whether its image already exists."""
+
+    base: str
+    dependencies: tuple[str, ...]
+    context: BuildContext
+    exists: bool
+
+    @property
+    def tag(self) -> str:
+        return self.context.tag
+
+
 def find_image(
     docker: Docker, *, base_image: str | None, dependencies: Sequence[str]
-) -> tuple[str, bool]:
-    """The tag for ``dependencies`` and whether that image exists; never builds.
+) -> ImageLookup:
+    """Look the image for ``dependencies`` up; never builds.
 
     Two docker calls: the base image's id (it is part of the hash), then the tag.
     """
-    tag = _context(docker, base_image, dependencies)[1].tag
-    return tag, docker.image_exists(tag)
-
-
-def _context(
-    docker: Docker, base_image: str | None, dependencies: Sequence[str]
-) -> tuple[str, BuildContext]:
     base = base_image or default_base_image()
     base_id = docker.image_id(base) or ""
-    return base, make_context(base, dependencies, host_index_settings(), base_id)
+    context = make_context(base, dependencies, host_index_settings(), base_id)
+    return ImageLookup(base, tuple(dependencies), context, docker.image_exists(context.tag))
 
 
 def ensure_image(
@@ -307,15 +315,34 @@ def ensure_image(
         ImageBuildError: the build failed (``log_tail`` holds the end of its log).
         DockerError: the base image is missing and cannot be pulled.
     """
-    base, context = _context(docker, base_image, dependencies)
-    if docker.image_exists(context.tag):
-        return context.tag
+    found = find_image(docker, base_image=base_image, dependencies=dependencies)
+    if found.exists:
+        return found.tag
+    return build_image(docker, found, on_line=on_line, timeout=timeout)
+
+
+def build_image(
+    docker: Docker,
+    found: ImageLookup,
+    *,
+    on_line: Callable[[str], None] | None = None,
+    timeout: float = BUILD_TIMEOUT,
+) -> str:
+    """Build the image ``find_image`` found missing; returns its tag.
+
+    Raises:
+        ImageBuildError: the build failed (``log_tail`` holds the end of its log).
+    """
+    context = found.context
     if on_line is not None:
-        on_line(f"building image {context.tag} from {base} with {len(dependencies)} dependencies")
+        on_line(
+            f"building image {context.tag} from {found.base} "
+            f"with {len(found.dependencies)} dependencies"
+        )
     labels = {
         LABEL_IMAGE: "1",
-        LABEL_DEPS: json.dumps(list(dependencies)),
-        LABEL_BASE: base,
+        LABEL_DEPS: json.dumps(list(found.dependencies)),
+        LABEL_BASE: found.base,
     }
     build_args = {
         k: os.environ[k]

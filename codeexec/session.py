@@ -208,15 +208,12 @@ class ContainerSession(FilesAndPackages):
             tag = warm.image  # the pool built (or found) it: no second lookup
         else:
             assert lookup is not None
-            tag, exists = lookup.result()
-            if not exists:
-                tag = images.ensure_image(
-                    docker,
-                    base_image=base_image,
-                    dependencies=deps,
-                    on_line=on_progress,
-                    timeout=build_timeout,
-                )
+            found = lookup.result()
+            tag = (
+                found.tag
+                if found.exists
+                else images.build_image(docker, found, on_line=on_progress, timeout=build_timeout)
+            )
         return cls._launch(
             docker,
             tag=tag,

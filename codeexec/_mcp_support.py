@@ -11,6 +11,7 @@ import functools
 import inspect
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -228,6 +229,25 @@ class SessionAccess:
                 f"call waits up to {self.build_wait:.0f} s more for the build."
             )
         return Use(target, entry, session, started)
+
+    async def run(
+        self,
+        ctx: Context,
+        use: Use,
+        work: Callable[[Callable[[str, str], None]], ExecResult],
+        *,
+        label: str,
+    ) -> ExecResult:
+        """``work(on_output)`` on ``use``'s session, as ``call``; the progress
+        heartbeat carries the latest output it printed."""
+        outputs: deque[str] = deque(maxlen=1)
+        return await self.call(
+            ctx,
+            use,
+            lambda: work(lambda _stream, text: outputs.append(text)),
+            label=label,
+            latest=lambda: outputs[-1] if outputs else "",
+        )
 
     async def call(
         self,

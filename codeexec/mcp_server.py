@@ -23,7 +23,6 @@ import logging
 import os
 import signal
 import sys
-from collections import deque
 from types import FrameType
 from typing import Annotated, Literal
 
@@ -169,18 +168,13 @@ def build_server(
                 ".read()), or send it in smaller pieces"
             )
         use = await sessions.use(ctx, name)
-        outputs: deque[str] = deque(maxlen=1)
-        result = await sessions.call(
+        result = await sessions.run(
             ctx,
             use,
-            lambda: use.session.execute(
-                code,
-                timeout=timeout,
-                output_limit=OUTPUT_LIMIT,
-                on_output=lambda _s, text: outputs.append(text),
+            lambda on_output: use.session.execute(
+                code, timeout=timeout, output_limit=OUTPUT_LIMIT, on_output=on_output
             ),
             label="running",
-            latest=lambda: outputs[-1] if outputs else "",
         )
         note = (
             (
@@ -211,15 +205,11 @@ def build_server(
         prefer start_code_executer(dependencies=[...]), which caches an image."""
         images.normalize_dependencies(packages)  # refuse bad strings before any start
         use = await sessions.use(ctx, name)
-        outputs: deque[str] = deque(maxlen=1)
-        result = await sessions.call(
+        result = await sessions.run(
             ctx,
             use,
-            lambda: use.session.install(
-                packages, timeout=timeout, on_output=lambda _s, text: outputs.append(text)
-            ),
+            lambda on_output: use.session.install(packages, timeout=timeout, on_output=on_output),
             label="installing",
-            latest=lambda: outputs[-1] if outputs else "",
         )
         note = f"Started session {use.name!r} first." if use.started else ""
         return exec_result(result, name=use.name, note=note, max_timeout=max_timeout)

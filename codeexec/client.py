@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
 import socket
 import threading
 import time
@@ -70,7 +71,9 @@ class ExecutorClient:
         Raises:
             ConnectionLost: nothing answered the handshake (refused, reset, EOF, timeout);
                 retry until a deadline: docker-proxy accepts before the executor listens.
-            HandshakeError: the executor refused the token or the protocol version.
+            HandshakeError: the peer did not prove it knows ``token`` (not this session's
+                executor: nothing but a nonce was sent to it), or it refused the
+                host's proof or the protocol version.
         """
         deadline = time.monotonic() + connect_timeout
         where = f"session {session!r}" if session else "the session"
@@ -87,7 +90,7 @@ class ExecutorClient:
             sock.close()
             raise ConnectionLost(f"cannot set up the connection to {where}: {exc}") from exc
         client = cls(transport, session=session, request_timeout=request_timeout)
-        client._handshake(token, deadline)
+        client._handshake(token, deadline, f"{host}:{port}")
         return client
 
     @classmethod
@@ -104,7 +107,7 @@ class ExecutorClient:
         """
         transport = PipeTransport(reader, writer, on_close)
         client = cls(transport, session=session, request_timeout=request_timeout)
-        client._handshake(token, time.monotonic() + hello_timeout)
+        client._handshake(token, time.monotonic() + hello_timeout, "the other end of the relay")
         return client
 
     @property
@@ -279,11 +282,23 @@ class ExecutorClient:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _handshake(self, token: str, deadline: float) -> None:
+    def _handshake(self, token: str, deadline: float, peer: str) -> None:
+        """Challenge-response both ways (docs/protocol.md), keyed by the token.
+
+        Nothing but a fresh nonce is sent before the executor has proved it knows the
+        token: an impostor on a dead session's port learns nothing it could use.
+        """
         register_secret(token)
+        client_nonce = os.urandom(protocol.NONCE_BYTES)
         try:
-            self._send(protocol.hello(token), deadline=deadline)
+            self._send(protocol.hello(client_nonce), deadline=deadline)
             frame = self._read(deadline, "hello answer")
+            server_nonce = protocol.challenge_nonce(frame, token, client_nonce)
+            if server_nonce is None:
+                raise self._not_proven(frame, peer)
+            client_proof = protocol.proof(token, "client", client_nonce, server_nonce)
+            self._send(protocol.auth(client_proof), deadline=deadline)
+            frame = self._read(deadline, "answer to the host's proof")
         except BaseException:
             self.close()
             raise
@@ -291,18 +306,32 @@ class ExecutorClient:
             self.hello = frame
             return
         self.close()
-        code = frame.get("code")
-        if frame.get("type") == "error" and code in ("unauthorized", "protocol_mismatch"):
-            hint = (
-                "the token does not match the container's CODEEXEC_TOKEN"
-                if code == "unauthorized"
-                else f"this codeexec speaks protocol {protocol.PROTOCOL_VERSION}; rebuild "
-                "the session image with the installed codeexec"
-            )
+        if frame.get("type") == "error":
             raise HandshakeError(
-                f"the executor of {self._label} refused the hello ({_detail(frame)}); {hint}"
+                f"the executor of {self._label} refused the host's proof ({_detail(frame)}): "
+                "the token does not match the container's CODEEXEC_TOKEN"
             )
-        raise ProtocolError(f"the executor of {self._label} answered the hello with {frame!r}")
+        raise ProtocolError(f"the executor of {self._label} answered the auth with {frame!r:.200}")
+
+    def _not_proven(self, frame: protocol.Frame, peer: str) -> HandshakeError:
+        if frame.get("type") == "error" and frame.get("code") == "protocol_mismatch":
+            return HandshakeError(
+                f"the executor of {self._label} speaks another protocol version than this "
+                f"codeexec ({protocol.PROTOCOL_VERSION}); stop the session and start it again "
+                "with the installed codeexec"
+            )
+        why = (
+            "its proof of the session token is wrong"
+            if frame.get("type") == "challenge"
+            else f"it answered the hello with {_summary(frame)} instead of a challenge"
+        )
+        return HandshakeError(
+            f"the program answering at {peer} is not the executor of {self._label}: {why}, "
+            "so it was sent nothing but a random nonce. The session's container is probably "
+            "gone and another program now holds its address (or the session runs an executor "
+            f"older than protocol {protocol.PROTOCOL_VERSION}); check `codeexec ls` and start "
+            "the session again"
+        )
 
     def _acquire(self) -> None:
         if self._current_id is not None or not self._call_lock.acquire(
@@ -433,6 +462,12 @@ def _describe(exc: BaseException) -> str:
 def _detail(frame: protocol.Frame) -> str:
     code = str(frame.get("code") or "error")
     return f"{code}: {frame['message']}" if frame.get("message") else code
+
+
+def _summary(frame: protocol.Frame) -> str:
+    """A stranger's frame, short and with control characters escaped."""
+    kind, code = frame.get("type"), frame.get("code")
+    return f"a {kind!r:.40} frame" + (f" ({code!r:.40})" if code is not None else "")
 
 
 def _matcher(kind: str, op: str | None, frame_id: str | None) -> Callable[[protocol.Frame], bool]:

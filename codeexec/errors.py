@@ -13,7 +13,8 @@ its message is written for a person or a model to act on::
     │   └── ContainerStartError    the container did not start or never answered
     └── ExecutorError              talking to the executor inside the container failed
         ├── ProtocolError          a malformed or unexpected frame
-        ├── HandshakeError         the hello was refused (wrong token, wrong protocol)
+        ├── HandshakeError         the peer did not prove it is the session's executor,
+        │                          or refused the host's proof or protocol version
         ├── ConnectionLost         the connection dropped; the session may be gone
         ├── SessionBusy            another execution is running in this session
         └── FileTransferError      upload/download refused (missing, too large, I/O)
@@ -121,7 +122,8 @@ class ProtocolError(ExecutorError):
 
 
 class HandshakeError(ExecutorError):
-    """The executor refused the hello (wrong token or protocol version)."""
+    """The handshake failed: the peer did not prove it is this session's executor (it
+    was then sent nothing but a nonce), or it refused the host's proof or protocol."""
 
 
 class ConnectionLost(ExecutorError):

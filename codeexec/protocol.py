@@ -8,15 +8,20 @@ frames and builds requests, and opens no sockets, so it is tested with ``io.Byte
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import hmac
 import json
 import struct
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from .errors import ConnectionLost, ProtocolError
 from .models import Display, ExecError, ExecResult, StreamEvent
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DEFAULT_FRAME_LIMIT = 64 * 1024 * 1024
+NONCE_BYTES = 32
+PROOF_BYTES = 32  # an HMAC-SHA256 digest
 
 Frame = dict[str, Any]
 Event = StreamEvent | Display | ExecResult
@@ -24,6 +29,8 @@ Event = StreamEvent | Display | ExecResult
 _HEADER = struct.Struct(">I")
 _MAX_LENGTH = 2**32 - 1
 _STATUSES = ("ok", "error", "timeout", "interrupted")
+# Each side's proof gets its own label, so one side's proof is never valid as the other's.
+_PROOF_LABELS = {"server": b"codeexec-v2 server proof\0", "client": b"codeexec-v2 client proof\0"}
 
 
 class Readable(Protocol):
@@ -139,9 +146,53 @@ def parse_event(frame: Frame) -> Event | None:
 # Requests. Each returns the message as a dict; ``encode`` turns it into a frame.
 
 
-def hello(token: str) -> Frame:
-    """The handshake: the client's first frame."""
-    return {"op": "hello", "token": token, "protocol": PROTOCOL_VERSION}
+# The handshake (docs/protocol.md): each side proves it knows the session token by an
+# HMAC over both sides' fresh nonces; the token itself never crosses the wire.
+
+
+def hello(nonce: bytes) -> Frame:
+    """The client's first frame: its fresh nonce (``NONCE_BYTES`` random bytes)."""
+    return {"op": "hello", "protocol": PROTOCOL_VERSION, "nonce": b64(nonce)}
+
+
+def auth(proof: bytes) -> Frame:
+    """The client's second frame, sent only once the server's proof checked out."""
+    return {"op": "auth", "proof": b64(proof)}
+
+
+def proof(
+    token: str, side: Literal["server", "client"], client_nonce: bytes, server_nonce: bytes
+) -> bytes:
+    """HMAC-SHA256 keyed by the token over ``side``'s label and both nonces."""
+    message = _PROOF_LABELS[side] + client_nonce + server_nonce
+    return hmac.new(token.encode("utf-8"), message, hashlib.sha256).digest()
+
+
+def challenge_nonce(frame: Frame, token: str, client_nonce: bytes) -> bytes | None:
+    """The server's nonce from a ``challenge`` whose proof checks out, else ``None``."""
+    if frame.get("type") != "challenge" or frame.get("protocol") != PROTOCOL_VERSION:
+        return None
+    server_nonce = unb64(frame.get("nonce"), NONCE_BYTES)
+    claimed = unb64(frame.get("proof"), PROOF_BYTES)
+    if server_nonce is None or claimed is None:
+        return None
+    expected = proof(token, "server", client_nonce, server_nonce)
+    return server_nonce if hmac.compare_digest(claimed, expected) else None
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(value: object, size: int) -> bytes | None:
+    """Strict base64 of exactly ``size`` bytes, else ``None``."""
+    if not isinstance(value, str) or len(value) > 4 * size:
+        return None
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if len(data) == size else None
 
 
 def exec_(id: str, code: str, timeout: float | None, output_limit: int | None) -> Frame:

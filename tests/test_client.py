@@ -29,7 +29,7 @@ from codeexec.errors import (
 from codeexec.models import Display, ExecResult, StreamEvent
 
 TOKEN = "test-token-0123456789"
-HELLO = {"type": "hello", "protocol": 1, "python": "3.11.2", "executor": "1.0.0", "busy": False}
+HELLO = {"type": "hello", "protocol": 2, "python": "3.11.2", "executor": "2.0.0", "busy": False}
 
 
 class Peer:
@@ -53,8 +53,20 @@ class Peer:
         assert frame is not None and frame["op"] == op, frame
         return frame
 
+    def challenge(self, token: str = TOKEN) -> tuple[bytes, bytes]:
+        """Answer the hello with a challenge proved with ``token``; return both nonces."""
+        hello = self.expect("hello")
+        assert set(hello) == {"op", "protocol", "nonce"} and hello["protocol"] == 2
+        client_nonce, server_nonce = base64.b64decode(hello["nonce"]), os.urandom(32)
+        proof = protocol.proof(token, "server", client_nonce, server_nonce)
+        self.send({"type": "challenge", "protocol": 2, "nonce": protocol.b64(server_nonce),
+                   "proof": protocol.b64(proof)})  # fmt: skip
+        return client_nonce, server_nonce
+
     def handshake(self) -> None:
-        assert self.expect("hello") == {"op": "hello", "token": TOKEN, "protocol": 1}
+        client_nonce, server_nonce = self.challenge()
+        expected = protocol.proof(TOKEN, "client", client_nonce, server_nonce)
+        assert self.expect("auth") == {"op": "auth", "proof": protocol.b64(expected)}
         self.send(HELLO)
 
     def serve(self, **answers: Callable[[protocol.Frame], None]) -> None:
@@ -167,13 +179,22 @@ def test_hello_then_ping(harness: Harness) -> None:
         assert harness.closed_relays == 1
 
 
-@pytest.mark.parametrize("code", ["unauthorized", "protocol_mismatch"])
-def test_refused_hello_is_a_handshake_error(harness: Harness, code: str) -> None:
+def test_protocol_mismatch_is_a_handshake_error(harness: Harness) -> None:
     def refuse(peer: Peer) -> None:
         peer.expect("hello")
-        peer.send({"type": "error", "code": code, "message": "no"})
+        peer.send({"type": "error", "code": "protocol_mismatch", "message": "speaks 3"})
 
-    with pytest.raises(HandshakeError, match=code):
+    with pytest.raises(HandshakeError, match="another protocol version than this codeexec"):
+        harness.connect(refuse)
+
+
+def test_refused_proof_is_a_handshake_error(harness: Harness) -> None:
+    def refuse(peer: Peer) -> None:
+        peer.challenge()
+        peer.expect("auth")
+        peer.send({"type": "error", "code": "unauthorized", "message": "wrong proof"})
+
+    with pytest.raises(HandshakeError, match="refused the host's proof"):
         harness.connect(refuse)
 
 

@@ -43,12 +43,12 @@ def wait_busy(executor: Executor) -> None:
 
 
 def test_hello(client: ExecutorClient) -> None:
-    assert client.hello["type"] == "hello" and client.hello["protocol"] == 1
+    assert client.hello["type"] == "hello" and client.hello["protocol"] == 2
     assert client.hello["python"].count(".") == 2
 
 
 def test_wrong_token_is_a_handshake_error(executor: Executor) -> None:
-    with pytest.raises(HandshakeError, match="unauthorized"):
+    with pytest.raises(HandshakeError, match="is not the executor of the session"):
         ExecutorClient.connect_tcp("127.0.0.1", executor.port, "wrong-token-xxxxxxxx")
 
 

@@ -4,6 +4,8 @@ local process: no docker. Driven through raw sockets, not codeexec.client."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -27,6 +29,22 @@ DEADLINE = 20.0
 def _frame(obj) -> bytes:
     body = json.dumps(obj).encode("utf-8")
     return struct.pack(">I", len(body)) + body
+
+
+# The handshake's proofs, written from docs/protocol.md rather than imported from
+# either side, so a change on both sides that departs from the spec fails here.
+SERVER_LABEL = b"codeexec-v2 server proof\0"
+CLIENT_LABEL = b"codeexec-v2 client proof\0"
+
+
+def _proof(token: str, label: bytes, client_nonce: bytes, server_nonce: bytes) -> str:
+    digest = hmac.new(token.encode(), label + client_nonce + server_nonce, hashlib.sha256)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def _hello(nonce: bytes = b"") -> dict:
+    nonce = nonce or secrets.token_bytes(32)
+    return {"op": "hello", "protocol": 2, "nonce": base64.b64encode(nonce).decode()}
 
 
 OPEN_CLIENTS: list = []
@@ -74,6 +92,23 @@ class Client:
     def request(self, obj):
         self.send(obj)
         return self.recv()
+
+    def challenge(self, token: str):
+        """Send a hello, check the server's proof; return (client nonce, server nonce)."""
+        client_nonce = secrets.token_bytes(32)
+        answer = self.request(_hello(client_nonce))
+        assert answer["type"] == "challenge" and answer["protocol"] == 2, answer
+        server_nonce = base64.b64decode(answer["nonce"])
+        assert len(server_nonce) == 32
+        expected = _proof(token, SERVER_LABEL, client_nonce, server_nonce)
+        assert hmac.compare_digest(answer["proof"], expected), "the server's proof is wrong"
+        return client_nonce, server_nonce
+
+    def handshake(self, token: str):
+        """The whole handshake; returns the server's answer to the auth."""
+        client_nonce, server_nonce = self.challenge(token)
+        proof = _proof(token, CLIENT_LABEL, client_nonce, server_nonce)
+        return self.request({"op": "auth", "proof": proof})
 
     def exec(self, code: str, id: str = "c", **fields):
         """Run code; return (events before the result, result)."""
@@ -146,7 +181,7 @@ class Executor:
     def connect(self, hello: bool = True) -> Client:
         client = Client(self.port)
         if hello:
-            answer = client.request({"op": "hello", "token": self.token, "protocol": 1})
+            answer = client.handshake(self.token)
             assert answer["type"] == "hello", answer
         return client
 
@@ -205,33 +240,108 @@ def _not_busy(executor) -> None:
 # -- handshake -----------------------------------------------------------------
 
 
-def test_hello_ok(executor):
+def test_handshake_ok(executor):
     c = executor.connect(hello=False)
-    answer = c.request({"op": "hello", "token": executor.token, "protocol": 1})
-    assert answer["type"] == "hello" and answer["protocol"] == 1
-    assert answer["executor"] == "1.0.0" and answer["busy"] is False
+    answer = c.handshake(executor.token)  # checks the server's proof on the way
+    assert answer["type"] == "hello" and answer["protocol"] == 2
+    assert answer["executor"] == "2.0.0" and answer["busy"] is False
     assert re.fullmatch(r"3\.\d+\.\d+\S*", answer["python"])
     assert isinstance(answer["pid"], int)
     c.close()
 
 
-def test_wrong_token_is_unauthorized_and_closed(executor):
+def test_each_challenge_is_fresh(executor):
+    nonce = secrets.token_bytes(32)
+    answers = []
+    for _ in range(2):
+        c = executor.connect(hello=False)
+        answers.append(c.request(_hello(nonce)))
+        c.close()
+    assert answers[0]["nonce"] != answers[1]["nonce"]
+    assert answers[0]["proof"] != answers[1]["proof"]
+
+
+def test_wrong_proof_is_unauthorized_and_closed(executor):
     c = executor.connect(hello=False)
-    answer = c.request({"op": "hello", "token": "nope", "protocol": 1})
+    client_nonce, server_nonce = c.challenge(executor.token)
+    proof = _proof("not-the-token", CLIENT_LABEL, client_nonce, server_nonce)
+    answer = c.request({"op": "auth", "proof": proof})
     assert answer["type"] == "error" and answer["code"] == "unauthorized"
     assert c.recv() is None
 
 
-def test_op_before_hello_is_unauthorized(executor):
+def test_server_proof_replayed_as_client_proof_is_refused(executor):
     c = executor.connect(hello=False)
-    assert c.request({"op": "exec", "id": "x", "code": "1"})["code"] == "unauthorized"
+    answer = c.request(_hello())
+    assert c.request({"op": "auth", "proof": answer["proof"]})["code"] == "unauthorized"
     assert c.recv() is None
 
 
-def test_protocol_mismatch(executor):
+def test_a_proof_is_worthless_on_another_connection(executor):
+    first = executor.connect(hello=False)
+    client_nonce, server_nonce = first.challenge(executor.token)
+    proof = _proof(executor.token, CLIENT_LABEL, client_nonce, server_nonce)
+    second = executor.connect(hello=False)
+    second.request(_hello(client_nonce))  # same client nonce, fresh server nonce
+    assert second.request({"op": "auth", "proof": proof})["code"] == "unauthorized"
+    assert second.recv() is None
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [{"op": "exec", "id": "x", "code": "1"}],
+        [{"op": "auth", "proof": base64.b64encode(bytes(32)).decode()}],
+        [_hello(), {"op": "exec", "id": "x", "code": "1"}],
+        [_hello(), _hello()],
+    ],
+    ids=["op-before-hello", "auth-before-hello", "op-before-auth", "second-hello"],
+)
+def test_out_of_order_handshake_is_unauthorized_and_closed(executor, frames):
     c = executor.connect(hello=False)
-    answer = c.request({"op": "hello", "token": executor.token, "protocol": 2})
-    assert answer["code"] == "protocol_mismatch"
+    for frame in frames[:-1]:
+        assert c.request(frame)["type"] == "challenge"
+    answer = c.request(frames[-1])
+    assert answer["type"] == "error" and answer["code"] == "unauthorized"
+    assert c.recv() is None
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [
+        {"op": "hello", "token": "whatever", "protocol": 1},
+        {"op": "hello", "nonce": base64.b64encode(bytes(32)).decode()},
+        {**_hello(), "protocol": 3},
+    ],
+    ids=["version-1", "no-version", "version-3"],
+)
+def test_other_protocol_versions_are_a_mismatch(executor, hello):
+    c = executor.connect(hello=False)
+    answer = c.request(hello)
+    assert answer["type"] == "error" and answer["code"] == "protocol_mismatch"
+    assert "speaks protocol 2" in answer["message"]
+    assert c.recv() is None
+
+
+@pytest.mark.parametrize("nonce", [None, 7, "", "not base64!", base64.b64encode(b"short").decode()])
+def test_bad_nonce_is_a_bad_request_and_closed(executor, nonce):
+    c = executor.connect(hello=False)
+    answer = c.request({"op": "hello", "protocol": 2, "nonce": nonce})
+    assert answer["type"] == "error" and answer["code"] == "bad_request"
+    assert c.recv() is None
+
+
+def test_hello_on_an_authenticated_connection_is_a_bad_request(client):
+    assert client.request(_hello())["code"] == "bad_request"
+    assert client.request({"op": "ping"})["type"] == "pong"
+
+
+def test_unauthenticated_frames_are_capped_at_64_kib(executor):
+    c = executor.connect(hello=False)
+    c.send_raw(struct.pack(">I", 64 * 1024 + 1))
+    answer = c.recv()
+    assert answer["type"] == "error" and answer["code"] == "too_large"
+    assert c.recv() is None
 
 
 def test_no_hello_is_closed_after_the_timeout(tmp_path):
@@ -244,6 +354,14 @@ def test_no_hello_is_closed_after_the_timeout(tmp_path):
             assert frame["code"] == "unauthorized"
             assert c.recv(timeout=10) is None
         assert 0.4 < time.monotonic() - start < 5
+        half = Client(ex.port)  # a hello, and then no auth
+        start = time.monotonic()
+        assert half.request(_hello())["type"] == "challenge"
+        frame = half.recv(timeout=10)
+        if frame is not None:
+            assert frame["code"] == "unauthorized"
+            assert half.recv(timeout=10) is None
+        assert time.monotonic() - start < 5
         ex.connect().close()  # the server is still fine
     finally:
         ex.stop()
@@ -572,22 +690,36 @@ def test_put_and_get_file(client):
 
 def test_relay_passes_frames_through(executor):
     env = dict(os.environ, PYTHONPATH=str(EXECUTOR_DIR), CODEEXEC_PORT=str(executor.port))
-    relay = subprocess.run(
+    relay = subprocess.Popen(
         [EXECUTOR_PYTHON, "-m", "codeexec_executor", "relay"],
         env=env,
-        timeout=DEADLINE,
-        input=_frame({"op": "hello", "token": executor.token, "protocol": 1})
-        + _frame({"op": "ping"}),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    assert relay.returncode == 0, relay.stderr
-    out = relay.stdout
-    frames = []
-    while out:
-        (n,) = struct.unpack(">I", out[:4])
-        frames.append(json.loads(out[4 : 4 + n]))
-        out = out[4 + n :]
-    assert [f["type"] for f in frames] == ["hello", "pong"]
+
+    def request(obj):
+        relay.stdin.write(_frame(obj))
+        relay.stdin.flush()
+        (n,) = struct.unpack(">I", relay.stdout.read(4))
+        return json.loads(relay.stdout.read(n))
+
+    try:
+        client_nonce = secrets.token_bytes(32)
+        challenge = request(_hello(client_nonce))
+        assert challenge["type"] == "challenge"
+        server_nonce = base64.b64decode(challenge["nonce"])
+        proof = _proof(executor.token, CLIENT_LABEL, client_nonce, server_nonce)
+        assert request({"op": "auth", "proof": proof})["type"] == "hello"
+        assert request({"op": "ping"})["type"] == "pong"
+        relay.stdin.close()
+        assert relay.wait(DEADLINE) == 0, relay.stderr.read()
+    finally:
+        if relay.poll() is None:
+            relay.kill()
+            relay.wait()
+        relay.stdout.close()
+        relay.stderr.close()
 
 
 def test_idle_timeout_exits(tmp_path):
@@ -607,7 +739,7 @@ def test_looking_in_is_not_activity_but_ping_is(tmp_path):
 
         def idle_on_hello() -> float:
             c = ex.connect(hello=False)
-            answer = c.request({"op": "hello", "token": ex.token, "protocol": 1})
+            answer = c.handshake(ex.token)
             c.close()
             return answer["idle_seconds"]
 
@@ -647,12 +779,12 @@ def test_sigterm_exits_promptly(tmp_path):
 
 def test_sigint_between_cells_is_ignored(executor, client):
     client.exec("between = 1")
-    worker_pid = client.request({"op": "hello", "token": executor.token})["worker_pid"]
+    worker_pid = executor.connect(hello=False).handshake(executor.token)["worker_pid"]
     os.kill(worker_pid, 2)
     assert client.request({"op": "interrupt"})["running"] is False
     _, result = client.exec("between")
     assert result["value"] == "1" and result["restarted"] is False
-    assert client.request({"op": "hello", "token": executor.token})["worker_pid"] == worker_pid
+    assert executor.connect(hello=False).handshake(executor.token)["worker_pid"] == worker_pid
 
 
 def test_zero_timeout_and_zero_output_limit(client):

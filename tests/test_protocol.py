@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import io
 import json
 import struct
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +36,7 @@ def test_encode_is_length_prefixed_compact_utf8_json() -> None:
 
 
 def test_round_trip_several_frames_then_clean_eof() -> None:
-    messages = [protocol.hello("secret-token"), {"type": "stream", "text": "ü\n" * 1000}, {}]
+    messages = [protocol.hello(bytes(32)), {"type": "stream", "text": "ü\n" * 1000}, {}]
     stream = io.BytesIO(b"".join(protocol.encode(m) for m in messages))
     assert [protocol.read_frame(stream) for _ in messages] == messages
     assert protocol.read_frame(stream) is None
@@ -91,7 +95,11 @@ def test_encode_refuses_what_json_cannot_carry() -> None:
 
 
 def test_message_builders_follow_the_spec() -> None:
-    assert protocol.hello("t") == {"op": "hello", "token": "t", "protocol": 1}
+    nonce = bytes(range(32))
+    assert protocol.hello(nonce) == {
+        "op": "hello", "protocol": 2, "nonce": base64.b64encode(nonce).decode(),
+    }  # fmt: skip
+    assert protocol.auth(b"\x01" * 32) == {"op": "auth", "proof": "AQEB" * 10 + "AQE="}
     assert protocol.exec_("c1", "1", None, None) == {
         "op": "exec", "id": "c1", "code": "1", "timeout": None,
     }  # fmt: skip
@@ -134,3 +142,70 @@ def test_parse_event_builds_models() -> None:
 def test_parse_event_refuses_malformed_frames(frame: protocol.Frame) -> None:
     with pytest.raises(ProtocolError, match="malformed"):
         protocol.parse_event(frame)
+
+
+# -- the handshake's proofs -------------------------------------------------------------
+
+CLIENT_NONCE, SERVER_NONCE = b"c" * 32, b"s" * 32
+
+
+def test_proofs_are_hmac_sha256_of_a_side_label_and_both_nonces() -> None:
+    """Known answers computed from the spec (docs/protocol.md), not from the code."""
+    for side in ("server", "client"):
+        label = f"codeexec-v2 {side} proof".encode() + b"\0"
+        expected = hmac.new(b"tok", label + CLIENT_NONCE + SERVER_NONCE, hashlib.sha256)
+        assert protocol.proof("tok", side, CLIENT_NONCE, SERVER_NONCE) == expected.digest()
+    server = protocol.proof("tok", "server", CLIENT_NONCE, SERVER_NONCE)
+    assert server != protocol.proof("tok", "client", CLIENT_NONCE, SERVER_NONCE)
+    assert server != protocol.proof("tok", "server", SERVER_NONCE, CLIENT_NONCE)
+
+
+def test_host_and_executor_compute_the_same_proofs() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "executor_image"))
+    from codeexec_executor import handshake
+
+    nonces = CLIENT_NONCE + SERVER_NONCE
+    assert handshake.PROTOCOL == protocol.PROTOCOL_VERSION
+    for side, label in (("server", handshake.SERVER_LABEL), ("client", handshake.CLIENT_LABEL)):
+        host = protocol.proof("tok", side, CLIENT_NONCE, SERVER_NONCE)  # type: ignore[arg-type]
+        assert handshake.proof(b"tok", label, nonces) == host
+        assert handshake.proof_ok(b"tok", label, nonces, protocol.b64(host))
+        assert not handshake.proof_ok(b"other", label, nonces, protocol.b64(host))
+
+
+def _challenge(token: str = "tok", **fields: object) -> protocol.Frame:
+    proof = protocol.proof(token, "server", CLIENT_NONCE, SERVER_NONCE)
+    frame = {"type": "challenge", "protocol": 2, "nonce": protocol.b64(SERVER_NONCE),
+             "proof": protocol.b64(proof)}  # fmt: skip
+    return {**frame, **fields}
+
+
+def test_challenge_nonce_only_for_a_proof_made_with_the_token() -> None:
+    assert protocol.challenge_nonce(_challenge(), "tok", CLIENT_NONCE) == SERVER_NONCE
+    assert protocol.challenge_nonce(_challenge("other"), "tok", CLIENT_NONCE) is None
+    assert protocol.challenge_nonce(_challenge(), "tok", b"x" * 32) is None  # a replay
+    client_proof = protocol.proof("tok", "client", CLIENT_NONCE, SERVER_NONCE)
+    reflected = _challenge(proof=protocol.b64(client_proof))
+    assert protocol.challenge_nonce(reflected, "tok", CLIENT_NONCE) is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"type": "hello"},
+        {"protocol": 1},
+        {"nonce": None},
+        {"nonce": protocol.b64(b"short")},
+        {"proof": "not base64!"},
+        {"proof": 12},
+        {"proof": protocol.b64(bytes(32))},
+    ],
+)
+def test_challenge_nonce_refuses_anything_else(fields: dict[str, object]) -> None:
+    assert protocol.challenge_nonce(_challenge(**fields), "tok", CLIENT_NONCE) is None
+
+
+def test_unb64_is_strict() -> None:
+    assert protocol.unb64(protocol.b64(b"ab"), 2) == b"ab"
+    for value in (None, 3, "YWI", "YW I=", "YWJj", "Y" * 1000):
+        assert protocol.unb64(value, 2) is None

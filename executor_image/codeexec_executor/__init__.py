@@ -4,4 +4,4 @@
 Standard library only, Python 3.9 or newer.
 """
 
-__version__ = "1.0.0"
+__version__ = "2.0.0"

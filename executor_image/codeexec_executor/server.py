@@ -7,7 +7,6 @@ half-sent frame or a client that does not read never blocks anyone else.
 
 from __future__ import annotations
 
-import hmac
 import os
 import platform
 import selectors
@@ -16,10 +15,10 @@ import socket
 import sys
 import time
 
-from . import __version__, files, framing
+from . import __version__, files, framing, handshake
 from .runner import Runner, log
 
-PROTOCOL = 1
+PROTOCOL = handshake.PROTOCOL
 RECV_SIZE = 256 * 1024
 SEND_BUFFER_LIMIT = 64 * 1024 * 1024
 LINGER = 2.0  # seconds to drain a client's unread bytes before closing
@@ -39,6 +38,7 @@ class Conn:
         self.decoder = framing.FrameDecoder(min(frame_limit, HELLO_FRAME_LIMIT))
         self.out = bytearray()
         self.authed = False
+        self.nonces = None  # client + server nonce, between our challenge and the auth
         self.hello_deadline = hello_deadline
         self.closing = False  # answer sent; close once flushed
         self.close_at: float | None = None  # when closing: close by then anyway
@@ -152,7 +152,7 @@ class Server:
                 self._close(conn)
             elif not conn.authed and not conn.closing and now >= conn.hello_deadline:
                 self._fail(conn, "unauthorized",
-                           "no valid hello within %g s" % self.hello_timeout)
+                           "no completed handshake within %g s" % self.hello_timeout)
         self.runner.tick(now)
         if (self.runner.exec is None and self.idle_timeout > 0
                 and now - self._last_activity() >= self.idle_timeout):
@@ -199,8 +199,9 @@ class Server:
             if frame is None:
                 return
             # Only an authenticated request other than hello is activity: neither a
-            # stranger's bytes nor `codeexec ls` looking in keep a container alive.
-            if conn.authed and frame.get("op") != "hello":
+            # stranger's bytes, nor the handshake, nor `codeexec ls` looking in keep a
+            # container alive.
+            if conn.authed and frame.get("op") not in ("hello", "auth"):
                 self.last_activity = time.monotonic()
             self._dispatch(conn, frame)
 
@@ -271,8 +272,9 @@ class Server:
     def _dispatch(self, conn: Conn, req: dict) -> None:
         op = req.get("op")
         req_id = req.get("id")
-        if not conn.authed and op != "hello":
-            self._fail(conn, "unauthorized", "the first frame must be a hello", req_id)
+        if not conn.authed and op not in ("hello", "auth"):
+            self._fail(conn, "unauthorized",
+                       "the handshake (hello, then auth) must come first", req_id)
             return
         if not isinstance(op, str):
             self._error(conn, "bad_request", "the frame has no string 'op'", req_id)
@@ -284,14 +286,43 @@ class Server:
         handler(conn, req)
 
     def _op_hello(self, conn: Conn, req: dict) -> None:
-        token = req.get("token")
-        if not isinstance(token, str) or not hmac.compare_digest(
-                token.encode("utf-8"), self.token):
-            self._fail(conn, "unauthorized", "wrong or missing token")
+        """Answer a client's nonce with ours and proof that we know the token."""
+        if conn.authed:
+            self._error(conn, "bad_request", "this connection is authenticated already")
             return
-        if req.get("protocol", PROTOCOL) != PROTOCOL:
+        if conn.nonces is not None:
+            self._fail(conn, "unauthorized", "one hello per connection")
+            return
+        if req.get("protocol") != PROTOCOL:
+            # A version-1 hello carries the raw token: refused, and never compared.
             self._fail(conn, "protocol_mismatch",
-                       "this executor speaks protocol %d" % PROTOCOL)
+                       "this executor speaks protocol %d; use the same codeexec version "
+                       "on the host as the one that started the session" % PROTOCOL)
+            return
+        client_nonce = handshake.unb64(req.get("nonce"), handshake.NONCE_BYTES)
+        if client_nonce is None:
+            self._fail(conn, "bad_request", "'nonce' must be %d random bytes in base64"
+                       % handshake.NONCE_BYTES)
+            return
+        server_nonce = handshake.new_nonce()
+        conn.nonces = client_nonce + server_nonce
+        proof = handshake.proof(self.token, handshake.SERVER_LABEL, conn.nonces)
+        self.send(conn, {"type": "challenge", "protocol": PROTOCOL,
+                         "nonce": handshake.b64(server_nonce),
+                         "proof": handshake.b64(proof)})
+
+    def _op_auth(self, conn: Conn, req: dict) -> None:
+        """Check the client's proof; only then is the connection authenticated."""
+        if conn.authed:
+            self._error(conn, "bad_request", "this connection is authenticated already")
+            return
+        if conn.nonces is None:
+            self._fail(conn, "unauthorized", "the handshake starts with a hello")
+            return
+        nonces, conn.nonces = conn.nonces, None
+        if not handshake.proof_ok(self.token, handshake.CLIENT_LABEL, nonces,
+                                  req.get("proof")):
+            self._fail(conn, "unauthorized", "wrong proof: the token does not match")
             return
         conn.authed = True
         conn.decoder.limit = self.frame_limit

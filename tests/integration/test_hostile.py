@@ -93,7 +93,7 @@ def _frame(obj: object) -> bytes:
 
 
 def _answer(sock: socket.socket, timeout: float = 15.0) -> tuple[dict[str, object] | None, bool]:
-    """The first frame the executor sends back, and whether it then closed the connection."""
+    """The last frame the executor sends back, and whether it then closed the connection."""
     sock.settimeout(timeout)
     data = b""
     try:
@@ -105,9 +105,10 @@ def _answer(sock: socket.socket, timeout: float = 15.0) -> tuple[dict[str, objec
     except ConnectionResetError:
         closed = True
     frame = None
-    if len(data) >= 4:
+    while len(data) >= 4:
         (length,) = struct.unpack(">I", data[:4])
         frame = json.loads(data[4 : 4 + length])
+        data = data[4 + length :]
     return frame, closed
 
 
@@ -405,12 +406,17 @@ def test_code_that_kills_the_supervisor_ends_the_session_clearly(session_name: s
 # -- the channel -----------------------------------------------------------------------
 
 
+_HELLO = {"op": "hello", "protocol": 2, "nonce": "A" * 43 + "="}  # 32 zero bytes
+
+
 def test_network_abuse_of_the_channel_is_refused(shared: ContainerSession) -> None:
     host, port = _executor_address(shared)
     hostile: dict[str, bytes] = {
         "exec-without-hello": _frame({"op": "exec", "id": "x", "code": "print('pwned')"}),
-        "no-token": _frame({"op": "hello", "protocol": 1}),
-        "wrong-token": _frame({"op": "hello", "token": "0" * 64, "protocol": 1}),
+        "auth-without-hello": _frame({"op": "auth", "proof": "A" * 43 + "="}),
+        "wrong-proof": _frame(_HELLO) + _frame({"op": "auth", "proof": "A" * 43 + "="}),
+        "hello-then-exec": _frame(_HELLO) + _frame({"op": "exec", "id": "x", "code": "1"}),
+        "v1-hello-with-a-token": _frame({"op": "hello", "token": "0" * 64, "protocol": 1}),
         "http-garbage": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         "bad-json": struct.pack(">I", 15) + b"\x00\xff not json \x01\x02\x03",
         "4-gib-length": b"\xff\xff\xff\xff" + b"A" * 1024,
@@ -432,6 +438,7 @@ def test_network_abuse_of_the_channel_is_refused(shared: ContainerSession) -> No
             "4-gib-length": "too_large",
             "1-mib-hello": "too_large",
             "bad-json": "bad_frame",
+            "v1-hello-with-a-token": "protocol_mismatch",
         }
         for name, sock in socks.items():
             frame, closed = _answer(sock)
@@ -475,7 +482,7 @@ def frame(obj):
     body = json.dumps(obj).encode()
     return struct.pack('>I', len(body)) + body
 
-def answer(payload):
+def answer(payload):  # the last frame the executor sends before it closes
     s = socket.create_connection((sys.argv[1], 8888), timeout=10)
     s.sendall(payload)
     data = b''
@@ -484,11 +491,14 @@ def answer(payload):
         if not chunk:
             break
         data += chunk
-    n, = struct.unpack('>I', data[:4])
-    return json.loads(data[4:4 + n])
+    while data:
+        n, = struct.unpack('>I', data[:4])
+        last, data = json.loads(data[4:4 + n]), data[4 + n:]
+    return last
 
+hello = frame({'op': 'hello', 'protocol': 2, 'nonce': 'A' * 43 + '='})
 print(json.dumps({
-    'wrong_token': answer(frame({'op': 'hello', 'token': 'guess', 'protocol': 1})),
+    'wrong_proof': answer(hello + frame({'op': 'auth', 'proof': 'A' * 43 + '='})),
     'exec_without_hello': answer(frame({'op': 'exec', 'id': 'x', 'code': 'print(1)'})),
 }))
 """
@@ -523,7 +533,7 @@ def test_another_container_on_the_bridge_cannot_run_code(shared: ContainerSessio
         _docker("rm", "--force", name)
     assert proc.returncode == 0, proc.stderr
     answers = json.loads(proc.stdout)
-    assert answers["wrong_token"]["code"] == "unauthorized", answers
+    assert answers["wrong_proof"]["code"] == "unauthorized", answers
     assert answers["exec_without_hello"]["code"] == "unauthorized", answers
     assert shared.execute("'unharmed'").value == "'unharmed'"
 

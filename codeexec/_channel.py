@@ -62,13 +62,14 @@ class Channel:
         Raises:
             NoSuchSession: the container is gone (when ``check_gone``).
             ConnectionLost: the executor did not answer.
+            HandshakeError: the peer did not prove it is this session's executor.
         """
         with self._lock:
             if self._client is not None and not self._client.closed:
                 return self._client
             try:
                 self._client = self._open(deadline or time.monotonic() + 10.0)
-            except ConnectionLost as exc:
+            except (ConnectionLost, HandshakeError) as exc:
                 if check_gone:
                     self.raise_if_gone(exc)
                 raise
@@ -158,10 +159,16 @@ class Channel:
             time.sleep(0.1)
         self.close()
         _addrcache.forget(self.name, self.container_id)
+        impostor = (
+            " Another program now answers on its old address; it did not prove it is the "
+            "session's executor and was sent nothing but a random nonce."
+            if isinstance(exc, HandshakeError)
+            else ""
+        )
         raise NoSuchSession(
             f"session {self.name!r} is gone: its container stopped or was removed "
             "(killed from outside, out of memory, or idle timeout). Start it again "
-            f"with `codeexec start {self.name}`"
+            f"with `codeexec start {self.name}`.{impostor}"
         ) from exc
 
     def _open(self, deadline: float) -> ExecutorClient:

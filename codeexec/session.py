@@ -21,6 +21,7 @@ from .docker import LABEL_MANAGED, LABEL_SESSION, Docker, parse_inspect
 from .errors import (
     CodeexecError,
     ConnectionLost,
+    HandshakeError,
     NoSuchSession,
     SessionBusy,
     SessionExists,
@@ -300,23 +301,32 @@ class ContainerSession(FilesAndPackages):
             "transport": transport,
         }
         cached = _addrcache.recall(name)
+        impostor: HandshakeError | None = None
         if cached is not None:
-            # A handshake with the remembered token proves it is the same session:
-            # no docker call at all (docs/performance.md).
+            # The executor at the remembered address proving it knows the remembered
+            # token makes it the same session: no docker call at all
+            # (docs/performance.md). Until it has, it is sent nothing but a nonce.
             session = cls(name=name, container=cached, docker=docker, **options)
             try:
                 session._channel.client(time.monotonic() + 1.0, check_gone=False)
                 return session
-            except CodeexecError:
+            except CodeexecError as exc:
+                impostor = exc if isinstance(exc, HandshakeError) else None
                 session._channel.close()
                 _addrcache.forget(name)
         data = _find_running(docker, name)
         if data is None:
+            note = (
+                " (a program that is not its executor now answers on its last known "
+                "address; it was sent nothing but a random nonce)"
+                if impostor is not None
+                else ""
+            )
             raise NoSuchSession(
                 f"no running session named {name!r}: start one with "
                 f"`codeexec start {name}` or ContainerSession.start({name!r}); "
-                "`codeexec ls` lists the running ones"
-            )
+                f"`codeexec ls` lists the running ones{note}"
+            ) from impostor
         session = cls(name=name, container=data, docker=docker, **options)
         session._channel.client()
         session._remember()
@@ -437,7 +447,7 @@ class ContainerSession(FilesAndPackages):
             raise NoSuchSession(f"session {self.name!r} was stopped; start it again")
         try:
             idle = self._channel.probe().get("idle_seconds")
-        except ConnectionLost as exc:
+        except (ConnectionLost, HandshakeError) as exc:
             self._channel.raise_if_gone(exc)
             raise
         return float(idle) if isinstance(idle, (int, float)) else None

@@ -329,11 +329,62 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
         "mcp", "--persist", "--idle-timeout", "60", "--pool-size", "2", "--build-wait", "5"
     )
     assert result.exit_code == 0, result.output
-    assert seen == {"persist": True, "idle_timeout": 60.0, "pool_size": 2, "build_wait": 5.0}
+    defaults = {
+        "scope": None,
+        "share": [],
+        "share_all": False,
+        "max_sessions": 4,
+        "network": "bridge",
+        "memory": "1g",
+        "cpus": 1.0,
+        "base_image": None,
+    }
+    assert seen == {
+        "persist": True,
+        "idle_timeout": 60.0,
+        "pool_size": 2,
+        "build_wait": 5.0,
+        **defaults,
+    }
     run("mcp")
-    assert seen == {"persist": False, "idle_timeout": 3600.0, "pool_size": 0, "build_wait": 40.0}
+    assert seen == {
+        "persist": False,
+        "idle_timeout": 3600.0,
+        "pool_size": 0,
+        "build_wait": 40.0,
+        **defaults,
+    }
+    run(
+        "mcp", "--scope", "team.a", "--share", "notes", "--share", "plots", "--share-all",
+        "--max-sessions", "2", "--network", "none", "--memory", "512m", "--cpus", "0.5",
+        "--base-image", "python:3.12-slim",
+    )  # fmt: skip
+    assert {k: seen[k] for k in defaults} == {
+        "scope": "team.a",
+        "share": ["notes", "plots"],
+        "share_all": True,
+        "max_sessions": 2,
+        "network": "none",
+        "memory": "512m",
+        "cpus": 0.5,
+        "base_image": "python:3.12-slim",
+    }
     run("mcp", "--idle-timeout", "0")
     assert seen["idle_timeout"] is None  # 0 = never
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--scope", "a b"), ("--scope", "x" * 41), ("--share", "../x"), ("--max-sessions", "0")],
+)
+def test_mcp_refuses_bad_reach_options(
+    monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    fake = types.ModuleType("codeexec.mcp_server")
+    fake.serve = lambda **kw: pytest.fail("served despite a bad option")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "codeexec.mcp_server", fake)
+    result = run("mcp", *args)
+    assert result.exit_code == 2, result.output
 
 
 def test_doctor_names_the_fix(monkeypatch: pytest.MonkeyPatch, docker_log: Path) -> None:

@@ -140,12 +140,13 @@ def forget(name: str, container_id: str | None = None) -> None:
 
 
 @contextmanager
-def session_lock(name: str) -> Iterator[None]:
+def session_lock(name: str, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold the per-name lock (``flock``) of session ``name`` on this engine.
 
     ``ContainerSession.start`` holds it from its lookup to its ``docker run``, so two
     processes starting one name make one container: the second one attaches. Without
     a private cache folder (or ``fcntl``) there is no lock, as before it existed.
+    ``on_wait`` hears when another process holds it (it may be building an image).
     """
     directory = _private_directory(create=True)
     fd = -1
@@ -160,7 +161,12 @@ def session_lock(name: str) -> Iterator[None]:
             fd = -1
     try:
         if fd >= 0:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(f"waiting for another start of session {name!r} to finish")
+                fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         if fd >= 0:

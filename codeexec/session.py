@@ -60,7 +60,7 @@ def _one_start_per_name(start: _F) -> _F:
 
     @functools.wraps(start)
     def locked(cls: Any, name: str = "default", *args: Any, **kwargs: Any) -> Any:
-        with _addrcache.session_lock(validate_name(name)):
+        with _addrcache.session_lock(validate_name(name), kwargs.get("on_progress")):
             return start(cls, name, *args, **kwargs)
 
     return cast(_F, locked)

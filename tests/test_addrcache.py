@@ -7,6 +7,8 @@ import os
 import socket
 import stat
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -139,17 +141,23 @@ def test_entry_others_may_write_or_that_is_a_link_is_ignored(cache_home: Path) -
 def test_session_lock_serialises_one_name(cache_home: Path) -> None:
     order: list[str] = []
     with _addrcache.session_lock("analysis"):
-        other = threading.Thread(target=lambda: _locked(order, "second"))
+        other = threading.Thread(target=lambda: _locked(order, "second", order.append))
         other.start()
-        other.join(0.3)
-        assert other.is_alive()  # waits for the lock
+        deadline = time.monotonic() + 10
+        while not order and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert other.is_alive()  # it waits for the lock, and said so
         order.append("first")
     other.join(5)
-    assert order == ["first", "second"]
+    assert order == [
+        "waiting for another start of session 'analysis' to finish",
+        "first",
+        "second",
+    ]
     with _addrcache.session_lock("other-name"), _addrcache.session_lock("analysis"):
         pass  # different names do not wait for each other
 
 
-def _locked(order: list[str], label: str) -> None:
-    with _addrcache.session_lock("analysis"):
+def _locked(order: list[str], label: str, on_wait: Callable[[str], None]) -> None:
+    with _addrcache.session_lock("analysis", on_wait):
         order.append(label)

@@ -17,7 +17,7 @@ import anyio
 from typing_extensions import TypedDict  # pydantic needs it for nested ones before 3.12
 
 from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, check_quota, default_scope
-from .docker import Docker
+from .docker import LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, NoSuchSession, SessionExists
 from .models import Limits, SessionInfo
 from .session import ContainerSession, list_sessions, validate_name
@@ -369,11 +369,8 @@ class SessionRegistry:
 
     def _scope_names(self) -> set[str]:
         """The running sessions of this scope on the engine (an earlier run's too)."""
-        return {
-            s.name
-            for s in self._engine_sessions()
-            if self.reach.owns(s) and s.status in ("running", "created", "restarting")
-        }
+        running = self.docker.ps({LABEL_MANAGED: "1", LABEL_SCOPE: self.reach.scope}, all=False)
+        return {s.name for s in running if s.name}
 
     def _attach(self, name: str) -> ContainerSession:
         return ContainerSession.attach(

@@ -5,6 +5,7 @@ Docker is tests/fake_docker.py (CODEEXEC_DOCKER), so nothing here needs an engin
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from codeexec import cli, maintenance
+from codeexec._cli_output import for_terminal
 from codeexec.cli import app
 
 FAKE = str(Path(__file__).with_name("fake_docker.py"))
@@ -570,3 +572,20 @@ def test_cli_docs_are_up_to_date() -> None:
     assert proc.stdout == (root / "docs" / "cli.md").read_text(encoding="utf-8"), (
         "docs/cli.md is stale: run `make docs`"
     )
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_control_sequences_are_escaped_only_on_a_terminal() -> None:
+    text = (
+        "t\x1b]0;title\x07 \x1b]52;c;Zm9v\x1b\\ \x1b[2J\x9b6n\x08\x00 \x1b[1;31mred\x1b[0m\r\n\té"
+    )
+    shown = for_terminal(text, _Terminal())
+    assert shown == (
+        r"t\x1b]0;title\x07 \x1b]52;c;Zm9v\x1b\ \x1b[2J\x9b6n\x08\x00 "
+        "\x1b[1;31mred\x1b[0m\r\n\té"  # colours, line ends, tabs and text stay
+    )
+    assert for_terminal(text, io.StringIO()) == text  # a pipe gets the exact text

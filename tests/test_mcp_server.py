@@ -153,6 +153,9 @@ class FakeRegistry(SessionRegistry):
     def _engine_sessions(self) -> list[SessionInfo]:
         return [s.info for s in self.built if not s.stopped]
 
+    def _scope_names(self) -> set[str]:
+        return {i.name for i in self._engine_sessions() if self.reach.owns(i)}
+
     def _attach(self, name: str) -> Any:
         if name not in self.running:
             raise NoSuchSession(f"no running session named {name!r}")

@@ -7,7 +7,11 @@ executor at the remembered address completes a handshake with the remembered
 token, which proves it is the same session; anything else falls back to the label
 lookup and drops the entry.
 
-Entries hold the session token, so the directory is 0700 and files 0600.
+Entries hold the session token, so the directory is 0700 and files 0600. An entry
+steers where the token and the code go, so a directory (``codeexec/`` and each one
+below it) that is not ours or that others may write, and a file that is not ours,
+not a regular file or writable by others, are ignored: the label lookup answers
+instead. ``session_lock`` (``start``'s per-name lock) keeps its files here too.
 ``CODEEXEC_SESSION_CACHE=0`` turns the cache off; ``XDG_CACHE_HOME`` moves it.
 """
 
@@ -15,23 +19,62 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = None  # type: ignore[assignment]
+
 _KEPT_ENV = "CODEEXEC_TOKEN="
+_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
 
-def _directory() -> Path | None:
-    if os.environ.get("CODEEXEC_SESSION_CACHE", "1") in ("0", "", "false", "no"):
-        return None
+def _engine_directory() -> tuple[Path, Path]:
+    """The cache's root (``…/codeexec``) and this engine's folder below it."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
     # One folder per engine: the same session name on two engines is two sessions.
     engine = "\0".join(
         os.environ.get(k, "") for k in ("CODEEXEC_DOCKER", "DOCKER_HOST", "DOCKER_CONTEXT")
     )
     key = f"{zlib.crc32(engine.encode()):08x}"
-    return Path(base) / "codeexec" / "sessions" / key
+    root = Path(base) / "codeexec"
+    return root, root / "sessions" / key
+
+
+def _directory(*, create: bool = False) -> Path | None:
+    """This engine's cache folder if it is ours and private (made so when ``create``)."""
+    if os.environ.get("CODEEXEC_SESSION_CACHE", "1") in ("0", "", "false", "no"):
+        return None
+    return _private_directory(create=create)
+
+
+def _private_directory(*, create: bool) -> Path | None:
+    root, directory = _engine_directory()
+    for path in (root, directory.parent, directory):
+        try:
+            if create and not os.path.lexists(path):
+                os.makedirs(path, 0o700, exist_ok=True)
+            info = os.lstat(path)
+        except OSError:
+            return None
+        if not _ours(info, stat.S_ISDIR):
+            return None
+    return directory
+
+
+def _ours(info: os.stat_result, is_kind: Callable[[int], bool]) -> bool:
+    """Of that kind (not a symlink), owned by us, and not writable by anyone else."""
+    return (
+        bool(is_kind(info.st_mode))
+        and info.st_uid == os.geteuid()
+        and not (info.st_mode & _OTHERS_WRITE)
+    )
 
 
 def recall(name: str) -> dict[str, Any] | None:
@@ -40,7 +83,14 @@ def recall(name: str) -> dict[str, Any] | None:
     if directory is None:
         return None
     try:
-        data = json.loads((directory / f"{name}.json").read_text(encoding="utf-8"))
+        fd = os.open(directory / f"{name}.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, encoding="utf-8") as f:
+            if not _ours(os.fstat(f.fileno()), stat.S_ISREG):
+                return None
+            data = json.loads(f.read())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get("Id") else None
@@ -48,7 +98,7 @@ def recall(name: str) -> dict[str, Any] | None:
 
 def remember(name: str, container: dict[str, Any]) -> None:
     """Keep what reaching the session needs: id, labels, token, published port."""
-    directory = _directory()
+    directory = _directory(create=True)
     if directory is None:
         return
     config = container.get("Config") or {}
@@ -66,7 +116,6 @@ def remember(name: str, container: dict[str, Any]) -> None:
     import tempfile
 
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # created 0600
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(entry, f)
@@ -88,3 +137,37 @@ def forget(name: str, container_id: str | None = None) -> None:
         (directory / f"{name}.json").unlink()
     except OSError:
         pass
+
+
+@contextmanager
+def session_lock(name: str, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the per-name lock (``flock``) of session ``name`` on this engine.
+
+    ``ContainerSession.start`` holds it from its lookup to its ``docker run``, so two
+    processes starting one name make one container: the second one attaches. Without
+    a private cache folder (or ``fcntl``) there is no lock, as before it existed.
+    ``on_wait`` hears when another process holds it (it may be building an image).
+    """
+    directory = _private_directory(create=True)
+    fd = -1
+    if directory is not None and fcntl is not None:
+        try:
+            fd = os.open(
+                directory / f"{name}.lock",
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+            )
+        except OSError:
+            fd = -1
+    try:
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(f"waiting for another start of session {name!r} to finish")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)  # releases the lock

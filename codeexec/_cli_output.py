@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from .models import ExecResult, ImageInfo, SessionInfo
 
@@ -34,8 +34,30 @@ def plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
+# Colours (SGR: ESC [ digits ; m) only change how text looks; every other control
+# character or sequence (window title OSC 0/2, clipboard OSC 52, cursor moves,
+# C1 controls such as CSI U+009B) could act on the person's terminal.
+_SAFE_OR_CONTROL = re.compile(r"(\x1b\[[0-9;]*m)|[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    return match.group(1) or ascii(match.group(0))[1:-1]
+
+
+def for_terminal(text: str, stream: TextIO) -> str:
+    """``text`` as the session's code wrote it, but shown harmless on a terminal.
+
+    On a TTY, control characters other than newline, tab, carriage return and
+    colours are written escaped (``\x1b``); pipes and files get the exact text.
+    """
+    if not stream.isatty():
+        return text
+    return _SAFE_OR_CONTROL.sub(_escape_control, text)
+
+
 def note(text: str, style: str | None = None) -> None:
     """A message for the person, on stderr (coloured through Rich only on a terminal)."""
+    text = for_terminal(text, sys.stderr)  # it may quote a build log or a container's
     if style and sys.stderr.isatty():
         console().print(text, style=style, markup=False, highlight=False)
     else:
@@ -92,12 +114,12 @@ def progress() -> Iterator[Callable[[str], None]]:
         yield write_line
         return
     with console().status("starting…") as status:
-        yield lambda line: status.update(line[:100].replace("[", r"\["))
+        yield lambda line: status.update(for_terminal(line[:100], sys.stderr).replace("[", r"\["))
 
 
 def echo_stream(name: str, text: str) -> None:
     stream = sys.stderr if name == "stderr" else sys.stdout
-    stream.write(text)
+    stream.write(for_terminal(text, stream))
     stream.flush()
 
 
@@ -128,9 +150,9 @@ def report_exec(result: ExecResult, timeout: float | None, save_dir: Path | None
     if result.value is not None:
         if result.stdout and not result.stdout.endswith("\n"):
             sys.stdout.write("\n")
-        sys.stdout.write(result.value + "\n")
+        sys.stdout.write(for_terminal(result.value, sys.stdout) + "\n")
     if result.error is not None:
-        sys.stderr.write(result.error.format() + "\n")
+        sys.stderr.write(for_terminal(result.error.format(), sys.stderr) + "\n")
     if result.status == "timeout":
         note(f"codeexec: timed out after {timeout:g} s; the code was interrupted", "red")
     elif result.status == "interrupted":

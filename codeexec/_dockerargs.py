@@ -24,6 +24,9 @@ LABEL_IDLE = "codeexec.idle_timeout"
 LABEL_IMAGE = "codeexec.image"
 LABEL_BASE = "codeexec.base"
 LABEL_POOL = "codeexec.pool"
+# Who may reach a session besides a person: an MCP server reaches only the sessions
+# labelled with its scope (mcp_sessions.py); the CLI and the library reach all.
+LABEL_SCOPE = "codeexec.scope"
 # An unclaimed warm-pool container is named POOL_CONTAINER_PREFIX + hex; claiming it
 # renames it to ``codeexec-<session name>-<6 hex>`` (labels cannot change on a
 # running container, so the name carries the session identity: see pool.py).
@@ -262,12 +265,14 @@ def session_run_spec(
     read_only: bool,
     created: str,
     suffix: str,
+    scope: str | None = None,
 ) -> RunSpec:
     """The ``RunSpec`` of a session container: its labels, name and environment.
 
     ``name=None`` makes a warm-pool container: labelled ``codeexec.pool=1`` with no
     session label; ``pool.py`` claims it later by renaming it. The token is not here:
     it travels as ``--env CODEEXEC_TOKEN`` with its value in the CLI's environment.
+    ``scope`` labels the container ``codeexec.scope=<scope>`` (see ``LABEL_SCOPE``).
     """
     idle = str(float(idle_timeout or 0))
     labels = {
@@ -277,6 +282,8 @@ def session_run_spec(
         LABEL_CREATED: created,
         LABEL_IDLE: idle,
     }
+    if scope is not None:
+        labels[LABEL_SCOPE] = scope
     if name is None:
         labels[LABEL_POOL] = "1"
         container_name = f"{POOL_CONTAINER_PREFIX}{suffix}"

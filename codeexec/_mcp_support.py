@@ -30,7 +30,13 @@ from .errors import (
     NoSuchSession,
     SessionBusy,
 )
-from .mcp_sessions import PROGRESS_EVERY, SessionEntry, SessionRegistry, exec_output
+from .mcp_sessions import (
+    PROGRESS_EVERY,
+    ExecErrorOutput,
+    ExecOutput,
+    SessionEntry,
+    SessionRegistry,
+)
 from .models import ExecResult
 from .session import ContainerSession, validate_name
 
@@ -133,6 +139,29 @@ def exec_result(
     return CallToolResult(
         content=[text_block, *content],
         structured_content=dict(exec_output(result, name, bool(note))),
+    )
+
+
+def exec_output(result: ExecResult, name: str, started: bool) -> ExecOutput:
+    """The structured form of an execution's result (``execute_code``'s output schema)."""
+    error = result.error
+    return ExecOutput(
+        session=name,
+        status=result.status,
+        stdout=result.stdout,
+        stderr=result.stderr,
+        value=result.value,
+        error=None
+        if error is None
+        else ExecErrorOutput(
+            ename=error.ename, evalue=error.evalue, traceback=list(error.traceback)
+        ),
+        duration_ms=result.duration_ms,
+        truncated=result.truncated,
+        restarted=result.restarted,
+        displays=len(result.displays),
+        display_mime_types=[list(d.mime_types) for d in result.displays],
+        started_session=started,
     )
 
 

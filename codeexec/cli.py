@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from . import __version__, _cli_output as out
+from ._cli_mcp import serve_mcp
 from .errors import CodeexecError, ContainerStartError, ImageBuildError, InvalidDependency
 from .session import DEFAULT_IDLE_TIMEOUT, ContainerSession, list_sessions, validate_name
 
@@ -331,7 +332,9 @@ def logs(
 
     docker = Docker()
     info = find_session(name, docker=docker)
-    sys.stdout.write(docker.logs(info.container_id, tail=tail or None))
+    sys.stdout.write(
+        out.for_terminal(docker.logs(info.container_id, tail=tail or None), sys.stdout)
+    )
 
 
 @_command()
@@ -459,36 +462,7 @@ def version() -> None:
     print(f"codeexec {__version__}")
 
 
-@_command()
-def mcp(
-    persist: Annotated[
-        bool, typer.Option("--persist", help="Keep session containers when the server exits.")
-    ] = False,
-    idle_timeout: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS", help="Seconds before an unused session removes itself; 0 = never."
-        ),
-    ] = DEFAULT_IDLE_TIMEOUT,
-    pool_size: Annotated[
-        int, typer.Option(metavar="N", help="Warm containers kept ready for fast session starts.")
-    ] = 0,
-    build_wait: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS", help="Seconds a tool call waits for an image build before answering."
-        ),
-    ] = 40.0,
-) -> None:
-    """Serve the MCP tools (start_code_executer, execute_code, …) over stdio."""
-    from .mcp_server import serve
-
-    serve(
-        persist=persist,
-        idle_timeout=idle_timeout or None,
-        pool_size=pool_size,
-        build_wait=build_wait,
-    )
+_command("mcp")(serve_mcp)
 
 
 def main() -> None:

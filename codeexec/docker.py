@@ -28,6 +28,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     LABEL_MANAGED as LABEL_MANAGED,
     LABEL_NETWORK as LABEL_NETWORK,
     LABEL_POOL as LABEL_POOL,
+    LABEL_SCOPE as LABEL_SCOPE,
     LABEL_SESSION as LABEL_SESSION,
     POOL_CONTAINER_PREFIX as POOL_CONTAINER_PREFIX,
     Command as Command,

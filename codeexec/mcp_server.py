@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from types import FrameType
 from typing import Annotated, Literal
 
@@ -35,8 +36,10 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from . import __version__, images
+from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, default_scope
 from ._mcp_support import OUTPUT_LIMIT, SessionAccess, exec_result, tool_errors
 from .mcp_sessions import DEFAULT_SESSION_ENV, ExecOutput, SessionRegistry, SessionsOutput
+from .models import Limits
 from .session import validate_name
 
 __all__ = ["DEFAULT_SESSION_ENV", "SessionRegistry", "build_server", "serve"]
@@ -252,7 +255,7 @@ def build_server(
             Field(
                 description=(
                     "Name of a running session, e.g. one left running by stop_code_executer("
-                    "delete_service=False) or started with `codeexec start`; omit it for the "
+                    "delete_service=False) or one shared with this server; omit it for the "
                     "current session."
                 )
             ),
@@ -271,9 +274,9 @@ def build_server(
     @mcp.tool(structured_output=True)
     @tool_errors
     async def list_sessions(ctx: Context) -> SessionsOutput:
-        """List the sessions on this Docker engine: name, status ('running', 'exited',
-        'building'), dependencies, and whether this server manages it. 'current' is the
-        session that tools use when no name is given."""
+        """List the sessions this server may use (the ones it started, and any shared with
+        it): name, status ('running', 'exited', 'building'), dependencies, and whether this
+        server manages it. 'current' is the session that tools use when no name is given."""
         rows = await anyio.to_thread.run_sync(reg.rows)
         return SessionsOutput(current=reg.current, sessions=rows)
 
@@ -363,12 +366,21 @@ def serve(
     pool_size: int = 0,
     build_wait: float = 40.0,
     max_timeout: float = MAX_TIMEOUT,
+    scope: str | None = None,
+    share: Sequence[str] = (),
+    share_all: bool = False,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
+    network: str = "bridge",
+    memory: str = "1g",
+    cpus: float = 1.0,
+    base_image: str | None = None,
 ) -> None:
     """Run the codeexec MCP server on stdin/stdout until the client disconnects.
 
     Containers started here are removed when the client disconnects (stdin closes)
     or on SIGTERM, unless ``persist``; ``idle_timeout`` (seconds, None: never) is
-    the backstop that removes sessions a killed server leaves behind.
+    the backstop that removes sessions a killed server leaves behind. The server
+    reaches only its own scope's sessions and the shared ones (``_mcp_scope.py``).
 
     Args:
         persist: leave this server's sessions running when it exits.
@@ -376,12 +388,27 @@ def serve(
         pool_size: warm containers kept per dependency set (``codeexec.pool``); 0: none.
         build_wait: seconds a call waits for an image build before answering.
         max_timeout: the largest ``timeout`` ``execute_code`` accepts.
+        scope: the ``codeexec.scope`` label of the sessions it starts and reaches
+            (default: ``_mcp_scope.default_scope``, stable across ``persist`` restarts).
+        share: names of other sessions (e.g. started from the CLI) it may use too.
+        share_all: it may use every session on the engine (the pre-scope behaviour).
+        max_sessions: how many sessions of its scope may run at once.
+        network, memory, cpus, base_image: what its new sessions get.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(
             stream=sys.stderr, level=logging.INFO, format="codeexec-mcp %(levelname)s %(message)s"
         )
-    registry = SessionRegistry(idle_timeout=idle_timeout, persist=persist, pool_size=pool_size)
+    registry = SessionRegistry(
+        idle_timeout=idle_timeout,
+        persist=persist,
+        pool_size=pool_size,
+        reach=Reach.of(scope or default_scope(persist=persist), share, share_all),
+        max_sessions=max_sessions,
+        network=network,
+        limits=Limits(memory=memory, cpus=cpus),
+        base_image=base_image,
+    )
     server = build_server(registry, build_wait=build_wait, max_timeout=max_timeout)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -393,8 +420,9 @@ def serve(
 
     signal.signal(signal.SIGTERM, on_sigterm)
     log.info(
-        "codeexec %s MCP server on stdio (persist=%s, idle_timeout=%s)",
+        "codeexec %s MCP server on stdio (scope=%s, persist=%s, idle_timeout=%s)",
         __version__,
+        registry.reach.scope,
         persist,
         idle_timeout,
     )

@@ -16,9 +16,10 @@ from typing import Literal
 import anyio
 from typing_extensions import TypedDict  # pydantic needs it for nested ones before 3.12
 
-from .docker import Docker
+from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, check_quota, default_scope
+from .docker import LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, NoSuchSession, SessionExists
-from .models import ExecResult, SessionInfo
+from .models import Limits, SessionInfo
 from .session import ContainerSession, list_sessions, validate_name
 
 log = logging.getLogger("codeexec.mcp")
@@ -125,6 +126,10 @@ class SessionRegistry:
 
     Containers started here are removed by :meth:`close` (one ``docker rm -f``)
     unless ``persist``; sessions attached to (``reuse_code_executer``) are left alone.
+    It reaches only the sessions of its scope and the shared names (``reach``,
+    ``_mcp_scope.py``), and runs at most ``max_sessions`` of its scope at once.
+    New sessions get ``network``, ``limits``, ``base_image`` and ``idle_timeout``.
+    The default session is named after the scope (or ``$CODEEXEC_MCP_DEFAULT_SESSION``).
     """
 
     def __init__(
@@ -135,12 +140,22 @@ class SessionRegistry:
         persist: bool = False,
         pool_size: int = 0,
         default_name: str | None = None,
+        reach: Reach | None = None,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        network: str = "bridge",
+        limits: Limits | None = None,
+        base_image: str | None = None,
     ) -> None:
         self.docker = docker or Docker()
         self.idle_timeout = idle_timeout
         self.persist = persist
+        self.reach = reach or Reach(default_scope(persist=persist))
+        self.max_sessions = max_sessions
+        self.network = network
+        self.limits = limits or Limits()
+        self.base_image = base_image
         self.default_name = validate_name(
-            default_name or os.environ.get(DEFAULT_SESSION_ENV) or "default"
+            default_name or os.environ.get(DEFAULT_SESSION_ENV) or self.reach.scope
         )
         self.current = self.default_name
         self._lock = threading.RLock()  # re-entrant: the SIGTERM handler may interrupt a holder
@@ -160,11 +175,14 @@ class SessionRegistry:
         ):
             self._forget(entry)  # failed, or its container is gone: start afresh
             entry = None
+        live = self._scope_names() if entry is None else set()
         with self._lock:
             if self._closed:
                 raise CodeexecError("the MCP server is shutting down")
             entry = self._entries.get(name, entry)
             if entry is None:
+                building = {n for n, e in self._entries.items() if not e.done.is_set()}
+                check_quota(name, live | building | set(self._owned.values()), self.max_sessions)
                 entry = self._entries[name] = SessionEntry(name, dependencies)
                 threading.Thread(
                     target=self._build, args=(entry,), daemon=True, name=f"codeexec-start-{name}"
@@ -201,11 +219,18 @@ class SessionRegistry:
         return self._adopt(name, session), False
 
     def reuse(self, name: str) -> SessionEntry:
-        """Attach to a running session (started elsewhere or left running) and make it current."""
+        """Attach to a running session (left running, or shared) and make it current."""
         with self._lock:
             entry = self._entries.get(name)
         if entry is None or (entry.done.is_set() and entry.session is None):
-            entry = self._adopt(name, self._attach(name))
+            try:
+                session = self._attach(name)
+            except NoSuchSession:
+                raise NoSuchSession(
+                    f"no running session named {name!r} that this server may use: "
+                    "list_sessions() shows the ones it can reach"
+                ) from None
+            entry = self._adopt(name, session)
         with self._lock:
             self.current = name
         return entry
@@ -228,6 +253,8 @@ class SessionRegistry:
             entries = dict(self._entries)
         rows: dict[str, SessionRow] = {}
         for info in self._engine_sessions():
+            if not self.reach.reaches(info):
+                continue  # out of reach: as if it did not exist
             entry = entries.get(info.name)
             rows[info.name] = SessionRow(
                 name=info.name,
@@ -307,23 +334,48 @@ class SessionRegistry:
 
     def _start_session(self, entry: SessionEntry) -> tuple[ContainerSession, bool]:
         """Start the entry's session; also say whether this call created its container."""
+        if self.reach.shares(entry.name):  # a shared session that runs is used as it is
+            try:
+                shared = self._attach(entry.name)
+            except NoSuchSession:
+                pass
+            else:
+                if shared.info.dependencies != entry.dependencies:
+                    shared.close()
+                    raise SessionExists(
+                        f"session {entry.name!r} already runs with dependencies "
+                        f"{list(shared.info.dependencies) or 'none'}; call "
+                        "reuse_code_executer to use it as it is"
+                    )
+                return shared, False
         # start() attaches to a running session of that name: that one is not ours to remove.
         before = {s.container_id for s in list_sessions(docker=self.docker) if s.name == entry.name}
         session = ContainerSession.start(
             entry.name,
             dependencies=entry.dependencies,
+            base_image=self.base_image,
+            network=self.network,
+            limits=self.limits,
             idle_timeout=self.idle_timeout,
             on_progress=entry.progress,
             docker=self.docker,
             pool=self.pool_size,
+            scope=self.reach.scope,
         )
         return session, session.container_id not in before
 
     def _engine_sessions(self) -> list[SessionInfo]:
         return list_sessions(docker=self.docker)
 
+    def _scope_names(self) -> set[str]:
+        """The running sessions of this scope on the engine (an earlier run's too)."""
+        running = self.docker.ps({LABEL_MANAGED: "1", LABEL_SCOPE: self.reach.scope}, all=False)
+        return {s.name for s in running if s.name}
+
     def _attach(self, name: str) -> ContainerSession:
-        return ContainerSession.attach(name, docker=self.docker)
+        return ContainerSession.attach(
+            name, docker=self.docker, scope=self.reach.attach_scope(name)
+        )
 
     def _adopt(self, name: str, session: ContainerSession) -> SessionEntry:
         entry = SessionEntry(name, session.info.dependencies, session=session)
@@ -339,26 +391,3 @@ class SessionRegistry:
                     self.current = self.default_name
             if entry.session is not None:
                 self._owned.pop(entry.session.container_id, None)
-
-
-def exec_output(result: ExecResult, name: str, started: bool) -> ExecOutput:
-    """The structured form of an execution's result (``execute_code``'s output schema)."""
-    error = result.error
-    return ExecOutput(
-        session=name,
-        status=result.status,
-        stdout=result.stdout,
-        stderr=result.stderr,
-        value=result.value,
-        error=None
-        if error is None
-        else ExecErrorOutput(
-            ename=error.ename, evalue=error.evalue, traceback=list(error.traceback)
-        ),
-        duration_ms=result.duration_ms,
-        truncated=result.truncated,
-        restarted=result.restarted,
-        displays=len(result.displays),
-        display_mime_types=[list(d.mime_types) for d in result.displays],
-        started_session=started,
-    )

@@ -58,8 +58,9 @@ class WarmPool:
     """Keeps ``size`` containers of one image and option set started and connected.
 
     Args:
-        dependencies, base_image, network, limits, idle_timeout, runtime, read_only:
-            as for :meth:`ContainerSession.start`; every claimed session gets them.
+        dependencies, base_image, network, limits, idle_timeout, runtime, read_only, scope:
+            as for :meth:`ContainerSession.start`; every claimed session gets them
+            (labels are fixed when a container starts, so the scope is the pool's).
         size: how many warm containers to keep (0 keeps none: every claim misses).
         docker: the docker CLI wrapper (injected in tests).
 
@@ -73,7 +74,7 @@ class WarmPool:
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, runtime: str | None = None,
         read_only: bool = True, size: int = 1, docker: Docker | None = None,
         build_timeout: float = images.BUILD_TIMEOUT, ready_timeout: float = READY_TIMEOUT,
-        on_progress: Callable[[str], None] | None = None,
+        on_progress: Callable[[str], None] | None = None, scope: str | None = None,
     ) -> None:  # fmt: skip
         self.dependencies = images.normalize_dependencies(dependencies)
         self.base_image = base_image
@@ -82,6 +83,7 @@ class WarmPool:
         self.idle_timeout = idle_timeout
         self.runtime = runtime
         self.read_only = read_only
+        self.scope = scope
         self.size = max(0, int(size))
         self.image = ""  # the tag, known after start()
         self._docker = docker or Docker()
@@ -273,6 +275,7 @@ class WarmPool:
             runtime=self.runtime,
             read_only=self.read_only,
             ready_timeout=self._ready_timeout,
+            scope=self.scope,
             **options,
         )
 
@@ -319,10 +322,11 @@ def shared_pool(
     size: int,
     build_timeout: float = images.BUILD_TIMEOUT,
     on_progress: Callable[[str], None] | None = None,
+    scope: str | None = None,
 ) -> WarmPool:
     """The process-wide pool for these options, started on first use (size grows only)."""
     base = base_image or images.default_base_image()
-    key = (base, tuple(dependencies), network, limits, idle_timeout, runtime, read_only)
+    key = (base, tuple(dependencies), network, limits, idle_timeout, runtime, read_only, scope)
     with _shared_lock:
         pool = _shared.get(key)
         if pool is None:
@@ -340,6 +344,7 @@ def shared_pool(
                 docker=docker,
                 build_timeout=build_timeout,
                 on_progress=on_progress,
+                scope=scope,
             )
             _shared[key] = pool
         elif size > pool.size:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import threading
@@ -10,14 +11,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import _addrcache, images
 from ._channel import Channel, Transport
 from ._dockerargs import session_run_spec
 from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR, FilesAndPackages
 from .client import ExecutorClient
-from .docker import LABEL_MANAGED, LABEL_SESSION, Docker, parse_inspect
+from .docker import LABEL_MANAGED, LABEL_SCOPE, LABEL_SESSION, Docker, parse_inspect
 from .errors import (
     CodeexecError,
     ConnectionLost,
@@ -30,6 +31,7 @@ from .errors import (
 from .models import Display, ExecResult, Limits, SessionInfo, StreamEvent
 
 _T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Any])
 DEFAULT_IDLE_TIMEOUT = 3600.0
 READY_TIMEOUT = 30.0
 LOST_SETTLE = 3.0  # seconds for a container whose executor died to show as stopped
@@ -52,6 +54,17 @@ def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
         (s for s in docker.ps({LABEL_MANAGED: "1"}) if s.name),
         key=lambda s: s.name,
     )
+
+
+def _one_start_per_name(start: _F) -> _F:
+    """Hold the name's lock (``_addrcache.session_lock``) for the whole of ``start``."""
+
+    @functools.wraps(start)
+    def locked(cls: Any, name: str = "default", *args: Any, **kwargs: Any) -> Any:
+        with _addrcache.session_lock(validate_name(name), kwargs.get("on_progress")):
+            return start(cls, name, *args, **kwargs)
+
+    return cast(_F, locked)
 
 
 class ContainerSession(FilesAndPackages):
@@ -93,6 +106,7 @@ class ContainerSession(FilesAndPackages):
 
     # -- lifecycle ----------------------------------------------------------------
     @classmethod
+    @_one_start_per_name
     def start(
         cls,
         name: str = "default",
@@ -117,6 +131,7 @@ class ContainerSession(FilesAndPackages):
         ready_timeout: float = READY_TIMEOUT,
         docker: Docker | None = None,
         pool: int = 0,
+        scope: str | None = None,
     ) -> ContainerSession:
         """Build (or reuse) the image and start the session's container.
 
@@ -143,10 +158,16 @@ class ContainerSession(FilesAndPackages):
             pool: keep this many containers with the same image and options
                 pre-started in a process-wide warm pool (``codeexec.pool``), so that
                 later starts claim one in tens of milliseconds. 0 (default): no pool.
+            scope: label the container ``codeexec.scope=<scope>`` and attach only to
+                a running session of that scope (an MCP server's reach).
+
+        Two processes starting one name at once make one container: a per-name
+        lock (``_addrcache.session_lock``) spans the lookup and the start.
 
         Raises:
             InvalidDependency: a dependency is not a plain requirement (nothing was built).
-            SessionExists: the name runs with other dependencies.
+            SessionExists: the name runs with other dependencies, or (with ``scope``)
+                in another scope.
             ImageBuildError: the image build failed; ``log_tail`` holds its end.
             ContainerStartError: the container did not start or never answered.
             DockerNotAvailable: no docker CLI or engine.
@@ -169,6 +190,11 @@ class ContainerSession(FilesAndPackages):
         existing = _find_running(docker, name)
         if existing is not None:
             info = parse_inspect(existing)
+            if scope is not None and info.labels.get(LABEL_SCOPE) != scope:
+                raise SessionExists(
+                    f"session {name!r} already runs outside this scope ({scope!r}) and may "
+                    "not be used from here; choose another name"
+                )
             if info.dependencies != deps:
                 raise SessionExists(
                     f"session {name!r} already runs with dependencies "
@@ -200,6 +226,7 @@ class ContainerSession(FilesAndPackages):
                 size=pool,
                 build_timeout=build_timeout,
                 on_progress=on_progress,
+                scope=scope,
             )
             claimed = warm.claim(
                 name, timeout=timeout, output_limit=output_limit, transport=transport
@@ -230,6 +257,7 @@ class ContainerSession(FilesAndPackages):
             transport=transport,
             ready_timeout=ready_timeout,
             on_progress=on_progress,
+            scope=scope,
         )
 
     @classmethod
@@ -238,7 +266,7 @@ class ContainerSession(FilesAndPackages):
         network: str, limits: Limits, idle_timeout: float | None, runtime: str | None,
         read_only: bool, timeout: float | None = None, output_limit: int | None = None,
         transport: Transport = "auto", ready_timeout: float = READY_TIMEOUT,
-        on_progress: Callable[[str], None] | None = None,
+        on_progress: Callable[[str], None] | None = None, scope: str | None = None,
     ) -> ContainerSession:  # fmt: skip
         """Run one container from ``tag`` and wait for its handshake.
 
@@ -257,6 +285,7 @@ class ContainerSession(FilesAndPackages):
             read_only=read_only,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             suffix=secrets.token_hex(3 if name is not None else 6),
+            scope=scope,
         )
         if on_progress is not None:
             on_progress(f"starting container {spec.container_name}")
@@ -287,11 +316,15 @@ class ContainerSession(FilesAndPackages):
         output_limit: int | None = None,
         transport: Transport = "auto",
         docker: Docker | None = None,
+        scope: str | None = None,
     ) -> ContainerSession:
         """Connect to a running session by name (e.g. one another process started).
 
+        With ``scope``, a session labelled with another scope (or none) is treated
+        as absent: the error is the same as for a name that does not run at all.
+
         Raises:
-            NoSuchSession: no running session has that name.
+            NoSuchSession: no running session has that name (in ``scope``).
         """
         validate_name(name)
         docker = docker or Docker()
@@ -302,6 +335,8 @@ class ContainerSession(FilesAndPackages):
         }
         cached = _addrcache.recall(name)
         impostor: HandshakeError | None = None
+        if cached is not None and not _in_scope(cached, scope):
+            cached = None
         if cached is not None:
             # The executor at the remembered address proving it knows the remembered
             # token makes it the same session: no docker call at all
@@ -315,7 +350,7 @@ class ContainerSession(FilesAndPackages):
                 session._channel.close()
                 _addrcache.forget(name)
         data = _find_running(docker, name)
-        if data is None:
+        if data is None or not _in_scope(data, scope):
             note = (
                 " (a program that is not its executor now answers on its last known "
                 "address; it was sent nothing but a random nonce)"
@@ -496,6 +531,10 @@ def _find_running(docker: Docker, name: str) -> dict[str, Any] | None:
         if (data.get("State") or {}).get("Running") and parse_inspect(data).name == name:
             return data
     return None
+
+
+def _in_scope(container: dict[str, Any], scope: str | None) -> bool:
+    return scope is None or parse_inspect(container).labels.get(LABEL_SCOPE) == scope
 
 
 def _in_background(fn: Callable[[], _T]) -> Future[_T]:

@@ -38,12 +38,16 @@ if ! command -v debootstrap >/dev/null; then
     exit 1
 fi
 
-root="$(mktemp -d /tmp/codeexec-base.XXXXXX)"
-trap 'rm -rf "$root"' EXIT
+# One private (0700) directory holds both the tree and the log: nothing is written
+# at a path in the shared /tmp that another user could guess or plant a link at.
+work="$(mktemp -d "${TMPDIR:-/tmp}/codeexec-base.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+root="$work/root"
+log="$work/debootstrap.log"
+mkdir -m 0755 "$root"
 echo "debootstrap $SUITE from the host's mirror into $root"
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    "$SUITE" "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 40 "$root.log" >&2; exit 1; }
-rm -f "$root.log"
+    "$SUITE" "$root" "$mirror" >"$log" 2>&1 || { tail -n 40 "$log" >&2; exit 1; }
 # Trim what a runtime image does not need.
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
        "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/*

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import stat
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from codeexec import _addrcache
+from codeexec.docker import Docker
+from codeexec.errors import DockerNotAvailable
+from codeexec.session import ContainerSession
 
 INSPECT = json.loads(Path(__file__).with_name("fixtures").joinpath("inspect.json").read_text())[0]
 
@@ -56,3 +64,100 @@ def test_can_be_turned_off_and_survives_garbage(
     monkeypatch.setenv("CODEEXEC_SESSION_CACHE", "0")
     _addrcache.remember("other", INSPECT)
     assert _addrcache.recall("other") is None
+
+
+# -- a cache that someone else could have written is not trusted ------------------------
+
+FOREIGN_UID = 4242  # we run as root in CI: chown makes a file another user's
+
+
+def _planted(port: int) -> dict[str, object]:
+    """An entry steering `analysis` to ``port`` with a token the planter knows."""
+    entry = json.loads(json.dumps(INSPECT))
+    entry["NetworkSettings"]["Ports"]["8888/tcp"][0]["HostPort"] = str(port)
+    entry["Config"]["Env"] = ["CODEEXEC_TOKEN=planted-token"]
+    return dict(entry)
+
+
+def _entry_path(cache_home: Path) -> Path:
+    (path,) = cache_home.rglob("analysis.json")
+    return path
+
+
+def test_attach_ignores_an_entry_owned_by_another_user(cache_home: Path) -> None:
+    """A planted entry must not make attach talk to the planter's listener."""
+    received: list[bytes] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.settimeout(1)
+
+        def serve() -> None:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(3)
+                received.append(conn.recv(4096) or b"(connected)")
+
+        spy = threading.Thread(target=serve, daemon=True)
+        spy.start()
+        _addrcache.remember("analysis", _planted(listener.getsockname()[1]))
+        os.chown(_entry_path(cache_home), FOREIGN_UID, FOREIGN_UID)
+        # No docker CLI: the label lookup (the only other way) fails loudly.
+        with pytest.raises(DockerNotAvailable):
+            ContainerSession.attach("analysis", docker=Docker(binary="/nonexistent/docker"))
+        spy.join(5)
+    assert received == []  # nobody connected to it: no token, no code went there
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])  # codeexec/, codeexec/sessions/, the engine's
+def test_a_directory_others_may_write_or_own_is_ignored(cache_home: Path, level: int) -> None:
+    _addrcache.remember("analysis", INSPECT)
+    directory = [*_entry_path(cache_home).parents][2 - level]
+    directory.chmod(0o775)
+    assert _addrcache.recall("analysis") is None
+    directory.chmod(0o700)
+    assert _addrcache.recall("analysis") is not None
+    os.chown(directory, FOREIGN_UID, FOREIGN_UID)
+    assert _addrcache.recall("analysis") is None
+    _addrcache.remember("other", INSPECT)  # nothing is written there either
+    assert not any(cache_home.rglob("other.json"))
+
+
+def test_entry_others_may_write_or_that_is_a_link_is_ignored(cache_home: Path) -> None:
+    _addrcache.remember("analysis", INSPECT)
+    path = _entry_path(cache_home)
+    path.chmod(0o622)
+    assert _addrcache.recall("analysis") is None
+    path.chmod(0o600)
+    elsewhere = cache_home / "elsewhere.json"
+    path.rename(elsewhere)
+    path.symlink_to(elsewhere)
+    assert _addrcache.recall("analysis") is None
+
+
+def test_session_lock_serialises_one_name(cache_home: Path) -> None:
+    order: list[str] = []
+    with _addrcache.session_lock("analysis"):
+        other = threading.Thread(target=lambda: _locked(order, "second", order.append))
+        other.start()
+        deadline = time.monotonic() + 10
+        while not order and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert other.is_alive()  # it waits for the lock, and said so
+        order.append("first")
+    other.join(5)
+    assert order == [
+        "waiting for another start of session 'analysis' to finish",
+        "first",
+        "second",
+    ]
+    with _addrcache.session_lock("other-name"), _addrcache.session_lock("analysis"):
+        pass  # different names do not wait for each other
+
+
+def _locked(order: list[str], label: str, on_wait: Callable[[str], None]) -> None:
+    with _addrcache.session_lock("analysis", on_wait):
+        order.append(label)

@@ -5,6 +5,7 @@ Docker is tests/fake_docker.py (CODEEXEC_DOCKER), so nothing here needs an engin
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from codeexec import cli, maintenance
+from codeexec._cli_output import for_terminal
 from codeexec.cli import app
 
 FAKE = str(Path(__file__).with_name("fake_docker.py"))
@@ -329,11 +331,62 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
         "mcp", "--persist", "--idle-timeout", "60", "--pool-size", "2", "--build-wait", "5"
     )
     assert result.exit_code == 0, result.output
-    assert seen == {"persist": True, "idle_timeout": 60.0, "pool_size": 2, "build_wait": 5.0}
+    defaults = {
+        "scope": None,
+        "share": [],
+        "share_all": False,
+        "max_sessions": 4,
+        "network": "bridge",
+        "memory": "1g",
+        "cpus": 1.0,
+        "base_image": None,
+    }
+    assert seen == {
+        "persist": True,
+        "idle_timeout": 60.0,
+        "pool_size": 2,
+        "build_wait": 5.0,
+        **defaults,
+    }
     run("mcp")
-    assert seen == {"persist": False, "idle_timeout": 3600.0, "pool_size": 0, "build_wait": 40.0}
+    assert seen == {
+        "persist": False,
+        "idle_timeout": 3600.0,
+        "pool_size": 0,
+        "build_wait": 40.0,
+        **defaults,
+    }
+    run(
+        "mcp", "--scope", "team.a", "--share", "notes", "--share", "plots", "--share-all",
+        "--max-sessions", "2", "--network", "none", "--memory", "512m", "--cpus", "0.5",
+        "--base-image", "python:3.12-slim",
+    )  # fmt: skip
+    assert {k: seen[k] for k in defaults} == {
+        "scope": "team.a",
+        "share": ["notes", "plots"],
+        "share_all": True,
+        "max_sessions": 2,
+        "network": "none",
+        "memory": "512m",
+        "cpus": 0.5,
+        "base_image": "python:3.12-slim",
+    }
     run("mcp", "--idle-timeout", "0")
     assert seen["idle_timeout"] is None  # 0 = never
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--scope", "a b"), ("--scope", "x" * 41), ("--share", "../x"), ("--max-sessions", "0")],
+)
+def test_mcp_refuses_bad_reach_options(
+    monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    fake = types.ModuleType("codeexec.mcp_server")
+    fake.serve = lambda **kw: pytest.fail("served despite a bad option")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "codeexec.mcp_server", fake)
+    result = run("mcp", *args)
+    assert result.exit_code == 2, result.output
 
 
 def test_doctor_names_the_fix(monkeypatch: pytest.MonkeyPatch, docker_log: Path) -> None:
@@ -519,3 +572,20 @@ def test_cli_docs_are_up_to_date() -> None:
     assert proc.stdout == (root / "docs" / "cli.md").read_text(encoding="utf-8"), (
         "docs/cli.md is stale: run `make docs`"
     )
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_control_sequences_are_escaped_only_on_a_terminal() -> None:
+    text = (
+        "t\x1b]0;title\x07 \x1b]52;c;Zm9v\x1b\\ \x1b[2J\x9b6n\x08\x00 \x1b[1;31mred\x1b[0m\r\n\té"
+    )
+    shown = for_terminal(text, _Terminal())
+    assert shown == (
+        r"t\x1b]0;title\x07 \x1b]52;c;Zm9v\x1b\ \x1b[2J\x9b6n\x08\x00 "
+        "\x1b[1;31mred\x1b[0m\r\n\té"  # colours, line ends, tabs and text stay
+    )
+    assert for_terminal(text, io.StringIO()) == text  # a pipe gets the exact text

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from codeexec._dockerargs import session_run_spec
 from codeexec.docker import Docker, RunSpec, build_argv, classify, published_port, run_argv
 from codeexec.errors import (
     ContainerStartError,
@@ -98,6 +99,19 @@ def test_run_argv_network_none_publishes_nothing_and_runtime_is_passed() -> None
     assert "--publish" not in argv and "--read-only" not in argv
     assert argv[argv.index("--network") + 1] == "none"
     assert argv[argv.index("--runtime") + 1] == "runsc"
+
+
+@pytest.mark.parametrize("scope", [None, "mcp-0123abcd"])
+def test_session_run_spec_labels_the_scope(scope: str | None) -> None:
+    spec = session_run_spec(
+        image="codeexec-env:abc", name="x", dependencies=(), network="bridge", limits=Limits(),
+        idle_timeout=60, runtime=None, read_only=True, created="now", suffix="1a2b3c",
+        scope=scope,
+    )  # fmt: skip
+    labels = [v for k, v in zip(run_argv(spec), run_argv(spec)[1:], strict=False) if k == "--label"]
+    assert [label for label in labels if label.startswith("codeexec.scope")] == (
+        [] if scope is None else [f"codeexec.scope={scope}"]
+    )
 
 
 def test_build_argv_forces_rm_of_failed_steps() -> None:

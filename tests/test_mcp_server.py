@@ -16,8 +16,9 @@ import pytest
 from mcp import Client
 from mcp_types import ImageContent, TextContent
 
-from codeexec.docker import Docker
-from codeexec.errors import ImageBuildError, NoSuchSession
+from codeexec._mcp_scope import Reach, default_scope, validate_scope
+from codeexec.docker import LABEL_SCOPE, Docker
+from codeexec.errors import CodeexecError, ImageBuildError, NoSuchSession
 from codeexec.mcp_server import MAX_CODE_BYTES, build_server
 from codeexec.mcp_sessions import SessionEntry, SessionRegistry
 from codeexec.models import Display, ExecError, ExecResult, SessionInfo
@@ -45,7 +46,9 @@ def anyio_backend() -> str:
 class FakeSession:
     """Enough of ContainerSession for the tools: results are scripted by the code text."""
 
-    def __init__(self, name: str, dependencies: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, name: str, dependencies: tuple[str, ...] = (), scope: str | None = None
+    ) -> None:
         self.name = name
         self.container_id = f"id-{name}"
         self.info = SessionInfo(
@@ -55,6 +58,7 @@ class FakeSession:
             image="img",
             status="running",
             dependencies=dependencies,
+            labels={LABEL_SCOPE: scope} if scope else {},
         )
         self.files: dict[str, bytes] = {}
         self.stopped = False
@@ -142,12 +146,15 @@ class FakeRegistry(SessionRegistry):
         if self.fail_with is not None:
             raise self.fail_with
         entry.progress("starting container")
-        session = FakeSession(entry.name, entry.dependencies)
+        session = FakeSession(entry.name, entry.dependencies, self.reach.scope)
         self.built.append(session)
         return session, True
 
     def _engine_sessions(self) -> list[SessionInfo]:
         return [s.info for s in self.built if not s.stopped]
+
+    def _scope_names(self) -> set[str]:
+        return {i.name for i in self._engine_sessions() if self.reach.owns(i)}
 
     def _attach(self, name: str) -> Any:
         if name not in self.running:
@@ -415,3 +422,38 @@ async def test_every_tool_and_prompt_is_documented(registry: FakeRegistry) -> No
         names += [p.name for p in (await client.list_prompts()).prompts]
     for name in names:
         assert f"`{name}`" in doc, f"docs/mcp.md does not document {name}"
+
+
+async def test_quota_counts_this_scope_and_frees_on_stop() -> None:
+    reg = FakeRegistry(max_sessions=2)
+    async with Client(build_server(reg)) as client:
+        assert not (await client.call_tool("start_code_executer", {"name": "one"})).is_error
+        assert not (await client.call_tool("start_code_executer", {"name": "two"})).is_error
+        full = await client.call_tool("start_code_executer", {"name": "three"})
+        assert full.is_error and "at most 2 session(s)" in _text(full)
+        assert "one, two" in _text(full) and "--max-sessions" in _text(full)
+        assert not (await client.call_tool("start_code_executer", {"name": "two"})).is_error
+        await client.call_tool("stop_code_executer", {"name": "one"})
+        assert not (await client.call_tool("start_code_executer", {"name": "three"})).is_error
+        listed = await client.call_tool("list_sessions", {})
+        assert listed.structured_content is not None
+        assert [r["name"] for r in listed.structured_content["sessions"]] == ["three", "two"]
+    reg.close()
+
+
+def test_scope_ids_and_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CODEEXEC_MCP_DEFAULT_SESSION", raising=False)
+    assert default_scope(persist=False) != default_scope(persist=False)
+    assert default_scope(persist=True) == default_scope(persist=True)  # a restart finds it
+    assert validate_scope("team.a-1") == "team.a-1"
+    for bad in ("", "a b", "-x", "x" * 41, "a=b"):
+        with pytest.raises(CodeexecError, match="invalid scope"):
+            validate_scope(bad)
+    reach = Reach.of("s1", ["shared"])
+    mine = SessionInfo("a", "id", "c", "img", "running", labels={LABEL_SCOPE: "s1"})
+    other = SessionInfo("b", "id", "c", "img", "running", labels={LABEL_SCOPE: "s2"})
+    person = SessionInfo("shared", "id", "c", "img", "running")
+    assert [reach.reaches(i) for i in (mine, other, person)] == [True, False, True]
+    assert (reach.attach_scope("a"), reach.attach_scope("shared")) == ("s1", None)
+    assert Reach.of("s1", share_all=True).reaches(other)
+    assert SessionRegistry(docker=RecordingDocker(), reach=reach).default_name == "s1"

@@ -31,6 +31,11 @@ CLI_TO_MCP: dict[str, tuple[str, ...]] = {
 MCP_ONLY = {"reuse_code_executer"}
 
 
+# The session defaults a person sets for a model (`codeexec mcp`) are the options of
+# `codeexec start`, with the same names and defaults.
+MCP_SESSION_OPTIONS = ("network", "memory", "cpus", "base_image", "idle_timeout")
+
+
 def _cli_commands() -> dict[str, str]:
     group = typer.main.get_command(app)
     commands = getattr(group, "commands", {})
@@ -42,6 +47,19 @@ def test_every_cli_command_is_mapped_and_documented() -> None:
     assert set(commands) == set(CLI_TO_MCP)
     for name, help_text in commands.items():
         assert help_text.strip(), f"`codeexec {name}` has no help text"
+
+
+def test_mcp_takes_the_session_options_of_start() -> None:
+    group = typer.main.get_command(app)
+    commands = getattr(group, "commands", {})
+
+    def options(command: str) -> dict[str, object]:
+        return {p.name: p.default for p in commands[command].params}
+
+    start, mcp = options("start"), options("mcp")
+    for name in MCP_SESSION_OPTIONS:
+        assert name in mcp, f"`codeexec mcp` lacks --{name.replace('_', '-')}"
+        assert mcp[name] == start[name], name
 
 
 @pytest.mark.anyio

@@ -8,11 +8,12 @@ from codeexec import ContainerSession, list_sessions
 from codeexec.docker import (
     LABEL_MANAGED,
     LABEL_POOL,
+    LABEL_SCOPE,
     LABEL_SESSION,
     parse_inspect,
     pool_session_name,
 )
-from codeexec.pool import WarmPool
+from codeexec.pool import WarmPool, close_shared_pools
 
 
 @pytest.mark.parametrize(
@@ -71,3 +72,19 @@ def test_claim_from_warm_pool(docker_engine: None, session_name: str) -> None:
         finally:
             session.stop()
     assert session_name not in [s.name for s in list_sessions()]
+
+
+@pytest.mark.docker
+def test_warm_pool_containers_carry_the_scope(docker_engine: None, session_name: str) -> None:
+    # Labels cannot change on a running container: a scoped session claims from a
+    # pool whose containers were started with its scope label.
+    session = ContainerSession.start(session_name, pool=1, scope="tpool-scope", idle_timeout=120)
+    try:
+        assert session.info.labels[LABEL_SCOPE] == "tpool-scope"
+        assert (
+            parse_inspect(session._docker.inspect(session.container_id)).labels[LABEL_SCOPE]
+            == "tpool-scope"
+        )
+    finally:
+        session.stop()
+        close_shared_pools()

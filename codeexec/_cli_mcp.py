@@ -1,0 +1,95 @@
+"""`codeexec mcp`: the options a person sets for the model's MCP server.
+
+Kept apart from ``cli.py`` (which registers it) because its options are many:
+how long sessions live, what the model may reach (``_mcp_scope.py``) and the
+defaults of the sessions it starts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ._mcp_scope import DEFAULT_MAX_SESSIONS, validate_scope
+from .errors import CodeexecError
+from .session import DEFAULT_IDLE_TIMEOUT, validate_name
+
+
+def _scope(value: str | None) -> str | None:
+    try:
+        return None if value is None else validate_scope(value)
+    except CodeexecError as exc:
+        raise typer.BadParameter(exc.message) from None
+
+
+def _names(values: list[str] | None) -> list[str]:
+    try:
+        return [validate_name(v) for v in values or []]
+    except CodeexecError as exc:
+        raise typer.BadParameter(exc.message) from None
+
+
+_SCOPE = (
+    "Label of the sessions this server starts and reaches [default: new per run; with "
+    "--persist, derived from the user and working directory]."
+)
+_SHARE = "Let the model use this session of yours too (repeatable)."
+_SHARE_ALL = "Let the model use every session on the engine."
+_MAX = "Sessions this server may run at once."
+_NETWORK = "Docker network of the sessions it starts; 'none' cuts it off."
+_BASE = "Image they build on [default: $CODEEXEC_BASE_IMAGE or python:3.12-slim]."
+
+
+def serve_mcp(
+    persist: Annotated[
+        bool, typer.Option("--persist", help="Keep session containers when the server exits.")
+    ] = False,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds before an unused session removes itself; 0 = never."
+        ),
+    ] = DEFAULT_IDLE_TIMEOUT,
+    pool_size: Annotated[
+        int, typer.Option(metavar="N", help="Warm containers kept ready for fast session starts.")
+    ] = 0,
+    build_wait: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds a tool call waits for an image build before answering."
+        ),
+    ] = 40.0,
+    scope: Annotated[str | None, typer.Option(callback=_scope, metavar="ID", help=_SCOPE)] = None,
+    share: Annotated[
+        list[str] | None, typer.Option(callback=_names, metavar="NAME", help=_SHARE)
+    ] = None,
+    share_all: Annotated[bool, typer.Option("--share-all", help=_SHARE_ALL)] = False,
+    max_sessions: Annotated[
+        int, typer.Option(min=1, metavar="N", help=_MAX)
+    ] = DEFAULT_MAX_SESSIONS,
+    network: Annotated[str, typer.Option(metavar="NETWORK", help=_NETWORK)] = "bridge",
+    memory: Annotated[str, typer.Option(metavar="SIZE", help="Their memory limit.")] = "1g",
+    cpus: Annotated[float, typer.Option(metavar="N", help="Their CPU limit.")] = 1.0,
+    base_image: Annotated[str | None, typer.Option(metavar="IMAGE", help=_BASE)] = None,
+) -> None:
+    """Serve the MCP tools (start_code_executer, execute_code, …) over stdio.
+
+    The model reaches only the sessions this server started (and --share ones).
+    """
+    from .mcp_server import serve
+
+    serve(
+        persist=persist,
+        idle_timeout=idle_timeout or None,
+        pool_size=pool_size,
+        build_wait=build_wait,
+        scope=scope,
+        share=share or [],
+        share_all=share_all,
+        max_sessions=max_sessions,
+        network=network,
+        memory=memory,
+        cpus=cpus,
+        base_image=base_image,
+    )

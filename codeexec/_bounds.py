@@ -17,6 +17,8 @@ from typing import Any
 from . import protocol
 from .models import Display, ResultLimits, StreamEvent
 
+# What the MCP server keeps per call: all of it goes into a model's context.
+MCP_LIMITS = ResultLimits(output=100_000, displays=8 * 2**20, value=100_000, error=100_000)
 DISPLAY_OVERHEAD = 512  # what keeping one display costs besides its data: many tiny ones count
 MARGIN = 4096  # room for the executor's own markers: what it cut is not cut again
 ENAME_LIMIT = 256
@@ -43,7 +45,8 @@ def clip_text(text: str, limit: int, what: str) -> tuple[str, bool]:
     """``text`` cut to its first ``limit`` characters plus a marker; whether it was cut."""
     if len(text) <= limit:
         return text, False
-    return f"{text[:limit]}... [codeexec: {what} truncated: {len(text) - limit} more characters]", True
+    more = len(text) - limit
+    return f"{text[:limit]}... [codeexec: {what} truncated: {more} more characters]", True
 
 
 def clip_error(error: dict[str, Any], limit: int) -> tuple[dict[str, Any], bool]:

@@ -22,6 +22,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
 
+from ._bounds import MCP_LIMITS
 from .errors import (
     CodeexecError,
     ContainerStartError,
@@ -36,7 +37,7 @@ from .session import ContainerSession, validate_name
 
 log = logging.getLogger("codeexec.mcp")
 
-OUTPUT_LIMIT = 100_000  # characters of output kept per call: it goes into the model's context
+OUTPUT_LIMIT = MCP_LIMITS.output  # characters kept per call: it goes into the model's context
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])

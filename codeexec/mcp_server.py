@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from types import FrameType
 from typing import Annotated, Literal
 
@@ -35,7 +36,8 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from . import __version__, images
-from ._mcp_support import OUTPUT_LIMIT, SessionAccess, exec_result, tool_errors
+from ._bounds import MCP_LIMITS
+from ._mcp_support import SessionAccess, exec_result, tool_errors
 from .mcp_sessions import DEFAULT_SESSION_ENV, ExecOutput, SessionRegistry, SessionsOutput
 from .session import validate_name
 
@@ -172,7 +174,7 @@ def build_server(
             ctx,
             use,
             lambda on_output: use.session.execute(
-                code, timeout=timeout, output_limit=OUTPUT_LIMIT, on_output=on_output
+                code, timeout=timeout, result_limits=reg.result_limits, on_output=on_output
             ),
             label="running",
         )
@@ -363,6 +365,7 @@ def serve(
     pool_size: int = 0,
     build_wait: float = 40.0,
     max_timeout: float = MAX_TIMEOUT,
+    display_limit: int = MCP_LIMITS.displays,
 ) -> None:
     """Run the codeexec MCP server on stdin/stdout until the client disconnects.
 
@@ -376,12 +379,19 @@ def serve(
         pool_size: warm containers kept per dependency set (``codeexec.pool``); 0: none.
         build_wait: seconds a call waits for an image build before answering.
         max_timeout: the largest ``timeout`` ``execute_code`` accepts.
+        display_limit: bytes of rich output (images) one call returns; output, value
+            and traceback are kept to 100,000 characters each (``_bounds.MCP_LIMITS``).
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(
             stream=sys.stderr, level=logging.INFO, format="codeexec-mcp %(levelname)s %(message)s"
         )
-    registry = SessionRegistry(idle_timeout=idle_timeout, persist=persist, pool_size=pool_size)
+    registry = SessionRegistry(
+        idle_timeout=idle_timeout,
+        persist=persist,
+        pool_size=pool_size,
+        result_limits=replace(MCP_LIMITS, displays=display_limit),
+    )
     server = build_server(registry, build_wait=build_wait, max_timeout=max_timeout)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:

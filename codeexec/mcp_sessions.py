@@ -16,9 +16,10 @@ from typing import Literal
 import anyio
 from typing_extensions import TypedDict  # pydantic needs it for nested ones before 3.12
 
+from ._bounds import MCP_LIMITS, LineLog
 from .docker import Docker
 from .errors import CodeexecError, NoSuchSession, SessionExists
-from .models import ExecResult, SessionInfo
+from .models import ExecResult, ResultLimits, SessionInfo
 from .session import ContainerSession, list_sessions, validate_name
 
 log = logging.getLogger("codeexec.mcp")
@@ -76,12 +77,12 @@ class SessionEntry:
     done: threading.Event = field(default_factory=threading.Event)
     session: ContainerSession | None = None
     error: CodeexecError | None = None
-    lines: list[str] = field(default_factory=list)
+    lines: LineLog = field(default_factory=LineLog)  # bounded: a build may print without end
     started: float = field(default_factory=time.monotonic)
     stop_when_built: bool = False
 
     def building(self) -> str:
-        last = self.lines[-1][-200:] if self.lines else "preparing"
+        last = (self.lines.last or "preparing")[-200:]
         return (
             f"session {self.name!r} is still building its image "
             f"({time.monotonic() - self.started:.0f} s so far; last step: {last})"
@@ -103,9 +104,9 @@ class SessionEntry:
             now = time.monotonic()
             if now >= deadline:
                 return None
-            if len(self.lines) > sent or now - beat >= PROGRESS_EVERY:
-                line = self.lines[-1] if self.lines else "starting"
-                sent, beat = len(self.lines), now
+            if self.lines.count > sent or now - beat >= PROGRESS_EVERY:
+                line = self.lines.last or "starting"
+                sent, beat = self.lines.count, now
                 await notify(
                     f"building session {self.name!r} ({now - self.started:.0f} s): {line[-200:]}"
                 )
@@ -116,8 +117,7 @@ class SessionEntry:
 
     def progress(self, line: str) -> None:
         if line.strip():
-            self.lines.append(line)
-            log.info("[%s] %s", self.name, line)
+            log.info("[%s] %s", self.name, self.lines.add(line))
 
 
 class SessionRegistry:
@@ -135,8 +135,10 @@ class SessionRegistry:
         persist: bool = False,
         pool_size: int = 0,
         default_name: str | None = None,
+        result_limits: ResultLimits = MCP_LIMITS,
     ) -> None:
         self.docker = docker or Docker()
+        self.result_limits = result_limits  # what one call keeps: it goes to the model
         self.idle_timeout = idle_timeout
         self.persist = persist
         self.default_name = validate_name(
@@ -316,6 +318,7 @@ class SessionRegistry:
             on_progress=entry.progress,
             docker=self.docker,
             pool=self.pool_size,
+            result_limits=self.result_limits,
         )
         return session, session.container_id not in before
 
@@ -323,7 +326,7 @@ class SessionRegistry:
         return list_sessions(docker=self.docker)
 
     def _attach(self, name: str) -> ContainerSession:
-        return ContainerSession.attach(name, docker=self.docker)
+        return ContainerSession.attach(name, docker=self.docker, result_limits=self.result_limits)
 
     def _adopt(self, name: str, session: ContainerSession) -> SessionEntry:
         entry = SessionEntry(name, session.info.dependencies, session=session)

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from codeexec import cli, maintenance
 from codeexec.cli import app
+from codeexec.models import ResultLimits
 
 FAKE = str(Path(__file__).with_name("fake_docker.py"))
 ENGINE_DOWN = (
@@ -329,9 +330,11 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
         "mcp", "--persist", "--idle-timeout", "60", "--pool-size", "2", "--build-wait", "5"
     )
     assert result.exit_code == 0, result.output
-    assert seen == {"persist": True, "idle_timeout": 60.0, "pool_size": 2, "build_wait": 5.0}
-    run("mcp")
-    assert seen == {"persist": False, "idle_timeout": 3600.0, "pool_size": 0, "build_wait": 40.0}
+    assert seen == {"persist": True, "idle_timeout": 60.0, "pool_size": 2, "build_wait": 5.0,
+                    "display_limit": 8 * 2**20}  # fmt: skip
+    run("mcp", "--display-limit", "1000")
+    assert seen == {"persist": False, "idle_timeout": 3600.0, "pool_size": 0, "build_wait": 40.0,
+                    "display_limit": 1000}  # fmt: skip
     run("mcp", "--idle-timeout", "0")
     assert seen["idle_timeout"] is None  # 0 = never
 
@@ -366,8 +369,12 @@ class FakeSession:
         self.result, self.output = result, list(output)
         self.codes: list[str] = []
 
-    def execute(self, code: str, *, timeout: float | None = None, on_output: Any = None) -> Any:
+    def execute(
+        self, code: str, *, timeout: float | None = None, on_output: Any = None,
+        result_limits: Any = None,
+    ) -> Any:  # fmt: skip
         self.codes.append(code)
+        self.limits = result_limits
         for name, text in self.output:
             if on_output is not None:
                 on_output(name, text)
@@ -400,6 +407,16 @@ def test_exec_prints_streams_then_value(scripted: Any) -> None:
     assert result.exit_code == 0
     assert result.stdout == "hi\n10\n" and result.stderr == "warn\n"
     assert fake.codes == ["x.sum()"]
+    assert fake.limits == ResultLimits()  # the library's defaults
+
+
+def test_exec_limits_reach_the_session(scripted: Any) -> None:
+    from codeexec import ExecResult
+
+    fake = scripted(ExecResult("ok"))
+    assert run("exec", "1", "--output-limit", "10", "--display-limit", "2000").exit_code == 0
+    assert fake.limits == ResultLimits(output=10, displays=2000)
+    assert run("exec", "1", "--display-limit", "-1").exit_code == 2
 
 
 def test_exec_reads_stdin_and_files(scripted: Any, tmp_path: Path) -> None:

@@ -96,8 +96,9 @@ def exec_result(
         )
     if result.truncated:
         parts.append(
-            "note: output was truncated; write large output to a file and read "
-            "parts of it with read_file, or print a summary."
+            "note: output was truncated (past the limits on output, images, value or "
+            "traceback); write large output to a file and read parts of it with "
+            "read_file, or print a summary."
         )
     if result.restarted:
         parts.append(

@@ -34,6 +34,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -82,9 +83,12 @@ def _reset_peak(pid: int | str) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
 
 
-def _check_growth(face: str, attack: str, before_kib: int, peak_kib: int, bound: int) -> None:
+def _check_growth(
+    face: str, attack: str, before_kib: int, peak_kib: int, bound: int, *, show: bool = True
+) -> None:
     growth = (peak_kib - before_kib) / 1024
-    print(f"\n{face} / {attack}: RSS {before_kib / 1024:.0f} MiB, peak +{growth:.0f} MiB")
+    if show:
+        print(f"\n{face} / {attack}: RSS {before_kib / 1024:.0f} MiB, peak +{growth:.0f} MiB")
     assert growth < bound, f"{face} grew by {growth:.0f} MiB under the {attack} attack"
 
 
@@ -246,27 +250,48 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+async def _watched_call(
+    client: Client, pid: int, bound: int, what: str, tool: str, args: dict[str, Any]
+) -> Any:
+    """Call ``tool``, failing as soon as the server grows ``bound`` MiB past where it was.
+
+    Watching while the call runs keeps a failure quick: the old code grew the server
+    to 2 GiB, then spent minutes sending the result.
+    """
+    _reset_peak(pid)
+    before = _kib("VmRSS", pid)
+    done: list[Any] = []
+
+    async def call() -> None:
+        done.append(await client.call_tool(tool, args))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        while not done:
+            _check_growth("codeexec mcp", what, before, _kib("VmHWM", pid), bound, show=False)
+            await anyio.sleep(0.05)
+    _check_growth("codeexec mcp", what, before, _kib("VmHWM", pid), bound)
+    return done[0]
+
+
 @pytest.mark.anyio
-async def test_mcp_server_stays_bounded() -> None:
-    async with _mcp("--build-wait", "300") as (client, pid):
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+async def test_mcp_server_stays_bounded(attack: str) -> None:
+    async with _mcp() as (client, pid):
         warm = await client.call_tool("execute_code", {"code": "1"})
         assert not warm.is_error, _text(warm)
-        for attack, code in sorted(ATTACKS.items()):
-            _reset_peak(pid)
-            before = _kib("VmRSS", pid)
-            result = await client.call_tool("execute_code", {"code": code, "timeout": 300})
-            peak = _kib("VmHWM", pid)
-            assert not result.is_error, _text(result)[:2000]
-            out = result.structured_content
-            assert out is not None and out["truncated"], _text(result)[:2000]
-            _check_growth("codeexec mcp", attack, before, peak, BOUND_MIB)
-            text = _text(result)
-            assert len(text) < 400_000 and "note: output was truncated" in text
-            if attack == "displays":
-                assert out["value"] == "'flooded'" and len(result.content) == 1
-                assert "over the limit of 8388608 bytes" in text
-            elif attack == "traceback":
-                assert "ValueError: eeee" in text and "traceback lines omitted" in text
+        args = {"code": ATTACKS[attack], "timeout": 300}
+        result = await _watched_call(client, pid, BOUND_MIB, attack, "execute_code", args)
+        text = _text(result)
+        assert not result.is_error, text[:2000]
+        out = result.structured_content
+        assert out is not None and out["truncated"], text[:2000]
+        assert len(text) < 400_000 and "note: output was truncated" in text
+        if attack == "displays":
+            assert out["value"] == "'flooded'" and len(result.content) == 1
+            assert "over the limit of 8388608 bytes" in text
+        elif attack == "traceback":
+            assert "ValueError: eeee" in text and "traceback lines omitted" in text
 
 
 @pytest.mark.anyio
@@ -278,10 +303,9 @@ async def test_mcp_server_stays_bounded_under_an_endless_build_log() -> None:
         "FAKE_DOCKER_STDERR": "Error: No such image: x\n",
     }
     async with _mcp("--build-wait", "600", **fake) as (client, pid):
-        _reset_peak(pid)
-        before = _kib("VmRSS", pid)
-        started = await client.call_tool("start_code_executer", {"dependencies": ["six"]})
-        peak = _kib("VmHWM", pid)
+        args = {"dependencies": ["six"]}
+        started = await _watched_call(
+            client, pid, LOG_BOUND_MIB, "build log", "start_code_executer", args
+        )
         assert started.is_error and "build" in _text(started), _text(started)[:2000]
         assert len(_text(started)) < 10_000
-        _check_growth("codeexec mcp", "build log", before, peak, LOG_BOUND_MIB)

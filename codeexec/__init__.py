@@ -31,6 +31,7 @@ from .models import (
     ExecResult as ExecResult,
     ImageInfo as ImageInfo,
     Limits as Limits,
+    ResultLimits as ResultLimits,
     SessionInfo as SessionInfo,
     StreamEvent as StreamEvent,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "Limits",
     "NoSuchSession",
     "ProtocolError",
+    "ResultLimits",
     "SessionBusy",
     "SessionExists",
     "SessionInfo",

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ._bounds import MCP_LIMITS
 from ._mcp_scope import DEFAULT_MAX_SESSIONS, validate_scope
 from .errors import CodeexecError
 from .session import DEFAULT_IDLE_TIMEOUT, validate_name
@@ -39,6 +40,10 @@ _SHARE_ALL = "Let the model use every session on the engine."
 _MAX = "Sessions this server may run at once."
 _NETWORK = "Docker network of the sessions it starts; 'none' cuts it off."
 _BASE = "Image they build on [default: $CODEEXEC_BASE_IMAGE or python:3.12-slim]."
+_DISPLAYS = (
+    "Bytes of plots and other rich output one call returns (as sent: base64 for "
+    "images); past it they are replaced by a note."
+)
 
 
 def serve_mcp(
@@ -72,6 +77,9 @@ def serve_mcp(
     memory: Annotated[str, typer.Option(metavar="SIZE", help="Their memory limit.")] = "1g",
     cpus: Annotated[float, typer.Option(metavar="N", help="Their CPU limit.")] = 1.0,
     base_image: Annotated[str | None, typer.Option(metavar="IMAGE", help=_BASE)] = None,
+    display_limit: Annotated[
+        int, typer.Option(metavar="BYTES", min=0, help=_DISPLAYS)
+    ] = MCP_LIMITS.displays,
 ) -> None:
     """Serve the MCP tools (start_code_executer, execute_code, …) over stdio.
 
@@ -92,4 +100,5 @@ def serve_mcp(
         memory=memory,
         cpus=cpus,
         base_image=base_image,
+        display_limit=display_limit,
     )

@@ -164,7 +164,11 @@ def report_exec(result: ExecResult, timeout: float | None, save_dir: Path | None
             "yellow",
         )
     if result.truncated:
-        note("codeexec: output was truncated (over the output limit)", "yellow")
+        note(
+            "codeexec: the result was truncated: output, displays, value or traceback went "
+            "over its limit (see --output-limit, --display-limit)",
+            "yellow",
+        )
     save_displays(result, save_dir)
 
 

@@ -22,6 +22,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
 
+from ._bounds import MCP_LIMITS
 from .errors import (
     CodeexecError,
     ContainerStartError,
@@ -42,7 +43,7 @@ from .session import ContainerSession, validate_name
 
 log = logging.getLogger("codeexec.mcp")
 
-OUTPUT_LIMIT = 100_000  # characters of output kept per call: it goes into the model's context
+OUTPUT_LIMIT = MCP_LIMITS.output  # characters kept per call: it goes into the model's context
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -101,8 +102,9 @@ def exec_result(
         )
     if result.truncated:
         parts.append(
-            "note: output was truncated; write large output to a file and read "
-            "parts of it with read_file, or print a summary."
+            "note: output was truncated (past the limits on output, images, value or "
+            "traceback); write large output to a file and read parts of it with "
+            "read_file, or print a summary."
         )
     if result.restarted:
         parts.append(

@@ -20,6 +20,7 @@ import typer
 from . import __version__, _cli_output as out
 from ._cli_mcp import serve_mcp
 from .errors import CodeexecError, ContainerStartError, ImageBuildError, InvalidDependency
+from .models import ResultLimits
 from .session import DEFAULT_IDLE_TIMEOUT, ContainerSession, list_sessions, validate_name
 
 EXIT_OK, EXIT_RAISED, EXIT_USAGE, EXIT_TROUBLE = 0, 1, 2, 3
@@ -126,6 +127,15 @@ SessionOpt = Annotated[
 ]
 NameArg = Annotated[str, typer.Argument(callback=_check_name, metavar="NAME", help="Session name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+DisplayLimitOpt = Annotated[
+    int,
+    typer.Option(
+        metavar="BYTES",
+        min=0,
+        help="Bytes of plots and other rich output kept per execution (as sent: base64 "
+        "for images); past it they are replaced by a note.",
+    ),
+]
 
 
 @app.callback()
@@ -252,6 +262,13 @@ def exec_(
             file_okay=False,
         ),
     ] = None,
+    output_limit: Annotated[
+        int,
+        typer.Option(
+            metavar="BYTES", min=0, help="Bytes of stdout+stderr kept; the rest is dropped."
+        ),
+    ] = ResultLimits.output,
+    display_limit: DisplayLimitOpt = ResultLimits.displays,
 ) -> None:
     """Run code in a session; its variables stay for the next exec.
 
@@ -260,9 +277,13 @@ def exec_(
     """
     source = _read_code(code, file)
     live = ContainerSession.attach(session)
+    limits = ResultLimits(output=output_limit, displays=display_limit)
     with out.ctrl_c_interrupts(live):
         result = live.execute(
-            source, timeout=timeout, on_output=None if as_json else out.echo_stream
+            source,
+            timeout=timeout,
+            on_output=None if as_json else out.echo_stream,
+            result_limits=limits,
         )
     live.close()
     if as_json:

@@ -9,6 +9,7 @@ frames become ``ExecutorError`` subclasses.
 from __future__ import annotations
 
 import base64
+import io
 import itertools
 import os
 import socket
@@ -21,6 +22,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from . import protocol
+from ._bounds import Budget
 from ._transport import PipeTransport, SocketTransport, Transport
 from .errors import (
     ConnectionLost,
@@ -30,12 +32,10 @@ from .errors import (
     SessionBusy,
     register_secret,
 )
-from .models import Display, ExecResult, StreamEvent
+from .models import Display, ExecResult, ResultLimits, StreamEvent
 
 INTERRUPT_GRACE = 2.0  # the executor's default CODEEXEC_INTERRUPT_GRACE
 RESULT_MARGIN = 10.0  # a killed worker is replaced before the result is sent
-DEFAULT_OUTPUT_LIMIT = 16 * 1024 * 1024  # the executor's default CODEEXEC_OUTPUT_LIMIT
-_OUTPUT_MARGIN = 4096  # room for the executor's truncation marker
 _CLOSE_WAIT = 2.0
 _FILE_ERRORS = ("not_found", "too_large", "io_error")
 
@@ -118,33 +118,32 @@ class ExecutorClient:
         self, code: str, *, timeout: float | None = None, output_limit: int | None = None,
         on_output: Callable[[str, str], None] | None = None,
         on_display: Callable[[Display], None] | None = None,
+        limits: ResultLimits | None = None,
     ) -> ExecResult:  # fmt: skip
         """Run ``code``; return its result with stdout, stderr and displays collected.
 
         ``on_output(name, text)`` and ``on_display(display)`` see each event as it
-        arrives. At most ``output_limit`` (default 16 MiB) characters of output are kept.
+        is kept. ``limits`` caps what is kept (``ResultLimits``: 16 MiB of output,
+        32 MiB of displays, 1 MiB each of value and traceback by default);
+        ``output_limit`` overrides its ``output``.
 
         Raises:
             SessionBusy: another execution is running in the session.
             ConnectionLost: the executor went away or sent no result in time.
             ProtocolError: the executor sent something malformed.
         """
-        cap = (DEFAULT_OUTPUT_LIMIT if output_limit is None else output_limit) + _OUTPUT_MARGIN
-        parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        kept, clipped = 0, False
+        # StringIO, not a list of pieces: a flood of tiny frames must not cost an
+        # object each.
+        parts = {"stdout": io.StringIO(), "stderr": io.StringIO()}
         displays: list[Display] = []
         result = ExecResult(status="error")
-        with closing(self.stream(code, timeout=timeout, output_limit=output_limit)) as events:
+        events = self.stream(code, timeout=timeout, output_limit=output_limit, limits=limits)
+        with closing(events):
             for event in events:
                 if isinstance(event, StreamEvent):
                     if on_output is not None:
                         on_output(event.name, event.text)
-                    text = event.text[: max(cap - kept, 0)]
-                    if len(text) < len(event.text) and not clipped:
-                        clipped = True
-                        text += f"\n[codeexec: output truncated by the client after {cap} chars]\n"
-                    kept += len(text)
-                    parts[event.name].append(text)
+                    parts[event.name].write(event.text)
                 elif isinstance(event, Display):
                     if on_display is not None:
                         on_display(event)
@@ -152,28 +151,35 @@ class ExecutorClient:
                 else:
                     result = event
         return replace(
-            result, stdout="".join(parts["stdout"]), stderr="".join(parts["stderr"]),
-            displays=tuple(displays), truncated=result.truncated or clipped,
+            result, stdout=parts["stdout"].getvalue(), stderr=parts["stderr"].getvalue(),
+            displays=tuple(displays),
         )  # fmt: skip
 
     def stream(
-        self, code: str, *, timeout: float | None = None, output_limit: int | None = None
-    ) -> Generator[protocol.Event, None, None]:
+        self, code: str, *, timeout: float | None = None, output_limit: int | None = None,
+        limits: ResultLimits | None = None,
+    ) -> Generator[protocol.Event, None, None]:  # fmt: skip
         """Run ``code``, yielding ``StreamEvent`` and ``Display`` items, then the ``ExecResult``.
 
         Nothing is accumulated: the final result carries no stdout, stderr or displays.
-        Closing the generator early interrupts the execution and drains its frames.
-        Raises like :meth:`execute`.
+        Every event is cut to ``limits`` as in :meth:`execute`, whatever the executor
+        sends. Closing the generator early interrupts the execution and drains its
+        frames. Raises like :meth:`execute`.
         """
+        limits = limits or ResultLimits()
+        if output_limit is not None:
+            limits = replace(limits, output=output_limit)
+        budget = Budget(limits)
         self._acquire()
         held = True
         exec_id = f"c{next(self._ids)}"
         slack = INTERRUPT_GRACE + RESULT_MARGIN
         deadline = None if timeout is None else time.monotonic() + timeout + slack
         try:
-            self._send(protocol.exec_(exec_id, code, timeout, output_limit), running=exec_id)
+            message = protocol.exec_(exec_id, code, timeout, limits.output, limits=limits)
+            self._send(message, running=exec_id)
             while True:
-                item = self._exec_item(self._read(deadline, "result"), exec_id)
+                item = self._exec_item(self._read(deadline, "result"), exec_id, budget)
                 if isinstance(item, ExecResult):
                     self._current_id, held = None, False
                     self._call_lock.release()
@@ -423,7 +429,9 @@ class ExecutorClient:
             self.close()  # a refused frame: the executor closes the connection
         raise ProtocolError(f"the executor of {self._label} refused the {what} ({_detail(frame)})")
 
-    def _exec_item(self, frame: protocol.Frame, exec_id: str) -> protocol.Event | None:
+    def _exec_item(
+        self, frame: protocol.Frame, exec_id: str, budget: Budget | None = None
+    ) -> protocol.Event | None:
         kind, frame_id = frame.get("type"), frame.get("id")
         if kind == "error" and frame_id in (None, exec_id):
             self._current_id = None  # ours never started: interrupt() must not hit another's
@@ -431,7 +439,7 @@ class ExecutorClient:
         if frame_id != exec_id:
             return None  # acks, and frames of other requests
         try:
-            return protocol.parse_event(frame)
+            return protocol.parse_event(frame) if budget is None else budget.take(frame)
         except ProtocolError:
             self.close()
             raise

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from types import FrameType
 from typing import Annotated, Literal
 
@@ -36,8 +37,9 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from . import __version__, images
+from ._bounds import MCP_LIMITS
 from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, default_scope
-from ._mcp_support import OUTPUT_LIMIT, SessionAccess, exec_result, tool_errors
+from ._mcp_support import SessionAccess, exec_result, tool_errors
 from .mcp_sessions import DEFAULT_SESSION_ENV, ExecOutput, SessionRegistry, SessionsOutput
 from .models import Limits
 from .session import validate_name
@@ -175,7 +177,7 @@ def build_server(
             ctx,
             use,
             lambda on_output: use.session.execute(
-                code, timeout=timeout, output_limit=OUTPUT_LIMIT, on_output=on_output
+                code, timeout=timeout, result_limits=reg.result_limits, on_output=on_output
             ),
             label="running",
         )
@@ -374,6 +376,7 @@ def serve(
     memory: str = "1g",
     cpus: float = 1.0,
     base_image: str | None = None,
+    display_limit: int = MCP_LIMITS.displays,
 ) -> None:
     """Run the codeexec MCP server on stdin/stdout until the client disconnects.
 
@@ -394,6 +397,8 @@ def serve(
         share_all: it may use every session on the engine (the pre-scope behaviour).
         max_sessions: how many sessions of its scope may run at once.
         network, memory, cpus, base_image: what its new sessions get.
+        display_limit: bytes of rich output (images) one call returns; output, value
+            and traceback are kept to 100,000 characters each (``_bounds.MCP_LIMITS``).
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -408,6 +413,7 @@ def serve(
         network=network,
         limits=Limits(memory=memory, cpus=cpus),
         base_image=base_image,
+        result_limits=replace(MCP_LIMITS, displays=display_limit),
     )
     server = build_server(registry, build_wait=build_wait, max_timeout=max_timeout)
 

@@ -16,10 +16,11 @@ from typing import Literal
 import anyio
 from typing_extensions import TypedDict  # pydantic needs it for nested ones before 3.12
 
+from ._bounds import MCP_LIMITS, LineLog
 from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, check_quota, default_scope
 from .docker import LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, NoSuchSession, SessionExists
-from .models import Limits, SessionInfo
+from .models import Limits, ResultLimits, SessionInfo
 from .session import ContainerSession, list_sessions, validate_name
 
 log = logging.getLogger("codeexec.mcp")
@@ -77,12 +78,12 @@ class SessionEntry:
     done: threading.Event = field(default_factory=threading.Event)
     session: ContainerSession | None = None
     error: CodeexecError | None = None
-    lines: list[str] = field(default_factory=list)
+    lines: LineLog = field(default_factory=LineLog)  # bounded: a build may print without end
     started: float = field(default_factory=time.monotonic)
     stop_when_built: bool = False
 
     def building(self) -> str:
-        last = self.lines[-1][-200:] if self.lines else "preparing"
+        last = (self.lines.last or "preparing")[-200:]
         return (
             f"session {self.name!r} is still building its image "
             f"({time.monotonic() - self.started:.0f} s so far; last step: {last})"
@@ -104,9 +105,9 @@ class SessionEntry:
             now = time.monotonic()
             if now >= deadline:
                 return None
-            if len(self.lines) > sent or now - beat >= PROGRESS_EVERY:
-                line = self.lines[-1] if self.lines else "starting"
-                sent, beat = len(self.lines), now
+            if self.lines.count > sent or now - beat >= PROGRESS_EVERY:
+                line = self.lines.last or "starting"
+                sent, beat = self.lines.count, now
                 await notify(
                     f"building session {self.name!r} ({now - self.started:.0f} s): {line[-200:]}"
                 )
@@ -117,8 +118,7 @@ class SessionEntry:
 
     def progress(self, line: str) -> None:
         if line.strip():
-            self.lines.append(line)
-            log.info("[%s] %s", self.name, line)
+            log.info("[%s] %s", self.name, self.lines.add(line))
 
 
 class SessionRegistry:
@@ -145,8 +145,10 @@ class SessionRegistry:
         network: str = "bridge",
         limits: Limits | None = None,
         base_image: str | None = None,
+        result_limits: ResultLimits = MCP_LIMITS,
     ) -> None:
         self.docker = docker or Docker()
+        self.result_limits = result_limits  # what one call keeps: it goes to the model
         self.idle_timeout = idle_timeout
         self.persist = persist
         self.reach = reach or Reach(default_scope(persist=persist))
@@ -361,6 +363,7 @@ class SessionRegistry:
             docker=self.docker,
             pool=self.pool_size,
             scope=self.reach.scope,
+            result_limits=self.result_limits,
         )
         return session, session.container_id not in before
 
@@ -374,7 +377,10 @@ class SessionRegistry:
 
     def _attach(self, name: str) -> ContainerSession:
         return ContainerSession.attach(
-            name, docker=self.docker, scope=self.reach.attach_scope(name)
+            name,
+            docker=self.docker,
+            scope=self.reach.attach_scope(name),
+            result_limits=self.result_limits,
         )
 
     def _adopt(self, name: str, session: ContainerSession) -> SessionEntry:

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .errors import CodeexecError
+
 Status = Literal["ok", "error", "timeout", "interrupted"]
 StreamName = Literal["stdout", "stderr"]
 
@@ -109,7 +111,8 @@ class ExecResult:
     ``status`` is ``ok``, ``error`` (the code raised: see ``error``), ``timeout`` or
     ``interrupted``. ``value`` is the ``repr()`` of the last expression, like the
     Python REPL. ``restarted`` means the Python process was replaced and every
-    variable is gone. ``truncated`` means output past the cap was dropped.
+    variable is gone. ``truncated`` means something went past a cap of
+    ``ResultLimits`` (output, displays, value or traceback) and was replaced by a marker.
     """
 
     status: Status
@@ -161,6 +164,39 @@ class Limits:
     pids: int = 256
     tmp_size: str = "512m"
     workspace_size: str = "512m"
+
+
+MiB = 2**20
+
+
+@dataclass(frozen=True)
+class ResultLimits:
+    """Caps on what one execution brings back into the host process.
+
+    Past a cap the item is replaced by a short ``[codeexec: …]`` marker and the result
+    says ``truncated=True``. The executor enforces them, and the host again on what
+    arrives, so a broken executor cannot grow the host past them either.
+
+    ``output``: characters of stdout and stderr together (the executor counts bytes).
+    ``displays``: bytes of rich output per execution, counted as sent (an image counts
+    its base64 text, about 4/3 of its size); the display that does not fit and every
+    later one are dropped. ``value``: characters of the last expression's ``repr()``.
+    ``error``: characters of the exception message and traceback together; the head
+    of the traceback and its last frames are kept.
+    """
+
+    output: int = 16 * MiB
+    displays: int = 32 * MiB
+    value: int = 1 * MiB
+    error: int = 1 * MiB
+
+    def __post_init__(self) -> None:
+        for name in ("output", "displays", "value", "error"):
+            cap = getattr(self, name)
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+                raise CodeexecError(
+                    f"ResultLimits.{name} must be a whole number of bytes >= 0, not {cap!r}"
+                )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import struct
 from typing import Any, Literal, Protocol
 
 from .errors import ConnectionLost, ProtocolError
-from .models import Display, ExecError, ExecResult, StreamEvent
+from .models import Display, ExecError, ExecResult, ResultLimits, StreamEvent
 
 PROTOCOL_VERSION = 2
 DEFAULT_FRAME_LIMIT = 64 * 1024 * 1024
@@ -195,11 +195,21 @@ def unb64(value: object, size: int) -> bytes | None:
     return data if len(data) == size else None
 
 
-def exec_(id: str, code: str, timeout: float | None, output_limit: int | None) -> Frame:
-    """Run ``code``; ``timeout=None`` means no timeout, ``output_limit=None`` the default."""
+def exec_(
+    id: str, code: str, timeout: float | None, output_limit: int | None,
+    *, limits: ResultLimits | None = None,
+) -> Frame:  # fmt: skip
+    """Run ``code``; ``timeout=None`` means no timeout, ``output_limit=None`` the default.
+
+    ``limits`` adds the caps on displays, the value and the error (``ResultLimits``).
+    """
     message: Frame = {"op": "exec", "id": id, "code": code, "timeout": timeout}
     if output_limit is not None:
         message["output_limit"] = output_limit
+    if limits is not None:
+        message["display_limit"] = limits.displays
+        message["value_limit"] = limits.value
+        message["error_limit"] = limits.error
     return message
 
 

@@ -28,7 +28,7 @@ from .errors import (
     SessionExists,
     register_secret,
 )
-from .models import Display, ExecResult, Limits, SessionInfo, StreamEvent
+from .models import Display, ExecResult, Limits, ResultLimits, SessionInfo, StreamEvent
 
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -83,6 +83,7 @@ class ContainerSession(FilesAndPackages):
         docker: Docker,
         default_timeout: float | None = None,
         output_limit: int | None = None,
+        result_limits: ResultLimits | None = None,
         transport: Transport = "auto",
     ) -> None:
         self.name = name
@@ -91,6 +92,7 @@ class ContainerSession(FilesAndPackages):
         self.container_id: str = self.info.container_id
         self.default_timeout = default_timeout
         self.output_limit = output_limit
+        self.result_limits = result_limits
         if transport == "auto":
             transport = "exec" if self.info.network == "none" else "tcp"
         self.transport: Transport = transport
@@ -122,6 +124,7 @@ class ContainerSession(FilesAndPackages):
         timeout: float | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         output_limit: int | None = None,
+        result_limits: ResultLimits | None = None,
         allow_urls: bool = False,
         runtime: str | None = None,
         read_only: bool = True,
@@ -151,6 +154,8 @@ class ContainerSession(FilesAndPackages):
             idle_timeout: seconds without activity after which the container removes
                 itself (None or 0: never).
             output_limit: bytes of output kept per execution (default 16 MiB).
+            result_limits: caps per execution on output, displays, the value and the
+                traceback (``ResultLimits``); ``output_limit`` overrides its ``output``.
             allow_urls: accept URL requirements such as ``pkg @ https://…``.
             runtime: a docker runtime such as ``runsc`` (gVisor) for stronger isolation.
             read_only: keep the root filesystem read-only (default True).
@@ -207,6 +212,7 @@ class ContainerSession(FilesAndPackages):
                 docker=docker,
                 default_timeout=timeout,
                 output_limit=output_limit,
+                result_limits=result_limits,
                 transport=transport,
             )
             session._remember()
@@ -232,6 +238,7 @@ class ContainerSession(FilesAndPackages):
                 name, timeout=timeout, output_limit=output_limit, transport=transport
             )
             if claimed is not None:
+                claimed.result_limits = result_limits
                 return claimed
             tag = warm.image  # the pool built (or found) it: no second lookup
         else:
@@ -254,6 +261,7 @@ class ContainerSession(FilesAndPackages):
             read_only=read_only,
             timeout=timeout,
             output_limit=output_limit,
+            result_limits=result_limits,
             transport=transport,
             ready_timeout=ready_timeout,
             on_progress=on_progress,
@@ -265,6 +273,7 @@ class ContainerSession(FilesAndPackages):
         cls, docker: Docker, *, tag: str, name: str | None, dependencies: Sequence[str],
         network: str, limits: Limits, idle_timeout: float | None, runtime: str | None,
         read_only: bool, timeout: float | None = None, output_limit: int | None = None,
+        result_limits: ResultLimits | None = None,
         transport: Transport = "auto", ready_timeout: float = READY_TIMEOUT,
         on_progress: Callable[[str], None] | None = None, scope: str | None = None,
     ) -> ContainerSession:  # fmt: skip
@@ -298,6 +307,7 @@ class ContainerSession(FilesAndPackages):
                 docker=docker,
                 default_timeout=timeout,
                 output_limit=output_limit,
+                result_limits=result_limits,
                 transport=transport,
             )
             session._channel.wait_ready(ready_timeout)
@@ -314,6 +324,7 @@ class ContainerSession(FilesAndPackages):
         *,
         timeout: float | None = None,
         output_limit: int | None = None,
+        result_limits: ResultLimits | None = None,
         transport: Transport = "auto",
         docker: Docker | None = None,
         scope: str | None = None,
@@ -331,6 +342,7 @@ class ContainerSession(FilesAndPackages):
         options: dict[str, Any] = {
             "default_timeout": timeout,
             "output_limit": output_limit,
+            "result_limits": result_limits,
             "transport": transport,
         }
         cached = _addrcache.recall(name)
@@ -412,6 +424,7 @@ class ContainerSession(FilesAndPackages):
         timeout: float | None = None,
         on_output: Callable[[str, str], None] | None = None,
         output_limit: int | None = None,
+        result_limits: ResultLimits | None = None,
     ) -> ExecResult:
         """Run ``code`` in the session's namespace and return its result.
 
@@ -424,6 +437,9 @@ class ContainerSession(FilesAndPackages):
             timeout: seconds before the code is interrupted (default: the session's).
             on_output: called with ``(stream_name, text)`` as output arrives.
             output_limit: bytes of output kept (default: the session's, else 16 MiB).
+            result_limits: caps on output, displays, value and traceback (default: the
+                session's, else ``ResultLimits()``); past a cap an item is replaced by a
+                marker and the result says ``truncated``.
 
         Raises:
             SessionBusy: another execution runs in this session.
@@ -437,6 +453,7 @@ class ContainerSession(FilesAndPackages):
                     timeout=self._timeout(timeout),
                     on_output=on_output,
                     output_limit=output_limit or self.output_limit,
+                    limits=result_limits or self.result_limits,
                 )
             except ConnectionLost as exc:
                 self._channel.raise_if_gone(exc, settle=LOST_SETTLE)
@@ -448,8 +465,12 @@ class ContainerSession(FilesAndPackages):
         *,
         timeout: float | None = None,
         output_limit: int | None = None,
+        result_limits: ResultLimits | None = None,
     ) -> Iterator[StreamEvent | Display | ExecResult]:
-        """Like :meth:`execute`, yielding output events as they come; the last is the result."""
+        """Like :meth:`execute`, yielding output events as they come; the last is the result.
+
+        Each event is already cut to the caps, and nothing is kept between them.
+        """
         with self._exclusive():
             client = self._channel_client()
             try:
@@ -457,6 +478,7 @@ class ContainerSession(FilesAndPackages):
                     code,
                     timeout=self._timeout(timeout),
                     output_limit=output_limit or self.output_limit,
+                    limits=result_limits or self.result_limits,
                 )
             except ConnectionLost as exc:
                 self._channel.raise_if_gone(exc, settle=LOST_SETTLE)

@@ -4,6 +4,9 @@
 Appends each argument list (JSON, one per line) to $FAKE_DOCKER_LOG. Behaviour is
 changed through env vars: FAKE_DOCKER_FAIL=<verb> makes that verb exit 1 with
 $FAKE_DOCKER_STDERR on stderr; FAKE_DOCKER_STDOUT_<VERB> sets its stdout.
+FAKE_DOCKER_FLOOD_MIB=<n> makes every call that would build or run in the foreground
+(`build`, `run` or `start` without `-d`) print n MiB of 1 KiB log lines, then fail:
+a build whose log has no end (tests/integration/test_trust_bounds.py).
 """
 
 import json
@@ -21,6 +24,16 @@ def main() -> int:
     if os.environ.get("FAKE_DOCKER_FAIL") in (verb, "all"):
         sys.stderr.write(os.environ.get("FAKE_DOCKER_STDERR", "Error: failed\n"))
         return int(os.environ.get("FAKE_DOCKER_EXIT", "1"))
+    flood = os.environ.get("FAKE_DOCKER_FLOOD_MIB")
+    foreground = verb == "build" or (
+        verb in ("run", "start") and not {"-d", "--detach"} & set(args)
+    )
+    if flood and foreground:
+        block = ("Step 3/9 : building wheel " + "." * 997)[:1023] + "\n"
+        chunk = block * 1024  # 1 MiB
+        for _ in range(int(flood)):
+            sys.stdout.write(chunk)
+        return 1
     out = os.environ.get(f"FAKE_DOCKER_STDOUT_{verb.upper()}")
     if out is not None:
         sys.stdout.write(out)

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from codeexec import cli, maintenance
 from codeexec._cli_output import for_terminal
 from codeexec.cli import app
+from codeexec.models import ResultLimits
 
 FAKE = str(Path(__file__).with_name("fake_docker.py"))
 ENGINE_DOWN = (
@@ -340,6 +341,7 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
         "memory": "1g",
         "cpus": 1.0,
         "base_image": None,
+        "display_limit": 8 * 2**20,
     }
     assert seen == {
         "persist": True,
@@ -370,7 +372,10 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
         "memory": "512m",
         "cpus": 0.5,
         "base_image": "python:3.12-slim",
+        "display_limit": 8 * 2**20,
     }
+    run("mcp", "--display-limit", "1000")
+    assert seen["display_limit"] == 1000
     run("mcp", "--idle-timeout", "0")
     assert seen["idle_timeout"] is None  # 0 = never
 
@@ -419,8 +424,12 @@ class FakeSession:
         self.result, self.output = result, list(output)
         self.codes: list[str] = []
 
-    def execute(self, code: str, *, timeout: float | None = None, on_output: Any = None) -> Any:
+    def execute(
+        self, code: str, *, timeout: float | None = None, on_output: Any = None,
+        result_limits: Any = None,
+    ) -> Any:  # fmt: skip
         self.codes.append(code)
+        self.limits = result_limits
         for name, text in self.output:
             if on_output is not None:
                 on_output(name, text)
@@ -453,6 +462,16 @@ def test_exec_prints_streams_then_value(scripted: Any) -> None:
     assert result.exit_code == 0
     assert result.stdout == "hi\n10\n" and result.stderr == "warn\n"
     assert fake.codes == ["x.sum()"]
+    assert fake.limits == ResultLimits()  # the library's defaults
+
+
+def test_exec_limits_reach_the_session(scripted: Any) -> None:
+    from codeexec import ExecResult
+
+    fake = scripted(ExecResult("ok"))
+    assert run("exec", "1", "--output-limit", "10", "--display-limit", "2000").exit_code == 0
+    assert fake.limits == ResultLimits(output=10, displays=2000)
+    assert run("exec", "1", "--display-limit", "-1").exit_code == 2
 
 
 def test_exec_reads_stdin_and_files(scripted: Any, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from codeexec.errors import (
     ProtocolError,
     SessionBusy,
 )
-from codeexec.models import Display, ExecResult, StreamEvent
+from codeexec.models import Display, ExecResult, ResultLimits, StreamEvent
 
 TOKEN = "test-token-0123456789"
 HELLO = {"type": "hello", "protocol": 2, "python": "3.11.2", "executor": "2.0.0", "busy": False}
@@ -412,9 +412,100 @@ def test_output_kept_is_capped_by_output_limit(harness: Harness) -> None:
     result = harness.connect(flood).execute(
         "flood()", output_limit=10, on_output=lambda n, t: seen.append(t)
     )
-    assert sum(map(len, seen)) == 20000  # the callback sees everything
+    assert "".join(seen) == result.stdout  # the callback sees what is kept, no more
     assert result.truncated and "truncated by the client" in result.stdout
     assert result.stdout.split("\n")[0] == "x" * (10 + 4096)
+
+
+# -- a hostile executor cannot grow the host past ResultLimits (docs/outputs.md) --------
+
+
+def hostile(*frames: Callable[[str], protocol.Frame], **result: Any) -> Script:
+    """An executor that answers every exec with ``frames`` (made from its id), then a result."""
+
+    def script(peer: Peer) -> None:
+        peer.handshake()
+
+        def run(frame: protocol.Frame) -> None:
+            for make in frames:
+                peer.send(make(frame["id"]))
+            peer.result(frame["id"], **result)
+
+        peer.serve(exec=run)
+
+    return script
+
+
+def big_display(exec_id: str) -> protocol.Frame:
+    png = base64.b64encode(b"\x89PNG" + bytes(2 * 2**20)).decode()  # 2 MiB, 2.7 MiB as sent
+    return {"type": "display", "id": exec_id, "data": {"image/png": png, "text/plain": "<img>"}}
+
+
+def test_client_keeps_displays_only_up_to_the_display_limit(harness: Harness) -> None:
+    client = harness.connect(hostile(*[big_display] * 12))
+    seen: list[Display] = []
+    limits = ResultLimits(displays=6 * 2**20)
+    result = client.execute("flood()", limits=limits, on_display=seen.append)
+    assert result.truncated and seen == list(result.displays)
+    assert [len(d.data.get("image/png", b"")) for d in result.displays] == [2 * 2**20 + 4] * 2 + [0]
+    assert "over the limit of 6291456 bytes" in str(result.displays[-1].data["text/plain"])
+    streamed = list(client.stream("flood()", limits=limits))  # the same cut, nothing kept
+    assert [type(e).__name__ for e in streamed] == ["Display"] * 3 + ["ExecResult"]
+
+
+def test_client_counts_each_display_so_a_flood_of_tiny_ones_is_capped(harness: Harness) -> None:
+    def tiny(exec_id: str) -> protocol.Frame:
+        return {"type": "display", "id": exec_id, "data": {"text/plain": ""}}
+
+    client = harness.connect(hostile(*[tiny] * 300))
+    result = client.execute("flood()", limits=ResultLimits(displays=100_000))
+    assert result.truncated and len(result.displays) < 200
+
+
+def test_client_cuts_a_huge_value(harness: Harness) -> None:
+    client = harness.connect(hostile(value="v" * (3 * 2**20)))
+    result = client.execute("x", limits=ResultLimits(value=1000))
+    assert result.truncated and result.value is not None
+    assert result.value.startswith("v" * 1000) and len(result.value) < 1000 + 4096 + 100
+    assert "[codeexec: value truncated" in result.value
+
+
+def test_client_cuts_a_huge_traceback_keeping_its_head_and_last_frames(harness: Harness) -> None:
+    lines = ["Traceback (most recent call last):"]
+    lines += [f'  File "<cell-1>", line {i}, in f{i}\n    ' + "s" * 1000 for i in range(5000)]
+    lines += ["ValueError: " + "e" * 2**20]
+    error = {"ename": "ValueError", "evalue": "e" * 2**20, "traceback": lines}
+    client = harness.connect(hostile(status="error", error=error))
+    result = client.execute("boom()", limits=ResultLimits(error=64 * 1024))
+    assert result.truncated and result.error is not None
+    kept = result.error.traceback
+    assert len(result.error.format()) + len(result.error.evalue) < 64 * 1024 + 4096 + 2000
+    assert kept[0] == "Traceback (most recent call last):"
+    assert kept[-1].startswith("ValueError: eeee") and "[codeexec: line truncated" in kept[-1]
+    assert "line 4999, in f4999" in kept[-2]  # the innermost frame survives
+    assert any("traceback lines omitted" in line for line in kept)
+    assert result.error.evalue.startswith("eeee") and "message truncated" in result.error.evalue
+
+
+def test_client_survives_a_traceback_sent_as_one_string(harness: Harness) -> None:
+    error = {"ename": "E" * 10_000, "evalue": "x", "traceback": "y" * 200_000}
+    client = harness.connect(hostile(status="error", error=error))
+    result = client.execute("boom()", limits=ResultLimits(error=10_000))
+    assert result.error is not None and result.truncated
+    assert len(result.error.traceback) == 1 and len(result.error.traceback[0]) < 16_000
+    assert len(result.error.ename) < 400
+
+
+def test_client_caps_a_flood_of_tiny_stream_frames(harness: Harness) -> None:
+    def tiny(exec_id: str) -> protocol.Frame:
+        return {"type": "stream", "id": exec_id, "name": "stdout", "text": "y"}
+
+    client = harness.connect(hostile(*[tiny] * 6000))
+    events = list(client.stream("flood()", output_limit=0))  # 4096: the executor's margin
+    assert len(events) == 4096 + 1 and isinstance(events[-1], ExecResult)
+    assert events[-1].truncated
+    result = client.execute("flood()", output_limit=10)
+    assert result.truncated and result.stdout.count("y") == 10 + 4096
 
 
 def test_connection_dropped_mid_execution(harness: Harness) -> None:

@@ -528,6 +528,43 @@ def test_output_cap(client):
     assert len(out) == 10000 + len(marker)
 
 
+def test_display_cap_sends_a_marker_then_nothing(client):
+    code = (
+        "class Big:\n    def _repr_html_(self):\n        return 'h' * 100_000\n"
+        "for _ in range(10):\n    display(Big())\nBig()"
+    )
+    events, result = client.exec(code, display_limit=250_000)
+    shown = [e["data"] for e in events if e["type"] == "display"]
+    assert result["status"] == "ok" and result["truncated"] is True
+    assert [len(d.get("text/html", "")) for d in shown] == [100_000, 100_000, 0]
+    assert shown[-1]["text/plain"].startswith("[codeexec: display output over the limit of 250000")
+    _, again = client.exec("display(Big())")  # the cap is per execution
+    assert again["truncated"] is False
+
+
+def test_value_and_traceback_caps(client):
+    _, result = client.exec("'v' * 3_000_000", value_limit=1000)
+    assert result["truncated"] is True and len(result["value"]) < 1100
+    assert "[codeexec: value truncated: 2999002 more characters]" in result["value"]
+    code = (
+        "def f(n):\n    return g(n) if n else 1 / 0\n"
+        "def g(n):\n    x = 'x'\n    return f(n - 1)\n"
+        "class E(Exception):\n    pass\n"
+        "try:\n    f(300)\nexcept ZeroDivisionError:\n    raise E('m' * 5_000_000)"
+    )
+    _, result = client.exec(code, error_limit=20_000)
+    error = result["error"]
+    assert result["status"] == "error" and result["truncated"] is True
+    assert error["ename"] == "E" and error["evalue"].startswith("mmm")
+    size = len(error["evalue"]) + sum(len(line) + 1 for line in error["traceback"])
+    assert size < 20_000 + 1000
+    assert error["traceback"][0] == "Traceback (most recent call last):"
+    assert any("traceback lines omitted" in line for line in error["traceback"])
+    assert error["traceback"][-1].startswith("E: mmm")  # the end is what is kept
+    _, small = client.exec("1/0", error_limit=20_000)
+    assert small["truncated"] is False and small["error"]["evalue"] == "division by zero"
+
+
 def test_output_is_utf8_decoded_across_reads(client):
     events, result = client.exec(
         "import os, time\nb = 'é€'.encode()\nos.write(1, b[:1])\ntime.sleep(0.2)\n"
@@ -625,6 +662,9 @@ def test_unknown_op_keeps_the_connection(client):
         {"op": "exec", "id": "b"},
         {"op": "exec", "code": "1"},
         {"op": "exec", "id": "b", "code": "1", "timeout": "soon"},
+        {"op": "exec", "id": "b", "code": "1", "display_limit": -1},
+        {"op": "exec", "id": "b", "code": "1", "value_limit": "1m"},
+        {"op": "exec", "id": "b", "code": "1", "error_limit": True},
         {"op": "get_file", "id": "b"},
         {"no": "op"},
     ],

@@ -21,7 +21,7 @@ from codeexec.docker import LABEL_SCOPE, Docker
 from codeexec.errors import CodeexecError, ImageBuildError, NoSuchSession
 from codeexec.mcp_server import MAX_CODE_BYTES, build_server
 from codeexec.mcp_sessions import SessionEntry, SessionRegistry
-from codeexec.models import Display, ExecError, ExecResult, SessionInfo
+from codeexec.models import Display, ExecError, ExecResult, ResultLimits, SessionInfo
 
 pytestmark = pytest.mark.anyio
 
@@ -71,7 +71,9 @@ class FakeSession:
         timeout: float | None = None,
         on_output: Callable[[str, str], None] | None = None,
         output_limit: int | None = None,
+        result_limits: ResultLimits | None = None,
     ) -> ExecResult:
+        assert result_limits is not None and result_limits.output == 100_000
         if code == "1/0":
             return ExecResult(
                 status="error",

@@ -10,7 +10,7 @@ import selectors
 import sys
 import time
 
-from . import framing
+from . import bounds, framing
 from .workerproc import WorkerProcess, describe_status
 
 DRAIN_READS = 64  # bounded drain: more than a pipe buffer, never endless
@@ -25,15 +25,18 @@ def log(message: str) -> None:
 
 
 class Exec:
-    def __init__(self, conn, req_id, timeout, limit: int):
+    def __init__(self, conn, req_id, timeout, limits: dict):
         self.conn = conn
         self.id = req_id
         self.start = time.monotonic()
         self.timeout = timeout
         self.deadline = None if timeout is None else self.start + timeout
-        self.limit = limit
+        self.limits = limits
+        self.limit = limits["output_limit"]
         self.used = 0
-        self.truncated = False
+        self.truncated = False  # output reached its cap: the rest is discarded
+        self.clipped = False  # a display, the value or the error was cut
+        self.displays = bounds.DisplayBudget(limits["display_limit"])
         self.reason: str | None = None  # "timeout" | "interrupted" | "disconnected"
         self.kill_at: float | None = None
         self.decoders = {
@@ -47,11 +50,11 @@ class Runner:
     frames to a client connection (None: nowhere, the result is discarded)."""
 
     def __init__(self, sel: selectors.BaseSelector, send, frame_limit: int,
-                 output_limit: int, grace: float) -> None:
+                 limits: dict, grace: float) -> None:
         self.sel = sel
         self.send = send
         self.frame_limit = frame_limit
-        self.output_limit = output_limit
+        self.limits = limits  # the defaults; an exec request may set each
         self.grace = grace
         self.worker: WorkerProcess | None = None
         self.exec: Exec | None = None
@@ -83,9 +86,8 @@ class Runner:
             status = "timeout" if ex.reason == "timeout" else "interrupted"
             self._replace_worker(status, "ExecutorRestarted", RESTARTED)
 
-    def begin(self, conn, req_id, code: str, timeout, limit) -> None:
-        self.exec = Exec(conn, req_id, timeout,
-                         self.output_limit if limit is None else limit)
+    def begin(self, conn, req_id, code: str, timeout, limits: dict) -> None:
+        self.exec = Exec(conn, req_id, timeout, dict(self.limits, **limits))
         if self.worker is None and not self.start_worker():
             self._finish("error", None, {
                 "ename": "ExecutorUnavailable", "evalue":
@@ -93,7 +95,7 @@ class Runner:
                 "traceback": []}, restarted=True)
             return
         try:
-            self.worker.send_exec(code)
+            self.worker.send_exec(code, self.exec.limits)
         except OSError:
             self._worker_lost()
 
@@ -229,11 +231,17 @@ class Runner:
             for name in worker.ready_pipes():
                 self._drain(name)
             if frame.get("type") == "display":
-                self.send(self.exec.conn, {"type": "display", "id": self.exec.id,
-                                           "data": frame.get("data") or {}})
+                # The worker's own cap is not trusted: user code runs there.
+                data = self.exec.displays.admit(frame.get("data") or {})
+                if data is not frame.get("data"):
+                    self.exec.clipped = True
+                if data is not None:
+                    self.send(self.exec.conn, {"type": "display", "id": self.exec.id,
+                                               "data": data})
                 if frame.get("sync"):
                     worker.ack()
             elif frame.get("type") == "result":
+                self.exec.clipped = self.exec.clipped or bool(frame.get("truncated"))
                 self._finish(frame.get("status", "error"), frame.get("value"),
                              frame.get("error"))
 
@@ -291,12 +299,19 @@ class Runner:
                 error["evalue"] = "the execution timed out after %g s" % ex.timeout
         elif ex.reason is not None and status != "error":
             status = "interrupted"
+        # Again, in case user code got past the worker's own cut.
+        if value is not None:
+            value, cut = bounds.clip_text(
+                str(value), ex.limits["value_limit"] + bounds.MARGIN, "value")
+            ex.clipped = ex.clipped or cut
+        error, cut = bounds.clip_error(error, ex.limits["error_limit"] + bounds.MARGIN)
+        ex.clipped = ex.clipped or cut
         self.exec = None
         self.last_done = time.monotonic()
         self.send(ex.conn, {
             "type": "result", "id": ex.id, "status": status, "value": value,
             "error": error, "duration_ms": round((time.monotonic() - ex.start) * 1000, 3),
-            "truncated": ex.truncated, "restarted": restarted,
+            "truncated": ex.truncated or ex.clipped, "restarted": restarted,
         })
 
 

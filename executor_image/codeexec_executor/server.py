@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 
-from . import __version__, files, framing, handshake
+from . import __version__, bounds, files, framing, handshake
 from .runner import Runner, log
 
 PROTOCOL = handshake.PROTOCOL
@@ -57,8 +57,7 @@ class Server:
         self.sel = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
         self.runner = Runner(
-            self.sel, self.send, self.frame_limit,
-            int(_env_float("CODEEXEC_OUTPUT_LIMIT", 16 * 1024 * 1024)),
+            self.sel, self.send, self.frame_limit, bounds.defaults(),
             _env_float("CODEEXEC_INTERRUPT_GRACE", 2.0))
         self.stopping = False
         self.last_activity = time.monotonic()
@@ -346,7 +345,8 @@ class Server:
 
     def _op_exec(self, conn: Conn, req: dict) -> None:
         req_id, code = req.get("id"), req.get("code")
-        timeout, limit = req.get("timeout"), req.get("output_limit")
+        timeout = req.get("timeout")
+        limits = {k: req.get(k) for k in bounds.defaults() if req.get(k) is not None}
         if self.runner.exec is not None:
             self._error(conn, "busy", "another execution is running", req_id)
             return
@@ -358,13 +358,14 @@ class Server:
         elif timeout is not None and (isinstance(timeout, bool) or not isinstance(
                 timeout, (int, float)) or timeout < 0):
             problem = "'timeout' must be a number of seconds >= 0 or null"
-        elif limit is not None and (isinstance(limit, bool) or not isinstance(
-                limit, int) or limit < 0):
-            problem = "'output_limit' must be an integer >= 0 or null"
+        for key, limit in sorted(limits.items()):
+            if problem is None and (isinstance(limit, bool) or not isinstance(
+                    limit, int) or limit < 0):
+                problem = "'%s' must be an integer >= 0 or null" % key
         if problem:
             self._error(conn, "bad_request", problem, req_id)
             return
-        self.runner.begin(conn, req_id, code, timeout, limit)
+        self.runner.begin(conn, req_id, code, timeout, limits)
 
     def _op_interrupt(self, conn: Conn, req: dict) -> None:
         ex = self.runner.exec

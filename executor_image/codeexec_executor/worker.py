@@ -26,13 +26,12 @@ import threading
 import traceback
 import types
 
-from . import framing
+from . import bounds, framing
 
 # Runtime-installed packages land here (pip install --target); on sys.path
 # from the first cell after it appears.
 SITE_DIR = os.environ.get("CODEEXEC_SITE_DIR", "/tmp/.codeexec-site")
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-VALUE_LIMIT_CHARS = 1024 * 1024
 
 # (method, mime type, binary?) in the order IPython uses.
 REPR_METHODS = (
@@ -82,6 +81,9 @@ class Worker:
         self.send_lock = threading.Lock()
         self.running = False
         self.cell = 0
+        self.limits = bounds.defaults()  # this cell's caps (the exec frame sets them)
+        self.displays = bounds.DisplayBudget(self.limits["display_limit"])
+        self.clipped = False  # something of this cell was cut at a cap
         self.pid = os.getpid()  # a forked copy of this process must not serve cells
         # Such copies end themselves and send their pid here to be reaped: as
         # zombies they would hold on to the container's process-count limit.
@@ -122,7 +124,12 @@ class Worker:
             self.send_display(mime_bundle(obj), sync)
 
     def send_display(self, data: dict, sync: bool = False) -> None:
-        frame = {"type": "display", "data": data}
+        admitted = self.displays.admit(data)
+        if admitted is not data:
+            self.clipped = True
+            if admitted is None:
+                return  # past the display cap: nothing more is sent
+        frame = {"type": "display", "data": admitted}
         if sync:
             self._drain_acks()
             frame["sync"] = True
@@ -163,6 +170,7 @@ class Worker:
             if msg is None:
                 return
             if msg.get("op") == "exec":
+                self.set_limits(msg)
                 result = self.run_cell(str(msg.get("code", "")))
                 self.flush_streams()
                 if os.getpid() != self.pid:
@@ -203,6 +211,14 @@ class Worker:
                 done = pid
             if done:
                 self.forked.discard(pid)
+
+    def set_limits(self, msg: dict) -> None:
+        self.limits = bounds.defaults()
+        for key in self.limits:
+            if isinstance(msg.get(key), int):
+                self.limits[key] = msg[key]
+        self.displays = bounds.DisplayBudget(self.limits["display_limit"])
+        self.clipped = False
 
     def flush_streams(self) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -253,15 +269,20 @@ class Worker:
         finally:
             self.running = False
             self.flush_figures()
+            if result["error"] is not None:
+                result["error"], cut = bounds.clip_error(
+                    result["error"], self.limits["error_limit"])
+                self.clipped = self.clipped or cut
+            result["truncated"] = self.clipped
         return result
 
     def show_value(self, value, result: dict) -> None:
         bundle = mime_bundle(value)
         if len(bundle) > 1:
             self.send_display(bundle)
-        text = bundle["text/plain"]
-        if len(text) > VALUE_LIMIT_CHARS:
-            text = text[:VALUE_LIMIT_CHARS] + "... [codeexec: value truncated]"
+        text, cut = bounds.clip_text(bundle["text/plain"], self.limits["value_limit"],
+                                     "value")
+        self.clipped = self.clipped or cut
         result["value"] = text
 
     def flush_figures(self) -> None:

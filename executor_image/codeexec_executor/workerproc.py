@@ -102,10 +102,10 @@ class WorkerProcess:
         # would allocate (mmap) and free a large buffer on every frame.
         self.ctrl_buf = bytearray(CTRL_READ)
 
-    def send_exec(self, code: str) -> None:
-        """Hand a cell to the worker; raises OSError if it is gone. Blocking is
-        fine: between cells the worker's main thread is always reading."""
-        framing.write_frame_fd(self.ctrl_w, {"op": "exec", "code": code})
+    def send_exec(self, code: str, limits: dict) -> None:
+        """Hand a cell and its caps to the worker; raises OSError if it is gone.
+        Blocking is fine: between cells the worker's main thread is always reading."""
+        framing.write_frame_fd(self.ctrl_w, dict(limits, op="exec", code=code))
 
     def ack(self) -> None:
         try:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DockerError, DockerNotAvailable, NoSuchSession
+from .errors import DockerError, DockerNotAvailable, ImageBuildError, NoSuchSession
 from .models import Limits, SessionInfo
 
 LABEL_SESSION = "codeexec.session"
@@ -31,6 +31,14 @@ POOL_CONTAINER_PREFIX = "codeexec_pool_"
 _CLAIMED_POOL_NAME = re.compile(r"^codeexec-([A-Za-z0-9][A-Za-z0-9_.-]{0,62})-[0-9a-f]{6}$")
 EXECUTOR_PORT = 8888
 EXECUTOR_UID = 10001
+# Package build code (setup.py, build backends) runs as this unprivileged user, which
+# owns the image's venv: the session user (EXECUTOR_UID) can read it but never rewrite
+# what the executor imports, even with read_only=False.
+BUILD_UID = 10002
+# A container's docker log (json-file, so `docker logs` reads it) stays under
+# LOG_MAX_FILES x LOG_MAX_SIZE on the host's disk whatever the code writes to it.
+LOG_MAX_SIZE = "5m"
+LOG_MAX_FILES = 2
 
 
 class Command(list[str]):
@@ -76,11 +84,7 @@ def run_argv(spec: RunSpec) -> list[str]:
     cmd = Command(["run", "--detach", "--rm", "--init"])
     cmd.opt("--name", spec.container_name)
     cmd.repeat("--label", [f"{k}={v}" for k, v in sorted(spec.labels.items())])
-    # Secure defaults (docs/security.md): unprivileged user, no capabilities, no
-    # privilege escalation, read-only root, bounded memory, CPU and process count.
-    cmd.opt("--user", f"{EXECUTOR_UID}:{EXECUTOR_UID}")
-    cmd.opt("--cap-drop", "ALL")
-    cmd.opt("--security-opt", "no-new-privileges")
+    confine(cmd, lim, uid=EXECUTOR_UID)
     cmd.flag("--read-only", spec.read_only)
     cmd.opt("--tmpfs", f"/tmp:rw,exec,nosuid,nodev,size={lim.tmp_size},mode=1777")
     cmd.opt(
@@ -89,8 +93,6 @@ def run_argv(spec: RunSpec) -> list[str]:
         f"uid={EXECUTOR_UID},gid={EXECUTOR_UID},mode=0700",
     )
     cmd.opt("--workdir", "/workspace")
-    cmd.opt("--memory", lim.memory).opt("--memory-swap", lim.memory)
-    cmd.opt("--cpus", lim.cpus).opt("--pids-limit", lim.pids)
     cmd.opt("--runtime", spec.runtime)
     cmd.opt("--network", spec.network)
     if spec.publish and spec.network != "none":
@@ -103,14 +105,80 @@ def run_argv(spec: RunSpec) -> list[str]:
     return cmd
 
 
+def confine(cmd: Command, limits: Limits, *, uid: int) -> Command:
+    """Add the secure defaults that every container codeexec runs gets.
+
+    Session containers and dependency installs alike (docs/security.md): an
+    unprivileged user, no capabilities, no privilege escalation, bounded memory, CPU
+    and process count, no core dumps, and a docker log capped on the host's disk.
+    """
+    cmd.opt("--user", f"{uid}:{uid}")
+    cmd.opt("--cap-drop", "ALL")
+    cmd.opt("--security-opt", "no-new-privileges")
+    cmd.opt("--memory", limits.memory).opt("--memory-swap", limits.memory)
+    cmd.opt("--cpus", limits.cpus).opt("--pids-limit", limits.pids)
+    cmd.opt("--ulimit", "core=0")
+    cmd.opt("--log-driver", "json-file")
+    cmd.opt("--log-opt", f"max-size={LOG_MAX_SIZE}").opt("--log-opt", f"max-file={LOG_MAX_FILES}")
+    return cmd
+
+
 def build_argv(
-    context_dir: str, tag: str, labels: Mapping[str, str], build_args: Mapping[str, str]
+    context_dir: str, tag: str | None, labels: Mapping[str, str], iidfile: str
 ) -> list[str]:
-    """The ``docker build`` arguments; ``--force-rm`` so a failed step leaves no container."""
-    cmd = Command(["build", "--force-rm", "--tag", tag])
+    """The ``docker build`` arguments of an image's trusted, root-needing steps.
+
+    ``--force-rm`` so a failed step leaves no container; ``--network none`` because
+    those steps (venv, users, trust store, executor) download nothing. No build
+    arguments: package code never runs here (see ``install_argv``).
+    """
+    cmd = Command(["build", "--force-rm", "--network", "none", "--iidfile", iidfile])
+    cmd.opt("--tag", tag)
     cmd.repeat("--label", [f"{k}={v}" for k, v in sorted(labels.items())])
-    cmd.repeat("--build-arg", [f"{k}={v}" for k, v in sorted(build_args.items())])
     cmd.append(context_dir)
+    return cmd
+
+
+INSTALL_SCRIPT = "/opt/codeexec/build/install.sh"
+
+
+def install_argv(
+    image: str, container_name: str, limits: Limits, *, runtime: str | None = None
+) -> list[str]:
+    """The ``docker run`` that installs a session's dependencies into ``image``.
+
+    Package build code runs here, confined like a session (``confine``) as
+    ``BUILD_UID``. Network: the default bridge, the only way to reach a package index
+    or proxy without a proxy of our own. No labels and no ``--env``: ``docker commit``
+    would copy both into the image; proxy settings arrive on stdin instead.
+    """
+    cmd = Command(["run", "--interactive", "--name", container_name])
+    confine(cmd, limits, uid=BUILD_UID)
+    cmd.opt("--tmpfs", f"/tmp:rw,exec,nosuid,nodev,size={limits.tmp_size},mode=1777")
+    cmd.opt("--network", "bridge")
+    cmd.opt("--runtime", runtime)
+    cmd.extend([image, "sh", INSTALL_SCRIPT])
+    return cmd
+
+
+def commit_changes(image_config: Mapping[str, Any]) -> list[str]:
+    """``docker commit --change`` lines giving back what the install run overrode.
+
+    The run sets the user and the command; the labels, environment, entrypoint and
+    exposed port stay the stage image's, since the run adds none of its own.
+    """
+    return [
+        f"USER {image_config.get('User') or f'{EXECUTOR_UID}:{EXECUTOR_UID}'}",
+        f"WORKDIR {image_config.get('WorkingDir') or '/workspace'}",
+        "CMD " + json.dumps(list(image_config.get("Cmd") or [])),
+    ]
+
+
+def commit_argv(container: str, tag: str, changes: Sequence[str]) -> list[str]:
+    """The ``docker commit`` that turns a finished install container into the image."""
+    cmd = Command(["commit"])
+    cmd.repeat("--change", changes)
+    cmd.extend([container, tag])
     return cmd
 
 
@@ -171,6 +239,39 @@ def classify(
             )
     return DockerError(
         f"{what} failed: {detail}", argv=argv, returncode=returncode, stdout=stdout, stderr=stderr
+    )
+
+
+def build_error(
+    argv: Sequence[str],
+    returncode: int,
+    tail: Sequence[str],
+    timed_out: bool,
+    timeout: float,
+    limits: Limits | None = None,
+) -> DockerError:
+    """The error of a failed build step: ``ImageBuildError`` with the log's end."""
+    log_tail = "\n".join(tail[-40:])
+    if timed_out:
+        reason = f"did not finish within {timeout:.0f} s"
+    elif limits is not None and returncode == 137:
+        reason = (
+            f"the install was killed (exit 137), most likely for using more than its "
+            f"{limits.memory} memory limit: give the session more memory"
+        )
+    else:
+        reason = _build_failure_reason(tail)
+    err = classify(argv, returncode, "", log_tail, "building the session image")
+    if isinstance(err, DockerNotAvailable):
+        return err
+    return ImageBuildError(
+        f"building the session image failed: {reason}. Check the dependency names "
+        "and versions, and that the package index is reachable; the end of the "
+        "build log follows.",
+        log_tail=log_tail,
+        argv=argv,
+        returncode=returncode,
+        stderr=log_tail,
     )
 
 

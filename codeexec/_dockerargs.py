@@ -250,7 +250,10 @@ def build_error(
     timeout: float,
     limits: Limits | None = None,
 ) -> DockerError:
-    """The error of a failed build step: ``ImageBuildError`` with the log's end."""
+    """The error of a failed build step: ``ImageBuildError`` with the log's end.
+
+    ``limits`` are given for the dependency install (``install_argv``), not the build.
+    """
     log_tail = "\n".join(tail[-40:])
     if timed_out:
         reason = f"did not finish within {timeout:.0f} s"
@@ -261,9 +264,12 @@ def build_error(
         )
     else:
         reason = _build_failure_reason(tail)
-    err = classify(argv, returncode, "", log_tail, "building the session image")
-    if isinstance(err, DockerNotAvailable):
-        return err
+    # An install's output is the packages' own (a refused connection is pip's); only
+    # exit code 125 is the docker CLI's own failure there.
+    if limits is None or returncode == 125:
+        err = classify(argv, returncode, "", log_tail, "building the session image")
+        if isinstance(err, DockerNotAvailable):
+            return err
     return ImageBuildError(
         f"building the session image failed: {reason}. Check the dependency names "
         "and versions, and that the package index is reachable; the end of the "

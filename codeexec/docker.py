@@ -37,7 +37,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     Command as Command,
     RunSpec as RunSpec,
     build_argv as build_argv,
-    build_error,
+    build_error as build_error,
     classify as classify,
     commit_argv as commit_argv,
     commit_changes as commit_changes,

@@ -13,6 +13,7 @@ from codeexec.docker import (
     Docker,
     RunSpec,
     build_argv,
+    build_error,
     classify,
     commit_argv,
     commit_changes,
@@ -24,6 +25,7 @@ from codeexec.errors import (
     ContainerStartError,
     DockerError,
     DockerNotAvailable,
+    ImageBuildError,
     NoSuchSession,
     register_secret,
 )
@@ -344,3 +346,15 @@ def test_logs_keep_only_the_end_of_a_huge_log(fake: Path, monkeypatch: pytest.Mo
     assert _calls(fake)[0]["argv"] == ["logs", "c1"]
     assert Docker(FAKE).logs("c1").endswith("line 8999\n")
     assert _calls(fake)[1]["argv"] == ["logs", "--tail", "200", "c1"]
+
+
+def test_an_install_whose_packages_say_connection_refused_is_a_build_error() -> None:
+    pip_says = ["ERROR: Could not install packages: [Errno 111] Connection refused"]
+    err = build_error(["docker", "run"], 1, pip_says, False, 60, Limits())
+    assert isinstance(err, ImageBuildError) and "Connection refused" in err.log_tail
+    killed = build_error(["docker", "run"], 137, ["Collecting torch"], False, 60, Limits())
+    assert "killed (exit 137)" in killed.message and "1g memory limit" in killed.message
+    engine = ["docker: Cannot connect to the Docker daemon at unix:///var/run/docker.sock."]
+    assert isinstance(
+        build_error(["docker", "run"], 125, engine, False, 60, Limits()), DockerNotAvailable
+    )

@@ -255,6 +255,29 @@ def test_proxy_credentials_are_on_no_command_line_and_in_no_image(
     assert probe_build.facts["https_proxy"] == SECRET_PROXY
 
 
+def test_session_code_cannot_rewrite_the_installed_packages_even_with_a_writable_root(
+    probe_base: str, probe_build: ProbeBuild, session_name: str
+) -> None:
+    # The build user owns the venv; the session user only reads it.
+    with ContainerSession.start(
+        session_name, base_image=probe_base, dependencies=[PROBE], allow_urls=True,
+        read_only=False,
+    ) as session:  # fmt: skip
+        assert session.info.image == probe_build.image  # the image built above
+        r = session.execute(
+            "import os, probe, sysconfig\n"
+            "site = sysconfig.get_paths()['purelib']\n"
+            "denied = []\n"
+            "for path in (os.path.join(site, 'evil.pth'), probe.__file__):\n"
+            "    try:\n"
+            "        open(path, 'a').close()\n"
+            "    except PermissionError:\n"
+            "        denied.append(path)\n"
+            "(os.getuid(), len(denied))"
+        )
+    assert r.ok and r.value == "(10001, 2)", r
+
+
 def _images_labelled(dependencies: list[str]) -> list[str]:
     """Ids of every image, intermediate ones included, made for ``dependencies``."""
     ids = _docker("images", "-aq", "--no-trunc", "--filter", "label=codeexec.deps").stdout

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DockerError, DockerNotAvailable, ImageBuildError, NoSuchSession
-from .models import Limits, SessionInfo
+from .errors import DockerError, DockerNotAvailable, NoSuchSession
+from .models import ImageInfo, Limits, SessionInfo
 
 LABEL_SESSION = "codeexec.session"
 LABEL_MANAGED = "codeexec.managed"
@@ -31,10 +31,6 @@ POOL_CONTAINER_PREFIX = "codeexec_pool_"
 _CLAIMED_POOL_NAME = re.compile(r"^codeexec-([A-Za-z0-9][A-Za-z0-9_.-]{0,62})-[0-9a-f]{6}$")
 EXECUTOR_PORT = 8888
 EXECUTOR_UID = 10001
-# Package build code (setup.py, build backends) runs as this unprivileged user, which
-# owns the image's venv: the session user (EXECUTOR_UID) can read it but never rewrite
-# what the executor imports, even with read_only=False.
-BUILD_UID = 10002
 # A container's docker log (json-file, so `docker logs` reads it) stays under
 # LOG_MAX_FILES x LOG_MAX_SIZE on the host's disk whatever the code writes to it.
 LOG_MAX_SIZE = "5m"
@@ -123,65 +119,6 @@ def confine(cmd: Command, limits: Limits, *, uid: int) -> Command:
     return cmd
 
 
-def build_argv(
-    context_dir: str, tag: str | None, labels: Mapping[str, str], iidfile: str
-) -> list[str]:
-    """The ``docker build`` arguments of an image's trusted, root-needing steps.
-
-    ``--force-rm`` so a failed step leaves no container; ``--network none`` because
-    those steps (venv, users, trust store, executor) download nothing. No build
-    arguments: package code never runs here (see ``install_argv``).
-    """
-    cmd = Command(["build", "--force-rm", "--network", "none", "--iidfile", iidfile])
-    cmd.opt("--tag", tag)
-    cmd.repeat("--label", [f"{k}={v}" for k, v in sorted(labels.items())])
-    cmd.append(context_dir)
-    return cmd
-
-
-INSTALL_SCRIPT = "/opt/codeexec/build/install.sh"
-
-
-def install_argv(
-    image: str, container_name: str, limits: Limits, *, runtime: str | None = None
-) -> list[str]:
-    """The ``docker run`` that installs a session's dependencies into ``image``.
-
-    Package build code runs here, confined like a session (``confine``) as
-    ``BUILD_UID``. Network: the default bridge, the only way to reach a package index
-    or proxy without a proxy of our own. No labels and no ``--env``: ``docker commit``
-    would copy both into the image; proxy settings arrive on stdin instead.
-    """
-    cmd = Command(["run", "--interactive", "--name", container_name])
-    confine(cmd, limits, uid=BUILD_UID)
-    cmd.opt("--tmpfs", f"/tmp:rw,exec,nosuid,nodev,size={limits.tmp_size},mode=1777")
-    cmd.opt("--network", "bridge")
-    cmd.opt("--runtime", runtime)
-    cmd.extend([image, "sh", INSTALL_SCRIPT])
-    return cmd
-
-
-def commit_changes(image_config: Mapping[str, Any]) -> list[str]:
-    """``docker commit --change`` lines giving back what the install run overrode.
-
-    The run sets the user and the command; the labels, environment, entrypoint and
-    exposed port stay the stage image's, since the run adds none of its own.
-    """
-    return [
-        f"USER {image_config.get('User') or f'{EXECUTOR_UID}:{EXECUTOR_UID}'}",
-        f"WORKDIR {image_config.get('WorkingDir') or '/workspace'}",
-        "CMD " + json.dumps(list(image_config.get("Cmd") or [])),
-    ]
-
-
-def commit_argv(container: str, tag: str, changes: Sequence[str]) -> list[str]:
-    """The ``docker commit`` that turns a finished install container into the image."""
-    cmd = Command(["commit"])
-    cmd.repeat("--change", changes)
-    cmd.extend([container, tag])
-    return cmd
-
-
 # Recorded stderr fragments -> the error class and what to tell the user.
 _CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
     (
@@ -242,61 +179,6 @@ def classify(
     )
 
 
-def build_error(
-    argv: Sequence[str],
-    returncode: int,
-    tail: Sequence[str],
-    timed_out: bool,
-    timeout: float,
-    limits: Limits | None = None,
-) -> DockerError:
-    """The error of a failed build step: ``ImageBuildError`` with the log's end.
-
-    ``limits`` are given for the dependency install (``install_argv``), not the build.
-    """
-    log_tail = "\n".join(tail[-40:])
-    if timed_out:
-        reason = f"did not finish within {timeout:.0f} s"
-    elif limits is not None and returncode == 137:
-        reason = (
-            f"the install was killed (exit 137), most likely for using more than its "
-            f"{limits.memory} memory limit: give the session more memory"
-        )
-    else:
-        reason = _build_failure_reason(tail)
-    # An install's output is the packages' own (a refused connection is pip's); only
-    # exit code 125 is the docker CLI's own failure there.
-    if limits is None or returncode == 125:
-        err = classify(argv, returncode, "", log_tail, "building the session image")
-        if isinstance(err, DockerNotAvailable):
-            return err
-    return ImageBuildError(
-        f"building the session image failed: {reason}. Check the dependency names "
-        "and versions, and that the package index is reachable; the end of the "
-        "build log follows.",
-        log_tail=log_tail,
-        argv=argv,
-        returncode=returncode,
-        stderr=log_tail,
-    )
-
-
-def _build_failure_reason(tail: Sequence[str]) -> str:
-    for line in reversed(tail):
-        low = line.lower()
-        if "no matching distribution" in low or "could not find a version" in low:
-            return line.strip()
-        if "certificate verify failed" in low:
-            return (
-                "TLS certificate verification failed inside the build: set "
-                "CODEEXEC_CA_BUNDLE to your proxy's CA bundle"
-            )
-    for line in reversed(tail):
-        if line.strip().lower().startswith(("error", "the command")):
-            return line.strip()
-    return "a build step failed"
-
-
 def parse_inspect(data: Mapping[str, Any]) -> SessionInfo:
     """A ``docker container inspect`` object as a ``SessionInfo``."""
     config = data.get("Config") or {}
@@ -316,6 +198,19 @@ def published_port(data: Mapping[str, Any]) -> tuple[str, int] | None:
         host = binding.get("HostIp") or "127.0.0.1"
         return ("127.0.0.1" if host in ("0.0.0.0", "") else host, int(binding["HostPort"]))
     return None
+
+
+def image_info(ref: Mapping[str, Any], data: Mapping[str, Any]) -> ImageInfo:
+    """An image from a ``docker images`` row and its ``docker image inspect`` object."""
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    return ImageInfo(
+        tag=f"{ref['Repository']}:{ref['Tag']}",
+        image_id=ref["ID"],
+        dependencies=tuple(json.loads(labels.get(LABEL_DEPS, "[]"))),
+        base_image=labels.get(LABEL_BASE, ""),
+        created=str(ref.get("CreatedAt", "")),
+        size=str(ref.get("Size", "")),
+    )
 
 
 def container_env(data: Mapping[str, Any]) -> dict[str, str]:

@@ -18,8 +18,15 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
-from ._dockerargs import (  # re-exported: callers import them from here
+from ._buildargs import (  # re-exported: callers import them from here
     BUILD_UID as BUILD_UID,
+    build_argv as build_argv,
+    build_error as build_error,
+    commit_argv as commit_argv,
+    commit_changes as commit_changes,
+    install_argv as install_argv,
+)
+from ._dockerargs import (  # re-exported: callers import them from here
     EXECUTOR_PORT as EXECUTOR_PORT,
     EXECUTOR_UID as EXECUTOR_UID,
     LABEL_BASE as LABEL_BASE,
@@ -36,14 +43,10 @@ from ._dockerargs import (  # re-exported: callers import them from here
     POOL_CONTAINER_PREFIX as POOL_CONTAINER_PREFIX,
     Command as Command,
     RunSpec as RunSpec,
-    build_argv as build_argv,
-    build_error as build_error,
     classify as classify,
-    commit_argv as commit_argv,
-    commit_changes as commit_changes,
     confine as confine,
     container_env as container_env,
-    install_argv as install_argv,
+    image_info as image_info,
     parse_inspect as parse_inspect,
     pool_session_name as pool_session_name,
     published_port as published_port,
@@ -306,23 +309,8 @@ class Docker:
         refs = [json.loads(line) for line in out.splitlines() if line.strip()]
         if not refs:
             return []
-        inspected = self.inspect_images([r["ID"] for r in refs])
-        by_id = {i["Id"]: i for i in inspected}
-        infos = []
-        for ref in refs:
-            data = by_id.get(ref["ID"], {})
-            img_labels = (data.get("Config") or {}).get("Labels") or {}
-            infos.append(
-                ImageInfo(
-                    tag=f"{ref['Repository']}:{ref['Tag']}",
-                    image_id=ref["ID"],
-                    dependencies=tuple(json.loads(img_labels.get(LABEL_DEPS, "[]"))),
-                    base_image=img_labels.get(LABEL_BASE, ""),
-                    created=str(ref.get("CreatedAt", "")),
-                    size=str(ref.get("Size", "")),
-                )
-            )
-        return infos
+        by_id = {i["Id"]: i for i in self.inspect_images([r["ID"] for r in refs])}
+        return [image_info(ref, by_id.get(ref["ID"], {})) for ref in refs]
 
     def inspect_images(self, refs: Sequence[str]) -> list[dict[str, Any]]:
         out = self._run(["image", "inspect", *refs], what="inspecting images").stdout

@@ -12,6 +12,7 @@ import ast
 import io
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tarfile
@@ -35,7 +36,9 @@ pytestmark = pytest.mark.docker
 MiB = 2**20
 PROBE = "probe @ file:///pkgs/probe-0.1.tar.gz"
 BROKEN = "broken @ file:///pkgs/broken-0.1.tar.gz"
-SECRET_PROXY = "http://user:secret@127.0.0.1:9/"
+# Unique to the run: other suites on this machine may well show the word "secret".
+PASSWORD = f"secret{RUN_ID}x{secrets.token_hex(4)}"
+SECRET_PROXY = f"http://user:{PASSWORD}@127.0.0.1:9/"
 
 _BACKEND = """\
 import base64, hashlib, json, os, sys, zipfile
@@ -185,7 +188,7 @@ def _remove_image(tag: str) -> None:
 class ProbeBuild:
     facts: dict[str, Any]  # what the probe's build step saw
     argvs: list[list[str]]  # every docker command line codeexec ran
-    watch: _CmdlineWatch  # command lines containing "secret" while it built
+    watch: _CmdlineWatch  # command lines showing PASSWORD while it built
     image: str
     lines: list[str]
 
@@ -199,7 +202,7 @@ def probe_build(probe_base: str, tmp_path_factory: pytest.TempPathFactory) -> It
         mp.setenv("CODEEXEC_DOCKER", str(wrapper))
         for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy"):
             mp.setenv(var, SECRET_PROXY)  # unused: the probe installs from a file
-        with _CmdlineWatch(b"secret") as watch:
+        with _CmdlineWatch(PASSWORD.encode()) as watch:
             session = ContainerSession.start(
                 unique_name(),
                 base_image=probe_base,
@@ -246,11 +249,11 @@ def test_package_build_code_runs_unprivileged_without_capabilities_within_limits
 def test_proxy_credentials_are_on_no_command_line_and_in_no_image(
     probe_build: ProbeBuild,
 ) -> None:
-    assert [a for a in probe_build.argvs if any("secret" in arg for arg in a)] == []
+    assert [a for a in probe_build.argvs if any(PASSWORD in arg for arg in a)] == []
     assert probe_build.watch.scans > 0 and probe_build.watch.seen == []
     config = _docker("image", "inspect", "--format", "{{json .Config}}", probe_build.image).stdout
     history = _docker("history", "--no-trunc", probe_build.image).stdout
-    assert "secret" not in config and "secret" not in history
+    assert PASSWORD not in config and PASSWORD not in history
     # Yet the proxy reached the install, which needs it behind a proxy.
     assert probe_build.facts["https_proxy"] == SECRET_PROXY
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DockerError, DockerNotAvailable, NoSuchSession
-from .models import Limits, SessionInfo
+from .models import ImageInfo, Limits, SessionInfo
 
 LABEL_SESSION = "codeexec.session"
 LABEL_MANAGED = "codeexec.managed"
@@ -34,6 +34,10 @@ POOL_CONTAINER_PREFIX = "codeexec_pool_"
 _CLAIMED_POOL_NAME = re.compile(r"^codeexec-([A-Za-z0-9][A-Za-z0-9_.-]{0,62})-[0-9a-f]{6}$")
 EXECUTOR_PORT = 8888
 EXECUTOR_UID = 10001
+# A container's docker log (json-file, so `docker logs` reads it) stays under
+# LOG_MAX_FILES x LOG_MAX_SIZE on the host's disk whatever the code writes to it.
+LOG_MAX_SIZE = "5m"
+LOG_MAX_FILES = 2
 
 
 class Command(list[str]):
@@ -79,11 +83,7 @@ def run_argv(spec: RunSpec) -> list[str]:
     cmd = Command(["run", "--detach", "--rm", "--init"])
     cmd.opt("--name", spec.container_name)
     cmd.repeat("--label", [f"{k}={v}" for k, v in sorted(spec.labels.items())])
-    # Secure defaults (docs/security.md): unprivileged user, no capabilities, no
-    # privilege escalation, read-only root, bounded memory, CPU and process count.
-    cmd.opt("--user", f"{EXECUTOR_UID}:{EXECUTOR_UID}")
-    cmd.opt("--cap-drop", "ALL")
-    cmd.opt("--security-opt", "no-new-privileges")
+    confine(cmd, lim, uid=EXECUTOR_UID)
     cmd.flag("--read-only", spec.read_only)
     cmd.opt("--tmpfs", f"/tmp:rw,exec,nosuid,nodev,size={lim.tmp_size},mode=1777")
     cmd.opt(
@@ -92,8 +92,6 @@ def run_argv(spec: RunSpec) -> list[str]:
         f"uid={EXECUTOR_UID},gid={EXECUTOR_UID},mode=0700",
     )
     cmd.opt("--workdir", "/workspace")
-    cmd.opt("--memory", lim.memory).opt("--memory-swap", lim.memory)
-    cmd.opt("--cpus", lim.cpus).opt("--pids-limit", lim.pids)
     cmd.opt("--runtime", spec.runtime)
     cmd.opt("--network", spec.network)
     if spec.publish and spec.network != "none":
@@ -106,14 +104,21 @@ def run_argv(spec: RunSpec) -> list[str]:
     return cmd
 
 
-def build_argv(
-    context_dir: str, tag: str, labels: Mapping[str, str], build_args: Mapping[str, str]
-) -> list[str]:
-    """The ``docker build`` arguments; ``--force-rm`` so a failed step leaves no container."""
-    cmd = Command(["build", "--force-rm", "--tag", tag])
-    cmd.repeat("--label", [f"{k}={v}" for k, v in sorted(labels.items())])
-    cmd.repeat("--build-arg", [f"{k}={v}" for k, v in sorted(build_args.items())])
-    cmd.append(context_dir)
+def confine(cmd: Command, limits: Limits, *, uid: int) -> Command:
+    """Add the secure defaults that every container codeexec runs gets.
+
+    Session containers and dependency installs alike (docs/security.md): an
+    unprivileged user, no capabilities, no privilege escalation, bounded memory, CPU
+    and process count, no core dumps, and a docker log capped on the host's disk.
+    """
+    cmd.opt("--user", f"{uid}:{uid}")
+    cmd.opt("--cap-drop", "ALL")
+    cmd.opt("--security-opt", "no-new-privileges")
+    cmd.opt("--memory", limits.memory).opt("--memory-swap", limits.memory)
+    cmd.opt("--cpus", limits.cpus).opt("--pids-limit", limits.pids)
+    cmd.opt("--ulimit", "core=0")
+    cmd.opt("--log-driver", "json-file")
+    cmd.opt("--log-opt", f"max-size={LOG_MAX_SIZE}").opt("--log-opt", f"max-file={LOG_MAX_FILES}")
     return cmd
 
 
@@ -177,22 +182,6 @@ def classify(
     )
 
 
-def _build_failure_reason(tail: Sequence[str]) -> str:
-    for line in reversed(tail):
-        low = line.lower()
-        if "no matching distribution" in low or "could not find a version" in low:
-            return line.strip()
-        if "certificate verify failed" in low:
-            return (
-                "TLS certificate verification failed inside the build: set "
-                "CODEEXEC_CA_BUNDLE to your proxy's CA bundle"
-            )
-    for line in reversed(tail):
-        if line.strip().lower().startswith(("error", "the command")):
-            return line.strip()
-    return "a build step failed"
-
-
 def parse_inspect(data: Mapping[str, Any]) -> SessionInfo:
     """A ``docker container inspect`` object as a ``SessionInfo``."""
     config = data.get("Config") or {}
@@ -212,6 +201,19 @@ def published_port(data: Mapping[str, Any]) -> tuple[str, int] | None:
         host = binding.get("HostIp") or "127.0.0.1"
         return ("127.0.0.1" if host in ("0.0.0.0", "") else host, int(binding["HostPort"]))
     return None
+
+
+def image_info(ref: Mapping[str, Any], data: Mapping[str, Any]) -> ImageInfo:
+    """An image from a ``docker images`` row and its ``docker image inspect`` object."""
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    return ImageInfo(
+        tag=f"{ref['Repository']}:{ref['Tag']}",
+        image_id=ref["ID"],
+        dependencies=tuple(json.loads(labels.get(LABEL_DEPS, "[]"))),
+        base_image=labels.get(LABEL_BASE, ""),
+        created=str(ref.get("CreatedAt", "")),
+        size=str(ref.get("Size", "")),
+    )
 
 
 def container_env(data: Mapping[str, Any]) -> dict[str, str]:

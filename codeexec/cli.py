@@ -19,7 +19,7 @@ import typer
 
 from . import __version__, _cli_output as out
 from ._cli_mcp import serve_mcp
-from .errors import CodeexecError, ContainerStartError, ImageBuildError, InvalidDependency
+from .errors import CodeexecError, ContainerStartError, ImageBuildError, InvalidOption
 from .models import ResultLimits
 from .session import DEFAULT_IDLE_TIMEOUT, ContainerSession, list_sessions, validate_name
 
@@ -90,7 +90,7 @@ def _fail(exc: CodeexecError) -> NoReturn:
     if extra and isinstance(exc, (ImageBuildError, ContainerStartError)):
         label = "build log" if isinstance(exc, ImageBuildError) else "container log"
         out.note(f"--- end of the {label} ---\n{extra.rstrip()}\n---")
-    raise typer.Exit(EXIT_USAGE if isinstance(exc, InvalidDependency) else EXIT_TROUBLE)
+    raise typer.Exit(EXIT_USAGE if isinstance(exc, InvalidOption) else EXIT_TROUBLE)
 
 
 def _read_code(code: str | None, file: Path | None) -> str:
@@ -182,7 +182,10 @@ def start(
     cpus: Annotated[float, typer.Option(metavar="N", help="CPU limit.")] = 1.0,
     pids: Annotated[int, typer.Option(metavar="N", help="Process-count limit.")] = 256,
     network: Annotated[
-        str, typer.Option(metavar="NETWORK", help="Docker network; 'none' cuts it off.")
+        str,
+        typer.Option(
+            metavar="NETWORK", help="Docker network; 'none' cuts it off ('host' is refused)."
+        ),
     ] = "bridge",
     idle_timeout: Annotated[
         float,
@@ -345,7 +348,9 @@ def stop(
 @_command()
 def logs(
     name: NameArg = "default",
-    tail: Annotated[int, typer.Option(metavar="N", help="Lines from the end; 0 for all.")] = 200,
+    tail: Annotated[
+        int, typer.Option(metavar="N", help="Lines from the end; 0 for all (at most 4 MiB).")
+    ] = 200,
 ) -> None:
     """Show a session container's log (the executor's messages, not the code's output)."""
     from .docker import Docker

@@ -14,9 +14,18 @@ import re
 import shutil
 import subprocess
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
+from ._buildargs import (  # re-exported: callers import them from here
+    BUILD_UID as BUILD_UID,
+    build_argv as build_argv,
+    build_error as build_error,
+    commit_argv as commit_argv,
+    commit_changes as commit_changes,
+    install_argv as install_argv,
+)
 from ._dockerargs import (  # re-exported: callers import them from here
     EXECUTOR_PORT as EXECUTOR_PORT,
     EXECUTOR_UID as EXECUTOR_UID,
@@ -30,13 +39,15 @@ from ._dockerargs import (  # re-exported: callers import them from here
     LABEL_POOL as LABEL_POOL,
     LABEL_SCOPE as LABEL_SCOPE,
     LABEL_SESSION as LABEL_SESSION,
+    LOG_MAX_FILES as LOG_MAX_FILES,
+    LOG_MAX_SIZE as LOG_MAX_SIZE,
     POOL_CONTAINER_PREFIX as POOL_CONTAINER_PREFIX,
     Command as Command,
     RunSpec as RunSpec,
-    _build_failure_reason,
-    build_argv as build_argv,
     classify as classify,
+    confine as confine,
     container_env as container_env,
+    image_info as image_info,
     parse_inspect as parse_inspect,
     pool_session_name as pool_session_name,
     published_port as published_port,
@@ -46,13 +57,13 @@ from .errors import (
     ContainerStartError,
     DockerError,
     DockerNotAvailable,
-    ImageBuildError,
     NoSuchSession,
 )
-from .models import ImageInfo, SessionInfo
+from .models import ImageInfo, Limits, SessionInfo
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _QUICK = 30.0  # seconds for calls that answer at once (inspect, ps, rm)
+LOGS_MAX_BYTES = 4 * 2**20  # of a container log read into memory (codeexec logs)
 
 
 class RelayProcess:
@@ -182,27 +193,88 @@ class Docker:
     def build(
         self,
         context_dir: str,
-        tag: str,
+        tag: str | None,
         *,
         labels: Mapping[str, str],
-        build_args: Mapping[str, str],
         timeout: float,
         on_line: Callable[[str], None] | None = None,
+    ) -> str:
+        """Build an image, passing each log line to ``on_line``; returns its id."""
+        import tempfile
+
+        fd, iidfile = tempfile.mkstemp(prefix="codeexec-iid-")
+        os.close(fd)
+        try:
+            # DOCKER_BUILDKIT=0: plain Step lines; no buildx needed.
+            args = build_argv(context_dir, tag, labels, iidfile)
+            self.stream(args, timeout=timeout, on_line=on_line, env={"DOCKER_BUILDKIT": "0"})
+            with open(iidfile, encoding="utf-8") as f:
+                return f.read().strip()
+        finally:
+            if os.path.exists(iidfile):  # docker removes it first, writes it on success
+                os.unlink(iidfile)
+
+    def commit(self, container: str, tag: str, changes: Sequence[str]) -> None:
+        """Make the image ``tag`` from a stopped container."""
+        self._run(commit_argv(container, tag, changes), timeout=600, what="committing the image")
+
+    def stream(
+        self,
+        args: Sequence[str],
+        *,
+        timeout: float,
+        on_line: Callable[[str], None] | None,
+        env: Mapping[str, str] | None = None,
+        input: str = "",
+        limits: Limits | None = None,
     ) -> None:
-        """Build an image, passing each log line to ``on_line``; keeps the log tail."""
-        argv = [self.binary, *build_argv(context_dir, tag, labels, build_args)]
-        env = dict(os.environ)
-        env.setdefault("DOCKER_BUILDKIT", "0")  # plain Step lines; no buildx needed
+        """Run a build step (``build``, the install's ``run``) streaming its output lines.
+
+        ``input`` goes to its stdin: how secrets reach an install without a command
+        line. ``limits`` name the memory limit when the step is killed (exit 137).
+
+        Raises:
+            ImageBuildError: the step failed or timed out (``log_tail`` holds its end).
+        """
+        argv = [self.binary, *args]
         tail: list[str] = []
+
+        def keep(line: str) -> None:
+            # The legacy builder colours a step's stderr with ANSI escapes; progress
+            # lines go to logs, MCP notifications and error messages as plain text.
+            line = _ANSI.sub("", line.rstrip("\n"))
+            tail.append(line)
+            del tail[:-60]
+            if on_line is not None:
+                on_line(line)
+
+        returncode, timed_out = self._lines(argv, keep, timeout=timeout, env=env, input=input)
+        if returncode != 0:
+            raise build_error(argv, returncode, tail, timed_out, timeout, limits)
+
+    def _lines(
+        self,
+        argv: list[str],
+        each: Callable[[str], None],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        input: str = "",
+        max_line: int = -1,
+    ) -> tuple[int, bool]:
+        """Run ``argv``, passing each line of its merged output to ``each`` as it comes.
+
+        Returns the exit code and whether ``timeout`` ran out (the process was killed).
+        """
         try:
             proc = subprocess.Popen(
                 argv,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if input else subprocess.DEVNULL,
                 encoding="utf-8",
                 errors="replace",
-                env=env,
+                env={**os.environ, **env} if env else None,
             )
         except OSError as exc:
             raise DockerNotAvailable(f"cannot run {argv[0]}: {exc}", argv=argv) from exc
@@ -210,14 +282,15 @@ class Docker:
         timer.start()
         try:
             assert proc.stdout is not None
-            for line in proc.stdout:
-                # The legacy builder colours a step's stderr with ANSI escapes; progress
-                # lines go to logs, MCP notifications and error messages as plain text.
-                line = _ANSI.sub("", line.rstrip("\n"))
-                tail.append(line)
-                del tail[:-60]
-                if on_line is not None:
-                    on_line(line)
+            if input:
+                assert proc.stdin is not None
+                try:
+                    proc.stdin.write(input)
+                    proc.stdin.close()
+                except OSError:
+                    pass  # the process ended early; its output says why
+            while line := proc.stdout.readline(max_line):
+                each(line)
             returncode = proc.wait()
         finally:
             timer.cancel()
@@ -226,24 +299,7 @@ class Docker:
                 proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
-        if returncode != 0:
-            log_tail = "\n".join(tail[-40:])
-            if not timer.is_alive() and returncode < 0:
-                reason = f"did not finish within {timeout:.0f} s"
-            else:
-                reason = _build_failure_reason(tail)
-            err = classify(argv, returncode, "", log_tail, "building the session image")
-            if isinstance(err, DockerNotAvailable):
-                raise err
-            raise ImageBuildError(
-                f"building the session image failed: {reason}. Check the dependency names "
-                "and versions, and that the package index is reachable; the end of the "
-                "build log follows.",
-                log_tail=log_tail,
-                argv=argv,
-                returncode=returncode,
-                stderr=log_tail,
-            )
+        return returncode, not timer.is_alive() and returncode < 0
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         args = Command(["images", "--no-trunc", "--format", "{{json .}}"])
@@ -254,32 +310,22 @@ class Docker:
         refs = [json.loads(line) for line in out.splitlines() if line.strip()]
         if not refs:
             return []
-        inspected = self.inspect_images([r["ID"] for r in refs])
-        by_id = {i["Id"]: i for i in inspected}
-        infos = []
-        for ref in refs:
-            data = by_id.get(ref["ID"], {})
-            img_labels = (data.get("Config") or {}).get("Labels") or {}
-            infos.append(
-                ImageInfo(
-                    tag=f"{ref['Repository']}:{ref['Tag']}",
-                    image_id=ref["ID"],
-                    dependencies=tuple(json.loads(img_labels.get(LABEL_DEPS, "[]"))),
-                    base_image=img_labels.get(LABEL_BASE, ""),
-                    created=str(ref.get("CreatedAt", "")),
-                    size=str(ref.get("Size", "")),
-                )
-            )
-        return infos
+        by_id = {i["Id"]: i for i in self.inspect_images([r["ID"] for r in refs])}
+        return [image_info(ref, by_id.get(ref["ID"], {})) for ref in refs]
 
     def inspect_images(self, refs: Sequence[str]) -> list[dict[str, Any]]:
         out = self._run(["image", "inspect", *refs], what="inspecting images").stdout
         result: list[dict[str, Any]] = json.loads(out or "[]")
         return result
 
-    def rmi(self, *refs: str) -> None:
+    def image_config(self, ref: str) -> dict[str, Any]:
+        """The ``Config`` of an image: user, working directory, command, labels."""
+        config: dict[str, Any] = self.inspect_images([ref])[0].get("Config") or {}
+        return config
+
+    def rmi(self, *refs: str, check: bool = True) -> None:
         if refs:
-            self._run(["rmi", *refs], what="removing images")
+            self._run(["rmi", *refs], what="removing images", check=check)
 
     # -- containers -----------------------------------------------------------
     def run(self, spec: RunSpec, secret_values: Mapping[str, str]) -> str:
@@ -381,11 +427,31 @@ class Docker:
     def kill(self, container: str, signal: str = "KILL") -> None:
         self._run(["kill", "--signal", signal, container], what="killing container")
 
-    def logs(self, container: str, tail: int | None = 200) -> str:
-        args = Command(["logs"]).opt("--tail", tail)
-        args.append(container)
-        proc = self._run(args, what=f"reading the log of {container}")
-        return proc.stdout + proc.stderr
+    def logs(self, container: str, tail: int | None = 200, max_bytes: int = LOGS_MAX_BYTES) -> str:
+        """The last ``tail`` lines (None: all) of a container's log, at most ``max_bytes``.
+
+        Streamed, so a huge log never sits whole in memory; older lines beyond
+        ``max_bytes`` are dropped and a marker says so.
+        """
+        argv = [self.binary, *Command(["logs"]).opt("--tail", tail), container]
+        kept: deque[str] = deque()
+        size = dropped = 0
+
+        def keep(line: str) -> None:
+            nonlocal size, dropped
+            kept.append(line)
+            size += len(line)
+            while size > max_bytes:
+                size -= len(kept.popleft())
+                dropped += 1
+
+        returncode, _ = self._lines(argv, keep, timeout=_QUICK * 4, max_line=max_bytes)
+        text = "".join(kept)
+        if returncode != 0:
+            raise classify(argv, returncode, "", text, f"reading the log of {container}")
+        if dropped:
+            text = f"[codeexec: {dropped} earlier lines dropped, over {max_bytes} bytes]\n{text}"
+        return text
 
     def exec(
         self,

@@ -4,7 +4,8 @@ Every exception codeexec raises on purpose derives from :class:`CodeexecError`;
 its message is written for a person or a model to act on::
 
     CodeexecError
-    ├── InvalidDependency          a requirement string was refused before any build
+    ├── InvalidOption              an option was refused before any build or container
+    │   └── InvalidDependency      a requirement string was refused before any build
     ├── SessionExists              the name is taken by a session with other settings
     ├── DockerError                a docker CLI call failed (argv, returncode, stderr)
     │   ├── DockerNotAvailable     no docker CLI, or the engine does not answer
@@ -56,7 +57,11 @@ class CodeexecError(Exception):
         return self.message
 
 
-class InvalidDependency(CodeexecError):
+class InvalidOption(CodeexecError):
+    """An option (limit, network, base image, CA bundle) was refused before any docker call."""
+
+
+class InvalidDependency(InvalidOption):
     """A dependency string is not a plain pip requirement and was refused."""
 
 

@@ -10,25 +10,37 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
+import secrets
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .docker import LABEL_BASE, LABEL_DEPS, LABEL_IMAGE, Docker
+from ._hostindex import (
+    IndexSettings as IndexSettings,
+    certificate_blocks as certificate_blocks,
+    host_index_settings as host_index_settings,
+    proxy_lines as proxy_lines,
+)
+from .docker import (
+    LABEL_BASE,
+    LABEL_DEPS,
+    LABEL_IMAGE,
+    Docker,
+    commit_changes,
+    install_argv,
+)
 from .errors import InvalidDependency
+from .models import Limits, check_image_ref
 
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
 IMAGE_REPOSITORY = "codeexec-env"
 BUILD_TIMEOUT = 1800.0
+# Dependencies are installed by a confined `docker run` and `docker commit`.
+BUILD_RECIPE = "confined-run-commit-1"
 
 _TEMPLATE_NAMES = ("Dockerfile.template", "install.sh")
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f`$|&\\]")
-_CA_CANDIDATES = (
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-)
 
 
 def executor_source_dir() -> Path:
@@ -117,105 +129,6 @@ def read_requirements_file(path: str | os.PathLike[str]) -> list[str]:
     return specs
 
 
-# -- the host's package-index and TLS settings ---------------------------------------
-
-
-@dataclass(frozen=True)
-class IndexSettings:
-    """Package-index settings carried into builds and runtime installs."""
-
-    index_url: str | None = None
-    extra_index_urls: tuple[str, ...] = ()
-    trusted_hosts: tuple[str, ...] = ()
-    ca_bundle: Path | None = None
-
-    def pip_conf(self) -> str:
-        lines = ["[global]"]
-        if self.index_url:
-            lines.append(f"index-url = {self.index_url}")
-        if self.extra_index_urls:
-            lines.append("extra-index-url = " + " ".join(self.extra_index_urls))
-        if self.trusted_hosts:
-            lines.append("trusted-host = " + " ".join(self.trusted_hosts))
-        return "\n".join(lines) + "\n"
-
-    def uv_env(self) -> str:
-        lines = []
-        if self.index_url:
-            lines.append(f"export UV_INDEX_URL={shlex.quote(self.index_url)}")
-        if self.extra_index_urls:
-            lines.append(
-                "export UV_EXTRA_INDEX_URL=" + shlex.quote(" ".join(self.extra_index_urls))
-            )
-        if self.trusted_hosts:
-            lines.append("export UV_INSECURE_HOST=" + shlex.quote(" ".join(self.trusted_hosts)))
-        return "\n".join(lines) + "\n"
-
-
-def _remote(urls: Iterable[str]) -> tuple[str, ...]:
-    # A file:// index or a local path exists on the host only, never in a build.
-    return tuple(u for u in urls if u and re.match(r"^https?://", u))
-
-
-def _pip_config_files() -> list[Path]:
-    home = Path.home()
-    xdg = os.environ.get("XDG_CONFIG_HOME") or str(home / ".config")
-    files = [
-        Path("/etc/xdg/pip/pip.conf"),
-        Path("/etc/pip.conf"),
-        home / ".pip" / "pip.conf",
-        Path(xdg) / "pip" / "pip.conf",
-    ]
-    if os.environ.get("VIRTUAL_ENV"):
-        files.append(Path(os.environ["VIRTUAL_ENV"]) / "pip.conf")
-    if os.environ.get("PIP_CONFIG_FILE"):
-        files.append(Path(os.environ["PIP_CONFIG_FILE"]))
-    return files
-
-
-def host_index_settings() -> IndexSettings:
-    """The host's pip index settings and CA bundle (env over config files).
-
-    ``CODEEXEC_CA_BUNDLE`` > ``PIP_CERT`` > ``SSL_CERT_FILE`` > ``REQUESTS_CA_BUNDLE`` >
-    pip's ``cert`` setting > the system bundle. ``CODEEXEC_INDEX_URL`` overrides the index.
-    """
-    conf: dict[str, str] = {}
-    import configparser  # here, not at the top: off the `codeexec exec` path
-
-    parser = configparser.RawConfigParser()
-    for path in _pip_config_files():
-        try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, OSError):
-            continue
-    for section in ("global", "install"):
-        if parser.has_section(section):
-            conf.update({k: v for k, v in parser.items(section)})
-    env = os.environ
-    index_url = env.get("CODEEXEC_INDEX_URL") or env.get("PIP_INDEX_URL") or conf.get("index-url")
-    extra = (env.get("PIP_EXTRA_INDEX_URL") or conf.get("extra-index-url") or "").split()
-    trusted = (env.get("PIP_TRUSTED_HOST") or conf.get("trusted-host") or "").split()
-    ca: Path | None = None
-    for candidate in (
-        env.get("CODEEXEC_CA_BUNDLE"),
-        env.get("PIP_CERT"),
-        env.get("SSL_CERT_FILE"),
-        env.get("REQUESTS_CA_BUNDLE"),
-        conf.get("cert"),
-        *_CA_CANDIDATES,
-    ):
-        if candidate and Path(candidate).is_file():
-            ca = Path(candidate)
-            break
-    remote_index = _remote([index_url] if index_url else [])
-    return IndexSettings(
-        index_url=remote_index[0] if remote_index else None,
-        extra_index_urls=_remote(extra),
-        trusted_hosts=tuple(trusted),
-        ca_bundle=ca,
-    )
-
-
 # -- build context and tag -----------------------------------------------------------
 
 
@@ -246,7 +159,7 @@ def make_context(
     ca_env = []
     files["trust/.keep"] = b""
     if settings.ca_bundle is not None:
-        files["trust/ca-bundle.crt"] = settings.ca_bundle.read_bytes()
+        files["trust/ca-bundle.crt"] = certificate_blocks(settings.ca_bundle)
         bundle = "/opt/codeexec/trust/ca-bundle.crt"
         ca_env.append(
             f"ENV SSL_CERT_FILE={bundle} PIP_CERT={bundle} "
@@ -269,6 +182,8 @@ def make_context(
 
     digest = hashlib.sha256()
     digest.update(f"{base_image}\0{base_image_id}\0".encode())
+    # How the image is made is part of what goes into it (bump when that changes).
+    digest.update(f"{BUILD_RECIPE}\0".encode())
     for rel in sorted(files):
         digest.update(rel.encode() + b"\0" + hashlib.sha256(files[rel]).digest())
     return BuildContext(files=files, digest=digest.hexdigest())
@@ -295,7 +210,7 @@ def find_image(
 
     Two docker calls: the base image's id (it is part of the hash), then the tag.
     """
-    base = base_image or default_base_image()
+    base = check_image_ref(base_image or default_base_image())
     base_id = docker.image_id(base) or ""
     context = make_context(base, dependencies, host_index_settings(), base_id)
     return ImageLookup(base, tuple(dependencies), context, docker.image_exists(context.tag))
@@ -308,6 +223,8 @@ def ensure_image(
     dependencies: Sequence[str],
     on_line: Callable[[str], None] | None = None,
     timeout: float = BUILD_TIMEOUT,
+    limits: Limits | None = None,
+    runtime: str | None = None,
 ) -> str:
     """Return the tag of the image for ``dependencies``, building it only if missing.
 
@@ -318,7 +235,9 @@ def ensure_image(
     found = find_image(docker, base_image=base_image, dependencies=dependencies)
     if found.exists:
         return found.tag
-    return build_image(docker, found, on_line=on_line, timeout=timeout)
+    return build_image(
+        docker, found, on_line=on_line, timeout=timeout, limits=limits, runtime=runtime
+    )
 
 
 def build_image(
@@ -327,13 +246,23 @@ def build_image(
     *,
     on_line: Callable[[str], None] | None = None,
     timeout: float = BUILD_TIMEOUT,
+    limits: Limits | None = None,
+    runtime: str | None = None,
 ) -> str:
     """Build the image ``find_image`` found missing; returns its tag.
+
+    Two steps, so that no package code runs as root: ``docker build`` makes the
+    trusted part (venv, users, trust store, executor) with no network; then, if there
+    are dependencies, a ``docker run`` confined like a session (``limits``,
+    ``runtime``; the build user, no capabilities) installs them and ``docker commit``
+    tags the result. The install container is removed in every case, and a failed
+    build leaves no image behind.
 
     Raises:
         ImageBuildError: the build failed (``log_tail`` holds the end of its log).
     """
     context = found.context
+    deadline = time.monotonic() + timeout
     if on_line is not None:
         on_line(
             f"building image {context.tag} from {found.base} "
@@ -344,25 +273,35 @@ def build_image(
         LABEL_DEPS: json.dumps(list(found.dependencies)),
         LABEL_BASE: found.base,
     }
-    build_args = {
-        k: os.environ[k]
-        for k in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
-        if os.environ.get(k)
-    }
     import shutil
     import tempfile
 
+    final = None if found.dependencies else context.tag
     tmp = Path(tempfile.mkdtemp(prefix="codeexec-build-"))
     try:
         context.write(tmp)
-        docker.build(
-            str(tmp),
-            context.tag,
-            labels=labels,
-            build_args=build_args,
-            timeout=timeout,
-            on_line=on_line,
-        )
+        stage = docker.build(str(tmp), final, labels=labels, timeout=timeout, on_line=on_line)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if final is not None:
+        return final
+    container = f"codeexec-build-{context.digest[:12]}-{secrets.token_hex(3)}"
+    committed = False
+    try:
+        if on_line is not None:
+            on_line(f"installing {len(found.dependencies)} dependencies in {container}")
+        docker.stream(
+            install_argv(stage, container, limits or Limits(), runtime=runtime),
+            timeout=max(1.0, deadline - time.monotonic()),
+            on_line=on_line,
+            input=proxy_lines(),
+            limits=limits or Limits(),
+        )
+        changes = commit_changes(docker.image_config(stage))
+        docker.commit(container, context.tag, changes)
+        committed = True
+    finally:
+        docker.rm(container)
+        if not committed:
+            docker.rmi(stage, check=False)  # the trusted part alone is no session image
     return context.tag

@@ -45,7 +45,7 @@ from . import images
 from ._channel import Transport
 from .docker import Docker
 from .errors import CodeexecError, DockerError
-from .models import Limits
+from .models import Limits, check_network
 from .session import DEFAULT_IDLE_TIMEOUT, READY_TIMEOUT, ContainerSession
 
 log = logging.getLogger("codeexec")
@@ -78,7 +78,7 @@ class WarmPool:
     ) -> None:  # fmt: skip
         self.dependencies = images.normalize_dependencies(dependencies)
         self.base_image = base_image
-        self.network = network
+        self.network = check_network(network)
         self.limits = limits or Limits()
         self.idle_timeout = idle_timeout
         self.runtime = runtime
@@ -110,6 +110,8 @@ class WarmPool:
                     dependencies=self.dependencies,
                     on_line=self._on_progress,
                     timeout=self._build_timeout,
+                    limits=self.limits,
+                    runtime=self.runtime,
                 )
             self._thread = threading.Thread(
                 target=self._fill_loop, name="codeexec-pool", daemon=True

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from . import _addrcache, images
+from . import _addrcache, images, models
 from ._channel import Channel, Transport
 from ._dockerargs import session_run_spec
 from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR, FilesAndPackages
@@ -171,6 +171,8 @@ class ContainerSession(FilesAndPackages):
 
         Raises:
             InvalidDependency: a dependency is not a plain requirement (nothing was built).
+            InvalidOption: a limit, network or base image is malformed or would remove
+                isolation (``host``, ``container:…``, no limit); nothing ran.
             SessionExists: the name runs with other dependencies, or (with ``scope``)
                 in another scope.
             ImageBuildError: the image build failed; ``log_tail`` holds its end.
@@ -183,7 +185,9 @@ class ContainerSession(FilesAndPackages):
             specs.extend(images.read_requirements_file(requirements_file))
         deps = images.normalize_dependencies(specs, allow_urls=allow_urls)
         docker = docker or Docker()
-        limits = limits or Limits(memory=memory, cpus=cpus, pids=pids)
+        limits = limits or Limits(memory=memory, cpus=cpus, pids=pids)  # validates them
+        models.check_network(network)
+        models.check_image_ref(base_image or images.default_base_image())
         # The image lookup (two docker calls) overlaps the session lookup (one).
         lookup = (
             None
@@ -244,11 +248,10 @@ class ContainerSession(FilesAndPackages):
         else:
             assert lookup is not None
             found = lookup.result()
-            tag = (
-                found.tag
-                if found.exists
-                else images.build_image(docker, found, on_line=on_progress, timeout=build_timeout)
-            )
+            tag = found.tag if found.exists else images.build_image(
+                docker, found, on_line=on_progress, timeout=build_timeout, limits=limits,
+                runtime=runtime,
+            )  # fmt: skip
         return cls._launch(
             docker,
             tag=tag,

@@ -3,7 +3,9 @@
 
 Appends each argument list (JSON, one per line) to $FAKE_DOCKER_LOG. Behaviour is
 changed through env vars: FAKE_DOCKER_FAIL=<verb> makes that verb exit 1 with
-$FAKE_DOCKER_STDERR on stderr; FAKE_DOCKER_STDOUT_<VERB> sets its stdout.
+$FAKE_DOCKER_STDERR on stderr; FAKE_DOCKER_STDOUT_<VERB> sets its stdout;
+FAKE_DOCKER_IIDFILE is written to a build's --iidfile; stdin is logged as "stdin"
+when FAKE_DOCKER_STDIN=1.
 FAKE_DOCKER_FLOOD_MIB=<n> makes every call that would build or run in the foreground
 (`build`, `run` or `start` without `-d`) print n MiB of 1 KiB log lines, then fail:
 a build whose log has no end (tests/integration/test_trust_bounds.py).
@@ -19,11 +21,17 @@ def main() -> int:
     log = os.environ.get("FAKE_DOCKER_LOG")
     if log:
         with open(log, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"argv": args, "token": os.environ.get("CODEEXEC_TOKEN")}) + "\n")
+            record = {"argv": args, "token": os.environ.get("CODEEXEC_TOKEN")}
+            if os.environ.get("FAKE_DOCKER_STDIN") == "1":
+                record["stdin"] = sys.stdin.read()
+            f.write(json.dumps(record) + "\n")
     verb = args[0] if args else ""
     if os.environ.get("FAKE_DOCKER_FAIL") in (verb, "all"):
         sys.stderr.write(os.environ.get("FAKE_DOCKER_STDERR", "Error: failed\n"))
         return int(os.environ.get("FAKE_DOCKER_EXIT", "1"))
+    if "--iidfile" in args and os.environ.get("FAKE_DOCKER_IIDFILE"):
+        with open(args[args.index("--iidfile") + 1], "w", encoding="utf-8") as f:
+            f.write(os.environ["FAKE_DOCKER_IIDFILE"])
     flood = os.environ.get("FAKE_DOCKER_FLOOD_MIB")
     foreground = verb == "build" or (
         verb in ("run", "start") and not {"-d", "--detach"} & set(args)

@@ -112,6 +112,27 @@ def test_usage_errors_exit_2(args: list[str], docker_log: Path) -> None:
     assert not any(c[0] == "run" for c in calls(docker_log))  # nothing was started
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--memory", "banana"], "error: memory 'banana' is not a size"),
+        (["--memory", "0"], "error: memory '0' is too small"),
+        (["--cpus", "0"], "error: cpus limit 0.0 is not a positive number"),
+        (["--pids", "-1"], "error: pids limit -1 is not a positive whole number"),
+        (["--network", "host"], "error: network 'host' would give the code the host's own"),
+        (["--network", "container:db"], "error: network 'container:db' would join another"),
+        (["--base-image", "python:3.12 RUN x"], "error: base image 'python:3.12 RUN x' is not"),
+    ],
+)
+def test_options_that_remove_isolation_exit_2_before_any_docker_call(
+    args: list[str], says: str, docker_log: Path
+) -> None:
+    result = run("start", "s1", *args)
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert calls(docker_log) == []  # no image lookup, no build, no container
+
+
 def test_bad_dependency_message_is_one_line(docker_log: Path) -> None:
     result = run("start", "-d", "numpy; rm -rf /")
     assert result.exit_code == 2

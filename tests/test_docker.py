@@ -10,11 +10,23 @@ from pathlib import Path
 import pytest
 
 from codeexec._dockerargs import session_run_spec
-from codeexec.docker import Docker, RunSpec, build_argv, classify, published_port, run_argv
+from codeexec.docker import (
+    Docker,
+    RunSpec,
+    build_argv,
+    build_error,
+    classify,
+    commit_argv,
+    commit_changes,
+    install_argv,
+    published_port,
+    run_argv,
+)
 from codeexec.errors import (
     ContainerStartError,
     DockerError,
     DockerNotAvailable,
+    ImageBuildError,
     NoSuchSession,
     register_secret,
 )
@@ -60,13 +72,6 @@ def test_run_argv_has_every_secure_default() -> None:
         "ALL",
         "--security-opt",
         "no-new-privileges",
-        "--read-only",
-        "--tmpfs",
-        "/tmp:rw,exec,nosuid,nodev,size=512m,mode=1777",
-        "--tmpfs",
-        "/workspace:rw,exec,nosuid,nodev,size=512m,uid=10001,gid=10001,mode=0700",
-        "--workdir",
-        "/workspace",
         "--memory",
         "2g",
         "--memory-swap",
@@ -75,6 +80,21 @@ def test_run_argv_has_every_secure_default() -> None:
         "2.0",
         "--pids-limit",
         "100",
+        "--ulimit",
+        "core=0",
+        "--log-driver",
+        "json-file",
+        "--log-opt",
+        "max-size=5m",
+        "--log-opt",
+        "max-file=2",
+        "--read-only",
+        "--tmpfs",
+        "/tmp:rw,exec,nosuid,nodev,size=512m,mode=1777",
+        "--tmpfs",
+        "/workspace:rw,exec,nosuid,nodev,size=512m,uid=10001,gid=10001,mode=0700",
+        "--workdir",
+        "/workspace",
         "--network",
         "bridge",
         "--publish",
@@ -114,17 +134,76 @@ def test_session_run_spec_labels_the_scope(scope: str | None) -> None:
     )
 
 
-def test_build_argv_forces_rm_of_failed_steps() -> None:
-    assert build_argv("/ctx", "codeexec-env:1", {"codeexec.image": "1"}, {"HTTP_PROXY": "p"}) == [
+def test_build_argv_forces_rm_has_no_network_and_no_build_args() -> None:
+    assert build_argv("/ctx", "codeexec-env:1", {"codeexec.image": "1"}, "/tmp/iid") == [
         "build",
         "--force-rm",
+        "--network",
+        "none",
+        "--iidfile",
+        "/tmp/iid",
         "--tag",
         "codeexec-env:1",
         "--label",
         "codeexec.image=1",
-        "--build-arg",
-        "HTTP_PROXY=p",
         "/ctx",
+    ]
+    assert "--tag" not in build_argv("/ctx", None, {}, "/tmp/iid")
+
+
+def test_install_argv_confines_the_build_like_a_session() -> None:
+    limits = Limits(memory="768m", cpus=0.5, pids=64, tmp_size="100m")
+    assert install_argv("sha256:abc", "codeexec-build-1", limits, runtime="runsc") == [
+        "run",
+        "--interactive",
+        "--name",
+        "codeexec-build-1",
+        "--user",
+        "10002:10002",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--memory",
+        "768m",
+        "--memory-swap",
+        "768m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "64",
+        "--ulimit",
+        "core=0",
+        "--log-driver",
+        "json-file",
+        "--log-opt",
+        "max-size=5m",
+        "--log-opt",
+        "max-file=2",
+        "--tmpfs",
+        "/tmp:rw,exec,nosuid,nodev,size=100m,mode=1777",
+        "--network",
+        "bridge",
+        "--runtime",
+        "runsc",
+        "sha256:abc",
+        "sh",
+        "/opt/codeexec/build/install.sh",
+    ]
+
+
+def test_commit_gives_back_the_stage_images_user_workdir_and_command() -> None:
+    config = {"User": "10001:10001", "WorkingDir": "/workspace", "Cmd": ["python", "-m", "x"]}
+    assert commit_argv("c1", "codeexec-env:1", commit_changes(config)) == [
+        "commit",
+        "--change",
+        "USER 10001:10001",
+        "--change",
+        "WORKDIR /workspace",
+        "--change",
+        'CMD ["python", "-m", "x"]',
+        "c1",
+        "codeexec-env:1",
     ]
 
 
@@ -266,7 +345,30 @@ def test_build_lines_reach_the_caller_without_ansi_colours(
         "FAKE_DOCKER_STDOUT_BUILD", "Step 1/2 : RUN x\n\x1b[0m\x1b[91mInstalled \x1b[0m1 package\n"
     )
     lines: list[str] = []
-    Docker(FAKE).build(
-        str(tmp_path), "t:1", labels={}, build_args={}, timeout=30, on_line=lines.append
-    )
+    monkeypatch.setenv("FAKE_DOCKER_IIDFILE", "sha256:" + "e" * 64)
+    image_id = Docker(FAKE).build(str(tmp_path), "t:1", labels={}, timeout=30, on_line=lines.append)
     assert lines == ["Step 1/2 : RUN x", "Installed 1 package"]
+    assert image_id == "sha256:" + "e" * 64
+
+
+def test_logs_keep_only_the_end_of_a_huge_log(fake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_LOGS", "".join(f"line {i}\n" for i in range(9_000)))
+    text = Docker(FAKE).logs("c1", tail=None, max_bytes=1000)
+    assert len(text) < 1100
+    assert text.startswith("[codeexec: ") and "earlier lines dropped" in text
+    assert text.endswith("line 8999\n")
+    assert _calls(fake)[0]["argv"] == ["logs", "c1"]
+    assert Docker(FAKE).logs("c1").endswith("line 8999\n")
+    assert _calls(fake)[1]["argv"] == ["logs", "--tail", "200", "c1"]
+
+
+def test_an_install_whose_packages_say_connection_refused_is_a_build_error() -> None:
+    pip_says = ["ERROR: Could not install packages: [Errno 111] Connection refused"]
+    err = build_error(["docker", "run"], 1, pip_says, False, 60, Limits())
+    assert isinstance(err, ImageBuildError) and "Connection refused" in err.log_tail
+    killed = build_error(["docker", "run"], 137, ["Collecting torch"], False, 60, Limits())
+    assert "killed (exit 137)" in killed.message and "1g memory limit" in killed.message
+    engine = ["docker: Cannot connect to the Docker daemon at unix:///var/run/docker.sock."]
+    assert isinstance(
+        build_error(["docker", "run"], 125, engine, False, 60, Limits()), DockerNotAvailable
+    )

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from codeexec.errors import InvalidDependency
+from codeexec.docker import Docker
+from codeexec.errors import ImageBuildError, InvalidDependency, InvalidOption
 from codeexec.images import (
+    ImageLookup,
     IndexSettings,
+    build_image,
+    certificate_blocks,
     host_index_settings,
     make_context,
     normalize_dependencies,
+    proxy_lines,
     read_requirements_file,
     validate_dependency,
 )
+from codeexec.models import Limits
 
 
 @pytest.mark.parametrize(
@@ -104,9 +111,13 @@ def test_index_settings_drop_local_indexes(tmp_path: Path, monkeypatch: pytest.M
     assert host_index_settings().ca_bundle == conf
 
 
+def _pem(body: str) -> str:
+    return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+
+
 def test_context_hash_follows_every_input(tmp_path: Path) -> None:
     bundle = tmp_path / "ca.pem"
-    bundle.write_text("A")
+    bundle.write_text(_pem("QUFB"))
     s = IndexSettings(ca_bundle=bundle)
     a = make_context("base:1", ("six",), s)
     assert make_context("base:1", ("six",), s).tag == a.tag
@@ -115,10 +126,116 @@ def test_context_hash_follows_every_input(tmp_path: Path) -> None:
     assert make_context("base:1", ("six",), s, base_image_id="sha256:1").tag != a.tag
     other_index = IndexSettings(index_url="https://x/simple")
     assert make_context("base:1", ("six",), other_index).tag != a.tag
-    bundle.write_text("B")
+    bundle.write_text(_pem("QkJC"))
     assert make_context("base:1", ("six",), s).tag != a.tag
     files = a.files
     assert "FROM base:1" in files["Dockerfile"].decode()
     assert files["requirements.txt"] == b"six\n"
     assert "codeexec_executor/__main__.py" in files
     assert "ENV SSL_CERT_FILE=/opt/codeexec/trust/ca-bundle.crt" in files["Dockerfile"].decode()
+
+
+def test_only_certificate_blocks_of_the_bundle_reach_the_image(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(
+        "SECRET=hunter2\n# a comment\n"
+        + _pem("QUFB").replace("\n", "\r\n")
+        + "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n"
+        + "junk between\n"
+        + _pem("QkJC\nQ0ND")
+        + "trailing junk"
+    )
+    expected = (_pem("QUFB") + _pem("QkJC\nQ0ND")).encode()
+    assert certificate_blocks(bundle) == expected
+    files = make_context("base:1", (), IndexSettings(ca_bundle=bundle)).files
+    assert files["trust/ca-bundle.crt"] == expected
+
+
+def test_a_bundle_without_certificates_is_refused(tmp_path: Path) -> None:
+    bundle = tmp_path / "notes.txt"
+    bundle.write_text("password=hunter2\n")
+    with pytest.raises(InvalidOption) as caught:
+        make_context("base:1", (), IndexSettings(ca_bundle=bundle))
+    assert caught.value.message == (
+        f"the CA bundle {bundle} holds no PEM certificate (-----BEGIN CERTIFICATE-----): "
+        "point CODEEXEC_CA_BUNDLE at your CA bundle"
+    )
+
+
+def test_proxy_lines_carry_only_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HTTP_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy:3128/")
+    monkeypatch.setenv("no_proxy", "localhost\nEVIL=1")  # a newline would forge a line
+    monkeypatch.setenv("CODEEXEC_TOKEN", "not-a-proxy")
+    assert proxy_lines() == "HTTPS_PROXY=http://user:secret@proxy:3128/\n"
+
+
+FAKE = str(Path(__file__).with_name("fake_docker.py"))
+_STAGE = "sha256:" + "5" * 64
+
+
+@pytest.fixture
+def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tests/fake_docker.py as the docker CLI, recording argv and stdin; a proxy with a secret."""
+    log = tmp_path / "argv.log"
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    monkeypatch.setenv("FAKE_DOCKER_STDIN", "1")
+    monkeypatch.setenv("FAKE_DOCKER_IIDFILE", _STAGE)
+    config = {"User": "10001:10001", "WorkingDir": "/workspace", "Cmd": ["python", "-m", "x"]}
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_IMAGE", json.dumps([{"Config": config}]))
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@127.0.0.1:9/")
+    return log
+
+
+def _lookup(deps: tuple[str, ...]) -> ImageLookup:
+    context = make_context("base:1", deps, IndexSettings())
+    return ImageLookup("base:1", deps, context, exists=False)
+
+
+def _argvs(log: Path) -> list[list[str]]:
+    return [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+
+
+def test_dependencies_install_in_a_confined_run_then_commit(fake_build: Path) -> None:
+    found = _lookup(("six",))
+    lines: list[str] = []
+    tag = build_image(Docker(FAKE), found, on_line=lines.append, limits=Limits(memory="300m"))
+    assert tag == found.tag
+    calls = [json.loads(line) for line in fake_build.read_text().splitlines()]
+    verbs = [c["argv"][0] for c in calls]
+    assert verbs == ["build", "run", "image", "commit", "rm"]
+    build, run, _, commit, rm = (c["argv"] for c in calls)
+    assert "--tag" not in build  # the trusted stage alone is never tagged
+    container = run[run.index("--name") + 1]
+    assert container.startswith(f"codeexec-build-{found.context.digest[:12]}-")
+    assert run[run.index("--user") + 1] == "10002:10002"
+    assert run[run.index("--memory") + 1] == "300m"
+    assert run[-3:] == [_STAGE, "sh", "/opt/codeexec/build/install.sh"]
+    assert commit[-2:] == [container, found.tag]
+    assert rm == ["rm", "--force", container]
+    # The proxy credentials travel on the install's stdin only.
+    assert calls[1]["stdin"] == "HTTPS_PROXY=http://user:secret@127.0.0.1:9/\n"
+    assert not any("secret" in arg for argv in _argvs(fake_build) for arg in argv)
+    assert any(line.startswith("installing 1 dependencies in codeexec-build-") for line in lines)
+
+
+def test_a_failed_install_leaves_no_container_no_image_and_no_tag(
+    fake_build: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_FAIL", "run")
+    monkeypatch.setenv("FAKE_DOCKER_STDERR", "ERROR: No matching distribution found for nope\n")
+    with pytest.raises(ImageBuildError) as caught:
+        build_image(Docker(FAKE), _lookup(("nope",)))
+    assert "No matching distribution found for nope" in caught.value.log_tail
+    argvs = _argvs(fake_build)
+    assert [a[0] for a in argvs] == ["build", "run", "rm", "rmi"]
+    assert argvs[2] == ["rm", "--force", argvs[1][argvs[1].index("--name") + 1]]
+    assert argvs[3] == ["rmi", _STAGE]
+
+
+def test_no_dependencies_build_only_and_tag_directly(fake_build: Path) -> None:
+    found = _lookup(())
+    assert build_image(Docker(FAKE), found) == found.tag
+    (build,) = _argvs(fake_build)
+    assert build[build.index("--tag") + 1] == found.tag

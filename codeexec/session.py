@@ -30,6 +30,7 @@ from .models import Display, ExecResult, Limits, SessionInfo, StreamEvent
 
 _T = TypeVar("_T")
 DEFAULT_IDLE_TIMEOUT = 3600.0
+DEFAULT_MAX_LIFETIME = 24 * 3600.0
 READY_TIMEOUT = 30.0
 LOST_SETTLE = 3.0  # seconds for a container whose executor died to show as stopped
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -42,6 +43,19 @@ def validate_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def validate_lifetime(max_lifetime: float | None) -> float | None:
+    """``max_lifetime`` as seconds (None: no limit), or a clear error."""
+    if max_lifetime is None:
+        return None
+    if isinstance(max_lifetime, bool) or not isinstance(max_lifetime, int | float):
+        raise CodeexecError(f"max_lifetime must be a number of seconds, not {max_lifetime!r}")
+    if not max_lifetime >= 0:
+        raise CodeexecError(
+            f"max_lifetime must be >= 0 seconds (0 or None: no limit), not {max_lifetime}"
+        )
+    return float(max_lifetime) or None
 
 
 def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
@@ -106,6 +120,7 @@ class ContainerSession(FilesAndPackages):
         limits: Limits | None = None,
         timeout: float | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
         output_limit: int | None = None,
         allow_urls: bool = False,
         runtime: str | None = None,
@@ -134,6 +149,9 @@ class ContainerSession(FilesAndPackages):
             timeout: default per-execution timeout in seconds (None: no limit).
             idle_timeout: seconds without activity after which the container removes
                 itself (None or 0: never).
+            max_lifetime: seconds after the container's start after which it removes
+                itself even if busy (default 24 h; None or 0: no limit). A warm pool
+                container's clock starts when the pool starts it.
             output_limit: bytes of output kept per execution (default 16 MiB).
             allow_urls: accept URL requirements such as ``pkg @ https://…``.
             runtime: a docker runtime such as ``runsc`` (gVisor) for stronger isolation.
@@ -151,6 +169,7 @@ class ContainerSession(FilesAndPackages):
             DockerNotAvailable: no docker CLI or engine.
         """
         validate_name(name)
+        max_lifetime = validate_lifetime(max_lifetime)
         specs = list(dependencies) if not isinstance(dependencies, str) else [dependencies]
         if requirements_file:
             specs.extend(images.read_requirements_file(requirements_file))
@@ -194,6 +213,7 @@ class ContainerSession(FilesAndPackages):
                 network=network,
                 limits=limits,
                 idle_timeout=idle_timeout,
+                max_lifetime=max_lifetime,
                 runtime=runtime,
                 read_only=read_only,
                 size=pool,
@@ -222,6 +242,7 @@ class ContainerSession(FilesAndPackages):
             network=network,
             limits=limits,
             idle_timeout=idle_timeout,
+            max_lifetime=max_lifetime,
             runtime=runtime,
             read_only=read_only,
             timeout=timeout,
@@ -237,7 +258,7 @@ class ContainerSession(FilesAndPackages):
         network: str, limits: Limits, idle_timeout: float | None, runtime: str | None,
         read_only: bool, timeout: float | None = None, output_limit: int | None = None,
         transport: Transport = "auto", ready_timeout: float = READY_TIMEOUT,
-        on_progress: Callable[[str], None] | None = None,
+        on_progress: Callable[[str], None] | None = None, max_lifetime: float | None = None,
     ) -> ContainerSession:  # fmt: skip
         """Run one container from ``tag`` and wait for its handshake.
 
@@ -252,6 +273,7 @@ class ContainerSession(FilesAndPackages):
             network=network,
             limits=limits,
             idle_timeout=idle_timeout,
+            max_lifetime=max_lifetime,
             runtime=runtime,
             read_only=read_only,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -190,6 +190,7 @@ def start(
         float,
         typer.Option(
             metavar="SECONDS",
+            min=0,
             help="Seconds after its start when the session removes itself even if busy; "
             "0 = no limit.",
         ),

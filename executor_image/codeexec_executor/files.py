@@ -40,6 +40,18 @@ def _refusal(st: os.stat_result, name: str) -> str | None:
     return None
 
 
+def _checked(fd: int, name: str) -> str | None:
+    """_refusal for an open descriptor, which it closes when refused."""
+    try:
+        refused = _refusal(os.fstat(fd), name)
+    except OSError:
+        os.close(fd)
+        raise
+    if refused:
+        os.close(fd)
+    return refused
+
+
 def _os_problem(exc: OSError) -> str:
     if exc.errno == errno.ENXIO:  # a FIFO without a reader, or a socket
         return "it is a FIFO or a socket: only regular files can be transferred"
@@ -82,10 +94,10 @@ def put_file(req: dict) -> dict:
         # O_TRUNC does nothing to a FIFO or a device, and they are refused below
         # before anything is written.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, mode)
+        refused = _checked(fd, req["path"])
+        if refused:
+            return _error(req, "io_error", "cannot write: %s" % refused)
         with os.fdopen(fd, "wb") as f:
-            refused = _refusal(os.fstat(fd), req["path"])
-            if refused:
-                return _error(req, "io_error", "cannot write %s" % refused)
             f.write(raw)
             os.fchmod(fd, mode)
     except OSError as exc:
@@ -106,14 +118,14 @@ def get_file(req: dict, default_max: int) -> dict:
     name = req.get("path")
     try:
         fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+        refused = _checked(fd, name)
+        if refused:
+            return _error(req, "io_error", refused)
         with os.fdopen(fd, "rb") as f:
-            st = os.fstat(fd)
-            refused = _refusal(st, name)
-            if refused:
-                return _error(req, "io_error", refused)
-            if st.st_size > max_bytes:
+            size = os.fstat(fd).st_size
+            if size > max_bytes:
                 return _error(req, "too_large", "%s is %d bytes, more than the limit of %d"
-                              % (name, st.st_size, max_bytes))
+                              % (name, size, max_bytes))
             raw = f.read(max_bytes + 1)
     except FileNotFoundError:
         return _error(req, "not_found", "no such file: %s" % name)

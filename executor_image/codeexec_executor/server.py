@@ -37,6 +37,10 @@ WATCH_SLACK = 1.0  # the loop's own idle exit goes first; the watchdog backs it 
 HEARTBEAT = 1.0  # while code runs the loop wakes at least this often...
 STALE_LOOP = 15.0  # ...so a loop silent this long is wedged, and "busy" is void
 PR_SET_DUMPABLE, PR_GET_DUMPABLE = 4, 3
+# As PID 1 the supervisor reaps every orphan. In batches, at most this often: a fork
+# bomb at the pids limit then dies out (its copies all fail to fork before the slots
+# of the dead ones come free), where reaping each at once would refill the slots.
+REAP_INTERVAL = 0.25
 
 
 def _env_float(name: str, default: float) -> float:
@@ -77,6 +81,7 @@ class Server:
         self.stopping = False
         self.last_activity = self.started = self.heartbeat = time.monotonic()
         self.reap_due = True  # a signal (SIGCHLD?) arrived: reap children
+        self.next_reap = 0.0
         # One receive buffer for every connection: a fresh recv(RECV_SIZE) would
         # allocate (mmap) and free a large buffer on every read.
         self.recv_buf = bytearray(RECV_SIZE)
@@ -107,10 +112,11 @@ class Server:
         try:
             while not self.stopping:
                 self.heartbeat = time.monotonic()
-                if self.reap_due:
+                if self.reap_due and self.heartbeat >= self.next_reap:
                     # Only after a signal woke the loop (SIGCHLD among them): a
                     # waitpid on every iteration would find nothing.
                     self.reap_due = False
+                    self.next_reap = self.heartbeat + REAP_INTERVAL
                     self.runner.reap()
                 if self._tick():
                     break
@@ -178,6 +184,8 @@ class Server:
                      if not c.authed and not c.closing]
         deadlines += [c.close_at for c in self.conns if c.close_at is not None]
         deadlines += self.runner.deadlines()
+        if self.reap_due:
+            deadlines.append(self.next_reap)
         if self.runner.exec is None and self.idle_timeout > 0:
             deadlines.append(self._last_activity() + self.idle_timeout)
         elif self.runner.exec is not None:

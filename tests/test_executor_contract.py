@@ -721,3 +721,26 @@ def test_max_lifetime_ends_even_a_busy_executor(tmp_path):
         assert "maximum lifetime" in "".join(ex.stderr_lines)
     finally:
         ex.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux-only")
+def test_a_supervisor_that_cannot_hide_its_token_does_not_serve(tmp_path):
+    # Without ctypes it cannot make itself non-dumpable: it refuses, loudly.
+    (tmp_path / "ctypes.py").write_text("raise ImportError('no ctypes in this Python')\n")
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{EXECUTOR_DIR}",
+        CODEEXEC_TOKEN="t" * 32,
+        CODEEXEC_PORT="0",
+        CODEEXEC_HOST="127.0.0.1",
+    )
+    proc = subprocess.run(
+        [EXECUTOR_PYTHON, "-m", "codeexec_executor", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert proc.returncode == 2
+    assert "non-dumpable" in proc.stderr and "no ctypes" in proc.stderr
+    assert "CODEEXEC_LISTENING" not in proc.stderr

@@ -398,7 +398,9 @@ def test_code_that_kills_the_supervisor_ends_the_session_clearly(session_name: s
     # learn that the session is gone, not that "a connection was lost".
     with ContainerSession.start(session_name) as s:
         with pytest.raises(NoSuchSession, match="is gone"):
-            s.execute("import os, signal\nos.kill(os.getppid(), signal.SIGTERM)")
+            s.execute(
+                "import os, signal, time\nos.kill(os.getppid(), signal.SIGTERM)\ntime.sleep(60)"
+            )
         with pytest.raises(NoSuchSession):
             s.execute("1")
 

@@ -319,6 +319,9 @@ def test_gc_removes_running_sessions_past_their_max_lifetime(
     assert result.exit_code == 0, result.output
     assert "would remove container codeexec-old-abc123 (session old, running)" in result.stdout
     assert "forever" not in result.stdout and "young" not in result.stdout
+    assert not any(c[0] == "rm" for c in calls(docker_log))
+    run("gc")
+    assert ["rm", "--force", overdue["Id"]] in calls(docker_log)
 
 
 def test_start_passes_the_max_lifetime_to_the_container(

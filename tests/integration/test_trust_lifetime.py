@@ -363,9 +363,11 @@ PLANT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("network", ["bridge", "none"])
-def test_planted_modules_never_run(start: Callable[..., ContainerSession], network: str) -> None:
-    session = start(network=network, idle_timeout=120)
+@pytest.mark.parametrize(("network", "read_only"), [("bridge", False), ("none", True)])
+def test_planted_modules_never_run(
+    start: Callable[..., ContainerSession], network: str, read_only: bool
+) -> None:
+    session = start(network=network, read_only=read_only, idle_timeout=120)
     assert session.execute(PLANT, timeout=30).value == "'planted'"
     session.reset()  # a new worker
     session.close()  # a new connection: over "none", a new exec relay too
@@ -376,6 +378,14 @@ def test_planted_modules_never_run(start: Callable[..., ContainerSession], netwo
     )
     assert result.ok, result.error
     assert result.value == "([], True)", result.value
+    # Even with a writable root, the only writable entries of sys.path come last.
+    writable = session.execute(
+        "import os, sys\n[p for p in sys.path if os.access(p or '.', os.W_OK)], sys.path[-2:]",
+        timeout=30,
+    )
+    assert writable.value == (
+        "(['/workspace', '/tmp/.codeexec-site'], ['/workspace', '/tmp/.codeexec-site'])"
+    ), writable.value
     # The code's own modules still import from the working directory.
     session.execute("open('mine.py', 'w').write('VALUE = 7')", timeout=30)
     assert session.execute("import mine; mine.VALUE", timeout=30).value == "7"

@@ -13,6 +13,7 @@ import time
 from typing import Any, Literal
 
 from . import _addrcache
+from ._dockerargs import executor_command
 from .client import ExecutorClient
 from .docker import Docker, container_env, published_port
 from .errors import (
@@ -26,7 +27,7 @@ from .errors import (
 )
 
 Transport = Literal["auto", "tcp", "exec"]
-RELAY_COMMAND = ("python", "-m", "codeexec_executor", "relay")
+RELAY_COMMAND = executor_command("relay")
 
 
 class Channel:

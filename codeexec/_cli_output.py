@@ -190,7 +190,7 @@ def session_row(s: SessionInfo, idle: float | None = None) -> list[str]:
         s.name,
         s.status,
         deps,
-        age(s.created),
+        f"{age(s.created)} / {duration(s.max_lifetime)}",
         f"{idle_text} / {duration(s.idle_timeout)}",
         s.image,
     ]

@@ -21,6 +21,7 @@ LABEL_DEPS = "codeexec.deps"
 LABEL_NETWORK = "codeexec.network"
 LABEL_CREATED = "codeexec.created"
 LABEL_IDLE = "codeexec.idle_timeout"
+LABEL_MAX_LIFETIME = "codeexec.max_lifetime"
 LABEL_IMAGE = "codeexec.image"
 LABEL_BASE = "codeexec.base"
 LABEL_POOL = "codeexec.pool"
@@ -38,6 +39,16 @@ EXECUTOR_UID = 10001
 # LOG_MAX_FILES x LOG_MAX_SIZE on the host's disk whatever the code writes to it.
 LOG_MAX_SIZE = "5m"
 LOG_MAX_FILES = 2
+
+# The executor runs by path from its root-owned directory, never with `python -m`,
+# which would put the working directory (the code's /workspace) first on sys.path;
+# -s keeps the user site directory off it too (codeexec_executor/__main__.py).
+EXECUTOR_MAIN = "/opt/codeexec/codeexec_executor/__main__.py"
+
+
+def executor_command(verb: str) -> tuple[str, ...]:
+    """The command line of one executor process in a session container."""
+    return ("python", "-s", EXECUTOR_MAIN, verb)
 
 
 class Command(list[str]):
@@ -73,14 +84,18 @@ class RunSpec:
     runtime: str | None = None
     read_only: bool = True
     publish: bool = True
-    command: Sequence[str] = ("python", "-m", "codeexec_executor", "serve")
+    command: Sequence[str] = executor_command("serve")
     extra_args: Sequence[str] = ()
 
 
 def run_argv(spec: RunSpec) -> list[str]:
-    """The ``docker run`` arguments for a session: the secure defaults live here."""
+    """The ``docker run`` arguments for a session: the secure defaults live here.
+
+    No ``--init``: the executor's supervisor is PID 1 (it reaps like an init), so
+    the kernel shields it from the code's SIGKILL and SIGSTOP.
+    """
     lim = spec.limits
-    cmd = Command(["run", "--detach", "--rm", "--init"])
+    cmd = Command(["run", "--detach", "--rm"])
     cmd.opt("--name", spec.container_name)
     cmd.repeat("--label", [f"{k}={v}" for k, v in sorted(spec.labels.items())])
     confine(cmd, lim, uid=EXECUTOR_UID)
@@ -120,6 +135,16 @@ def confine(cmd: Command, limits: Limits, *, uid: int) -> Command:
     cmd.opt("--log-driver", "json-file")
     cmd.opt("--log-opt", f"max-size={LOG_MAX_SIZE}").opt("--log-opt", f"max-file={LOG_MAX_FILES}")
     return cmd
+
+
+def relay_argv(container: str, command: Sequence[str]) -> list[str]:
+    """The ``docker exec`` arguments of an exec relay.
+
+    An exec'd process inherits the container's environment; ``CODEEXEC_TOKEN=``
+    blanks the token there, since the session's code can read that process's
+    ``/proc/<pid>/environ``.
+    """
+    return ["exec", "-i", "--env", "CODEEXEC_TOKEN=", container, *command]
 
 
 # Recorded stderr fragments -> the error class and what to tell the user.
@@ -234,6 +259,7 @@ def _session_info(
     *, labels: Mapping[str, str], container_id: str, container_name: str, image: str, status: str
 ) -> SessionInfo:
     idle = labels.get(LABEL_IDLE)
+    lifetime = labels.get(LABEL_MAX_LIFETIME)
     name = labels.get(LABEL_SESSION, "")
     if not name and labels.get(LABEL_POOL):
         name = pool_session_name(container_name)
@@ -251,6 +277,7 @@ def _session_info(
         network=labels.get(LABEL_NETWORK, "bridge"),
         created=labels.get(LABEL_CREATED, ""),
         idle_timeout=float(idle) if idle else None,
+        max_lifetime=float(lifetime) if lifetime else None,
         labels=dict(labels),
     )
 
@@ -268,6 +295,7 @@ def session_run_spec(
     created: str,
     suffix: str,
     scope: str | None = None,
+    max_lifetime: float | None = None,
 ) -> RunSpec:
     """The ``RunSpec`` of a session container: its labels, name and environment.
 
@@ -277,12 +305,14 @@ def session_run_spec(
     ``scope`` labels the container ``codeexec.scope=<scope>`` (see ``LABEL_SCOPE``).
     """
     idle = str(float(idle_timeout or 0))
+    lifetime = str(float(max_lifetime or 0))
     labels = {
         LABEL_MANAGED: "1",
         LABEL_DEPS: json.dumps(list(dependencies)),
         LABEL_NETWORK: network,
         LABEL_CREATED: created,
         LABEL_IDLE: idle,
+        LABEL_MAX_LIFETIME: lifetime,
     }
     if scope is not None:
         labels[LABEL_SCOPE] = scope
@@ -296,7 +326,7 @@ def session_run_spec(
         image=image,
         container_name=container_name,
         labels=labels,
-        env={"CODEEXEC_IDLE_TIMEOUT": idle},
+        env={"CODEEXEC_IDLE_TIMEOUT": idle, "CODEEXEC_MAX_LIFETIME": lifetime},
         secret_env=("CODEEXEC_TOKEN",),
         network=network,
         limits=limits,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .client import ExecutorClient
 
 MAX_FILE_BYTES = 32 * 2**20  # one transfer travels in one frame (base64 inside 64 MiB)
-SITE_DIR = "/tmp/.codeexec-site"  # runtime installs; on PYTHONPATH in the image
+SITE_DIR = "/tmp/.codeexec-site"  # runtime installs; the worker appends it to sys.path
 _INSTALL_CODE = """\
 def __codeexec_install():
     import importlib, subprocess, sys
@@ -29,7 +29,7 @@ def __codeexec_install():
                           "--disable-pip-version-check", "--no-cache-dir",
                           "--progress-bar", "off", "--target", {target!r}, *{packages!r}])
     if {target!r} not in sys.path:
-        sys.path.insert(1, {target!r})
+        sys.path.append({target!r})  # after the stdlib and the image's packages
     sys.path_importer_cache.pop({target!r}, None)
     importlib.invalidate_caches()
     if rc:

@@ -21,7 +21,13 @@ from . import __version__, _cli_output as out
 from ._cli_mcp import serve_mcp
 from .errors import CodeexecError, ContainerStartError, ImageBuildError, InvalidOption
 from .models import ResultLimits
-from .session import DEFAULT_IDLE_TIMEOUT, ContainerSession, list_sessions, validate_name
+from .session import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_LIFETIME,
+    ContainerSession,
+    list_sessions,
+    validate_name,
+)
 
 EXIT_OK, EXIT_RAISED, EXIT_USAGE, EXIT_TROUBLE = 0, 1, 2, 3
 EXIT_TIMEOUT, EXIT_INTERRUPTED = 124, 130
@@ -194,6 +200,15 @@ def start(
             help="Seconds without activity before the session removes itself; 0 = never.",
         ),
     ] = DEFAULT_IDLE_TIMEOUT,
+    max_lifetime: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            min=0,
+            help="Seconds after its start when the session removes itself even if busy; "
+            "0 = no limit.",
+        ),
+    ] = DEFAULT_MAX_LIFETIME,
     allow_urls: Annotated[
         bool, typer.Option("--allow-urls", help="Accept URL requirements (pkg @ https://…).")
     ] = False,
@@ -220,6 +235,7 @@ def start(
             cpus=cpus,
             pids=pids,
             idle_timeout=idle_timeout,
+            max_lifetime=max_lifetime,
             allow_urls=allow_urls,
             runtime=runtime,
             build_timeout=build_timeout,
@@ -300,7 +316,7 @@ def exec_(
 
 @_command("ls")
 def ls(as_json: JsonOpt = False) -> None:
-    """List sessions: name, status, dependencies, age, idle time / timeout, image."""
+    """List sessions: name, status, dependencies, age / max lifetime, idle / timeout, image."""
     from .maintenance import idle_times
 
     sessions = list_sessions()
@@ -311,7 +327,7 @@ def ls(as_json: JsonOpt = False) -> None:
         out.note("no sessions; start one with `codeexec start`")
     else:
         out.table(
-            ["NAME", "STATUS", "DEPENDENCIES", "AGE", "IDLE / TIMEOUT", "IMAGE"],
+            ["NAME", "STATUS", "DEPENDENCIES", "AGE / LIFETIME", "IDLE / TIMEOUT", "IMAGE"],
             [out.session_row(s, idle[s.name]) for s in sessions],
         )
 
@@ -400,7 +416,10 @@ def gc(
         ),
     ] = None,
 ) -> None:
-    """Remove exited (and, with --idle-for, idle) sessions and env images no container uses.
+    """Remove exited, overdue (and, with --idle-for, idle) sessions and unused env images.
+
+    Sessions past their --max-lifetime always go. With --idle-for, a session whose
+    executor does not answer counts as idle since it started.
 
     Without --all-images only untagged (superseded) images go; tagged images are the
     build cache that makes the next start with the same dependencies instant.

@@ -35,6 +35,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     LABEL_IDLE as LABEL_IDLE,
     LABEL_IMAGE as LABEL_IMAGE,
     LABEL_MANAGED as LABEL_MANAGED,
+    LABEL_MAX_LIFETIME as LABEL_MAX_LIFETIME,
     LABEL_NETWORK as LABEL_NETWORK,
     LABEL_POOL as LABEL_POOL,
     LABEL_SCOPE as LABEL_SCOPE,
@@ -51,6 +52,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     parse_inspect as parse_inspect,
     pool_session_name as pool_session_name,
     published_port as published_port,
+    relay_argv as relay_argv,
     run_argv as run_argv,
 )
 from .errors import (
@@ -468,7 +470,7 @@ class Docker:
 
     def open_relay(self, container: str, command: Sequence[str]) -> RelayProcess:
         """Start ``docker exec -i`` with binary pipes for the exec-relay transport."""
-        argv = [self.binary, "exec", "-i", container, *command]
+        argv = [self.binary, *relay_argv(container, command)]
         try:
             proc = subprocess.Popen(
                 argv,

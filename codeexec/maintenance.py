@@ -11,6 +11,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -80,6 +81,8 @@ def idle_times(
     """Seconds each running session has been idle (None when it cannot be asked).
 
     Looking does not count as activity, so `codeexec ls` never keeps a session alive.
+    A session that cannot be asked is one whose executor completed no handshake
+    within a few seconds (``ContainerSession.attach``'s bound).
     """
     docker = docker or Docker()
     idle: dict[str, float | None] = {}
@@ -109,6 +112,27 @@ def list_images(*, docker: Docker | None = None) -> list[ImageInfo]:
 # -- gc ------------------------------------------------------------------------------
 
 
+def age_seconds(info: SessionInfo, now: datetime | None = None) -> float | None:
+    """Seconds since the session's container was created (None if unknown)."""
+    try:
+        then = datetime.fromisoformat(info.created)
+    except ValueError:
+        return None
+    if then.tzinfo is None:
+        return None
+    return ((now or datetime.now(timezone.utc)) - then).total_seconds()
+
+
+def past_lifetime(info: SessionInfo, now: datetime | None = None) -> bool:
+    """Whether a running container has outlived its maximum lifetime.
+
+    Its executor removes it at that age; one still running (an executor that
+    cannot enforce it, or a wedged one) is stale.
+    """
+    age = age_seconds(info, now)
+    return bool(info.max_lifetime) and age is not None and age >= (info.max_lifetime or 0)
+
+
 @dataclass(frozen=True)
 class GcReport:
     """What ``gc`` removed (or, with ``dry_run``, would remove)."""
@@ -127,23 +151,39 @@ def gc(
     idle_for: float | None = None,
     docker: Docker | None = None,
 ) -> GcReport:
-    """Remove exited or dead codeexec containers and env images no container uses.
+    """Remove exited, dead or overdue codeexec containers and env images no container uses.
 
-    ``idle_for`` also removes running sessions that ran no code for that many
-    seconds. By default only untagged env images (superseded builds) are removed:
-    the tagged ones are the build cache, and removing them means rebuilding the next
-    session with those dependencies. ``all_images`` removes every unused env image.
+    Running containers past their maximum lifetime always go. ``idle_for`` also
+    removes running sessions that ran no code for that many seconds; a session
+    whose executor does not answer a handshake counts as idle since its start (a
+    wedged or stopped executor cannot enforce its own idle timeout). By default
+    only untagged env images (superseded builds) are removed: the tagged ones are
+    the build cache, and removing them means rebuilding the next session with those
+    dependencies. ``all_images`` removes every unused env image.
     """
     docker = docker or Docker()
     managed = docker.ps_inspect({LABEL_MANAGED: "1"})
 
+    now = datetime.now(timezone.utc)
+    infos = [parse_inspect(d) for d in managed]
     gone = tuple(
-        parse_inspect(d) for d in managed if (d.get("State") or {}).get("Status") in _GONE_STATES
+        s
+        for s in infos
+        if s.status in _GONE_STATES or (s.status == "running" and past_lifetime(s, now))
     )
     if idle_for is not None:
-        running = [s for s in list_sessions(docker=docker) if s.status == "running"]
+        chosen = {s.container_id for s in gone}
+        running = [
+            s for s in list_sessions(docker=docker)
+            if s.status == "running" and s.container_id not in chosen
+        ]  # fmt: skip
         idle = idle_times(running, docker=docker)
-        gone += tuple(s for s in running if (idle[s.name] or 0.0) >= idle_for)
+
+        def idle_seconds(s: SessionInfo) -> float:
+            seconds = idle[s.name]
+            return seconds if seconds is not None else age_seconds(s, now) or 0.0
+
+        gone += tuple(s for s in running if idle_seconds(s) >= idle_for)
     gone_ids = {s.container_id for s in gone}
     # An image counts as used by any container that stays, codeexec's or not.
     used: set[str] = set()

@@ -290,6 +290,7 @@ class SessionInfo:
     network: str = "bridge"
     created: str = ""
     idle_timeout: float | None = None
+    max_lifetime: float | None = None  # seconds from the container's start (0: none)
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

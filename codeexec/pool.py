@@ -46,7 +46,13 @@ from ._channel import Transport
 from .docker import Docker
 from .errors import CodeexecError, DockerError
 from .models import Limits, check_network
-from .session import DEFAULT_IDLE_TIMEOUT, READY_TIMEOUT, ContainerSession
+from .session import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_LIFETIME,
+    READY_TIMEOUT,
+    ContainerSession,
+    validate_lifetime,
+)
 
 log = logging.getLogger("codeexec")
 
@@ -58,9 +64,10 @@ class WarmPool:
     """Keeps ``size`` containers of one image and option set started and connected.
 
     Args:
-        dependencies, base_image, network, limits, idle_timeout, runtime, read_only, scope:
-            as for :meth:`ContainerSession.start`; every claimed session gets them
-            (labels are fixed when a container starts, so the scope is the pool's).
+        dependencies, base_image, network, limits, idle_timeout, max_lifetime, runtime,
+        read_only, scope: as for :meth:`ContainerSession.start`; every claimed session
+            gets them (labels are fixed when a container starts, so the scope is the
+            pool's). A container's lifetime counts from its start in the pool.
         size: how many warm containers to keep (0 keeps none: every claim misses).
         docker: the docker CLI wrapper (injected in tests).
 
@@ -75,12 +82,14 @@ class WarmPool:
         read_only: bool = True, size: int = 1, docker: Docker | None = None,
         build_timeout: float = images.BUILD_TIMEOUT, ready_timeout: float = READY_TIMEOUT,
         on_progress: Callable[[str], None] | None = None, scope: str | None = None,
+        max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
     ) -> None:  # fmt: skip
         self.dependencies = images.normalize_dependencies(dependencies)
         self.base_image = base_image
         self.network = check_network(network)
         self.limits = limits or Limits()
         self.idle_timeout = idle_timeout
+        self.max_lifetime = validate_lifetime(max_lifetime)
         self.runtime = runtime
         self.read_only = read_only
         self.scope = scope
@@ -274,6 +283,7 @@ class WarmPool:
             network=self.network,
             limits=self.limits,
             idle_timeout=self.idle_timeout,
+            max_lifetime=self.max_lifetime,
             runtime=self.runtime,
             read_only=self.read_only,
             ready_timeout=self._ready_timeout,
@@ -322,13 +332,24 @@ def shared_pool(
     runtime: str | None,
     read_only: bool,
     size: int,
+    max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
     build_timeout: float = images.BUILD_TIMEOUT,
     on_progress: Callable[[str], None] | None = None,
     scope: str | None = None,
 ) -> WarmPool:
     """The process-wide pool for these options, started on first use (size grows only)."""
     base = base_image or images.default_base_image()
-    key = (base, tuple(dependencies), network, limits, idle_timeout, runtime, read_only, scope)
+    key = (
+        base,
+        tuple(dependencies),
+        network,
+        limits,
+        idle_timeout,
+        max_lifetime,
+        runtime,
+        read_only,
+        scope,
+    )
     with _shared_lock:
         pool = _shared.get(key)
         if pool is None:
@@ -340,6 +361,7 @@ def shared_pool(
                 network=network,
                 limits=limits,
                 idle_timeout=idle_timeout,
+                max_lifetime=max_lifetime,
                 runtime=runtime,
                 read_only=read_only,
                 size=size,

@@ -33,6 +33,7 @@ from .models import Display, ExecResult, Limits, ResultLimits, SessionInfo, Stre
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 DEFAULT_IDLE_TIMEOUT = 3600.0
+DEFAULT_MAX_LIFETIME = 24 * 3600.0
 READY_TIMEOUT = 30.0
 LOST_SETTLE = 3.0  # seconds for a container whose executor died to show as stopped
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -45,6 +46,19 @@ def validate_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def validate_lifetime(max_lifetime: float | None) -> float | None:
+    """``max_lifetime`` as seconds (None: no limit), or a clear error."""
+    if max_lifetime is None:
+        return None
+    if isinstance(max_lifetime, bool) or not isinstance(max_lifetime, int | float):
+        raise CodeexecError(f"max_lifetime must be a number of seconds, not {max_lifetime!r}")
+    if not max_lifetime >= 0:
+        raise CodeexecError(
+            f"max_lifetime must be >= 0 seconds (0 or None: no limit), not {max_lifetime}"
+        )
+    return float(max_lifetime) or None
 
 
 def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
@@ -123,6 +137,7 @@ class ContainerSession(FilesAndPackages):
         limits: Limits | None = None,
         timeout: float | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
         allow_urls: bool = False,
@@ -153,6 +168,9 @@ class ContainerSession(FilesAndPackages):
             timeout: default per-execution timeout in seconds (None: no limit).
             idle_timeout: seconds without activity after which the container removes
                 itself (None or 0: never).
+            max_lifetime: seconds after the container's start after which it removes
+                itself even if busy (default 24 h; None or 0: no limit). A warm pool
+                container's clock starts when the pool starts it.
             output_limit: bytes of output kept per execution (default 16 MiB).
             result_limits: caps per execution on output, displays, the value and the
                 traceback (``ResultLimits``); ``output_limit`` overrides its ``output``.
@@ -180,6 +198,7 @@ class ContainerSession(FilesAndPackages):
             DockerNotAvailable: no docker CLI or engine.
         """
         validate_name(name)
+        max_lifetime = validate_lifetime(max_lifetime)
         specs = list(dependencies) if not isinstance(dependencies, str) else [dependencies]
         if requirements_file:
             specs.extend(images.read_requirements_file(requirements_file))
@@ -231,6 +250,7 @@ class ContainerSession(FilesAndPackages):
                 network=network,
                 limits=limits,
                 idle_timeout=idle_timeout,
+                max_lifetime=max_lifetime,
                 runtime=runtime,
                 read_only=read_only,
                 size=pool,
@@ -260,6 +280,7 @@ class ContainerSession(FilesAndPackages):
             network=network,
             limits=limits,
             idle_timeout=idle_timeout,
+            max_lifetime=max_lifetime,
             runtime=runtime,
             read_only=read_only,
             timeout=timeout,
@@ -279,6 +300,7 @@ class ContainerSession(FilesAndPackages):
         result_limits: ResultLimits | None = None,
         transport: Transport = "auto", ready_timeout: float = READY_TIMEOUT,
         on_progress: Callable[[str], None] | None = None, scope: str | None = None,
+        max_lifetime: float | None = None,
     ) -> ContainerSession:  # fmt: skip
         """Run one container from ``tag`` and wait for its handshake.
 
@@ -293,6 +315,7 @@ class ContainerSession(FilesAndPackages):
             network=network,
             limits=limits,
             idle_timeout=idle_timeout,
+            max_lifetime=max_lifetime,
             runtime=runtime,
             read_only=read_only,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

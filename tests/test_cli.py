@@ -12,6 +12,7 @@ import subprocess
 import sys
 import types
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,7 @@ def run(*args: str, input: str | None = None) -> Any:
         ["cp", "s1:a", "s2:b"],  # two SESSION: sides
         ["no-such-command"],
         ["exec", "--timeout", "soon", "1"],
+        ["start", "--max-lifetime", "-1"],
     ],
 )
 def test_usage_errors_exit_2(args: list[str], docker_log: Path) -> None:
@@ -322,6 +324,37 @@ def test_gc_dry_run_removes_nothing(docker_log: Path, monkeypatch: pytest.Monkey
     assert not any(c[0] in ("rm", "rmi") for c in calls(docker_log))
     run("gc")
     assert ["rm", "--force", "c1" * 32] in calls(docker_log)
+
+
+def test_gc_removes_running_sessions_past_their_max_lifetime(
+    docker_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overdue, unlimited, young = (
+        container("old"),
+        container("forever", cid="c2"),
+        container("young", cid="c3"),
+    )
+    overdue["Config"]["Labels"]["codeexec.max_lifetime"] = "86400.0"  # created in 2026-01
+    unlimited["Config"]["Labels"]["codeexec.max_lifetime"] = "0.0"
+    young["Config"]["Labels"]["codeexec.max_lifetime"] = "86400.0"
+    young["Config"]["Labels"]["codeexec.created"] = datetime.now(timezone.utc).isoformat()
+    with_containers(monkeypatch, overdue, unlimited, young)
+    result = run("gc", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would remove container codeexec-old-abc123 (session old, running)" in result.stdout
+    assert "forever" not in result.stdout and "young" not in result.stdout
+    assert not any(c[0] == "rm" for c in calls(docker_log))
+    run("gc")
+    assert ["rm", "--force", overdue["Id"]] in calls(docker_log)
+
+
+def test_start_passes_the_max_lifetime_to_the_container(
+    docker_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("start", "x", "--max-lifetime", "90")  # the fake engine never answers: it fails
+    argv = next(c for c in calls(docker_log) if c[0] == "run")
+    assert "CODEEXEC_MAX_LIFETIME=90.0" in argv and "codeexec.max_lifetime=90.0" in argv
+    assert "--init" not in argv
 
 
 # -- other commands ---------------------------------------------------------------------

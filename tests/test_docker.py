@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codeexec._dockerargs import session_run_spec
+from codeexec._dockerargs import executor_command, session_run_spec
 from codeexec.docker import (
     Docker,
     RunSpec,
@@ -20,6 +20,7 @@ from codeexec.docker import (
     commit_changes,
     install_argv,
     published_port,
+    relay_argv,
     run_argv,
 )
 from codeexec.errors import (
@@ -59,7 +60,6 @@ def test_run_argv_has_every_secure_default() -> None:
         "run",
         "--detach",
         "--rm",
-        "--init",
         "--name",
         "codeexec-x-1a2b3c",
         "--label",
@@ -105,10 +105,40 @@ def test_run_argv_has_every_secure_default() -> None:
         "CODEEXEC_TOKEN",
         "codeexec-env:abc",
         "python",
-        "-m",
-        "codeexec_executor",
+        "-s",
+        "/opt/codeexec/codeexec_executor/__main__.py",
         "serve",
     ]
+
+
+def test_relay_argv_blanks_the_token_in_the_exec_environment() -> None:
+    assert relay_argv("c1", executor_command("relay")) == [
+        "exec",
+        "-i",
+        "--env",
+        "CODEEXEC_TOKEN=",
+        "c1",
+        "python",
+        "-s",
+        "/opt/codeexec/codeexec_executor/__main__.py",
+        "relay",
+    ]
+
+
+def test_session_run_spec_carries_the_max_lifetime_as_env_and_label() -> None:
+    spec = session_run_spec(
+        image="i", name="s", dependencies=(), network="bridge", limits=Limits(),
+        idle_timeout=60, runtime=None, read_only=True, created="2026-01-01T00:00:00+00:00",
+        suffix="abc123", max_lifetime=7200,
+    )  # fmt: skip
+    assert spec.env == {"CODEEXEC_IDLE_TIMEOUT": "60.0", "CODEEXEC_MAX_LIFETIME": "7200.0"}
+    assert spec.labels["codeexec.max_lifetime"] == "7200.0"
+    unlimited = session_run_spec(
+        image="i", name="s", dependencies=(), network="bridge", limits=Limits(),
+        idle_timeout=None, runtime=None, read_only=True, created="", suffix="abc123",
+        max_lifetime=None,
+    )  # fmt: skip
+    assert unlimited.env["CODEEXEC_MAX_LIFETIME"] == "0.0"
 
 
 def test_run_argv_network_none_publishes_nothing_and_runtime_is_passed() -> None:

@@ -866,3 +866,53 @@ def test_runtime_site_dir_is_importable_once_it_appears(client, site_dir):
     site_dir.mkdir()
     (site_dir / "late_pkg.py").write_text("VALUE = 42\n")
     assert client.exec("import late_pkg\nlate_pkg.VALUE")[1]["value"] == "42"
+
+
+def test_file_ops_refuse_what_is_not_a_regular_file_at_once(client):
+    client.exec("import os\nos.mkfifo('fifo-x')\nos.symlink('/proc/self/environ', 'env-x')")
+    for req, says in (
+        ({"op": "get_file", "id": "f", "path": "fifo-x"}, "only regular files"),
+        ({"op": "put_file", "id": "f", "path": "fifo-x", "data": "eA=="}, "only regular files"),
+        ({"op": "get_file", "id": "f", "path": "/dev/null"}, "only regular files"),
+        ({"op": "get_file", "id": "f", "path": "env-x"}, "is in /proc"),
+        ({"op": "put_file", "id": "f", "path": "/proc/self/comm", "data": "eA=="}, "is in /proc"),
+    ):
+        started = time.monotonic()
+        answer = client.request(req)
+        assert answer["code"] == "io_error" and says in answer["message"], answer
+        assert time.monotonic() - started < DEADLINE
+    assert client.exec("1 + 1")[1]["value"] == "2"
+
+
+def test_max_lifetime_ends_even_a_busy_executor(tmp_path):
+    ex = Executor(tmp_path, CODEEXEC_MAX_LIFETIME=2, CODEEXEC_IDLE_TIMEOUT=600)
+    try:
+        c = ex.connect()
+        c.send({"op": "exec", "id": "busy", "code": "while True:\n    pass"})
+        assert ex.proc.wait(timeout=DEADLINE) == 0
+        assert "maximum lifetime" in "".join(ex.stderr_lines)
+    finally:
+        ex.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux-only")
+def test_a_supervisor_that_cannot_hide_its_token_does_not_serve(tmp_path):
+    # Without ctypes it cannot make itself non-dumpable: it refuses, loudly.
+    (tmp_path / "ctypes.py").write_text("raise ImportError('no ctypes in this Python')\n")
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{EXECUTOR_DIR}",
+        CODEEXEC_TOKEN="t" * 32,
+        CODEEXEC_PORT="0",
+        CODEEXEC_HOST="127.0.0.1",
+    )
+    proc = subprocess.run(
+        [EXECUTOR_PYTHON, "-m", "codeexec_executor", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert proc.returncode == 2
+    assert "non-dumpable" in proc.stderr and "no ctypes" in proc.stderr
+    assert "CODEEXEC_LISTENING" not in proc.stderr

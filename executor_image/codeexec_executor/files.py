@@ -1,10 +1,61 @@
-"""put_file / get_file: small, synchronous file transfers relative to the cwd."""
+"""put_file / get_file: small, synchronous file transfers relative to the cwd.
+
+They run inside the supervisor's single-threaded loop, so they must never block:
+every open is non-blocking (a FIFO without a peer fails instead of waiting; one
+with a peer, a device or a socket is refused after fstat), and only regular files
+outside /proc are read or written. The supervisor runs as the session's user, so a
+symlink only leads where the code could go itself, except into the supervisor's
+own /proc/self (its environment holds the session token): refused by device.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import os
+import stat
+
+# Non-blocking, and never a controlling terminal for PID 1.
+_OPEN_FLAGS = os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _procfs_dev() -> int | None:
+    try:
+        return os.stat("/proc").st_dev
+    except OSError:
+        return None
+
+
+def _refusal(st: os.stat_result, name: str) -> str | None:
+    """Why an opened file may not be transferred, or None for a regular file."""
+    if stat.S_ISDIR(st.st_mode):
+        return "%s is a directory" % name
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "a device or special file")
+        return "%s is %s: only regular files can be transferred" % (name, kind)
+    if st.st_dev == _procfs_dev():
+        return "%s is in /proc: process files are not transferred" % name
+    return None
+
+
+def _checked(fd: int, name: str) -> str | None:
+    """_refusal for an open descriptor, which it closes when refused."""
+    try:
+        refused = _refusal(os.fstat(fd), name)
+    except OSError:
+        os.close(fd)
+        raise
+    if refused:
+        os.close(fd)
+    return refused
+
+
+def _os_problem(exc: OSError) -> str:
+    if exc.errno == errno.ENXIO:  # a FIFO without a reader, or a socket
+        return "it is a FIFO or a socket: only regular files can be transferred"
+    return exc.strerror or str(exc)
 
 
 def _error(req: dict, code: str, message: str) -> dict:
@@ -40,13 +91,18 @@ def put_file(req: dict) -> dict:
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        # O_TRUNC does nothing to a FIFO or a device, and they are refused below
+        # before anything is written.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, mode)
+        refused = _checked(fd, req["path"])
+        if refused:
+            return _error(req, "io_error", "cannot write: %s" % refused)
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
-        os.chmod(path, mode)
+            os.fchmod(fd, mode)
     except OSError as exc:
         return _error(req, "io_error", "cannot write %s: %s" % (
-            req.get("path"), exc.strerror or exc))
+            req.get("path"), _os_problem(exc)))
     return {"type": "ack", "op": "put_file", "id": req.get("id"), "size": len(raw)}
 
 
@@ -61,18 +117,20 @@ def get_file(req: dict, default_max: int) -> dict:
         return _error(req, "bad_request", "'max_bytes' must be an integer >= 0")
     name = req.get("path")
     try:
-        size = os.stat(path).st_size
-        if os.path.isdir(path):
-            return _error(req, "io_error", "%s is a directory" % name)
-        if size > max_bytes:
-            return _error(req, "too_large", "%s is %d bytes, more than the limit of %d"
-                          % (name, size, max_bytes))
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+        refused = _checked(fd, name)
+        if refused:
+            return _error(req, "io_error", refused)
+        with os.fdopen(fd, "rb") as f:
+            size = os.fstat(fd).st_size
+            if size > max_bytes:
+                return _error(req, "too_large", "%s is %d bytes, more than the limit of %d"
+                              % (name, size, max_bytes))
             raw = f.read(max_bytes + 1)
     except FileNotFoundError:
         return _error(req, "not_found", "no such file: %s" % name)
     except OSError as exc:
-        return _error(req, "io_error", "cannot read %s: %s" % (name, exc.strerror or exc))
+        return _error(req, "io_error", "cannot read %s: %s" % (name, _os_problem(exc)))
     if len(raw) > max_bytes:  # grew since stat
         return _error(req, "too_large", "%s is more than the limit of %d bytes"
                       % (name, max_bytes))

@@ -15,6 +15,7 @@ from .workerproc import WorkerProcess, describe_status
 
 DRAIN_READS = 64  # bounded drain: more than a pipe buffer, never endless
 START_RETRY = 2.0  # seconds to retry starting a worker at the pids limit
+GROUP_REAP = 1.0  # seconds to reap what a killed worker's process group leaves
 RESTARTED = ("the code did not stop after an interrupt, so the Python process was "
              "restarted: all variables and imports are lost")
 
@@ -144,6 +145,7 @@ class Runner:
             self._drain(name)
         self.worker = None
         worker.kill()
+        self._reap_group(worker)
         for fd in (worker.ctrl_r, *worker.pipes.values()):
             try:
                 self.sel.unregister(fd)
@@ -193,6 +195,29 @@ class Runner:
             if self.worker is not None and pid == self.worker.pid:
                 self.worker.set_status(status)
                 self._worker_lost()
+
+    def _reap_group(self, worker: WorkerProcess) -> None:
+        """Reap the killed group's processes now, not at the loop's next batch: as
+        zombies (orphans of PID 1) they hold slots of the pids limit that the
+        next worker and its code need at once."""
+        deadline = time.monotonic() + GROUP_REAP
+        while True:
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    return
+                if pid == 0:
+                    break
+                if pid == worker.pid:
+                    worker.set_status(status)
+            try:
+                os.killpg(worker.pid, 0)  # zombies count until reaped
+            except (ProcessLookupError, PermissionError):
+                return
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.005)
 
     def interrupt(self, reason: str) -> None:
         ex = self.exec

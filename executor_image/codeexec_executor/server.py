@@ -3,6 +3,13 @@ timeouts and worker restarts (docs/protocol.md).
 
 One single-threaded selectors loop over non-blocking sockets and pipes, so a
 half-sent frame or a client that does not read never blocks anyone else.
+
+In a container it is PID 1 (no --init): the kernel drops SIGKILL and SIGSTOP
+sent to PID 1 from inside its pid namespace, so the session's code, which runs
+as the same user, cannot stop it. It makes itself non-dumpable before anything
+else, which makes its /proc/1/environ (the session token) and /proc/1/mem
+unreadable to that user. A watchdog thread enforces the idle timeout and the
+maximum lifetime even if the loop is wedged; exiting PID 1 ends the container.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import selectors
 import signal
 import socket
 import sys
+import threading
 import time
 
 from . import __version__, bounds, files, framing, handshake
@@ -23,6 +31,15 @@ RECV_SIZE = 256 * 1024
 SEND_BUFFER_LIMIT = 64 * 1024 * 1024
 LINGER = 2.0  # seconds to drain a client's unread bytes before closing
 HELLO_FRAME_LIMIT = 64 * 1024  # before the handshake a peer may not make us buffer more
+WATCH_PERIOD = 0.5  # seconds between the watchdog's looks
+WATCH_SLACK = 1.0  # the loop's own idle exit goes first; the watchdog backs it up
+HEARTBEAT = 1.0  # while code runs the loop wakes at least this often...
+STALE_LOOP = 15.0  # ...so a loop silent this long is wedged, and "busy" is void
+PR_SET_DUMPABLE, PR_GET_DUMPABLE = 4, 3
+# As PID 1 the supervisor reaps every orphan. In batches, at most this often: a fork
+# bomb at the pids limit then dies out (its copies all fail to fork before the slots
+# of the dead ones come free), where reaping each at once would refill the slots.
+REAP_INTERVAL = 0.25
 
 
 def _env_float(name: str, default: float) -> float:
@@ -52,6 +69,7 @@ class Server:
         self.host = os.environ.get("CODEEXEC_HOST", "0.0.0.0")
         self.port = int(os.environ.get("CODEEXEC_PORT", "8888"))
         self.idle_timeout = _env_float("CODEEXEC_IDLE_TIMEOUT", 0.0)
+        self.max_lifetime = _env_float("CODEEXEC_MAX_LIFETIME", 0.0)
         self.hello_timeout = _env_float("CODEEXEC_HELLO_TIMEOUT", 5.0)
         self.frame_limit = framing.frame_limit_from_env()
         self.sel = selectors.DefaultSelector()
@@ -60,8 +78,9 @@ class Server:
             self.sel, self.send, self.frame_limit, bounds.defaults(),
             _env_float("CODEEXEC_INTERRUPT_GRACE", 2.0))
         self.stopping = False
-        self.last_activity = time.monotonic()
+        self.last_activity = self.started = self.heartbeat = time.monotonic()
         self.reap_due = True  # a signal (SIGCHLD?) arrived: reap children
+        self.next_reap = 0.0
         # One receive buffer for every connection: a fresh recv(RECV_SIZE) would
         # allocate (mmap) and free a large buffer on every read.
         self.recv_buf = bytearray(RECV_SIZE)
@@ -87,12 +106,16 @@ class Server:
         sys.stderr.write("CODEEXEC_LISTENING %d\n" % listener.getsockname()[1])
         sys.stderr.flush()
         self.runner.start_worker()
+        if self.idle_timeout > 0 or self.max_lifetime > 0:
+            threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
         try:
             while not self.stopping:
-                if self.reap_due:
+                self.heartbeat = time.monotonic()
+                if self.reap_due and self.heartbeat >= self.next_reap:
                     # Only after a signal woke the loop (SIGCHLD among them): a
                     # waitpid on every iteration would find nothing.
                     self.reap_due = False
+                    self.next_reap = self.heartbeat + REAP_INTERVAL
                     self.runner.reap()
                 if self._tick():
                     break
@@ -106,6 +129,29 @@ class Server:
 
     def _last_activity(self) -> float:
         return max(self.last_activity, self.runner.last_done)
+
+    def _watchdog(self) -> None:
+        """Exit the process when a limit is reached, whatever the loop is doing."""
+        while True:
+            time.sleep(WATCH_PERIOD)
+            now = time.monotonic()
+            reason = None
+            if self.max_lifetime > 0 and now - self.started >= self.max_lifetime:
+                reason = "alive for %g s, the maximum lifetime" % self.max_lifetime
+            elif self.idle_timeout > 0:
+                # Code that runs keeps the session alive only while the loop that
+                # watches it still turns: a wedged loop's "busy" counts for nothing.
+                busy = (self.runner.exec is not None
+                        and now - self.heartbeat < STALE_LOOP)
+                idle = now - self._last_activity()
+                if not busy and idle >= self.idle_timeout + WATCH_SLACK:
+                    reason = "idle for %g s (watchdog)" % self.idle_timeout
+            if reason is not None:
+                log("%s, exiting" % reason)
+                worker = self.runner.worker
+                if worker is not None:
+                    worker.kill()
+                os._exit(0)
 
     def _on_stop_signal(self, signum, frame) -> None:
         self.stopping = True
@@ -137,8 +183,12 @@ class Server:
                      if not c.authed and not c.closing]
         deadlines += [c.close_at for c in self.conns if c.close_at is not None]
         deadlines += self.runner.deadlines()
+        if self.reap_due:
+            deadlines.append(self.next_reap)
         if self.runner.exec is None and self.idle_timeout > 0:
             deadlines.append(self._last_activity() + self.idle_timeout)
+        elif self.runner.exec is not None:
+            deadlines.append(now + HEARTBEAT)  # keeps the watchdog's heartbeat fresh
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - now)
@@ -389,7 +439,33 @@ class Server:
 
     # -- the worker ------------------------------------------------------
 
+def make_undumpable() -> str | None:
+    """prctl(PR_SET_DUMPABLE, 0); None when done, else why it failed."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            return os.strerror(ctypes.get_errno())
+        if libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0:
+            return "the process is still dumpable"
+    except (ImportError, OSError, AttributeError) as exc:
+        return "ctypes or prctl is unavailable (%s)" % exc
+    return None
+
+
 def main() -> int:
+    # First of all: while the process is dumpable, the session's user can read
+    # the token from /proc/<pid>/environ. On Linux (every container) a supervisor
+    # that cannot hide it refuses to serve; elsewhere (a developer running the
+    # executor locally) there is no /proc to protect, so it only says so.
+    problem = make_undumpable() if sys.platform.startswith("linux") else "not Linux"
+    if problem is not None:
+        if sys.platform.startswith("linux"):
+            log("cannot make the supervisor non-dumpable: %s; the session's code "
+                "could read the token, so the executor does not start" % problem)
+            return 2
+        log("the supervisor stays dumpable (%s)" % problem)
     token = os.environ.get("CODEEXEC_TOKEN", "")
     if not token:
         log("CODEEXEC_TOKEN is not set")

@@ -29,7 +29,7 @@ import types
 from . import bounds, framing
 
 # Runtime-installed packages land here (pip install --target); on sys.path
-# from the first cell after it appears.
+# (at its end) from the first cell after it appears.
 SITE_DIR = os.environ.get("CODEEXEC_SITE_DIR", "/tmp/.codeexec-site")
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -229,10 +229,9 @@ class Worker:
 
     def prepare(self) -> None:
         if os.path.isdir(SITE_DIR) and SITE_DIR not in sys.path:
+            # Appended, after the standard library and the image's packages: the
+            # code can write this directory, so nothing in it may shadow them.
             site.addsitedir(SITE_DIR)
-            # addsitedir appends; runtime installs should win over the image's.
-            sys.path.remove(SITE_DIR)
-            sys.path.insert(1 if sys.path else 0, SITE_DIR)
         importlib.invalidate_caches()
         # Keep interrupts working even if an earlier cell replaced the handler.
         self._install_sigint()
@@ -406,6 +405,13 @@ def main() -> int:
     sys.stdout = sys.__stdout__ = _text_stream(1)
     sys.stderr = sys.__stderr__ = _text_stream(2)
     builtins.display = worker.display
+    # The code's own modules in the working directory import as they did under
+    # `python -m`, but after the standard library and the image's packages: the
+    # worker runs by path so that nothing there can replace the executor.
+    try:
+        sys.path.append(os.getcwd())
+    except OSError:
+        pass
     try:
         worker.serve()
     except BrokenPipeError:

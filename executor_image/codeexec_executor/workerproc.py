@@ -15,15 +15,26 @@ PIPE_READ = 64 * 1024
 CTRL_READ = 256 * 1024
 
 
+# Started by path, not with -m: -m would put the cwd (the code's /workspace) first
+# on sys.path (see __main__.py); -s keeps the user site directory off it too.
+WORKER_ARGV = ("-s", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                  "__main__.py"), "worker")
+
+
 def _prepare_child() -> None:
     # The worker starts with SIGINT ignored, so an interrupt that arrives while
     # it is still starting cannot kill it; it installs its own handler.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _expendable(pid: int) -> None:
     # At the memory limit the kernel must kill the worker (and what it started),
     # never the supervisor: tmpfs files also count against the limit, so killing
     # the worker does not always free enough, and the supervisor would be next.
+    # Written from here once the worker runs its own program: before its exec it
+    # is as non-dumpable as the supervisor, and its /proc files are not its own.
     try:
-        with open("/proc/self/oom_score_adj", "w") as f:
+        with open("/proc/%d/oom_score_adj" % pid, "w") as f:
             f.write("1000")
     except OSError:
         pass
@@ -71,7 +82,7 @@ class WorkerProcess:
         child_ends = (to_worker_r, from_worker_w, ack_r, out_w, err_w)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "codeexec_executor", "worker"],
+                [sys.executable, *WORKER_ARGV],
                 stdin=subprocess.DEVNULL,
                 stdout=out_w,
                 stderr=err_w,
@@ -87,6 +98,7 @@ class WorkerProcess:
         for fd in child_ends:
             os.close(fd)
         self.pid = self.proc.pid
+        _expendable(self.pid)  # Popen returns once the exec succeeded
         self.started = time.monotonic()
         self.status: int | None = None  # wait status once reaped
         self.pipes = {"stdout": out_r, "stderr": err_r}

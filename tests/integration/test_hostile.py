@@ -394,11 +394,14 @@ def test_container_killed_from_outside_is_reported_gone(session_name: str, how: 
 
 
 def test_code_that_kills_the_supervisor_ends_the_session_clearly(session_name: str) -> None:
-    # Code runs as the supervisor's user, so it can end its own session; the caller
-    # must learn that the session is gone, not that "a connection was lost".
+    # Code runs as the supervisor's user, so it can end its own session (SIGKILL to
+    # PID 1 is dropped, SIGTERM ends it: test_trust_lifetime.py); the caller must
+    # learn that the session is gone, not that "a connection was lost".
     with ContainerSession.start(session_name) as s:
         with pytest.raises(NoSuchSession, match="is gone"):
-            s.execute("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
+            s.execute(
+                "import os, signal, time\nos.kill(os.getppid(), signal.SIGTERM)\ntime.sleep(60)"
+            )
         with pytest.raises(NoSuchSession):
             s.execute("1")
 

@@ -316,7 +316,8 @@ def test_install_imports_without_restart_and_survives_reset(plain: ContainerSess
     assert "Successfully installed six" in r.stdout and "".join(seen) == r.stdout + r.stderr
     r = plain.execute("import six\nsix.__file__, marker + 1")
     assert r.value == "('/tmp/.codeexec-site/six.py', 42)", r  # same namespace
-    # It lives on the /tmp tmpfs (on PYTHONPATH), so a fresh process still sees it.
+    # It lives on the /tmp tmpfs (each worker appends it to sys.path), so a fresh
+    # process still sees it.
     plain.reset()
     r = plain.execute("import six\n'marker' in dir(), six.__name__")
     assert r.value == "(False, 'six')", r

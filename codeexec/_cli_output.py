@@ -1,7 +1,8 @@
-"""Formatting for the ``codeexec`` command: tables, notes, progress, exec results.
+"""What the ``codeexec`` command prints, and the status it exits with.
 
-Nothing here imports Rich until a terminal needs colour or a spinner, so the
-``exec`` path stays quick.
+Results go to stdout (``--json`` gives exactly one JSON document); progress, notes
+and errors go to stderr. Nothing here imports Rich until a terminal needs colour or
+a spinner, so the ``exec`` path stays quick.
 """
 
 from __future__ import annotations
@@ -12,13 +13,28 @@ import re
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from .errors import CodeexecError, ContainerStartError, ImageBuildError, InvalidOption
 from .models import ExecResult, ImageInfo, SessionInfo
+
+if TYPE_CHECKING:
+    from .filecopy import CopyResult
+    from .maintenance import Check, GcReport, ListedSession, StopReport
+
+EXIT_OK, EXIT_RAISED, EXIT_USAGE, EXIT_TROUBLE = 0, 1, 2, 3
+EXIT_TIMEOUT, EXIT_INTERRUPTED = 124, 130
+EXIT_BY_STATUS = {
+    "ok": EXIT_OK,
+    "error": EXIT_RAISED,
+    "timeout": EXIT_TIMEOUT,
+    "interrupted": EXIT_INTERRUPTED,
+}
 
 
 class _Interruptible(Protocol):
@@ -198,3 +214,81 @@ def session_row(s: SessionInfo, idle: float | None = None) -> list[str]:
 
 def image_row(i: ImageInfo) -> list[str]:
     return [i.tag, ", ".join(i.dependencies) or "-", i.base_image, i.created[:19], i.size]
+
+
+# -- one function per command's result ----------------------------------------------------
+
+
+def report_error(exc: CodeexecError, *, debug: bool) -> int:
+    """One line on stderr (plus the build or container log); returns the exit status."""
+    if debug:
+        traceback.print_exc()
+    note("error: " + " ".join(plain(exc.message).split()), style="red")  # one line
+    extra = plain(getattr(exc, "log_tail", "") or getattr(exc, "container_log", ""))
+    if isinstance(exc, ImageBuildError) and State.log_shown:
+        extra = ""
+        note("(the build log is above)")
+    if extra and isinstance(exc, (ImageBuildError, ContainerStartError)):
+        label = "build log" if isinstance(exc, ImageBuildError) else "container log"
+        note(f"--- end of the {label} ---\n{extra.rstrip()}\n---")
+    return EXIT_USAGE if isinstance(exc, InvalidOption) else EXIT_TROUBLE
+
+
+def report_sessions(listed: Sequence[ListedSession], as_json: bool) -> None:
+    if as_json:
+        print_json([s.to_dict() for s in listed])
+    elif not listed:
+        note("no sessions; start one with `codeexec start`")
+    else:
+        table(
+            ["NAME", "STATUS", "DEPENDENCIES", "AGE / LIFETIME", "IDLE / TIMEOUT", "IMAGE"],
+            [session_row(s.info, s.idle_seconds) for s in listed],
+        )
+
+
+def report_images(found: Sequence[ImageInfo], as_json: bool) -> None:
+    if as_json:
+        print_json([i.to_dict() for i in found])
+    elif not found:
+        note("no codeexec images yet")
+    else:
+        table(["IMAGE", "DEPENDENCIES", "BASE", "CREATED", "SIZE"], map(image_row, found))
+
+
+def report_stop(report: StopReport, *, all_: bool) -> int:
+    for name in report.stopped:
+        print(name)
+    for name in report.missing:
+        note(f"error: no session named {name!r}; `codeexec ls` lists them", "red")
+    if all_ and not report.stopped:
+        note("no sessions to stop")
+    return EXIT_TROUBLE if report.missing else EXIT_OK
+
+
+def report_gc(report: GcReport) -> None:
+    verb = "would remove" if report.dry_run else "removed"
+    for c in report.containers:
+        print(f"{verb} container {c.container_name} (session {c.name}, {c.status})")
+    for i in report.images:
+        print(f"{verb} image {i.tag} ({i.image_id[:19]})")
+    for line in report.failed:
+        note(f"could not remove {line}", "yellow")
+    if report.kept_images:
+        note(f"kept {len(report.kept_images)} unused cached image(s); --all-images removes them")
+
+
+def report_checks(checks: Sequence[Check]) -> int:
+    for check in checks:
+        note(
+            f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}",
+            "green" if check.ok else "red",
+        )
+        if check.fix:
+            note(f"     fix: {check.fix}")
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_TROUBLE
+
+
+def report_copy(done: CopyResult, remote: str) -> None:
+    local = done.local_path
+    arrow = f"{local} -> {remote}" if done.plan.direction == "upload" else f"{remote} -> {local}"
+    note(f"copied {done.size} bytes: {arrow}")

@@ -1,8 +1,11 @@
-"""The ``codeexec`` command: maps arguments onto ContainerSession and formats results.
+"""The ``codeexec`` command: each command maps its arguments onto one core call.
 
-Results go to stdout (``--json`` gives exactly one JSON document); progress, notes
-and errors go to stderr (formatting lives in ``_cli_output``). Commands import what
-they need inside their body, so ``codeexec exec`` stays quick.
+The calls go to ``ContainerSession`` (start, exec, restart, install), ``maintenance``
+(ls, stop, logs, images, gc, doctor) and ``filecopy`` (cp); ``_cli_output`` formats
+what they return and picks the exit status; ``_cli_options`` holds the arguments
+several commands share. Nothing here runs docker or opens a socket. Rich, MCP and
+the MCP server load only in the commands that use them, so ``codeexec exec`` stays
+quick.
 """
 
 from __future__ import annotations
@@ -10,33 +13,26 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__, _cli_output as out
+from . import __version__, _cli_output as out, filecopy, maintenance
 from ._cli_mcp import serve_mcp
-from .errors import CodeexecError, ContainerStartError, ImageBuildError, InvalidOption
-from .models import ResultLimits
-from .session import (
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_LIFETIME,
-    ContainerSession,
-    list_sessions,
-    validate_name,
+from ._cli_options import (
+    DisplayLimitOpt,
+    JsonOpt,
+    NameArg,
+    SessionOpt,
+    check_names,
+    read_code,
 )
-
-EXIT_OK, EXIT_RAISED, EXIT_USAGE, EXIT_TROUBLE = 0, 1, 2, 3
-EXIT_TIMEOUT, EXIT_INTERRUPTED = 124, 130
-_EXIT_BY_STATUS = {
-    "ok": EXIT_OK,
-    "error": EXIT_RAISED,
-    "timeout": EXIT_TIMEOUT,
-    "interrupted": EXIT_INTERRUPTED,
-}
+from ._cli_output import EXIT_BY_STATUS, EXIT_INTERRUPTED, EXIT_RAISED
+from .errors import CodeexecError
+from .models import ResultLimits
+from .session import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, ContainerSession
 
 EPILOG = """\
 Exit status: 0 ok; 1 the code raised (or pip failed); 2 usage error (bad option,
@@ -69,79 +65,22 @@ def _command(name: str | None = None) -> Callable[[F], F]:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
-                return func(*args, **kwargs)
+                status = func(*args, **kwargs)
             except CodeexecError as exc:
-                _fail(exc)
+                status = out.report_error(exc, debug=_State.debug)
             except KeyboardInterrupt:
                 out.note("interrupted")
-                raise typer.Exit(EXIT_INTERRUPTED) from None
+                status = EXIT_INTERRUPTED
             except BrokenPipeError:  # `codeexec exec … | head`: the reader left
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                raise typer.Exit(EXIT_RAISED) from None
+                status = EXIT_RAISED
+            if status:
+                raise typer.Exit(status)
 
         app.command(name)(run)
         return func
 
     return register
-
-
-def _fail(exc: CodeexecError) -> NoReturn:
-    if _State.debug:
-        traceback.print_exc()
-    out.note("error: " + " ".join(out.plain(exc.message).split()), style="red")  # one line
-    extra = out.plain(getattr(exc, "log_tail", "") or getattr(exc, "container_log", ""))
-    if isinstance(exc, ImageBuildError) and out.State.log_shown:
-        extra = ""
-        out.note("(the build log is above)")
-    if extra and isinstance(exc, (ImageBuildError, ContainerStartError)):
-        label = "build log" if isinstance(exc, ImageBuildError) else "container log"
-        out.note(f"--- end of the {label} ---\n{extra.rstrip()}\n---")
-    raise typer.Exit(EXIT_USAGE if isinstance(exc, InvalidOption) else EXIT_TROUBLE)
-
-
-def _read_code(code: str | None, file: Path | None) -> str:
-    if (code is None) == (file is None):
-        raise typer.BadParameter("give CODE (or `-` to read stdin) or --file, not both")
-    if file is not None:
-        try:
-            return file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise typer.BadParameter(f"cannot read {file}: {exc.strerror}") from None
-    return sys.stdin.read() if code == "-" else str(code)
-
-
-def _check_name(value: str) -> str:
-    try:
-        return validate_name(value)
-    except CodeexecError as exc:
-        raise typer.BadParameter(exc.message) from None
-
-
-def _check_names(values: list[str] | None) -> list[str]:
-    return [_check_name(v) for v in values or []]
-
-
-def _exit(status: int) -> None:
-    if status:
-        raise typer.Exit(status)
-
-
-# -- parameters shared by several commands ---------------------------------------------
-
-SessionOpt = Annotated[
-    str, typer.Option("--session", "-s", callback=_check_name, metavar="NAME", help="Session name.")
-]
-NameArg = Annotated[str, typer.Argument(callback=_check_name, metavar="NAME", help="Session name.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-DisplayLimitOpt = Annotated[
-    int,
-    typer.Option(
-        metavar="BYTES",
-        min=0,
-        help="Bytes of plots and other rich output kept per execution (as sent: base64 "
-        "for images); past it they are replaced by a note.",
-    ),
-]
 
 
 @app.callback()
@@ -288,13 +227,13 @@ def exec_(
         ),
     ] = ResultLimits.output,
     display_limit: DisplayLimitOpt = ResultLimits.displays,
-) -> None:
+) -> int:
     """Run code in a session; its variables stay for the next exec.
 
     Output streams live; then the value of a final expression is printed. A Python
     error prints its traceback on stderr and exits 1.
     """
-    source = _read_code(code, file)
+    source = read_code(code, file)
     live = ContainerSession.attach(session)
     limits = ResultLimits(output=output_limit, displays=display_limit)
     with out.ctrl_c_interrupts(live):
@@ -311,25 +250,13 @@ def exec_(
             out.save_displays(result, save_dir)
     else:
         out.report_exec(result, timeout, save_dir)
-    _exit(_EXIT_BY_STATUS[result.status])
+    return EXIT_BY_STATUS[result.status]
 
 
 @_command("ls")
 def ls(as_json: JsonOpt = False) -> None:
     """List sessions: name, status, dependencies, age / max lifetime, idle / timeout, image."""
-    from .maintenance import idle_times
-
-    sessions = list_sessions()
-    idle = idle_times(sessions)
-    if as_json:
-        out.print_json([{**s.to_dict(), "idle_seconds": idle[s.name]} for s in sessions])
-    elif not sessions:
-        out.note("no sessions; start one with `codeexec start`")
-    else:
-        out.table(
-            ["NAME", "STATUS", "DEPENDENCIES", "AGE / LIFETIME", "IDLE / TIMEOUT", "IMAGE"],
-            [out.session_row(s, idle[s.name]) for s in sessions],
-        )
+    out.report_sessions(maintenance.list_idle(), as_json)
 
 
 @_command()
@@ -345,20 +272,12 @@ def stop(
             metavar="PREFIX", help="With --all: only sessions whose name starts with this."
         ),
     ] = "",
-) -> None:
+) -> int:
     """Stop sessions: their containers and every variable in them are removed."""
-    from .maintenance import stop_sessions
-
     if bool(names) == all_ or (prefix and not all_):
         raise typer.BadParameter("name sessions to stop, or give --all (with --prefix)")
-    report = stop_sessions(_check_names(names), all=all_, prefix=prefix)
-    for name in report.stopped:
-        print(name)
-    for name in report.missing:
-        out.note(f"error: no session named {name!r}; `codeexec ls` lists them", "red")
-    if all_ and not report.stopped:
-        out.note("no sessions to stop")
-    _exit(EXIT_TROUBLE if report.missing else EXIT_OK)
+    report = maintenance.stop_sessions(check_names(names), all=all_, prefix=prefix)
+    return out.report_stop(report, all_=all_)
 
 
 @_command()
@@ -369,14 +288,8 @@ def logs(
     ] = 200,
 ) -> None:
     """Show a session container's log (the executor's messages, not the code's output)."""
-    from .docker import Docker
-    from .maintenance import find_session
-
-    docker = Docker()
-    info = find_session(name, docker=docker)
-    sys.stdout.write(
-        out.for_terminal(docker.logs(info.container_id, tail=tail or None), sys.stdout)
-    )
+    log = maintenance.session_logs(name, tail=tail or None)
+    sys.stdout.write(out.for_terminal(log, sys.stdout))
 
 
 @_command()
@@ -391,15 +304,7 @@ def restart(name: NameArg = "default") -> None:
 @_command()
 def images(as_json: JsonOpt = False) -> None:
     """List the environment images codeexec built (reused for equal dependencies)."""
-    from .maintenance import list_images
-
-    found = list_images()
-    if as_json:
-        out.print_json([i.to_dict() for i in found])
-    elif not found:
-        out.note("no codeexec images yet")
-    else:
-        out.table(["IMAGE", "DEPENDENCIES", "BASE", "CREATED", "SIZE"], map(out.image_row, found))
+    out.report_images(maintenance.list_images(), as_json)
 
 
 @_command()
@@ -424,37 +329,15 @@ def gc(
     Without --all-images only untagged (superseded) images go; tagged images are the
     build cache that makes the next start with the same dependencies instant.
     """
-    from .maintenance import gc as collect
-
-    report = collect(dry_run=dry_run, all_images=all_images, idle_for=idle_for)
-    verb = "would remove" if dry_run else "removed"
-    for c in report.containers:
-        print(f"{verb} container {c.container_name} (session {c.name}, {c.status})")
-    for i in report.images:
-        print(f"{verb} image {i.tag} ({i.image_id[:19]})")
-    for line in report.failed:
-        out.note(f"could not remove {line}", "yellow")
-    if report.kept_images:
-        out.note(
-            f"kept {len(report.kept_images)} unused cached image(s); --all-images removes them"
-        )
+    out.report_gc(maintenance.gc(dry_run=dry_run, all_images=all_images, idle_for=idle_for))
 
 
 @_command()
-def doctor() -> None:
+def doctor() -> int:
     """Check that codeexec can run here, step by step, with a fix for each problem."""
-    from .maintenance import doctor as run_checks
-
     with out.progress() as on_progress:
-        checks = list(run_checks(on_progress=on_progress))
-    for check in checks:
-        out.note(
-            f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}",
-            "green" if check.ok else "red",
-        )
-        if check.fix:
-            out.note(f"     fix: {check.fix}")
-    _exit(EXIT_OK if all(c.ok for c in checks) else EXIT_TROUBLE)
+        checks = list(maintenance.doctor(on_progress=on_progress))
+    return out.report_checks(checks)
 
 
 @_command()
@@ -465,16 +348,11 @@ def cp(
     ],
 ) -> None:
     """Copy one file between the host and a session (relative paths are in /workspace)."""
-    from .maintenance import copy, plan_copy, remote_display
-
     try:
-        plan = plan_copy(src, dst)
+        plan = filecopy.plan_copy(src, dst)
     except (ValueError, CodeexecError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    done = copy(plan)
-    remote, local = remote_display(plan), done.local_path
-    arrow = f"{local} -> {remote}" if plan.direction == "upload" else f"{remote} -> {local}"
-    out.note(f"copied {done.size} bytes: {arrow}")
+    out.report_copy(filecopy.copy(plan), filecopy.remote_display(plan))
 
 
 @_command()
@@ -489,7 +367,7 @@ def install(
     allow_urls: Annotated[
         bool, typer.Option("--allow-urls", help="Accept URL requirements.")
     ] = False,
-) -> None:
+) -> int:
     """Install packages into a running session; they import without a restart."""
     live = ContainerSession.attach(session)
     result = live.install(
@@ -498,7 +376,7 @@ def install(
     live.close()
     if result.error is not None:
         out.note(result.error.format(), "red")
-    _exit(_EXIT_BY_STATUS[result.status])
+    return EXIT_BY_STATUS[result.status]
 
 
 @_command()

@@ -1,27 +1,28 @@
-"""Housekeeping behind the CLI: stop, gc, doctor, image listing and `cp` paths.
+"""Housekeeping both faces call: list (with idle times), stop many, logs, gc, doctor, images.
 
-Pure functions over :class:`~codeexec.docker.Docker` and
-:class:`~codeexec.session.ContainerSession` that return dataclasses; the CLI only
-formats what they return.
+Functions over :class:`~codeexec.docker.Docker` and
+:class:`~codeexec.session.ContainerSession` that return frozen dataclasses and print
+nothing; the CLI and the MCP server only format what they return. Each takes an
+optional ``docker`` (default: the ``CODEEXEC_DOCKER`` CLI), so tests swap the engine.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any
 
-from . import images
-from .docker import LABEL_IMAGE, LABEL_MANAGED, Docker, parse_inspect
+from . import _addrcache, images
+from .docker import LABEL_IMAGE, LABEL_MANAGED, LABEL_SCOPE, Docker, parse_inspect
 from .errors import CodeexecError, DockerError, DockerNotAvailable, NoSuchSession
 from .models import ImageInfo, SessionInfo
 from .session import ContainerSession, list_sessions, validate_name
 
 _GONE_STATES = ("exited", "dead")
+_PROBES = 8  # sessions asked for their idle time at once
 
 
 # -- sessions ------------------------------------------------------------------------
@@ -46,6 +47,70 @@ def find_session(name: str, *, docker: Docker | None = None) -> SessionInfo:
     return sorted(found, key=lambda s: s.status != "running")[0]
 
 
+def session_logs(name: str, *, tail: int | None = 200, docker: Docker | None = None) -> str:
+    """The last ``tail`` lines (None: all, at most 4 MiB) of session ``name``'s container log.
+
+    Raises:
+        NoSuchSession: no container carries that session name.
+    """
+    docker = docker or Docker()
+    return docker.logs(find_session(name, docker=docker).container_id, tail=tail)
+
+
+@dataclass(frozen=True)
+class ListedSession:
+    """One session as ``codeexec ls`` shows it: what Docker knows, and how long it idled."""
+
+    info: SessionInfo
+    idle_seconds: float | None = None  # None: not running, or its executor did not answer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.info.to_dict(), "idle_seconds": self.idle_seconds}
+
+
+def list_idle(*, docker: Docker | None = None) -> list[ListedSession]:
+    """Every session (sorted by name), each running one asked for its idle time."""
+    docker = docker or Docker()
+    sessions = list_sessions(docker=docker)
+    idle = probe_idle(sessions, docker=docker)
+    return [ListedSession(s, seconds) for s, seconds in zip(sessions, idle, strict=True)]
+
+
+def probe_idle(
+    sessions: Sequence[SessionInfo], *, docker: Docker | None = None
+) -> list[float | None]:
+    """Seconds each session has been idle, in order (None when it cannot be asked).
+
+    Running sessions are asked at once, each over its own connection. Looking does
+    not count as activity, so `codeexec ls` never keeps a session alive. A session
+    that cannot be asked is one whose executor completed no handshake within a few
+    seconds (``ContainerSession.attach``'s bound), or one that is not running.
+    """
+    docker = docker or Docker()
+    running = [s for s in sessions if s.status == "running"]
+    if len(running) < 2:
+        return [_idle_seconds(s, docker) for s in sessions]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(len(running), _PROBES), "codeexec-probe") as probes:
+        return list(probes.map(lambda s: _idle_seconds(s, docker), sessions))
+
+
+def _idle_seconds(info: SessionInfo, docker: Docker) -> float | None:
+    if info.status != "running":
+        return None
+    try:
+        session = ContainerSession.attach(info.name, docker=docker)
+    except CodeexecError:
+        return None
+    try:
+        return session.idle_seconds()
+    except CodeexecError:
+        return None
+    finally:
+        session.close()
+
+
 @dataclass(frozen=True)
 class StopReport:
     """Which sessions were stopped, and which of the requested names do not exist."""
@@ -55,15 +120,24 @@ class StopReport:
 
 
 def stop_sessions(
-    names: Sequence[str] = (), *, all: bool = False, prefix: str = "", docker: Docker | None = None
+    names: Sequence[str] = (),
+    *,
+    all: bool = False,
+    prefix: str = "",
+    scope: str | None = None,
+    docker: Docker | None = None,
 ) -> StopReport:
     """Remove the containers of the named sessions, or of every session (``all``).
 
-    ``prefix`` narrows ``all`` to sessions whose name starts with it. Warm pool
+    ``prefix`` narrows ``all`` to sessions whose name starts with it; ``scope`` (names
+    or ``all``) to the sessions an MCP server of that scope started. Warm pool
     containers (not yet sessions) are left to the process that owns them.
     """
     docker = docker or Docker()
-    sessions = list_sessions(docker=docker)  # unclaimed pool containers have no name
+    sessions = [
+        s for s in list_sessions(docker=docker)  # unclaimed pool containers have no name
+        if scope is None or s.labels.get(LABEL_SCOPE) == scope
+    ]  # fmt: skip
     if all:
         chosen = [s for s in sessions if s.name.startswith(prefix)]
         missing: list[str] = []
@@ -71,36 +145,29 @@ def stop_sessions(
         wanted = {validate_name(n) for n in names}
         chosen = [s for s in sessions if s.name in wanted]
         missing = sorted(wanted - {s.name for s in chosen})
-    docker.rm(*(s.container_id for s in chosen))
+    remove_containers({s.container_id: s.name for s in chosen}, docker=docker)
     return StopReport(stopped=tuple(sorted({s.name for s in chosen})), missing=tuple(missing))
 
 
-def idle_times(
-    sessions: Sequence[SessionInfo], *, docker: Docker | None = None
-) -> dict[str, float | None]:
-    """Seconds each running session has been idle (None when it cannot be asked).
+def remove_containers(owned: Mapping[str, str], *, docker: Docker | None = None) -> None:
+    """Stop many sessions as ``ContainerSession.stop`` stops one, in one ``docker rm -f``.
 
-    Looking does not count as activity, so `codeexec ls` never keeps a session alive.
-    A session that cannot be asked is one whose executor completed no handshake
-    within a few seconds (``ContainerSession.attach``'s bound).
+    ``owned`` maps each container id to its session name, whose address-cache entry
+    is forgotten first, so no later process knocks at a gone address. Missing
+    containers are not an error.
     """
-    docker = docker or Docker()
-    idle: dict[str, float | None] = {}
-    for info in sessions:
-        idle[info.name] = None
-        if info.status != "running":
-            continue
-        try:
-            session = ContainerSession.attach(info.name, docker=docker)
-        except CodeexecError:
-            continue
-        try:
-            idle[info.name] = session.idle_seconds()
-        except CodeexecError:
-            pass
-        finally:
-            session.close()
-    return idle
+    for container_id, name in owned.items():
+        if _is_name(name):  # a label names the cache file: never let it be a path
+            _addrcache.forget(name, container_id)
+    (docker or Docker()).rm(*owned)
+
+
+def _is_name(name: str) -> bool:
+    try:
+        validate_name(name)
+    except CodeexecError:
+        return False
+    return True
 
 
 def list_images(*, docker: Docker | None = None) -> list[ImageInfo]:
@@ -177,13 +244,12 @@ def gc(
             s for s in list_sessions(docker=docker)
             if s.status == "running" and s.container_id not in chosen
         ]  # fmt: skip
-        idle = idle_times(running, docker=docker)
-
-        def idle_seconds(s: SessionInfo) -> float:
-            seconds = idle[s.name]
-            return seconds if seconds is not None else age_seconds(s, now) or 0.0
-
-        gone += tuple(s for s in running if idle_seconds(s) >= idle_for)
+        idle = probe_idle(running, docker=docker)
+        gone += tuple(
+            s
+            for s, seconds in zip(running, idle, strict=True)
+            if (seconds if seconds is not None else age_seconds(s, now) or 0.0) >= idle_for
+        )
     gone_ids = {s.container_id for s in gone}
     # An image counts as used by any container that stays, codeexec's or not.
     used: set[str] = set()
@@ -198,7 +264,7 @@ def gc(
     kept = tuple(i for i in unused if i not in removable)
     failed: list[str] = []
     if not dry_run:
-        docker.rm(*gone_ids)
+        remove_containers({s.container_id: s.name for s in gone}, docker=docker)
         for image in removable:
             ref = image.image_id if image in dangling else image.tag
             try:
@@ -291,78 +357,3 @@ def doctor(
         )
         return
     yield Check("session handshake", True, f"{name} started and answered 1+1 = 2")
-
-
-# -- cp ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CopyPlan:
-    """One `codeexec cp`: the direction, the session, and both paths."""
-
-    direction: Literal["upload", "download"]
-    session: str
-    local: str
-    remote: str
-
-
-def _split_remote(arg: str) -> tuple[str, str] | None:
-    head, sep, tail = arg.partition(":")
-    if not sep or "/" in head or "\\" in head or len(head) < 2:  # C:\x is a local path
-        return None
-    validate_name(head)
-    return head, tail
-
-
-def plan_copy(src: str, dst: str) -> CopyPlan:
-    """Parse ``docker cp``-style arguments: exactly one side is ``SESSION:PATH``.
-
-    Raises:
-        ValueError: neither or both sides name a session, or a path is empty.
-    """
-    s, d = _split_remote(src), _split_remote(dst)
-    if (s is None) == (d is None):
-        raise ValueError(
-            "exactly one of SRC and DST must be SESSION:PATH, "
-            "e.g. `codeexec cp data.csv default:data.csv`"
-        )
-    if s is not None:
-        if not s[1]:
-            raise ValueError(f"{src!r} names no file in the session")
-        return CopyPlan("download", s[0], dst, s[1])
-    assert d is not None
-    remote = d[1]
-    if not remote or remote.endswith("/"):
-        remote += Path(src).name
-    return CopyPlan("upload", d[0], src, remote)
-
-
-@dataclass(frozen=True)
-class CopyResult:
-    plan: CopyPlan
-    local_path: str
-    size: int = field(default=0)
-
-
-def copy(plan: CopyPlan, *, docker: Docker | None = None) -> CopyResult:
-    """Carry out a :class:`CopyPlan` through the session's executor.
-
-    Raises:
-        NoSuchSession: the session does not run.
-        FileTransferError: the file is missing, too large or not writable.
-    """
-    session = ContainerSession.attach(plan.session, docker=docker)
-    try:
-        if plan.direction == "upload":
-            size = session.upload(plan.local, plan.remote)
-            return CopyResult(plan, plan.local, size)
-        path = session.download(plan.remote, plan.local)
-        return CopyResult(plan, str(path), path.stat().st_size)
-    finally:
-        session.close()
-
-
-def remote_display(plan: CopyPlan) -> str:
-    remote = PurePosixPath(plan.remote)
-    shown = remote if remote.is_absolute() else PurePosixPath("/workspace") / remote
-    return f"{plan.session}:{shown}"

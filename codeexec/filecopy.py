@@ -1,0 +1,86 @@
+"""`codeexec cp`: one file between the host and a session, ``docker cp``-style arguments.
+
+:func:`plan_copy` parses the two arguments (pure); :func:`copy` carries the plan out
+through the session's executor (``ContainerSession.upload`` / ``download``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from .docker import Docker
+from .session import ContainerSession, validate_name
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """One `codeexec cp`: the direction, the session, and both paths."""
+
+    direction: Literal["upload", "download"]
+    session: str
+    local: str
+    remote: str
+
+
+def _split_remote(arg: str) -> tuple[str, str] | None:
+    head, sep, tail = arg.partition(":")
+    if not sep or "/" in head or "\\" in head or len(head) < 2:  # C:\x is a local path
+        return None
+    validate_name(head)
+    return head, tail
+
+
+def plan_copy(src: str, dst: str) -> CopyPlan:
+    """Parse ``docker cp``-style arguments: exactly one side is ``SESSION:PATH``.
+
+    Raises:
+        ValueError: neither or both sides name a session, or a path is empty.
+    """
+    s, d = _split_remote(src), _split_remote(dst)
+    if (s is None) == (d is None):
+        raise ValueError(
+            "exactly one of SRC and DST must be SESSION:PATH, "
+            "e.g. `codeexec cp data.csv default:data.csv`"
+        )
+    if s is not None:
+        if not s[1]:
+            raise ValueError(f"{src!r} names no file in the session")
+        return CopyPlan("download", s[0], dst, s[1])
+    assert d is not None
+    remote = d[1]
+    if not remote or remote.endswith("/"):
+        remote += Path(src).name
+    return CopyPlan("upload", d[0], src, remote)
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    plan: CopyPlan
+    local_path: str
+    size: int = field(default=0)
+
+
+def copy(plan: CopyPlan, *, docker: Docker | None = None) -> CopyResult:
+    """Carry out a :class:`CopyPlan` through the session's executor.
+
+    Raises:
+        NoSuchSession: the session does not run.
+        FileTransferError: the file is missing, too large or not writable.
+    """
+    session = ContainerSession.attach(plan.session, docker=docker)
+    try:
+        if plan.direction == "upload":
+            size = session.upload(plan.local, plan.remote)
+            return CopyResult(plan, plan.local, size)
+        path = session.download(plan.remote, plan.local)
+        return CopyResult(plan, str(path), path.stat().st_size)
+    finally:
+        session.close()
+
+
+def remote_display(plan: CopyPlan) -> str:
+    remote = PurePosixPath(plan.remote)
+    shown = remote if remote.is_absolute() else PurePosixPath("/workspace") / remote
+    return f"{plan.session}:{shown}"

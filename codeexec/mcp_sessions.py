@@ -20,6 +20,7 @@ from ._bounds import MCP_LIMITS, LineLog
 from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, check_quota, default_scope
 from .docker import LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, NoSuchSession, SessionExists
+from .maintenance import remove_containers
 from .models import Limits, ResultLimits, SessionInfo
 from .session import ContainerSession, list_sessions, validate_name
 
@@ -308,7 +309,7 @@ class SessionRegistry:
             return
         began = time.monotonic()
         try:
-            self.docker.rm(*ids)
+            remove_containers({i: self._owned.get(i, "") for i in ids}, docker=self.docker)
         except CodeexecError as exc:
             log.warning("could not remove session containers %s: %s", ids, exc)
             return

@@ -36,6 +36,14 @@ EXIT_BY_STATUS = {
     "interrupted": EXIT_INTERRUPTED,
 }
 
+EPILOG = """\
+Exit status: 0 ok; 1 the code raised (or pip failed); 2 usage error (bad option,
+bad dependency); 3 Docker or session trouble (engine unreachable, session not
+found, build failed); 124 the code timed out; 130 interrupted (Ctrl-C).
+
+Set CODEEXEC_DEBUG=1 or pass --debug to see Python tracebacks.
+"""
+
 
 class _Interruptible(Protocol):
     def interrupt(self) -> None: ...

@@ -3,9 +3,9 @@
 The calls go to ``ContainerSession`` (start, exec, restart, install), ``maintenance``
 (ls, stop, logs, images, gc, doctor) and ``filecopy`` (cp); ``_cli_output`` formats
 what they return and picks the exit status; ``_cli_options`` holds the arguments
-several commands share. Nothing here runs docker or opens a socket. Rich, MCP and
-the MCP server load only in the commands that use them, so ``codeexec exec`` stays
-quick.
+several commands share. Nothing here runs docker or opens a socket. The
+maintenance modules, Rich and the MCP server load only in the commands that use
+them, so ``codeexec exec`` stays quick.
 """
 
 from __future__ import annotations
@@ -19,28 +19,13 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__, _cli_output as out, filecopy, maintenance
+from . import __version__, _cli_output as out
 from ._cli_mcp import serve_mcp
-from ._cli_options import (
-    DisplayLimitOpt,
-    JsonOpt,
-    NameArg,
-    SessionOpt,
-    check_names,
-    read_code,
-)
-from ._cli_output import EXIT_BY_STATUS, EXIT_INTERRUPTED, EXIT_RAISED
+from ._cli_options import DisplayLimitOpt, JsonOpt, NameArg, SessionOpt, check_names, read_code
+from ._cli_output import EPILOG, EXIT_BY_STATUS, EXIT_INTERRUPTED, EXIT_RAISED
 from .errors import CodeexecError
 from .models import ResultLimits
 from .session import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, ContainerSession
-
-EPILOG = """\
-Exit status: 0 ok; 1 the code raised (or pip failed); 2 usage error (bad option,
-bad dependency); 3 Docker or session trouble (engine unreachable, session not
-found, build failed); 124 the code timed out; 130 interrupted (Ctrl-C).
-
-Set CODEEXEC_DEBUG=1 or pass --debug to see Python tracebacks.
-"""
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -59,7 +44,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _command(name: str | None = None) -> Callable[[F], F]:
-    """Register a command behind the one wrapper that turns CodeexecError into exit codes."""
+    """Register a command behind the one wrapper that turns CodeexecError into exit codes.
+
+    A command returns its exit status (None for 0).
+    """
 
     def register(func: F) -> F:
         @functools.wraps(func)
@@ -256,6 +244,8 @@ def exec_(
 @_command("ls")
 def ls(as_json: JsonOpt = False) -> None:
     """List sessions: name, status, dependencies, age / max lifetime, idle / timeout, image."""
+    from . import maintenance
+
     out.report_sessions(maintenance.list_idle(), as_json)
 
 
@@ -274,6 +264,8 @@ def stop(
     ] = "",
 ) -> int:
     """Stop sessions: their containers and every variable in them are removed."""
+    from . import maintenance
+
     if bool(names) == all_ or (prefix and not all_):
         raise typer.BadParameter("name sessions to stop, or give --all (with --prefix)")
     report = maintenance.stop_sessions(check_names(names), all=all_, prefix=prefix)
@@ -288,6 +280,8 @@ def logs(
     ] = 200,
 ) -> None:
     """Show a session container's log (the executor's messages, not the code's output)."""
+    from . import maintenance
+
     log = maintenance.session_logs(name, tail=tail or None)
     sys.stdout.write(out.for_terminal(log, sys.stdout))
 
@@ -304,6 +298,8 @@ def restart(name: NameArg = "default") -> None:
 @_command()
 def images(as_json: JsonOpt = False) -> None:
     """List the environment images codeexec built (reused for equal dependencies)."""
+    from . import maintenance
+
     out.report_images(maintenance.list_images(), as_json)
 
 
@@ -329,12 +325,16 @@ def gc(
     Without --all-images only untagged (superseded) images go; tagged images are the
     build cache that makes the next start with the same dependencies instant.
     """
+    from . import maintenance
+
     out.report_gc(maintenance.gc(dry_run=dry_run, all_images=all_images, idle_for=idle_for))
 
 
 @_command()
 def doctor() -> int:
     """Check that codeexec can run here, step by step, with a fix for each problem."""
+    from . import maintenance
+
     with out.progress() as on_progress:
         checks = list(maintenance.doctor(on_progress=on_progress))
     return out.report_checks(checks)
@@ -348,6 +348,8 @@ def cp(
     ],
 ) -> None:
     """Copy one file between the host and a session (relative paths are in /workspace)."""
+    from . import filecopy
+
     try:
         plan = filecopy.plan_copy(src, dst)
     except (ValueError, CodeexecError) as exc:

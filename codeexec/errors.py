@@ -39,7 +39,7 @@ def register_secret(value: str) -> None:
 
 def redact(text: str) -> str:
     """Replace every registered secret in ``text`` with ``***``."""
-    for secret in _SECRETS:
+    for secret in tuple(_SECRETS):  # a copy: other threads may register one meanwhile
         if secret in text:
             text = text.replace(secret, "***")
     return text

@@ -221,6 +221,26 @@ def test_ls_table_and_json(docker_log: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "secret-token-value" not in table.output + json.dumps(data)
 
 
+class _Idle:
+    """Stands in for an attached session that has been idle for 42 s."""
+
+    def idle_seconds(self) -> float:
+        return 42.0
+
+    def close(self) -> None:
+        pass
+
+
+def test_ls_idle_time_belongs_to_the_running_container(
+    docker_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A session restarted under the same name: its old, exited container is listed too.
+    with_containers(monkeypatch, container("dup"), container("dup", cid="c2", status="exited"))
+    monkeypatch.setattr(cli.ContainerSession, "attach", classmethod(lambda cls, n, **kw: _Idle()))
+    data = json.loads(run("ls", "--json").stdout)
+    assert [(s["status"], s["idle_seconds"]) for s in data] == [("running", 42.0), ("exited", None)]
+
+
 def test_ls_json_is_an_empty_list_without_sessions(docker_log: Path) -> None:
     result = run("ls", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout) == []

@@ -49,6 +49,10 @@ class _Interruptible(Protocol):
     def interrupt(self) -> None: ...
 
 
+class _AsDict(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 class State:
     log_shown = False  # progress lines already put the build log on stderr
 
@@ -243,24 +247,29 @@ def report_error(exc: CodeexecError, *, debug: bool) -> int:
 
 
 def report_sessions(listed: Sequence[ListedSession], as_json: bool) -> None:
-    if as_json:
-        print_json([s.to_dict() for s in listed])
-    elif not listed:
-        note("no sessions; start one with `codeexec start`")
-    else:
-        table(
-            ["NAME", "STATUS", "DEPENDENCIES", "AGE / LIFETIME", "IDLE / TIMEOUT", "IMAGE"],
-            [session_row(s.info, s.idle_seconds) for s in listed],
-        )
+    headers = ["NAME", "STATUS", "DEPENDENCIES", "AGE / LIFETIME", "IDLE / TIMEOUT", "IMAGE"]
+    rows = [session_row(s.info, s.idle_seconds) for s in listed]
+    _listing(listed, rows, headers, as_json, "no sessions; start one with `codeexec start`")
 
 
 def report_images(found: Sequence[ImageInfo], as_json: bool) -> None:
+    headers = ["IMAGE", "DEPENDENCIES", "BASE", "CREATED", "SIZE"]
+    _listing(found, map(image_row, found), headers, as_json, "no codeexec images yet")
+
+
+def _listing(
+    items: Sequence[_AsDict],
+    rows: Iterable[Sequence[str]],
+    headers: Sequence[str],
+    as_json: bool,
+    empty: str,
+) -> None:
     if as_json:
-        print_json([i.to_dict() for i in found])
-    elif not found:
-        note("no codeexec images yet")
+        print_json([i.to_dict() for i in items])
+    elif not items:
+        note(empty)
     else:
-        table(["IMAGE", "DEPENDENCIES", "BASE", "CREATED", "SIZE"], map(image_row, found))
+        table(headers, rows)
 
 
 def report_stop(report: StopReport, *, all_: bool) -> int:

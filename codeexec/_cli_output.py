@@ -173,8 +173,19 @@ def ctrl_c_interrupts(session: _Interruptible) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def report_exec(result: ExecResult, timeout: float | None, save_dir: Path | None) -> None:
-    """Everything after the live output: value, traceback, status notes, saved displays."""
+def report_exec(
+    result: ExecResult, timeout: float | None, save_dir: Path | None, *, as_json: bool
+) -> int:
+    """Everything after the live output (value, traceback, notes, saved displays).
+
+    With ``as_json``, the result as one JSON document, and the displays saved only
+    where ``save_dir`` asks. Returns the exit status.
+    """
+    if as_json:
+        print_json(result.to_dict())
+        if save_dir is not None:
+            save_displays(result, save_dir)
+        return EXIT_BY_STATUS[result.status]
     if result.value is not None:
         if result.stdout and not result.stdout.endswith("\n"):
             sys.stdout.write("\n")
@@ -198,6 +209,14 @@ def report_exec(result: ExecResult, timeout: float | None, save_dir: Path | None
             "yellow",
         )
     save_displays(result, save_dir)
+    return EXIT_BY_STATUS[result.status]
+
+
+def report_install(result: ExecResult) -> int:
+    """pip's output went by live; a failure adds its error. Returns the exit status."""
+    if result.error is not None:
+        note(result.error.format(), "red")
+    return EXIT_BY_STATUS[result.status]
 
 
 def save_displays(result: ExecResult, save_dir: Path | None) -> None:

@@ -22,7 +22,7 @@ import typer
 from . import __version__, _cli_output as out
 from ._cli_mcp import serve_mcp
 from ._cli_options import DisplayLimitOpt, JsonOpt, NameArg, SessionOpt, check_names, read_code
-from ._cli_output import EPILOG, EXIT_BY_STATUS, EXIT_INTERRUPTED, EXIT_RAISED
+from ._cli_output import EPILOG, EXIT_INTERRUPTED, EXIT_RAISED
 from .errors import CodeexecError
 from .models import ResultLimits
 from .session import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, ContainerSession
@@ -232,13 +232,7 @@ def exec_(
             result_limits=limits,
         )
     live.close()
-    if as_json:
-        out.print_json(result.to_dict())
-        if save_dir is not None:
-            out.save_displays(result, save_dir)
-    else:
-        out.report_exec(result, timeout, save_dir)
-    return EXIT_BY_STATUS[result.status]
+    return out.report_exec(result, timeout, save_dir, as_json=as_json)
 
 
 @_command("ls")
@@ -376,9 +370,7 @@ def install(
         packages, timeout=timeout, on_output=out.echo_stream, allow_urls=allow_urls
     )
     live.close()
-    if result.error is not None:
-        out.note(result.error.format(), "red")
-    return EXIT_BY_STATUS[result.status]
+    return out.report_install(result)
 
 
 @_command()

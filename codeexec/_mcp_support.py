@@ -10,10 +10,11 @@ import base64
 import functools
 import inspect
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
@@ -43,6 +44,7 @@ from .session import ContainerSession, validate_name
 log = logging.getLogger("codeexec.mcp")
 
 OUTPUT_LIMIT = 100_000  # characters of output kept per call: it goes into the model's context
+SETTLE_WAIT = 10.0  # seconds a call waits for an interrupted, cancelled one to end
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -203,6 +205,7 @@ async def blocking(
                 f"{label}: {time.monotonic() - began:.0f} s" + (f" | {line}" if line else "")
             )
 
+    failure: Exception | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(heartbeat)
         try:
@@ -211,8 +214,12 @@ async def blocking(
             if on_cancel is not None:
                 on_cancel()  # the client gave up: stop the code rather than run on
             raise
+        except Exception as exc:  # raised below: a task group would wrap it in a group
+            failure = exc
         finally:
             tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     return result
 
 
@@ -231,10 +238,17 @@ class Use:
 
 @dataclass(frozen=True)
 class SessionAccess:
-    """How the tools reach the registry's sessions without blocking the event loop."""
+    """How the tools reach the registry's sessions without blocking the event loop.
+
+    A cancelled call returns at once while its worker thread, interrupted, still
+    holds the session for a moment: ``_settling`` keeps that thread's end (per
+    container) so the next call on the session waits for it instead of failing
+    with SessionBusy.
+    """
 
     registry: SessionRegistry
     build_wait: float  # seconds a call waits for an image build
+    _settling: dict[str, threading.Event] = field(default_factory=dict)
 
     async def wait(self, ctx: Context, entry: SessionEntry) -> ContainerSession | None:
         """The entry's session once built; None if the build outlasts ``build_wait``."""
@@ -288,10 +302,26 @@ class SessionAccess:
         latest: Callable[[], str] = lambda: "",
     ) -> _T:
         """Run ``fn`` on ``use``'s session from a worker thread; a cancelled call interrupts it."""
-        try:
-            return await blocking(
-                ctx, fn, label=label, latest=latest, on_cancel=use.session.interrupt
+        key = use.session.container_id
+        earlier = self._settling.get(key)
+        if earlier is not None and not earlier.is_set():  # a cancelled call is still ending
+            await anyio.to_thread.run_sync(
+                lambda: earlier.wait(SETTLE_WAIT), abandon_on_cancel=True
             )
+        ended = threading.Event()
+
+        def work() -> _T:
+            try:
+                return fn()
+            finally:
+                ended.set()
+
+        def cancel() -> None:
+            self._settling[key] = ended
+            use.session.interrupt()
+
+        try:
+            return await blocking(ctx, work, label=label, latest=latest, on_cancel=cancel)
         except NoSuchSession:
             self.registry.forget(use.entry, remove=False)  # its container is gone: start afresh
             raise

@@ -9,19 +9,22 @@ thread with progress notifications. Only these two modules import the ``mcp`` SD
 import base64
 import functools
 import inspect
+import json
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
+from pydantic import ValidationError
 
 from .errors import (
     CodeexecError,
@@ -37,6 +40,7 @@ from .mcp_sessions import (
     ExecOutput,
     SessionEntry,
     SessionRegistry,
+    SessionsOutput,
 )
 from .models import ExecResult
 from .session import ContainerSession, validate_name
@@ -48,6 +52,41 @@ SETTLE_WAIT = 10.0  # seconds a call waits for an interrupted, cancelled one to 
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+class CodeexecMCP(MCPServer):
+    """``MCPServer`` with one-line argument errors and only the capabilities it serves."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, subscriptions=False, **kwargs)
+        handlers = self._lowlevel_server._request_handlers
+        for method in ("resources/list", "resources/templates/list", "resources/read"):
+            handlers.pop(method, None)  # no resources: no ``resources`` capability
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context | None = None
+    ) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(argument_error(exc.__cause__)) from exc.__cause__
+            raise
+
+
+def argument_error(exc: ValidationError) -> str:
+    """pydantic's report as one line that names each rejected parameter."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "arguments"
+        if error["type"] == "missing":
+            parts.append(f"missing argument {where!r}")
+        else:
+            parts.append(f"argument {where!r}: {error['msg']}")
+    return "; ".join(parts) + " (see the tool's input schema)"
 
 
 # -- errors and formatting ----------------------------------------------------------------
@@ -137,11 +176,35 @@ def exec_result(
         if mime is None or (mime == "text/plain" and text == result.value):
             continue  # the value above already shows it
         parts.append(f"display {index} ({mime}):\n{str(text)[:OUTPUT_LIMIT]}")
-    text_block = TextContent(type="text", text="\n\n".join(parts))
-    return CallToolResult(
-        content=[text_block, *content],
-        structured_content=dict(exec_output(result, name, bool(note))),
+    return structured(
+        "\n\n".join(parts), dict(exec_output(result, name, bool(note))), images=content
     )
+
+
+def structured(
+    summary: str, output: dict[str, Any], *, images: Sequence[ContentBlock] = ()
+) -> CallToolResult:
+    """A summary the model reads, images, and the structured output again as JSON text
+    (the MCP spec's advice for clients that do not read ``structuredContent``)."""
+    return CallToolResult(
+        content=[
+            TextContent(type="text", text=summary),
+            *images,
+            TextContent(type="text", text=json.dumps(output, ensure_ascii=False)),
+        ],
+        structured_content=output,
+    )
+
+
+def sessions_result(output: SessionsOutput) -> CallToolResult:
+    rows = output["sessions"]
+    lines = [f"current session: {output['current']}; {len(rows)} session(s)"]
+    lines += [
+        f"- {r['name']}: {r['status']}, dependencies {', '.join(r['dependencies']) or 'none'}"
+        + (" (used here)" if r["used_here"] else "")
+        for r in rows
+    ]
+    return structured("\n".join(lines), dict(output))
 
 
 def exec_output(result: ExecResult, name: str, started: bool) -> ExecOutput:

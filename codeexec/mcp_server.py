@@ -25,19 +25,26 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from . import __version__, images
 from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, default_scope
-from ._mcp_support import OUTPUT_LIMIT, SessionAccess, exec_result, tool_errors
+from ._mcp_support import (
+    OUTPUT_LIMIT,
+    CodeexecMCP,
+    SessionAccess,
+    exec_result,
+    sessions_result,
+    tool_errors,
+)
 from .mcp_sessions import DEFAULT_SESSION_ENV, ExecOutput, SessionRegistry, SessionsOutput
 from .models import Limits
 from .session import validate_name
@@ -51,6 +58,28 @@ MAX_READ_BYTES = 2**20  # read_file returns the content into the model's context
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 300.0
 INSTALL_TIMEOUT = 300.0
+
+
+def _hints(
+    title: str,
+    *,
+    read_only: bool = False,
+    destructive: bool = False,
+    idempotent: bool = False,
+    open_world: bool = False,
+) -> dict[str, Any]:
+    """A tool's title and annotations: what a client may show or ask before calling it."""
+    return {
+        "title": title,
+        "annotations": ToolAnnotations(
+            title=title,
+            read_only_hint=read_only,
+            destructive_hint=destructive,
+            idempotent_hint=idempotent,
+            open_world_hint=open_world,
+        ),
+    }
+
 
 SessionName = Annotated[
     str | None,
@@ -79,7 +108,7 @@ def build_server(
         max_timeout: the largest ``timeout`` ``execute_code`` accepts.
     """
     reg = registry or SessionRegistry()
-    mcp: MCPServer = MCPServer(
+    mcp: MCPServer = CodeexecMCP(
         "codeexec",
         version=__version__,
         instructions=(
@@ -92,7 +121,7 @@ def build_server(
 
     sessions = SessionAccess(reg, build_wait)
 
-    @mcp.tool()
+    @mcp.tool(**_hints("Start a Python session", idempotent=True, open_world=True))
     @tool_errors
     async def start_code_executer(
         ctx: Context,
@@ -132,7 +161,9 @@ def build_server(
             f"calls; call execute_code(code, name={target!r}) next."
         )
 
-    @mcp.tool(structured_output=True)
+    @mcp.tool(
+        structured_output=True, **_hints("Run Python code", destructive=True, open_world=True)
+    )
     @tool_errors
     async def execute_code(
         ctx: Context,
@@ -190,7 +221,9 @@ def build_server(
         )
         return exec_result(result, name=use.name, note=note, max_timeout=max_timeout)
 
-    @mcp.tool(structured_output=True)
+    @mcp.tool(
+        structured_output=True, **_hints("Install pip packages", idempotent=True, open_world=True)
+    )
     @tool_errors
     async def install_packages(
         ctx: Context,
@@ -217,7 +250,7 @@ def build_server(
         note = f"Started session {use.name!r} first." if use.started else ""
         return exec_result(result, name=use.name, note=note, max_timeout=max_timeout)
 
-    @mcp.tool()
+    @mcp.tool(**_hints("Stop a session", destructive=True, idempotent=True))
     @tool_errors
     async def stop_code_executer(
         ctx: Context,
@@ -246,7 +279,7 @@ def build_server(
             return f"Code execution service {target!r} will be removed when its build ends."
         return f"Code execution service stopped: session {target!r} and its state are gone."
 
-    @mcp.tool()
+    @mcp.tool(**_hints("Reuse a running session", idempotent=True))
     @tool_errors
     async def reuse_code_executer(
         ctx: Context,
@@ -271,16 +304,16 @@ def build_server(
             "execute_code(code) next."
         )
 
-    @mcp.tool(structured_output=True)
+    @mcp.tool(structured_output=True, **_hints("List sessions", read_only=True))
     @tool_errors
-    async def list_sessions(ctx: Context) -> SessionsOutput:
+    async def list_sessions(ctx: Context) -> Annotated[CallToolResult, SessionsOutput]:
         """List the sessions this server may use (the ones it started, and any shared with
         it): name, status ('running', 'exited', 'building'), dependencies, and whether this
         server manages it. 'current' is the session that tools use when no name is given."""
         rows = await anyio.to_thread.run_sync(reg.rows)
-        return SessionsOutput(current=reg.current, sessions=rows)
+        return sessions_result(SessionsOutput(current=reg.current, sessions=rows))
 
-    @mcp.tool()
+    @mcp.tool(**_hints("Write a file into a session", destructive=True, idempotent=True))
     @tool_errors
     async def write_file(
         ctx: Context,
@@ -316,7 +349,7 @@ def build_server(
         written = await sessions.call(ctx, use, lambda: use.session.write_file(path, data))
         return f"Wrote {written} bytes to {path} in session {use.name!r}."
 
-    @mcp.tool()
+    @mcp.tool(**_hints("Read a file from a session", read_only=True))
     @tool_errors
     async def read_file(
         ctx: Context,

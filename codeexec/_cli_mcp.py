@@ -39,6 +39,22 @@ _SHARE_ALL = "Let the model use every session on the engine."
 _MAX = "Sessions this server may run at once."
 _NETWORK = "Docker network of the sessions it starts; 'none' cuts it off."
 _BASE = "Image they build on [default: $CODEEXEC_BASE_IMAGE or python:3.12-slim]."
+_HTTP = (
+    "Serve streamable HTTP on HOST:PORT (or PORT, on 127.0.0.1) instead of stdio; clients "
+    "need the bearer token it prints (or $CODEEXEC_MCP_TOKEN)."
+)
+
+
+def _address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from ._mcp_http import parse_address
+
+    try:
+        parse_address(value)
+    except CodeexecError as exc:
+        raise typer.BadParameter(exc.message) from None
+    return value
 
 
 def serve_mcp(
@@ -72,8 +88,11 @@ def serve_mcp(
     memory: Annotated[str, typer.Option(metavar="SIZE", help="Their memory limit.")] = "1g",
     cpus: Annotated[float, typer.Option(metavar="N", help="Their CPU limit.")] = 1.0,
     base_image: Annotated[str | None, typer.Option(metavar="IMAGE", help=_BASE)] = None,
+    http: Annotated[
+        str | None, typer.Option(callback=_address, metavar="HOST:PORT", help=_HTTP)
+    ] = None,
 ) -> None:
-    """Serve the MCP tools (start_code_executer, execute_code, …) over stdio.
+    """Serve the MCP tools (start_code_executer, execute_code, …) over stdio or HTTP.
 
     The model reaches only the sessions this server started (and --share ones).
     """
@@ -92,4 +111,5 @@ def serve_mcp(
         memory=memory,
         cpus=cpus,
         base_image=base_image,
+        http=http,
     )

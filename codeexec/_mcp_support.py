@@ -6,6 +6,8 @@ into the ``ToolError`` the model reads, and runs blocking session work on a work
 thread with progress notifications. Only these two modules import the ``mcp`` SDK.
 """
 
+from __future__ import annotations
+
 import base64
 import functools
 import inspect
@@ -234,7 +236,11 @@ def exec_output(result: ExecResult, name: str, started: bool) -> ExecOutput:
 
 
 class Progress:
-    """Progress notifications for one call (a no-op when the client asked for none)."""
+    """Progress notifications for one call (a no-op when the client asked for none).
+
+    The count goes on across the phases of a call (build, then run): the spec
+    wants each notification's progress above the one before.
+    """
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -255,9 +261,10 @@ async def blocking(
     label: str,
     latest: Callable[[], str] = lambda: "",
     on_cancel: Callable[[], None] | None = None,
+    progress: Progress | None = None,
 ) -> _T:
     """Run ``fn`` on a worker thread, with a progress heartbeat while it runs."""
-    progress = Progress(ctx)
+    progress = progress or Progress(ctx)
     began = time.monotonic()
 
     async def heartbeat() -> None:
@@ -297,6 +304,7 @@ class Use:
     entry: SessionEntry
     session: ContainerSession
     started: bool  # this call auto-started it
+    progress: Progress  # the call's notifications, the build's included
 
 
 @dataclass(frozen=True)
@@ -313,10 +321,12 @@ class SessionAccess:
     build_wait: float  # seconds a call waits for an image build
     _settling: dict[str, threading.Event] = field(default_factory=dict)
 
-    async def wait(self, ctx: Context, entry: SessionEntry) -> ContainerSession | None:
+    async def wait(
+        self, ctx: Context, entry: SessionEntry, progress: Progress | None = None
+    ) -> ContainerSession | None:
         """The entry's session once built; None if the build outlasts ``build_wait``."""
         try:
-            return await entry.wait(self.build_wait, Progress(ctx).send)
+            return await entry.wait(self.build_wait, (progress or Progress(ctx)).send)
         except CodeexecError:
             self.registry.forget(entry, remove=False)
             raise
@@ -328,13 +338,14 @@ class SessionAccess:
         entry, started = await anyio.to_thread.run_sync(
             lambda: reg.get(target, auto_start=target == reg.default_name)
         )
-        session = await self.wait(ctx, entry)
+        progress = Progress(ctx)
+        session = await self.wait(ctx, entry, progress)
         if session is None:
             raise ToolError(
                 f"{entry.building()}; nothing ran. Call the tool again: each "
                 f"call waits up to {self.build_wait:.0f} s more for the build."
             )
-        return Use(target, entry, session, started)
+        return Use(target, entry, session, started, progress)
 
     async def run(
         self,
@@ -384,7 +395,63 @@ class SessionAccess:
             use.session.interrupt()
 
         try:
-            return await blocking(ctx, work, label=label, latest=latest, on_cancel=cancel)
+            return await blocking(
+                ctx, work, label=label, latest=latest, on_cancel=cancel, progress=use.progress
+            )
         except NoSuchSession:
             self.registry.forget(use.entry, remove=False)  # its container is gone: start afresh
             raise
+
+
+class Hub:
+    """The ``SessionAccess`` of each MCP session that calls the tools.
+
+    Over stdio there is one client and one registry. Over HTTP each MCP session
+    (``Mcp-Session-Id``) gets its own registry from ``make``, with its own scope,
+    current session and quota, so clients never see each other's sessions.
+    """
+
+    def __init__(self, make: Callable[[int], SessionRegistry], build_wait: float) -> None:
+        self._make = make
+        self._build_wait = build_wait
+        self._lock = threading.Lock()
+        self._by_id: dict[str | None, SessionAccess] = {}
+        self._single: SessionAccess | None = None
+        self._made = 0
+
+    @classmethod
+    def single(cls, registry: SessionRegistry, build_wait: float) -> Hub:
+        hub = cls(lambda _n: registry, build_wait)
+        hub._single = SessionAccess(registry, build_wait)
+        return hub
+
+    def __call__(self, ctx: Context) -> SessionAccess:
+        if self._single is not None:
+            return self._single
+        key = mcp_session_id(ctx)
+        with self._lock:
+            access = self._by_id.get(key)
+            if access is None:
+                self._made += 1
+                access = self._by_id[key] = SessionAccess(self._make(self._made), self._build_wait)
+        return access
+
+    def drop(self, key: str) -> None:
+        """The MCP session ended: remove its containers (unless ``persist``)."""
+        with self._lock:
+            access = self._by_id.pop(key, None)
+        if access is not None:
+            access.registry.close()
+
+    def close(self) -> None:
+        with self._lock:
+            accesses, self._by_id = list(self._by_id.values()), {}
+        for access in accesses + ([self._single] if self._single else []):
+            access.registry.close()
+
+
+def mcp_session_id(ctx: Context) -> str | None:
+    """The HTTP request's ``Mcp-Session-Id`` (None over stdio)."""
+    request = ctx.request_context.request
+    headers = getattr(request, "headers", None)
+    return None if headers is None else headers.get("mcp-session-id")

@@ -40,7 +40,7 @@ from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, default_scope
 from ._mcp_support import (
     OUTPUT_LIMIT,
     CodeexecMCP,
-    SessionAccess,
+    Hub,
     exec_result,
     sessions_result,
     tool_errors,
@@ -98,16 +98,18 @@ def build_server(
     *,
     build_wait: float = 40.0,
     max_timeout: float = MAX_TIMEOUT,
+    hub: Hub | None = None,
 ) -> MCPServer:
     """The codeexec MCP server with its tools and prompt; run it with ``serve()``.
 
     Args:
         registry: the sessions it manages (default: a new ``SessionRegistry``).
+        hub: instead of ``registry``, one registry per MCP session (HTTP).
         build_wait: seconds a call waits for an image build before answering that
             it continues in the background.
         max_timeout: the largest ``timeout`` ``execute_code`` accepts.
     """
-    reg = registry or SessionRegistry()
+    clients = hub or Hub.single(registry or SessionRegistry(), build_wait)
     mcp: MCPServer = CodeexecMCP(
         "codeexec",
         version=__version__,
@@ -118,8 +120,6 @@ def build_server(
             "execute_code alone starts a default session without extra packages."
         ),
     )
-
-    sessions = SessionAccess(reg, build_wait)
 
     @mcp.tool(**_hints("Start a Python session", idempotent=True, open_world=True))
     @tool_errors
@@ -147,6 +147,8 @@ def build_server(
         building' and the build continues; then just call execute_code, which waits for it.
         Returns the session's name; execute_code runs there by default afterwards."""
         deps = images.normalize_dependencies(dependencies)
+        sessions = clients(ctx)
+        reg = sessions.registry
         target = validate_name(name or reg.default_name)
         entry = await anyio.to_thread.run_sync(lambda: reg.start(target, deps))
         session = await sessions.wait(ctx, entry)
@@ -201,6 +203,7 @@ def build_server(
                 "write it to a file with write_file and run it with exec(open(...)"
                 ".read()), or send it in smaller pieces"
             )
+        sessions = clients(ctx)
         use = await sessions.use(ctx, name)
         result = await sessions.run(
             ctx,
@@ -240,6 +243,7 @@ def build_server(
         status 'ok', or status 'error' if pip failed. For packages needed from the start,
         prefer start_code_executer(dependencies=[...]), which caches an image."""
         images.normalize_dependencies(packages)  # refuse bad strings before any start
+        sessions = clients(ctx)
         use = await sessions.use(ctx, name)
         result = await sessions.run(
             ctx,
@@ -267,6 +271,7 @@ def build_server(
     ) -> str:
         """Stop a session. By default its container is removed and its state is lost; it
         cannot be undone. Call start_code_executer to start a new one."""
+        reg = clients(ctx).registry
         target = validate_name(name or reg.current)
         entry, _ = await anyio.to_thread.run_sync(lambda: reg.get(target, auto_start=False))
         await anyio.to_thread.run_sync(lambda: reg.forget(entry, remove=delete_service))
@@ -296,6 +301,7 @@ def build_server(
     ) -> str:
         """Reattach to a running session by name and make it the current one; its
         variables are still there. list_sessions() shows which sessions exist."""
+        reg = clients(ctx).registry
         target = validate_name(name or reg.current)
         entry = await anyio.to_thread.run_sync(lambda: reg.reuse(target))
         return (
@@ -310,6 +316,7 @@ def build_server(
         """List the sessions this server may use (the ones it started, and any shared with
         it): name, status ('running', 'exited', 'building'), dependencies, and whether this
         server manages it. 'current' is the session that tools use when no name is given."""
+        reg = clients(ctx).registry
         rows = await anyio.to_thread.run_sync(reg.rows)
         return sessions_result(SessionsOutput(current=reg.current, sessions=rows))
 
@@ -345,6 +352,7 @@ def build_server(
             raise ToolError(
                 f"content is not valid base64 ({exc}); send text with encoding='utf-8'"
             ) from None
+        sessions = clients(ctx)
         use = await sessions.use(ctx, name)
         written = await sessions.call(ctx, use, lambda: use.session.write_file(path, data))
         return f"Wrote {written} bytes to {path} in session {use.name!r}."
@@ -364,6 +372,7 @@ def build_server(
     ) -> str:
         """Read a file from a session (at most 1 MiB; summarise bigger files with
         execute_code instead)."""
+        sessions = clients(ctx)
         use = await sessions.use(ctx, name)
         data = await sessions.call(
             ctx, use, lambda: use.session.read_file(path, max_bytes=MAX_READ_BYTES)
@@ -407,8 +416,12 @@ def serve(
     memory: str = "1g",
     cpus: float = 1.0,
     base_image: str | None = None,
+    http: str | None = None,
 ) -> None:
     """Run the codeexec MCP server on stdin/stdout until the client disconnects.
+
+    With ``http`` (``HOST:PORT``) it serves streamable HTTP instead
+    (``_mcp_http.py``), each MCP session with its own registry.
 
     Containers started here are removed when the client disconnects (stdin closes)
     or on SIGTERM, unless ``persist``; ``idle_timeout`` (seconds, None: never) is
@@ -427,21 +440,43 @@ def serve(
         share_all: it may use every session on the engine (the pre-scope behaviour).
         max_sessions: how many sessions of its scope may run at once.
         network, memory, cpus, base_image: what its new sessions get.
+        http: serve streamable HTTP on this address instead of stdio.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(
             stream=sys.stderr, level=logging.INFO, format="codeexec-mcp %(levelname)s %(message)s"
         )
-    registry = SessionRegistry(
-        idle_timeout=idle_timeout,
-        persist=persist,
-        pool_size=pool_size,
-        reach=Reach.of(scope or default_scope(persist=persist), share, share_all),
-        max_sessions=max_sessions,
-        network=network,
-        limits=Limits(memory=memory, cpus=cpus),
-        base_image=base_image,
-    )
+    base_scope = scope or default_scope(persist=persist)
+
+    def registry_for(client: int | None) -> SessionRegistry:
+        """The registry of the stdio client, or of an HTTP client's MCP session."""
+        own, default = base_scope, os.environ.get(DEFAULT_SESSION_ENV)
+        if client is not None:
+            own = f"{base_scope[: 39 - len(str(client))]}-{client}"
+            default = f"{default}-{client}" if default else None
+        return SessionRegistry(
+            idle_timeout=idle_timeout,
+            persist=persist,
+            pool_size=pool_size,
+            reach=Reach.of(own, share, share_all),
+            max_sessions=max_sessions,
+            network=network,
+            limits=Limits(memory=memory, cpus=cpus),
+            base_image=base_image,
+            default_name=default,
+        )
+
+    if http is not None:
+        from ._mcp_http import serve_http
+
+        hub = Hub(registry_for, build_wait)
+        log.info("codeexec %s MCP server, scope %s-N per MCP session", __version__, base_scope)
+        try:
+            serve_http(build_server(hub=hub, max_timeout=max_timeout), hub, http)
+        finally:
+            hub.close()
+        return
+    registry = registry_for(None)
     server = build_server(registry, build_wait=build_wait, max_timeout=max_timeout)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -63,6 +63,7 @@ if (flow === "ping") {
   console.log(`session: ${ran.structuredContent.session}`);
 } else if (flow === "long") {
   let notices = 0;
+  let last = 0;
   const began = Date.now();
   const ran = await call(
     "execute_code",
@@ -74,6 +75,8 @@ if (flow === "ping") {
       timeout: 60_000,
       resetTimeoutOnProgress: true,
       onprogress: (p) => {
+        check(p.progress > last, `progress goes up: ${p.progress} after ${last}`);
+        last = p.progress;
         notices += 1;
         console.log(`progress ${p.progress}: ${p.message}`);
       },

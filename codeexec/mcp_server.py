@@ -470,6 +470,15 @@ def serve(
         from ._mcp_http import serve_http
 
         hub = Hub(registry_for, build_wait)
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            # uvicorn shuts down gracefully, restores this handler and raises the signal again.
+            log.info("signal %d: removing the sessions of every MCP session", signum)
+            hub.close()
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         log.info("codeexec %s MCP server, scope %s-N per MCP session", __version__, base_scope)
         try:
             serve_http(build_server(hub=hub, max_timeout=max_timeout), hub, http)

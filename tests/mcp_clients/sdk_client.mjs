@@ -5,7 +5,8 @@
 //   node sdk_client.mjs FLOW http URL [TOKEN]          (a running `codeexec mcp --http`)
 //
 // FLOW is `seed` (the whole tool flow), `long` (a 90 s execution through 60 s request
-// timeouts) or `ping` (one execution; prints its session). The session names come from
+// timeouts), `ping` (one execution; prints its session) or `own` (state kept apart from
+// another client's; CODEEXEC_TEST_TAG). The session names come from
 // CODEEXEC_TEST_NAMES (comma-separated: default, named). Each step prints one line; any
 // failed check, or a structured result the SDK's output-schema validation rejects, exits 1.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -37,7 +38,8 @@ function transport() {
 
 const client = new Client({ name: "codeexec-ts-test", version: "1.0.0" });
 const began = Date.now();
-await client.connect(transport());
+const wire = transport();
+await client.connect(wire);
 console.log(`initialize: ${Date.now() - began} ms, server ${JSON.stringify(client.getServerVersion())}`);
 console.log(`capabilities: ${JSON.stringify(client.getServerCapabilities())}`);
 const tools = (await client.listTools()).tools; // also caches the output-schema validators
@@ -61,6 +63,17 @@ if (flow === "ping") {
   const ran = await untilBuilt({ code: "import os\nos.environ.get('HOSTNAME', '')" });
   check(!ran.isError, text(ran));
   console.log(`session: ${ran.structuredContent.session}`);
+} else if (flow === "own") {
+  // Run beside another client of the same HTTP server: neither sees the other's state.
+  const tag = process.env.CODEEXEC_TEST_TAG;
+  const set = await untilBuilt({ code: `import time\nmine = '${tag}'\ntime.sleep(2)` });
+  check(!set.isError, text(set));
+  const got = await call("execute_code", { code: "mine" });
+  check(got.structuredContent.value === `'${tag}'`, text(got));
+  const listed = await call("list_sessions", {});
+  const names = listed.structuredContent.sessions.map((s) => s.name);
+  check(names.length === 1 && names[0] === got.structuredContent.session, JSON.stringify(names));
+  console.log(`session: ${names[0]}`);
 } else if (flow === "long") {
   let notices = 0;
   let last = 0;
@@ -129,5 +142,6 @@ if (flow === "ping") {
   check(gone.isError && text(gone).includes("start_code_executer"), text(gone));
 }
 const closing = Date.now();
+if (kind === "http") await wire.terminateSession(); // DELETE: the server removes our sessions
 await client.close();
 console.log(`closed in ${Date.now() - closing} ms`);

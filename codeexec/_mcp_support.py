@@ -8,6 +8,7 @@ thread with progress notifications. Only these two modules import the ``mcp`` SD
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import inspect
@@ -17,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -51,6 +53,9 @@ log = logging.getLogger("codeexec.mcp")
 
 OUTPUT_LIMIT = 100_000  # characters of output kept per call: it goes into the model's context
 SETTLE_WAIT = 10.0  # seconds a call waits for an interrupted, cancelled one to end
+# Threads for the blocking session calls: long runs hold one each, and a cancelled call's
+# thread runs until its code is interrupted, so more than asyncio's default (cores + 4).
+_WORKERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="codeexec-mcp")
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -263,34 +268,27 @@ async def blocking(
     on_cancel: Callable[[], None] | None = None,
     progress: Progress | None = None,
 ) -> _T:
-    """Run ``fn`` on a worker thread, with a progress heartbeat while it runs."""
+    """Run ``fn`` on a worker thread, with a progress notice every ``PROGRESS_EVERY`` s.
+
+    Plain asyncio (the SDK's transports run on it), no task group: a call costs one
+    thread hop, and ``fn``'s exception comes out as it is, not in an ExceptionGroup.
+    """
     progress = progress or Progress(ctx)
     began = time.monotonic()
-
-    async def heartbeat() -> None:
+    running = asyncio.get_running_loop().run_in_executor(_WORKERS, fn)
+    try:
         while True:
-            await anyio.sleep(PROGRESS_EVERY)
-            line = latest().strip()[-200:]
-            await progress.send(
-                f"{label}: {time.monotonic() - began:.0f} s" + (f" | {line}" if line else "")
-            )
-
-    failure: Exception | None = None
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(heartbeat)
-        try:
-            result = await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
-        except anyio.get_cancelled_exc_class():
-            if on_cancel is not None:
-                on_cancel()  # the client gave up: stop the code rather than run on
-            raise
-        except Exception as exc:  # raised below: a task group would wrap it in a group
-            failure = exc
-        finally:
-            tg.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return result
+            try:
+                return await asyncio.wait_for(asyncio.shield(running), PROGRESS_EVERY)
+            except asyncio.TimeoutError:  # not TimeoutError: Python 3.10
+                line = latest().strip()[-200:]
+                await progress.send(
+                    f"{label}: {time.monotonic() - began:.0f} s" + (f" | {line}" if line else "")
+                )
+    except asyncio.CancelledError:
+        if on_cancel is not None and not running.done():
+            on_cancel()  # the client gave up: stop the code rather than run on
+        raise
 
 
 # -- sessions for tool calls ---------------------------------------------------------------
@@ -335,9 +333,13 @@ class SessionAccess:
         """The named (or current) session, once built; the default one starts on first use."""
         reg = self.registry
         target = validate_name(name or reg.current)
-        entry, started = await anyio.to_thread.run_sync(
-            lambda: reg.get(target, auto_start=target == reg.default_name)
-        )
+        known = reg.known(target)  # no thread hop for a session this server has
+        if known is not None:
+            entry, started = known, False
+        else:
+            entry, started = await anyio.to_thread.run_sync(
+                lambda: reg.get(target, auto_start=target == reg.default_name)
+            )
         progress = Progress(ctx)
         session = await self.wait(ctx, entry, progress)
         if session is None:

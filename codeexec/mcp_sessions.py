@@ -197,6 +197,11 @@ class SessionRegistry:
             self.current = name
         return entry
 
+    def known(self, name: str) -> SessionEntry | None:
+        """The entry for ``name`` if this server tracks it already (no docker call)."""
+        with self._lock:
+            return self._entries.get(name)
+
     def get(self, name: str, *, auto_start: bool) -> tuple[SessionEntry, bool]:
         """The entry for ``name`` and whether this call started it.
 

@@ -9,7 +9,7 @@ passes ``Guard`` before the SDK sees it:
 - ``Authorization: Bearer <token>`` must carry the server's token (generated and
   printed once at start, or given in ``$CODEEXEC_MCP_TOKEN``);
 - each MCP session (``Mcp-Session-Id``, from the client's ``initialize``) gets its
-  own registry (``_mcp_support.Hub``): its own scope, current session and quota.
+  own registry (``_mcp_access.Hub``): its own scope, current session and quota.
   The 2026-07-28 protocol has no MCP sessions, so its requests are refused with
   a JSON-RPC error, on which SDK clients fall back to the ``initialize`` handshake.
 
@@ -35,7 +35,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._mcp_support import Hub
+from ._mcp_access import Hub
 from .errors import CodeexecError
 
 log = logging.getLogger("codeexec.mcp")

@@ -340,6 +340,7 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
         "memory": "1g",
         "cpus": 1.0,
         "base_image": None,
+        "http": None,
     }
     assert seen == {
         "persist": True,
@@ -373,11 +374,20 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
     }
     run("mcp", "--idle-timeout", "0")
     assert seen["idle_timeout"] is None  # 0 = never
+    assert run("mcp", "--http", "127.0.0.1:8765").exit_code == 0
+    assert seen["http"] == "127.0.0.1:8765"
 
 
 @pytest.mark.parametrize(
     "args",
-    [("--scope", "a b"), ("--scope", "x" * 41), ("--share", "../x"), ("--max-sessions", "0")],
+    [
+        ("--scope", "a b"),
+        ("--scope", "x" * 41),
+        ("--share", "../x"),
+        ("--max-sessions", "0"),
+        ("--http", "localhost:http"),
+        ("--http", "127.0.0.1:70000"),
+    ],
 )
 def test_mcp_refuses_bad_reach_options(
     monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]

@@ -371,6 +371,7 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
         "memory": "512m",
         "cpus": 0.5,
         "base_image": "python:3.12-slim",
+        "http": None,
     }
     run("mcp", "--idle-timeout", "0")
     assert seen["idle_timeout"] is None  # 0 = never

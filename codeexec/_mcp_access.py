@@ -31,7 +31,7 @@ from .models import ExecResult
 from .session import ContainerSession, validate_name
 
 if TYPE_CHECKING:
-    pass
+    from ._mcp_jobs import Job
 
 log = logging.getLogger("codeexec.mcp")
 
@@ -76,21 +76,41 @@ async def blocking(
     thread hop, and ``fn``'s exception comes out as it is, not in an ExceptionGroup.
     """
     progress = progress or Progress(ctx)
-    began = time.monotonic()
     running = asyncio.get_running_loop().run_in_executor(WORKERS, fn)
     try:
-        while True:
-            try:
-                return await asyncio.wait_for(asyncio.shield(running), PROGRESS_EVERY)
-            except asyncio.TimeoutError:  # not TimeoutError: Python 3.10
-                line = latest().strip()[-200:]
-                await progress.send(
-                    f"{label}: {time.monotonic() - began:.0f} s" + (f" | {line}" if line else "")
-                )
+        return await watch(running, progress, label=label, latest=latest)
     except asyncio.CancelledError:
         if on_cancel is not None and not running.done():
             on_cancel()  # the client gave up: stop the code rather than run on
         raise
+
+
+async def watch(
+    future: asyncio.Future[_T],
+    progress: Progress,
+    *,
+    label: str,
+    latest: Callable[[], str],
+    began: float | None = None,
+    until: float | None = None,
+) -> _T:
+    """``future``'s result, with a progress notice every ``PROGRESS_EVERY`` s.
+
+    Raises:
+        asyncio.TimeoutError: still running at ``until`` (a ``time.monotonic()``).
+    """
+    began = time.monotonic() if began is None else began
+    while True:
+        step = PROGRESS_EVERY if until is None else min(PROGRESS_EVERY, until - time.monotonic())
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(step, 0))
+        except asyncio.TimeoutError:  # not TimeoutError: Python 3.10
+            if until is not None and time.monotonic() >= until:
+                raise
+            line = latest().strip()[-200:]
+            await progress.send(
+                f"{label}: {time.monotonic() - began:.0f} s" + (f" | {line}" if line else "")
+            )
 
 
 # -- sessions for tool calls ---------------------------------------------------------------
@@ -119,7 +139,18 @@ class SessionAccess:
 
     registry: SessionRegistry
     build_wait: float  # seconds a call waits for an image build
+    jobs: dict[str, Job] = field(default_factory=dict)  # this MCP session's, by id
     _settling: dict[str, threading.Event] = field(default_factory=dict)
+
+    def check_idle(self, use: Use) -> None:
+        """Refuse a call on a session that one of this client's jobs is running in."""
+        for job in self.jobs.values():
+            if job.use.session is use.session and not job.future.done():
+                raise ToolError(
+                    f"session {use.name!r} is running job {job.id!r}: get_job(job="
+                    f"{job.id!r}, wait=50) waits for its result, cancel_job stops it; "
+                    "or use another session"
+                )
 
     async def wait(
         self, ctx: Context, entry: SessionEntry, progress: Progress | None = None
@@ -180,6 +211,7 @@ class SessionAccess:
         latest: Callable[[], str] = lambda: "",
     ) -> _T:
         """Run ``fn`` on ``use``'s session from a worker thread; a cancelled call interrupts it."""
+        self.check_idle(use)
         key = use.session.container_id
         earlier = self._settling.get(key)
         if earlier is not None and not earlier.is_set():  # a cancelled call is still ending

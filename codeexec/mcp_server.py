@@ -20,7 +20,7 @@ notifications while it waits.
 import base64
 import binascii
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -33,6 +33,7 @@ from pydantic import Field
 
 from . import __version__, images
 from ._mcp_access import Hub
+from ._mcp_jobs import add_job_tools
 from ._mcp_scope import DEFAULT_MAX_SESSIONS
 from ._mcp_support import (
     OUTPUT_LIMIT,
@@ -380,6 +381,11 @@ def build_server(
             raise ToolError(
                 f"{path} is not UTF-8 text; call read_file with encoding='base64'"
             ) from None
+
+    def job_tool(title: str, **hints: bool) -> Callable[..., Any]:
+        return mcp.tool(structured_output=True, **_hints(title, **hints))
+
+    add_job_tools(job_tool, clients, max_timeout=max_timeout)
 
     @mcp.prompt(title="Mathematics Solver")
     def math_evaluation(

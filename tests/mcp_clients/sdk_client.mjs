@@ -98,7 +98,7 @@ if (flow === "ping") {
   check(!ran.isError && ran.structuredContent.value === "'done'", text(ran));
   console.log(`long run: ${((Date.now() - began) / 1000).toFixed(0)} s, ${notices} progress notifications`);
 } else {
-  check(tools.length === 8, `8 tools, got ${tools.length}`);
+  check(tools.length === 11, `11 tools, got ${tools.length}`);
   for (const tool of tools) {
     check(tool.title && tool.annotations, `${tool.name} has a title and annotations`);
   }
@@ -136,6 +136,14 @@ if (flow === "ping") {
   const listed = await call("list_sessions", {});
   const names = listed.structuredContent.sessions.map((s) => s.name);
   check(names.includes(named) && names.includes(defaultName), JSON.stringify(names));
+  // A job: started, polled until done (the pattern for runs longer than a call may wait).
+  const job = await call("start_job", { code: "import time\ntime.sleep(2)\n'late'", name: named });
+  check(job.structuredContent.state === "running", text(job));
+  let polled = job;
+  while (polled.structuredContent.state === "running") {
+    polled = await call("get_job", { job: job.structuredContent.job, wait: 10 });
+  }
+  check(polled.structuredContent.result.value === "'late'", text(polled));
   const stopped = await call("stop_code_executer", { name: named });
   check(!stopped.isError, text(stopped));
   const gone = await call("execute_code", { code: "x", name: named });

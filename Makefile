@@ -15,6 +15,7 @@ help:
 	@echo "make bench  - benchmarks (docs/performance.md)"
 	@echo "make docs   - regenerate docs/cli.md"
 	@echo "make image  - build the offline base image"
+	@echo "make npm-clients - install the pinned MCP clients the tests drive (npm ci)"
 
 $(BIN)/codeexec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +36,8 @@ setup: venv image
 # The outside MCP clients the tests drive (tests/mcp_clients): the TypeScript SDK and
 # the Inspector CLI, pinned by the lockfile; node and npm come from Debian.
 NPM_CLIENTS := tests/mcp_clients/node_modules/.package-lock.json
-$(NPM_CLIENTS): tests/mcp_clients/package-lock.json
-	cd tests/mcp_clients && npm ci --no-audit --no-fund
-	touch $@
+$(NPM_CLIENTS): tests/mcp_clients/package-lock.json tests/mcp_clients/package.json
+	bash scripts/ensure_npm_clients.sh
 
 npm-clients: $(NPM_CLIENTS)
 

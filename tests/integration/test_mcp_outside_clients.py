@@ -99,6 +99,16 @@ def test_inspector_cli_lists_and_calls(tmp_path: Path) -> None:
     assert _session_containers("", (default,)) == set()
 
 
+def test_a_call_right_after_a_cancel_runs_over_stdio() -> None:
+    default = unique_name()
+    proc = run_client(
+        ["sdk_client.mjs", "cancel", "stdio", CODEEXEC, "mcp"],
+        {"CODEEXEC_MCP_DEFAULT_SESSION": default},
+    )
+    assert "10 cancels" in proc.stdout
+    assert _session_containers("", (default,)) == set()
+
+
 @pytest.mark.slow
 def test_a_90_s_execution_outlives_a_60_s_request_timeout() -> None:
     default = unique_name()

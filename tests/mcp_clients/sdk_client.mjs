@@ -5,7 +5,7 @@
 //   node sdk_client.mjs FLOW http URL [TOKEN]          (a running `codeexec mcp --http`)
 //
 // FLOW is `seed` (the whole tool flow), `long` (a 90 s execution through 60 s request
-// timeouts), `ping` (one execution; prints its session) or `own` (state kept apart from
+// timeouts), `cancel` (calls right after cancels), `ping` (one execution; prints its session) or `own` (state kept apart from
 // another client's; CODEEXEC_TEST_TAG). The session names come from
 // CODEEXEC_TEST_NAMES (comma-separated: default, named). Each step prints one line; any
 // failed check, or a structured result the SDK's output-schema validation rejects, exits 1.
@@ -74,6 +74,21 @@ if (flow === "ping") {
   const names = listed.structuredContent.sessions.map((s) => s.name);
   check(names.length === 1 && names[0] === got.structuredContent.session, JSON.stringify(names));
   console.log(`session: ${names[0]}`);
+} else if (flow === "cancel") {
+  // Cancel a long execute_code, then call again at once: the code was interrupted,
+  // the state survives, and the next call runs (it used to get SessionBusy).
+  const set = await untilBuilt({ code: "kept = 7" });
+  check(!set.isError, text(set));
+  for (let i = 0; i < 10; i++) {
+    const abort = new AbortController();
+    const long = client.callTool({ name: "execute_code", arguments: { code: "import time\ntime.sleep(60)" } }, undefined, { signal: abort.signal });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    abort.abort("enough");
+    await long.then(() => check(false, "the cancelled call answered"), () => {});
+    const next = await client.callTool({ name: "execute_code", arguments: { code: "kept" } });
+    check(!next.isError && next.structuredContent.value === "7", `try ${i}: ${text(next)}`);
+  }
+  console.log("10 cancels, each followed at once by a call that ran");
 } else if (flow === "long") {
   let notices = 0;
   let last = 0;

@@ -1,20 +1,22 @@
-"""The MCP stdio tool server: codeexec sessions as tools for AI clients.
+"""The MCP tool server: codeexec sessions as tools for AI clients.
 
-``serve()`` runs it over stdin/stdout (``codeexec mcp``); ``build_server()`` returns
-the ``MCPServer`` for in-memory tests. Tools only map arguments and format results;
-the behaviour lives in ``ContainerSession``. stdout is the MCP wire, so everything
-else (logs, build progress) goes to stderr.
+``serve()`` runs it over stdin/stdout (``codeexec mcp``) or streamable HTTP
+(``--http``, ``_mcp_http.py``); ``build_server()`` returns the ``MCPServer`` for
+in-memory tests. Tools only map arguments and format results; the behaviour lives
+in ``ContainerSession``, reached per MCP session through ``_mcp_access.Hub``.
+stdout is the MCP wire, so everything else (logs, build progress) goes to stderr.
 
 Two kinds of failure, kept apart on purpose: an exception raised by the *user's*
 code is a successful tool call whose result says ``status: error`` with the
 traceback; a failure of the tool itself (unknown session, bad dependency, failed
-build, Docker unreachable, code too large) is a tool error (``isError: true``)
-whose message says what to do next.
+build, Docker unreachable, code too large, a rejected argument) is a tool error
+(``isError: true``) whose message says what to do next.
 
 MCP clients cancel a call after about 60 s, so no call waits on an image build
 for more than ``build_wait`` seconds: a longer build goes on in a background
 thread and the next call on that session waits for it again, sending progress
-notifications while it waits.
+notifications while it waits. Code that runs longer goes through the job tools
+(``_mcp_jobs.py``), or through clients that extend their timeout on progress.
 """
 
 import base64

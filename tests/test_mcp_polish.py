@@ -125,3 +125,32 @@ async def test_progress_counts_up_across_build_and_run(monkeypatch: pytest.Monke
     assert any(m.startswith("running") for _, m in seen), seen
     values = [v for v, _ in seen]
     assert values == sorted(set(values)), seen  # the spec: each above the one before
+
+
+def test_hub_gives_each_mcp_session_its_own_registry() -> None:
+    from types import SimpleNamespace
+
+    from codeexec._mcp_access import Hub
+
+    made: list[FakeRegistry] = []
+
+    def make(n: int) -> FakeRegistry:
+        made.append(FakeRegistry(max_sessions=1))
+        return made[-1]
+
+    def ctx(session_id: str) -> Any:
+        request = SimpleNamespace(headers={"mcp-session-id": session_id})
+        return SimpleNamespace(request_context=SimpleNamespace(request=request))
+
+    hub = Hub(make, build_wait=1)
+    first, second = hub(ctx("a")), hub(ctx("b"))
+    assert hub(ctx("a")) is first and first is not second
+    assert first.registry is not second.registry  # own current session, quota, jobs
+    first.registry.start("one", ())
+    second.registry.start("one", ())  # the same name in another client: its own quota
+    assert first.registry.known("one") is not second.registry.known("one")
+    hub.drop("a")
+    assert first.registry._closed and not second.registry._closed
+    assert hub(ctx("a")) is not first  # a new MCP session with that id starts afresh
+    hub.close()
+    assert all(r._closed for r in made)

@@ -1,4 +1,4 @@
-"""What ``mcp_server.serve()`` does: build the registries, run a transport, clean up.
+"""``serve()`` (``codeexec mcp``): build the registries, run a transport, clean up.
 
 Over stdio one registry serves the one client; it is closed (its containers
 removed) when stdin closes or on SIGTERM. Over HTTP (``_mcp_http.py``) a ``Hub``
@@ -17,32 +17,57 @@ from types import FrameType
 
 from . import __version__
 from ._mcp_access import Hub
-from ._mcp_scope import Reach, default_scope
-from .mcp_server import build_server
+from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, default_scope
+from ._mcp_support import MAX_TIMEOUT
 from .mcp_sessions import DEFAULT_SESSION_ENV, SessionRegistry
 from .models import Limits
 
 log = logging.getLogger("codeexec.mcp")
 
 
-def run(
+def serve(
     *,
-    persist: bool,
-    idle_timeout: float | None,
-    pool_size: int,
-    build_wait: float,
-    max_timeout: float,
-    scope: str | None,
-    share: Sequence[str],
-    share_all: bool,
-    max_sessions: int,
-    network: str,
-    memory: str,
-    cpus: float,
-    base_image: str | None,
-    http: str | None,
+    persist: bool = False,
+    idle_timeout: float | None = 3600,
+    pool_size: int = 0,
+    build_wait: float = 40.0,
+    max_timeout: float = MAX_TIMEOUT,
+    scope: str | None = None,
+    share: Sequence[str] = (),
+    share_all: bool = False,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
+    network: str = "bridge",
+    memory: str = "1g",
+    cpus: float = 1.0,
+    base_image: str | None = None,
+    http: str | None = None,
 ) -> None:
-    """``mcp_server.serve()``'s work; its docstring says what each argument does."""
+    """Run the codeexec MCP server on stdin/stdout until the client disconnects.
+
+    With ``http`` (``HOST:PORT``) it serves streamable HTTP instead
+    (``_mcp_http.py``), each MCP session with its own registry.
+
+    Containers started here are removed when the client disconnects (stdin closes)
+    or on SIGTERM, unless ``persist``; ``idle_timeout`` (seconds, None: never) is
+    the backstop that removes sessions a killed server leaves behind. The server
+    reaches only its own scope's sessions and the shared ones (``_mcp_scope.py``).
+
+    Args:
+        persist: leave this server's sessions running when it exits.
+        idle_timeout: seconds of inactivity after which a session removes itself.
+        pool_size: warm containers kept per dependency set (``codeexec.pool``); 0: none.
+        build_wait: seconds a call waits for an image build before answering.
+        max_timeout: the largest ``timeout`` ``execute_code`` accepts.
+        scope: the ``codeexec.scope`` label of the sessions it starts and reaches
+            (default: ``_mcp_scope.default_scope``, stable across ``persist`` restarts).
+        share: names of other sessions (e.g. started from the CLI) it may use too.
+        share_all: it may use every session on the engine (the pre-scope behaviour).
+        max_sessions: how many sessions of its scope may run at once.
+        network, memory, cpus, base_image: what its new sessions get.
+        http: serve streamable HTTP on this address instead of stdio.
+    """
+    from .mcp_server import build_server  # it imports this module
+
     if not logging.getLogger().handlers:
         logging.basicConfig(
             stream=sys.stderr, level=logging.INFO, format="codeexec-mcp %(levelname)s %(message)s"

@@ -40,6 +40,7 @@ from .models import ExecResult
 
 log = logging.getLogger("codeexec.mcp")
 
+MAX_TIMEOUT = 300.0  # the largest execute_code timeout unless serve(max_timeout=) says
 OUTPUT_LIMIT = 100_000  # characters of output kept per call: it goes into the model's context
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 _F = TypeVar("_F", bound=Callable[..., Any])

@@ -22,7 +22,7 @@ notifications while it waits. Code that runs longer goes through the job tools
 import base64
 import binascii
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -36,8 +36,9 @@ from pydantic import Field
 from . import __version__, images
 from ._mcp_access import Hub
 from ._mcp_jobs import add_job_tools
-from ._mcp_scope import DEFAULT_MAX_SESSIONS
+from ._mcp_serve import serve
 from ._mcp_support import (
+    MAX_TIMEOUT,
     OUTPUT_LIMIT,
     CodeexecMCP,
     exec_result,
@@ -54,7 +55,6 @@ log = logging.getLogger("codeexec.mcp")
 MAX_CODE_BYTES = 2**20  # one execute_code call; bigger programs go in with write_file
 MAX_READ_BYTES = 2**20  # read_file returns the content into the model's context
 DEFAULT_TIMEOUT = 30.0
-MAX_TIMEOUT = 300.0
 INSTALL_TIMEOUT = 300.0
 
 
@@ -402,67 +402,6 @@ def build_server(
         )
 
     return mcp
-
-
-def serve(
-    *,
-    persist: bool = False,
-    idle_timeout: float | None = 3600,
-    pool_size: int = 0,
-    build_wait: float = 40.0,
-    max_timeout: float = MAX_TIMEOUT,
-    scope: str | None = None,
-    share: Sequence[str] = (),
-    share_all: bool = False,
-    max_sessions: int = DEFAULT_MAX_SESSIONS,
-    network: str = "bridge",
-    memory: str = "1g",
-    cpus: float = 1.0,
-    base_image: str | None = None,
-    http: str | None = None,
-) -> None:
-    """Run the codeexec MCP server on stdin/stdout until the client disconnects.
-
-    With ``http`` (``HOST:PORT``) it serves streamable HTTP instead
-    (``_mcp_http.py``), each MCP session with its own registry.
-
-    Containers started here are removed when the client disconnects (stdin closes)
-    or on SIGTERM, unless ``persist``; ``idle_timeout`` (seconds, None: never) is
-    the backstop that removes sessions a killed server leaves behind. The server
-    reaches only its own scope's sessions and the shared ones (``_mcp_scope.py``).
-
-    Args:
-        persist: leave this server's sessions running when it exits.
-        idle_timeout: seconds of inactivity after which a session removes itself.
-        pool_size: warm containers kept per dependency set (``codeexec.pool``); 0: none.
-        build_wait: seconds a call waits for an image build before answering.
-        max_timeout: the largest ``timeout`` ``execute_code`` accepts.
-        scope: the ``codeexec.scope`` label of the sessions it starts and reaches
-            (default: ``_mcp_scope.default_scope``, stable across ``persist`` restarts).
-        share: names of other sessions (e.g. started from the CLI) it may use too.
-        share_all: it may use every session on the engine (the pre-scope behaviour).
-        max_sessions: how many sessions of its scope may run at once.
-        network, memory, cpus, base_image: what its new sessions get.
-        http: serve streamable HTTP on this address instead of stdio.
-    """
-    from ._mcp_serve import run
-
-    run(
-        persist=persist,
-        idle_timeout=idle_timeout,
-        pool_size=pool_size,
-        build_wait=build_wait,
-        max_timeout=max_timeout,
-        scope=scope,
-        share=share,
-        share_all=share_all,
-        max_sessions=max_sessions,
-        network=network,
-        memory=memory,
-        cpus=cpus,
-        base_image=base_image,
-        http=http,
-    )
 
 
 if __name__ == "__main__":

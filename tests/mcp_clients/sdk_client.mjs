@@ -165,6 +165,21 @@ if (flow === "ping") {
   check(gone.isError && text(gone).includes("start_code_executer"), text(gone));
 }
 const closing = Date.now();
+const pid = wire.pid; // stdio: the server process
 if (kind === "http") await wire.terminateSession(); // DELETE: the server removes our sessions
 await client.close();
 console.log(`closed in ${Date.now() - closing} ms`);
+if (pid) {
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const deadline = Date.now() + 10_000;
+  while (alive() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  check(!alive(), `the server (pid ${pid}) still runs after the client closed`);
+  console.log(`server exited ${Date.now() - closing} ms after the client closed`);
+}

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -80,6 +80,7 @@ async def blocking(
     try:
         return await watch(running, progress, label=label, latest=latest)
     except asyncio.CancelledError:
+        running.add_done_callback(_settled)
         if on_cancel is not None and not running.done():
             on_cancel()  # the client gave up: stop the code rather than run on
         raise
@@ -106,11 +107,18 @@ async def watch(
             return await asyncio.wait_for(asyncio.shield(future), max(step, 0))
         except asyncio.TimeoutError:  # not TimeoutError: Python 3.10
             if until is not None and time.monotonic() >= until:
+                future.add_done_callback(_settled)
                 raise
             line = latest().strip()[-200:]
             await progress.send(
                 f"{label}: {time.monotonic() - began:.0f} s" + (f" | {line}" if line else "")
             )
+
+
+def _settled(future: asyncio.Future[Any]) -> None:
+    """Take the outcome nobody awaits any more (else asyncio logs it as never retrieved)."""
+    if not future.cancelled():
+        future.exception()
 
 
 # -- sessions for tool calls ---------------------------------------------------------------

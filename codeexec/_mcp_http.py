@@ -4,8 +4,8 @@ Anyone who can reach the port could run code in containers, so every request
 passes ``Guard`` before the SDK sees it:
 
 - the ``Host`` header must name this server (a DNS-rebinding page names its own
-  domain) and an ``Origin`` header, if any, must be this server's own origin
-  (a browser page elsewhere sends its origin);
+  domain; on a wildcard address, 0.0.0.0 or ::, any name passes) and an ``Origin``
+  header, if any, must be this server's own origin (a page elsewhere sends its own);
 - ``Authorization: Bearer <token>`` must carry the server's token (generated and
   printed once at start, or given in ``$CODEEXEC_MCP_TOKEN``);
 - each MCP session (``Mcp-Session-Id``, from the client's ``initialize``) gets its
@@ -58,13 +58,18 @@ def parse_address(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def allowed_names(host: str, port: int) -> tuple[list[str], list[str]]:
-    """The Host header values and origins a request may carry."""
+WILDCARD = ("0.0.0.0", "::")
+
+
+def allowed_hosts(host: str, port: int) -> list[str] | None:
+    """The ``Host`` header values a request may carry; None (any) for a wildcard bind,
+    whose names the server cannot know (the token and the Origin check still apply)."""
+    if host in WILDCARD:
+        return None
     names = {host}
     if host in ("127.0.0.1", "::1", "localhost"):
         names |= {"127.0.0.1", "localhost", "::1"}
-    hosts = sorted(f"[{n}]:{port}" if _is_v6(n) else f"{n}:{port}" for n in names)
-    return hosts, [f"http://{h}" for h in hosts]
+    return sorted(f"[{n}]:{port}" if _is_v6(n) else f"{n}:{port}" for n in names)
 
 
 def _is_v6(name: str) -> bool:
@@ -77,13 +82,10 @@ def _is_v6(name: str) -> bool:
 class Guard:
     """ASGI middleware: Host, Origin and token checks; ends a registry with its MCP session."""
 
-    def __init__(
-        self, app: ASGIApp, *, token: str, hosts: list[str], origins: list[str], hub: Hub
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, token: str, hosts: list[str] | None, hub: Hub) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
-        self.hosts = set(hosts)
-        self.origins = set(origins)
+        self.hosts = None if hosts is None else set(hosts)
         self.hub = hub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,10 +107,13 @@ class Guard:
             await anyio.to_thread.run_sync(lambda: self.hub.drop(session_id))
 
     def refusal(self, headers: Headers) -> Response | None:
-        if headers.get("host") not in self.hosts:
+        """Why a request may not pass (a response to send), or None."""
+        host = headers.get("host", "")
+        if self.hosts is not None and host not in self.hosts:
             return PlainTextResponse("Host not allowed (DNS rebinding?)", status_code=421)
-        origin = headers.get("origin")
-        if origin is not None and origin not in self.origins:
+        origin = headers.get("origin")  # a browser's; a page may only come from here
+        names = self.hosts if self.hosts is not None else {host}
+        if origin is not None and origin not in {f"http://{n}" for n in names}:
             return PlainTextResponse("Origin not allowed", status_code=403)
         given = headers.get("authorization", "").encode()
         if not secrets.compare_digest(given, self.expected):
@@ -153,14 +158,19 @@ def serve_http(server: MCPServer, hub: Hub, address: str) -> None:
     """Serve ``server`` on ``address`` until SIGINT/SIGTERM; print the token once."""
     host, port = parse_address(address)
     token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
-    hosts, origins = allowed_names(host, port)
+    hosts = allowed_hosts(host, port)
     app = server.streamable_http_app(
         streamable_http_path=PATH,
         max_sessions=MAX_CLIENTS,
         host=host,
-        transport_security=TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins),
+        # The SDK's own check, the same (Guard runs first); off where Guard allows any host.
+        transport_security=TransportSecuritySettings(
+            enable_dns_rebinding_protection=hosts is not None,
+            allowed_hosts=hosts or [],
+            allowed_origins=[f"http://{h}" for h in hosts or []],
+        ),
     )
-    guarded = Guard(app, token=token, hosts=hosts, origins=origins, hub=hub)
+    guarded = Guard(app, token=token, hosts=hosts, hub=hub)
     url = f"http://{'[' + host + ']' if _is_v6(host) else host}:{port}{PATH}"
     if os.environ.get(TOKEN_ENV):
         print(f"codeexec MCP server on {url} (token from ${TOKEN_ENV})", file=sys.stderr)

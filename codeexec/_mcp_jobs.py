@@ -29,7 +29,14 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from ._mcp_access import SETTLE_WAIT, WORKERS, Hub, Progress, SessionAccess, Use, watch
-from ._mcp_support import OUTPUT_LIMIT, exec_output, exec_result, structured, tool_errors
+from ._mcp_support import (
+    OUTPUT_LIMIT,
+    check_code_size,
+    exec_output,
+    exec_result,
+    structured,
+    tool_errors,
+)
 from .mcp_sessions import ExecOutput
 from .models import ExecResult
 
@@ -87,7 +94,7 @@ def start(access: SessionAccess, use: Use, code: str, timeout: float) -> Job:
     return job
 
 
-def report(job: Job, max_timeout: float) -> CallToolResult:
+def report(job: Job) -> CallToolResult:
     """The job's state for the model: a summary, images, and the structured JSON."""
     seconds = (job.ended or time.monotonic()) - job.began
     out = JobOutput(
@@ -112,7 +119,7 @@ def report(job: Job, max_timeout: float) -> CallToolResult:
         return structured(f"job {job.id!r} failed: {error}", dict(out))
     result = job.future.result()
     out["state"], out["result"] = "done", exec_output(result, job.use.name, False)
-    shown = exec_result(result, name=job.use.name, max_timeout=max_timeout)
+    shown = exec_result(result, name=job.use.name, max_timeout=MAX_JOB_TIMEOUT)
     summary = f"job {job.id!r} ended after {seconds:.0f} s.\n\n" + str(shown.content[0].text)  # type: ignore[union-attr]
     return structured(summary, dict(out), images=shown.content[1:-1])
 
@@ -147,9 +154,7 @@ async def settle(ctx: Context, job: Job, wait: float) -> None:
 JobId = Annotated[str, Field(description="The id start_job returned.")]
 
 
-def add_job_tools(
-    tool: Callable[..., Callable[..., object]], clients: Hub, *, max_timeout: float
-) -> None:
+def add_job_tools(tool: Callable[..., Callable[..., object]], clients: Hub) -> None:
     """Register start_job, get_job and cancel_job with ``tool`` (``mcp.tool`` with hints)."""
 
     @tool("Start a long run", destructive=True, open_world=True)
@@ -173,11 +178,12 @@ def add_job_tools(
         return its job id at once; code that ends within half a second returns its result
         straight away. Then call get_job(job, wait=50) until its state is 'done', or
         cancel_job(job). The session stays busy until the job ends; its state persists."""
+        check_code_size(code)
         access = clients(ctx)
         use = await access.use(ctx, name)
         job = start(access, use, code, timeout)
         await settle(ctx, job, FIRST_LOOK)
-        return report(job, max_timeout)
+        return report(job)
 
     @tool("Check a long run", read_only=True)
     @tool_errors
@@ -197,7 +203,7 @@ def add_job_tools(
         or 'done' with the result (as execute_code returns it), or 'failed' with why."""
         found = find(clients(ctx), job)
         await settle(ctx, found, wait)
-        return report(found, max_timeout)
+        return report(found)
 
     @tool("Stop a long run", destructive=True, idempotent=True)
     @tool_errors
@@ -208,4 +214,4 @@ def add_job_tools(
         if not found.future.done():
             found.use.session.interrupt()
             await settle(ctx, found, SETTLE_WAIT)
-        return report(found, max_timeout)
+        return report(found)

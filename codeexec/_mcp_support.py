@@ -40,6 +40,7 @@ from .models import ExecResult
 
 log = logging.getLogger("codeexec.mcp")
 
+MAX_CODE_BYTES = 2**20  # one execute_code call; bigger programs go in with write_file
 MAX_TIMEOUT = 300.0  # the largest execute_code timeout unless serve(max_timeout=) says
 OUTPUT_LIMIT = 100_000  # characters of output kept per call: it goes into the model's context
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
@@ -82,6 +83,16 @@ def argument_error(exc: ValidationError) -> str:
 
 
 # -- errors and formatting ----------------------------------------------------------------
+
+
+def check_code_size(code: str) -> None:
+    size = len(code.encode("utf-8", "replace"))
+    if size > MAX_CODE_BYTES:
+        raise ToolError(
+            f"the code is {size} bytes, over the {MAX_CODE_BYTES} byte limit: "
+            "write it to a file with write_file and run it with exec(open(...)"
+            ".read()), or send it in smaller pieces"
+        )
 
 
 def tool_error(exc: CodeexecError) -> ToolError:

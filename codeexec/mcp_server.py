@@ -38,9 +38,11 @@ from ._mcp_access import Hub
 from ._mcp_jobs import add_job_tools
 from ._mcp_serve import serve
 from ._mcp_support import (
+    MAX_CODE_BYTES,
     MAX_TIMEOUT,
     OUTPUT_LIMIT,
     CodeexecMCP,
+    check_code_size,
     exec_result,
     sessions_result,
     tool_errors,
@@ -52,7 +54,6 @@ __all__ = ["DEFAULT_SESSION_ENV", "SessionRegistry", "build_server", "serve"]
 
 log = logging.getLogger("codeexec.mcp")
 
-MAX_CODE_BYTES = 2**20  # one execute_code call; bigger programs go in with write_file
 MAX_READ_BYTES = 2**20  # read_file returns the content into the model's context
 DEFAULT_TIMEOUT = 30.0
 INSTALL_TIMEOUT = 300.0
@@ -194,13 +195,7 @@ def build_server(
         back as image content. State persists: later calls see earlier variables. An
         exception in the code is a normal result with status 'error'. With no session yet,
         this starts the default one without extra packages (install_packages adds some)."""
-        size = len(code.encode("utf-8", "replace"))
-        if size > MAX_CODE_BYTES:
-            raise ToolError(
-                f"the code is {size} bytes, over the {MAX_CODE_BYTES} byte limit: "
-                "write it to a file with write_file and run it with exec(open(...)"
-                ".read()), or send it in smaller pieces"
-            )
+        check_code_size(code)
         sessions = clients(ctx)
         use = await sessions.use(ctx, name)
         result = await sessions.run(
@@ -387,7 +382,7 @@ def build_server(
     def job_tool(title: str, **hints: bool) -> Callable[..., Any]:
         return mcp.tool(structured_output=True, **_hints(title, **hints))
 
-    add_job_tools(job_tool, clients, max_timeout=max_timeout)
+    add_job_tools(job_tool, clients)
 
     @mcp.prompt(title="Mathematics Solver")
     def math_evaluation(

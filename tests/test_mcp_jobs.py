@@ -64,6 +64,8 @@ async def test_long_job_polled_refused_beside_and_cancelled(registry: FailingReg
 
 async def test_unknown_job_and_a_failed_one(registry: FailingRegistry) -> None:
     async with Client(build_server(registry)) as client:
+        big = await client.call_tool("start_job", {"code": "x" * (2**20 + 1)})
+        assert big.is_error and "write_file" in _text(big) and registry.built == []
         unknown = await client.call_tool("get_job", {"job": "job-nope"})
         assert unknown.is_error and "start_job" in _text(unknown)
         assert not (await client.call_tool("execute_code", {"code": "1"})).is_error

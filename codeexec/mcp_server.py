@@ -116,7 +116,8 @@ def build_server(
             "Runs Python code in Docker containers whose state persists between calls: "
             "variables, imports and files stay until the session is stopped. Call "
             "start_code_executer (with the pip packages you need) then execute_code; "
-            "execute_code alone starts a default session without extra packages."
+            "execute_code alone starts a default session without extra packages. Code "
+            "that may run longer than a minute goes through start_job, then get_job."
         ),
     )
 

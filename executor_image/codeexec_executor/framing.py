@@ -11,8 +11,9 @@ import json
 import os
 import struct
 
+from .constants import DEFAULT_FRAME_LIMIT
+
 HEADER = struct.Struct(">I")
-DEFAULT_FRAME_LIMIT = 64 * 1024 * 1024
 
 
 class FrameError(Exception):

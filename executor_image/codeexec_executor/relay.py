@@ -10,6 +10,8 @@ import socket
 import sys
 import time
 
+from .constants import EXECUTOR_PORT
+
 CHUNK = 256 * 1024
 CONNECT_TIMEOUT = 10.0  # the supervisor may still be starting
 
@@ -32,7 +34,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def main(argv: list) -> int:
-    port = int(argv[0]) if argv else int(os.environ.get("CODEEXEC_PORT", "8888"))
+    port = int(argv[0]) if argv else int(os.environ.get("CODEEXEC_PORT", EXECUTOR_PORT))
     try:
         sock = _connect(port)
     except OSError as exc:

@@ -23,14 +23,14 @@ import sys
 import threading
 import time
 
-from . import __version__, bounds, files, framing, handshake
+from . import __version__, bounds, constants, files, framing, handshake
 from .runner import Runner, log
 
 PROTOCOL = handshake.PROTOCOL
 RECV_SIZE = 256 * 1024
 SEND_BUFFER_LIMIT = 64 * 1024 * 1024
 LINGER = 2.0  # seconds to drain a client's unread bytes before closing
-HELLO_FRAME_LIMIT = 64 * 1024  # before the handshake a peer may not make us buffer more
+HELLO_FRAME_LIMIT = constants.HELLO_FRAME_LIMIT  # buffered at most before the handshake
 WATCH_PERIOD = 0.5  # seconds between the watchdog's looks
 WATCH_SLACK = 1.0  # the loop's own idle exit goes first; the watchdog backs it up
 HEARTBEAT = 1.0  # while code runs the loop wakes at least this often...
@@ -67,16 +67,16 @@ class Server:
     def __init__(self, token: str) -> None:
         self.token = token.encode("utf-8")
         self.host = os.environ.get("CODEEXEC_HOST", "0.0.0.0")
-        self.port = int(os.environ.get("CODEEXEC_PORT", "8888"))
+        self.port = int(os.environ.get("CODEEXEC_PORT", constants.EXECUTOR_PORT))
         self.idle_timeout = _env_float("CODEEXEC_IDLE_TIMEOUT", 0.0)
         self.max_lifetime = _env_float("CODEEXEC_MAX_LIFETIME", 0.0)
-        self.hello_timeout = _env_float("CODEEXEC_HELLO_TIMEOUT", 5.0)
+        self.hello_timeout = _env_float("CODEEXEC_HELLO_TIMEOUT", constants.HELLO_TIMEOUT)
         self.frame_limit = framing.frame_limit_from_env()
         self.sel = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
         self.runner = Runner(
             self.sel, self.send, self.frame_limit, bounds.defaults(),
-            _env_float("CODEEXEC_INTERRUPT_GRACE", 2.0))
+            _env_float("CODEEXEC_INTERRUPT_GRACE", constants.INTERRUPT_GRACE))
         self.stopping = False
         self.last_activity = self.started = self.heartbeat = time.monotonic()
         self.reap_due = True  # a signal (SIGCHLD?) arrived: reap children

@@ -26,11 +26,11 @@ import threading
 import traceback
 import types
 
-from . import bounds, framing
+from . import bounds, constants, framing
 
 # Runtime-installed packages land here (pip install --target); on sys.path
 # (at its end) from the first cell after it appears.
-SITE_DIR = os.environ.get("CODEEXEC_SITE_DIR", "/tmp/.codeexec-site")
+SITE_DIR = os.environ.get("CODEEXEC_SITE_DIR", constants.SITE_DIR)
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 # (method, mime type, binary?) in the order IPython uses.

@@ -18,8 +18,7 @@ DISPLAY_OVERHEAD = constants.DISPLAY_OVERHEAD
 ENAME_LIMIT = constants.ENAME_LIMIT
 MARGIN = 256  # the supervisor's second cut leaves the worker's markers alone
 HEAD_LINES = constants.TRACEBACK_HEAD_LINES
-DISPLAY_MARKER = ("[codeexec: display output over the limit of %d bytes per "
-                  "execution omitted]")
+DISPLAY_MARKER = "[codeexec: display output over the limit of %d bytes per execution omitted]"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -61,8 +60,8 @@ def clip_text(text: str, limit: int, what: str):
     """(text cut to `limit` characters plus a marker, whether it was cut)."""
     if len(text) <= limit:
         return text, False
-    return ("%s... [codeexec: %s truncated: %d more characters]"
-            % (text[:limit], what, len(text) - limit)), True
+    more = len(text) - limit
+    return f"{text[:limit]}... [codeexec: {what} truncated: {more} more characters]", True
 
 
 def clip_error(error, limit: int):
@@ -97,14 +96,14 @@ def clip_error(error, limit: int):
         head.append(line)
         used += len(line) + 1
     tail = []
-    for line in reversed(lines[len(head):]):
+    for line in reversed(lines[len(head) :]):
         if used + len(line) + 1 > budget:
             break
         tail.append(line)
         used += len(line) + 1
     omitted = len(lines) - len(head) - len(tail)
     if omitted:
-        head.append("[codeexec: %d traceback lines omitted]" % omitted)
+        head.append(f"[codeexec: {omitted} traceback lines omitted]")
     tail.reverse()
     out.update(ename=ename, evalue=evalue, traceback=head + tail)
     return out, True

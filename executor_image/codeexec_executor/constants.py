@@ -44,4 +44,3 @@ EXECUTOR_UID = 10001  # the session's user, who owns /workspace and nothing unde
 EXECUTOR_MAIN = "/opt/codeexec/codeexec_executor/__main__.py"
 # Runtime installs land here; the worker appends it to sys.path (CODEEXEC_SITE_DIR).
 SITE_DIR = "/tmp/.codeexec-site"
-

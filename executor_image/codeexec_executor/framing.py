@@ -97,7 +97,7 @@ class FrameDecoder:
         end = HEADER.size + length
         if len(self._buf) < end:
             return None
-        body = bytes(self._buf[HEADER.size:end])
+        body = bytes(self._buf[HEADER.size : end])
         del self._buf[:end]
         return decode_body(body)
 

@@ -30,7 +30,7 @@ def _connect(port: int) -> socket.socket:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def main(argv: list) -> int:
@@ -38,8 +38,7 @@ def main(argv: list) -> int:
     try:
         sock = _connect(port)
     except OSError as exc:
-        sys.stderr.write("codeexec relay: cannot connect to 127.0.0.1:%d: %s\n"
-                         % (port, exc))
+        sys.stderr.write(f"codeexec relay: cannot connect to 127.0.0.1:{port}: {exc}\n")
         return 1
     sock.settimeout(None)
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()

@@ -75,8 +75,12 @@ class Server:
         self.sel = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
         self.runner = Runner(
-            self.sel, self.send, self.frame_limit, bounds.defaults(),
-            _env_float("CODEEXEC_INTERRUPT_GRACE", constants.INTERRUPT_GRACE))
+            self.sel,
+            self.send,
+            self.frame_limit,
+            bounds.defaults(),
+            _env_float("CODEEXEC_INTERRUPT_GRACE", constants.INTERRUPT_GRACE),
+        )
         self.stopping = False
         self.last_activity = self.started = self.heartbeat = time.monotonic()
         self.reap_due = True  # a signal (SIGCHLD?) arrived: reap children
@@ -103,7 +107,7 @@ class Server:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the loop to reap
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_stop_signal)
-        sys.stderr.write("CODEEXEC_LISTENING %d\n" % listener.getsockname()[1])
+        sys.stderr.write(f"CODEEXEC_LISTENING {listener.getsockname()[1]}\n")
         sys.stderr.flush()
         self.runner.start_worker()
         if self.idle_timeout > 0 or self.max_lifetime > 0:
@@ -137,17 +141,16 @@ class Server:
             now = time.monotonic()
             reason = None
             if self.max_lifetime > 0 and now - self.started >= self.max_lifetime:
-                reason = "alive for %g s, the maximum lifetime" % self.max_lifetime
+                reason = f"alive for {self.max_lifetime:g} s, the maximum lifetime"
             elif self.idle_timeout > 0:
                 # Code that runs keeps the session alive only while the loop that
                 # watches it still turns: a wedged loop's "busy" counts for nothing.
-                busy = (self.runner.exec is not None
-                        and now - self.heartbeat < STALE_LOOP)
+                busy = self.runner.exec is not None and now - self.heartbeat < STALE_LOOP
                 idle = now - self._last_activity()
                 if not busy and idle >= self.idle_timeout + WATCH_SLACK:
-                    reason = "idle for %g s (watchdog)" % self.idle_timeout
+                    reason = f"idle for {self.idle_timeout:g} s (watchdog)"
             if reason is not None:
-                log("%s, exiting" % reason)
+                log(f"{reason}, exiting")
                 worker = self.runner.worker
                 if worker is not None:
                     worker.kill()
@@ -179,8 +182,7 @@ class Server:
 
     def _next_timeout(self) -> float | None:
         now = time.monotonic()
-        deadlines = [c.hello_deadline for c in self.conns
-                     if not c.authed and not c.closing]
+        deadlines = [c.hello_deadline for c in self.conns if not c.authed and not c.closing]
         deadlines += [c.close_at for c in self.conns if c.close_at is not None]
         deadlines += self.runner.deadlines()
         if self.reap_due:
@@ -200,12 +202,16 @@ class Server:
             if conn.close_at is not None and now >= conn.close_at:
                 self._close(conn)
             elif not conn.authed and not conn.closing and now >= conn.hello_deadline:
-                self._fail(conn, "unauthorized",
-                           "no completed handshake within %g s" % self.hello_timeout)
+                self._fail(
+                    conn, "unauthorized", f"no completed handshake within {self.hello_timeout:g} s"
+                )
         self.runner.tick(now)
-        if (self.runner.exec is None and self.idle_timeout > 0
-                and now - self._last_activity() >= self.idle_timeout):
-            log("idle for %g s, exiting" % self.idle_timeout)
+        if (
+            self.runner.exec is None
+            and self.idle_timeout > 0
+            and now - self._last_activity() >= self.idle_timeout
+        ):
+            log(f"idle for {self.idle_timeout:g} s, exiting")
             return True
         return False
 
@@ -218,7 +224,7 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. EMFILE: keep serving the others
-                log("accept failed: %s" % exc)
+                log(f"accept failed: {exc}")
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -322,15 +328,16 @@ class Server:
         op = req.get("op")
         req_id = req.get("id")
         if not conn.authed and op not in ("hello", "auth"):
-            self._fail(conn, "unauthorized",
-                       "the handshake (hello, then auth) must come first", req_id)
+            self._fail(
+                conn, "unauthorized", "the handshake (hello, then auth) must come first", req_id
+            )
             return
         if not isinstance(op, str):
             self._error(conn, "bad_request", "the frame has no string 'op'", req_id)
             return
         handler = getattr(self, "_op_" + op, None)
         if handler is None:
-            self._error(conn, "unknown_op", "unknown op %r" % op[:100], req_id)
+            self._error(conn, "unknown_op", f"unknown op {op[:100]!r}", req_id)
             return
         handler(conn, req)
 
@@ -344,21 +351,33 @@ class Server:
             return
         if req.get("protocol") != PROTOCOL:
             # A version-1 hello carries the raw token: refused, and never compared.
-            self._fail(conn, "protocol_mismatch",
-                       "this executor speaks protocol %d; use the same codeexec version "
-                       "on the host as the one that started the session" % PROTOCOL)
+            self._fail(
+                conn,
+                "protocol_mismatch",
+                f"this executor speaks protocol {PROTOCOL}; use the same codeexec version "
+                "on the host as the one that started the session",
+            )
             return
         client_nonce = handshake.unb64(req.get("nonce"), handshake.NONCE_BYTES)
         if client_nonce is None:
-            self._fail(conn, "bad_request", "'nonce' must be %d random bytes in base64"
-                       % handshake.NONCE_BYTES)
+            self._fail(
+                conn,
+                "bad_request",
+                f"'nonce' must be {handshake.NONCE_BYTES} random bytes in base64",
+            )
             return
         server_nonce = handshake.new_nonce()
         conn.nonces = client_nonce + server_nonce
         proof = handshake.proof(self.token, handshake.SERVER_LABEL, conn.nonces)
-        self.send(conn, {"type": "challenge", "protocol": PROTOCOL,
-                         "nonce": handshake.b64(server_nonce),
-                         "proof": handshake.b64(proof)})
+        self.send(
+            conn,
+            {
+                "type": "challenge",
+                "protocol": PROTOCOL,
+                "nonce": handshake.b64(server_nonce),
+                "proof": handshake.b64(proof),
+            },
+        )
 
     def _op_auth(self, conn: Conn, req: dict) -> None:
         """Check the client's proof; only then is the connection authenticated."""
@@ -369,24 +388,34 @@ class Server:
             self._fail(conn, "unauthorized", "the handshake starts with a hello")
             return
         nonces, conn.nonces = conn.nonces, None
-        if not handshake.proof_ok(self.token, handshake.CLIENT_LABEL, nonces,
-                                  req.get("proof")):
+        if not handshake.proof_ok(self.token, handshake.CLIENT_LABEL, nonces, req.get("proof")):
             self._fail(conn, "unauthorized", "wrong proof: the token does not match")
             return
         conn.authed = True
         conn.decoder.limit = self.frame_limit
-        self.send(conn, {
-            "type": "hello", "protocol": PROTOCOL,
-            "python": platform.python_version(), "executor": __version__,
-            "pid": os.getpid(),
-            "worker_pid": getattr(self.runner.worker, "pid", None),
-            "busy": self.runner.exec is not None,
-            "idle_seconds": self._idle_seconds(),
-        })
+        self.send(
+            conn,
+            {
+                "type": "hello",
+                "protocol": PROTOCOL,
+                "python": platform.python_version(),
+                "executor": __version__,
+                "pid": os.getpid(),
+                "worker_pid": getattr(self.runner.worker, "pid", None),
+                "busy": self.runner.exec is not None,
+                "idle_seconds": self._idle_seconds(),
+            },
+        )
 
     def _op_ping(self, conn: Conn, req: dict) -> None:
-        self.send(conn, {"type": "pong", "busy": self.runner.exec is not None,
-                         "idle_seconds": self._idle_seconds()})
+        self.send(
+            conn,
+            {
+                "type": "pong",
+                "busy": self.runner.exec is not None,
+                "idle_seconds": self._idle_seconds(),
+            },
+        )
 
     def _idle_seconds(self) -> float:
         if self.runner.exec is not None:
@@ -405,13 +434,15 @@ class Server:
             problem = "'id' must be a string"
         elif not isinstance(code, str):
             problem = "'code' must be a string"
-        elif timeout is not None and (isinstance(timeout, bool) or not isinstance(
-                timeout, (int, float)) or timeout < 0):
+        elif timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
             problem = "'timeout' must be a number of seconds >= 0 or null"
         for key, limit in sorted(limits.items()):
-            if problem is None and (isinstance(limit, bool) or not isinstance(
-                    limit, int) or limit < 0):
-                problem = "'%s' must be an integer >= 0 or null" % key
+            if problem is None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+            ):
+                problem = f"'{key}' must be an integer >= 0 or null"
         if problem:
             self._error(conn, "bad_request", problem, req_id)
             return
@@ -423,8 +454,7 @@ class Server:
         running = ex is not None and (req_id is None or req_id == ex.id)
         if running:
             self.runner.interrupt("interrupted")
-        self.send(conn, {"type": "ack", "op": "interrupt", "id": req_id,
-                         "running": running})
+        self.send(conn, {"type": "ack", "op": "interrupt", "id": req_id, "running": running})
 
     def _op_reset(self, conn: Conn, req: dict) -> None:
         self.runner.reset()
@@ -439,6 +469,7 @@ class Server:
 
     # -- the worker ------------------------------------------------------
 
+
 def make_undumpable() -> str | None:
     """prctl(PR_SET_DUMPABLE, 0); None when done, else why it failed."""
     try:
@@ -450,7 +481,7 @@ def make_undumpable() -> str | None:
         if libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0:
             return "the process is still dumpable"
     except (ImportError, OSError, AttributeError) as exc:
-        return "ctypes or prctl is unavailable (%s)" % exc
+        return f"ctypes or prctl is unavailable ({exc})"
     return None
 
 
@@ -462,10 +493,12 @@ def main() -> int:
     problem = make_undumpable() if sys.platform.startswith("linux") else "not Linux"
     if problem is not None:
         if sys.platform.startswith("linux"):
-            log("cannot make the supervisor non-dumpable: %s; the session's code "
-                "could read the token, so the executor does not start" % problem)
+            log(
+                f"cannot make the supervisor non-dumpable: {problem}; the session's code "
+                "could read the token, so the executor does not start"
+            )
             return 2
-        log("the supervisor stays dumpable (%s)" % problem)
+        log(f"the supervisor stays dumpable ({problem})")
     token = os.environ.get("CODEEXEC_TOKEN", "")
     if not token:
         log("CODEEXEC_TOKEN is not set")

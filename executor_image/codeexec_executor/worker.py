@@ -4,8 +4,8 @@ Started by the supervisor as `python -m codeexec_executor worker` in its own
 process group. fds 1 and 2 are pipes the supervisor reads; the control pipes
 (numbers in CODEEXEC_CTRL_FDS="<read>,<write>,<ack>") carry frames: `exec` in,
 `display` and `result` out; the ack pipe releases a display() call once the
-supervisor has forwarded the output printed before it. SIGINT raises KeyboardInterrupt only while user
-code runs; between cells it is ignored.
+supervisor has forwarded the output printed before it. SIGINT raises
+KeyboardInterrupt only while user code runs; between cells it is ignored.
 """
 
 from __future__ import annotations
@@ -66,9 +66,7 @@ class _FdWriter(io.RawIOBase):
 
 
 def _text_stream(fd: int) -> io.TextIOWrapper:
-    return io.TextIOWrapper(
-        _FdWriter(fd), encoding="utf-8", errors="replace", write_through=True
-    )
+    return io.TextIOWrapper(_FdWriter(fd), encoding="utf-8", errors="replace", write_through=True)
 
 
 class Worker:
@@ -136,8 +134,8 @@ class Worker:
         size = len(framing.encode_body(frame))
         if size > self.frame_limit - 4096:
             frame["data"] = {
-                "text/plain": "[codeexec: display output of %d bytes omitted: "
-                "larger than the frame limit]" % size
+                "text/plain": f"[codeexec: display output of {size} bytes omitted: "
+                "larger than the frame limit]"
             }
         self.send(frame)
         if sync:
@@ -183,8 +181,12 @@ class Worker:
         error = result.get("error")
         if error:
             try:
-                sys.stderr.write("\n".join(error.get("traceback") or [
-                    "%s: %s" % (error.get("ename"), error.get("evalue"))]) + "\n")
+                sys.stderr.write(
+                    "\n".join(
+                        error.get("traceback") or [f"{error.get('ename')}: {error.get('evalue')}"]
+                    )
+                    + "\n"
+                )
             except Exception:
                 pass
             self.flush_streams()
@@ -238,7 +240,7 @@ class Worker:
 
     def run_cell(self, code: str) -> dict:
         self.cell += 1
-        filename = "<cell-%d>" % self.cell
+        filename = f"<cell-{self.cell}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         result = {"type": "result", "status": "ok", "value": None, "error": None}
         try:
@@ -270,7 +272,8 @@ class Worker:
             self.flush_figures()
             if result["error"] is not None:
                 result["error"], cut = bounds.clip_error(
-                    result["error"], self.limits["error_limit"])
+                    result["error"], self.limits["error_limit"]
+                )
                 self.clipped = self.clipped or cut
             result["truncated"] = self.clipped
         return result
@@ -279,8 +282,7 @@ class Worker:
         bundle = mime_bundle(value)
         if len(bundle) > 1:
             self.send_display(bundle)
-        text, cut = bounds.clip_text(bundle["text/plain"], self.limits["value_limit"],
-                                     "value")
+        text, cut = bounds.clip_text(bundle["text/plain"], self.limits["value_limit"], "value")
         self.clipped = self.clipped or cut
         result["value"] = text
 
@@ -293,12 +295,14 @@ class Worker:
                 fig = plt.figure(num)
                 buf = io.BytesIO()
                 fig.savefig(buf, format="png")
-                self.send_display({
-                    "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
-                    "text/plain": safe_repr(fig),
-                })
+                self.send_display(
+                    {
+                        "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                        "text/plain": safe_repr(fig),
+                    }
+                )
         except Exception as exc:
-            sys.stderr.write("[codeexec: could not render figures: %r]\n" % (exc,))
+            sys.stderr.write(f"[codeexec: could not render figures: {exc!r}]\n")
         finally:
             try:
                 plt.close("all")
@@ -334,20 +338,18 @@ def error_info(exc: BaseException, only: bool = False) -> dict:
     try:
         evalue = str(exc)
     except Exception:
-        evalue = "<unprintable %s>" % type(exc).__name__
+        evalue = f"<unprintable {type(exc).__name__}>"
     try:
         if only:
             lines = traceback.format_exception_only(type(exc), exc)
         else:
-            te = traceback.TracebackException(
-                type(exc), exc, _user_traceback(exc.__traceback__)
-            )
+            te = traceback.TracebackException(type(exc), exc, _user_traceback(exc.__traceback__))
             # Our SIGINT handler's frame ends every interrupt's traceback.
             te.stack[:] = [f for f in te.stack if not f.filename.startswith(_PKG_DIR)]
             lines = list(te.format())
         tb_lines = "".join(lines).splitlines()
     except Exception:
-        tb_lines = ["%s: %s" % (type(exc).__name__, evalue)]
+        tb_lines = [f"{type(exc).__name__}: {evalue}"]
     return {"ename": type(exc).__name__, "evalue": evalue, "traceback": tb_lines}
 
 
@@ -357,7 +359,7 @@ def safe_repr(obj) -> str:
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        return "<repr failed: %s: %s>" % (type(exc).__name__, exc)
+        return f"<repr failed: {type(exc).__name__}: {exc}>"
 
 
 def mime_bundle(obj) -> dict:

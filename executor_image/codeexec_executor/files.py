@@ -122,7 +122,7 @@ def get_file(req: dict, default_max: int) -> dict:
         return _error(req, "bad_request", "'path' must be a non-empty string")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
         return _error(req, "bad_request", "'max_bytes' must be an integer >= 0")
-    name = req.get("path")
+    name: str = req["path"]  # a string: _path checked it
     try:
         fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
         refused = _checked(fd, name)

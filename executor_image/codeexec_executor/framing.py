@@ -82,7 +82,7 @@ class FrameDecoder:
         self.limit = limit
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         self._buf += data
 
     def pending(self) -> int:
@@ -103,7 +103,7 @@ class FrameDecoder:
 
     def frames(self) -> list:
         """All complete frames now buffered (raises FrameError on a bad one)."""
-        out = []
+        out: list = []
         while True:
             frame = self.next_frame()
             if frame is None:

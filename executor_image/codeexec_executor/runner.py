@@ -104,6 +104,7 @@ class Runner:
                 restarted=True,
             )
             return
+        assert self.worker is not None  # started just above
         try:
             self.worker.send_exec(code, self.exec.limits)
         except OSError:
@@ -249,6 +250,7 @@ class Runner:
 
     def _read_ctrl(self) -> None:
         worker = self.worker
+        assert worker is not None  # on_event checked it
         data = worker.read_ctrl()
         if data == b"":
             return
@@ -294,6 +296,7 @@ class Runner:
     def _read_pipe(self, name: str) -> bool:
         """Read one chunk of worker output; False when nothing more is ready."""
         worker = self.worker
+        assert worker is not None  # on_event, _drain and kill_worker checked it
         if name not in worker.pipes:
             return False
         data = worker.read_pipe(name)
@@ -323,10 +326,12 @@ class Runner:
 
     def _stream(self, name: str, text: str) -> None:
         ex = self.exec
+        assert ex is not None  # only while an execution runs
         self.send(ex.conn, {"type": "stream", "id": ex.id, "name": name, "text": text})
 
     def _finish(self, status: str, value, error, restarted: bool = False) -> None:
         ex = self.exec
+        assert ex is not None  # only while an execution runs
         if not ex.truncated:
             for name, decoder in ex.decoders.items():
                 text = decoder.decode(b"", final=True)

@@ -55,7 +55,7 @@ class Conn:
         self.decoder = framing.FrameDecoder(min(frame_limit, HELLO_FRAME_LIMIT))
         self.out = bytearray()
         self.authed = False
-        self.nonces = None  # client + server nonce, between our challenge and the auth
+        self.nonces: bytes | None = None  # client + server nonce, from challenge to auth
         self.hello_deadline = hello_deadline
         self.closing = False  # answer sent; close once flushed
         self.close_at: float | None = None  # when closing: close by then anyway
@@ -446,6 +446,7 @@ class Server:
         if problem:
             self._error(conn, "bad_request", problem, req_id)
             return
+        assert isinstance(code, str)  # checked above
         self.runner.begin(conn, req_id, code, timeout, limits)
 
     def _op_interrupt(self, conn: Conn, req: dict) -> None:

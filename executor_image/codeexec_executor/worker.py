@@ -66,7 +66,8 @@ class _FdWriter(io.RawIOBase):
 
 
 def _text_stream(fd: int) -> io.TextIOWrapper:
-    return io.TextIOWrapper(_FdWriter(fd), encoding="utf-8", errors="replace", write_through=True)
+    raw = _FdWriter(fd)  # a raw writer, as TextIOWrapper's buffer: it has no name
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", write_through=True)  # type: ignore[arg-type]
 
 
 class Worker:
@@ -242,7 +243,7 @@ class Worker:
         self.cell += 1
         filename = f"<cell-{self.cell}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        result = {"type": "result", "status": "ok", "value": None, "error": None}
+        result: dict = {"type": "result", "status": "ok", "value": None, "error": None}
         try:
             self.prepare()
             try:
@@ -316,7 +317,8 @@ def compile_cell(code: str, filename: str):
     tree = ast.parse(code, filename, "exec")
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
+        last = ast.Expression(tree.body[-1].value)
+        tree.body.pop()
     body = compile(tree, filename, "exec")
     return body, (compile(last, filename, "eval") if last is not None else None)
 
@@ -404,9 +406,9 @@ def main() -> int:
     os.set_blocking(ack_in, False)
     worker = Worker(ctrl_in, ctrl_out, ack_in)
     worker._install_sigint()
-    sys.stdout = sys.__stdout__ = _text_stream(1)
-    sys.stderr = sys.__stderr__ = _text_stream(2)
-    builtins.display = worker.display
+    sys.stdout = sys.__stdout__ = _text_stream(1)  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = _text_stream(2)  # type: ignore[misc]
+    builtins.display = worker.display  # type: ignore[attr-defined]
     # The code's own modules in the working directory import as they did under
     # `python -m`, but after the standard library and the image's packages: the
     # worker runs by path so that nothing there can replace the executor.

@@ -27,6 +27,7 @@ from codeexec_executor import (  # noqa: E402
     constants,
     framing,
     handshake,
+    ops,
     relay,
     server,
     worker,
@@ -56,7 +57,7 @@ def test_the_constants_file_is_plain_assignments() -> None:
 
 
 def test_protocol_pairs_agree() -> None:
-    assert protocol.PROTOCOL_VERSION == handshake.PROTOCOL == server.PROTOCOL == 2
+    assert protocol.PROTOCOL_VERSION == handshake.PROTOCOL == ops.PROTOCOL == 2
     assert protocol.DEFAULT_FRAME_LIMIT == framing.DEFAULT_FRAME_LIMIT == 64 * 2**20
     assert protocol.NONCE_BYTES == handshake.NONCE_BYTES
     assert protocol.PROOF_BYTES == handshake.PROOF_BYTES

@@ -6,16 +6,15 @@ process group. fds 1 and 2 are pipes the supervisor reads; the control pipes
 `display` and `result` out; the ack pipe releases a display() call once the
 supervisor has forwarded the output printed before it. SIGINT raises
 KeyboardInterrupt only while user code runs; between cells it is ignored.
+How code, values and exceptions become frames is in cells.py.
 """
 
 from __future__ import annotations
 
-import ast
 import base64
 import builtins
 import importlib
 import io
-import json
 import linecache
 import os
 import select
@@ -23,25 +22,14 @@ import signal
 import site
 import sys
 import threading
-import traceback
 import types
 
 from . import bounds, constants, framing
+from .cells import compile_cell, error_info, mime_bundle, safe_repr
 
 # Runtime-installed packages land here (pip install --target); on sys.path
 # (at its end) from the first cell after it appears.
 SITE_DIR = os.environ.get("CODEEXEC_SITE_DIR", constants.SITE_DIR)
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-# (method, mime type, binary?) in the order IPython uses.
-REPR_METHODS = (
-    ("_repr_png_", "image/png", True),
-    ("_repr_jpeg_", "image/jpeg", True),
-    ("_repr_svg_", "image/svg+xml", False),
-    ("_repr_html_", "text/html", False),
-    ("_repr_markdown_", "text/markdown", False),
-    ("_repr_json_", "application/json", False),
-)
 
 
 class _FdWriter(io.RawIOBase):
@@ -309,87 +297,6 @@ class Worker:
                 plt.close("all")
             except Exception:
                 pass
-
-
-def compile_cell(code: str, filename: str):
-    """Compile a cell; if its last statement is an expression, return it
-    separately compiled for eval (its value is the cell's value)."""
-    tree = ast.parse(code, filename, "exec")
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body[-1].value)
-        tree.body.pop()
-    body = compile(tree, filename, "exec")
-    return body, (compile(last, filename, "eval") if last is not None else None)
-
-
-def _user_traceback(tb):
-    """Skip executor frames: start at the first frame of a cell."""
-    first = tb
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename.startswith("<cell-"):
-            return tb
-        tb = tb.tb_next
-    # Not raised from a cell (e.g. inside our own code): keep the last frame only.
-    while first is not None and first.tb_next is not None:
-        first = first.tb_next
-    return first
-
-
-def error_info(exc: BaseException, only: bool = False) -> dict:
-    try:
-        evalue = str(exc)
-    except Exception:
-        evalue = f"<unprintable {type(exc).__name__}>"
-    try:
-        if only:
-            lines = traceback.format_exception_only(type(exc), exc)
-        else:
-            te = traceback.TracebackException(type(exc), exc, _user_traceback(exc.__traceback__))
-            # Our SIGINT handler's frame ends every interrupt's traceback.
-            te.stack[:] = [f for f in te.stack if not f.filename.startswith(_PKG_DIR)]
-            lines = list(te.format())
-        tb_lines = "".join(lines).splitlines()
-    except Exception:
-        tb_lines = [f"{type(exc).__name__}: {evalue}"]
-    return {"ename": type(exc).__name__, "evalue": evalue, "traceback": tb_lines}
-
-
-def safe_repr(obj) -> str:
-    try:
-        return repr(obj)
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        return f"<repr failed: {type(exc).__name__}: {exc}>"
-
-
-def mime_bundle(obj) -> dict:
-    """Rich representations of obj; every method call is guarded."""
-    data = {}
-    for method, mime, binary in REPR_METHODS:
-        try:
-            fn = getattr(obj, method, None)
-            if fn is None or not callable(fn) or isinstance(obj, type):
-                continue
-            out = fn()
-            if isinstance(out, tuple) and out:
-                out = out[0]  # IPython allows (data, metadata)
-            if out is None:
-                continue
-            if binary and isinstance(out, (bytes, bytearray)):
-                out = base64.b64encode(bytes(out)).decode("ascii")
-            elif isinstance(out, (bytes, bytearray)):
-                out = bytes(out).decode("utf-8", "replace")
-            elif mime == "application/json":
-                json.dumps(out)  # must travel as JSON
-            elif not isinstance(out, str):
-                continue
-            data[mime] = out
-        except Exception:
-            continue
-    data["text/plain"] = safe_repr(obj)
-    return data
 
 
 def main() -> int:

@@ -12,6 +12,7 @@ rules is ``executor_image/codeexec_executor/bounds.py``.
 
 from __future__ import annotations
 
+import codecs
 from collections import deque
 from dataclasses import replace
 from typing import Any
@@ -45,11 +46,10 @@ def wire_size(data: Any) -> int:
 
 
 def cut_bytes(text: str, limit: int) -> str:
-    """The longest head of ``text`` whose UTF-8 is at most ``limit`` bytes (or a bit less)."""
-    head = text[:limit]  # never fewer bytes than characters
-    excess = text_size(head) - limit
-    # Each character is at least one byte: dropping ``excess`` of them is enough.
-    return head[: len(head) - excess] if excess > 0 else head
+    """The longest head of ``text`` whose UTF-8 is at most ``limit`` bytes."""
+    data = text[:limit].encode("utf-8", "surrogatepass")[:limit]  # a char is >= 1 byte
+    # Not final: a character cut in the middle is held back, not replaced.
+    return codecs.getincrementaldecoder("utf-8")("surrogatepass").decode(data)
 
 
 def clip_text(text: str, limit: int, what: str) -> tuple[str, bool]:
@@ -132,9 +132,9 @@ class Budget:
         size = text_size(text)
         if size > room:
             text = cut_bytes(text, room)
-            size = text_size(text)
             text += f"\n[codeexec: output truncated by the client after {cap} bytes]\n"
             self.truncated = True
+            size = room  # the cap is reached: nothing more is kept
         self._output += size
         return StreamEvent(name=event.name, text=text)
 

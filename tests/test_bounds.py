@@ -32,7 +32,7 @@ def test_wire_size_counts_utf8_bytes_and_structure() -> None:
 
 def test_output_is_counted_in_utf8_bytes_on_the_host_as_in_the_executor() -> None:
     # ResultLimits.output is bytes everywhere: "é" is two of them, "😀" four.
-    budget = Budget(ResultLimits(output=10))
+    budget = Budget(ResultLimits(output=11))  # the cut falls inside a 4-byte character
     kept = []
     for _ in range(4):
         event = budget.take({"type": "stream", "id": "x", "name": "stdout", "text": "é😀" * 1000})
@@ -40,11 +40,13 @@ def test_output_is_counted_in_utf8_bytes_on_the_host_as_in_the_executor() -> Non
             kept.append(event.text)
     text = "".join(kept)
     head = text.split("\n[codeexec:")[0]
-    assert budget.truncated and text.count("truncated by the client after 4106 bytes") == 1
-    assert len(head.encode()) <= 10 + MARGIN and len(head.encode()) > 10 + MARGIN - 4
-    assert (
-        cut_bytes("aé😀", 3) == "aé" and cut_bytes("aé😀", 6) == "aé" and cut_bytes("ab", 9) == "ab"
-    )
+    assert budget.truncated and text.count("truncated by the client after 4107 bytes") == 1
+    assert len(head.encode()) == 11 + MARGIN - 1 and head.endswith("😀é")
+    assert [cut_bytes("aé😀", n) for n in (0, 1, 2, 3, 6, 7, 9)] == [
+        *("", "a", "a", "aé", "aé"),
+        *("aé😀", "aé😀"),
+    ]
+    assert cut_bytes("a\ud800b", 4) == "a\ud800"  # a lone surrogate counts its 3 bytes
 
 
 def test_clip_error_leaves_a_small_error_alone() -> None:

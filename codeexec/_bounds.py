@@ -5,9 +5,9 @@ anything crosses the wire. The client applies them again to every frame as it
 arrives (``Budget``), so an executor that is broken or hostile cannot grow the host
 past them: the frame limit bounds one frame, these caps bound what is kept. Output and
 displays count UTF-8 bytes, the value and the traceback characters, on both sides
-(the executor's ``constants.py``; ``ResultLimits``). Build
-progress lines are kept bounded too (``LineLog``). The executor's copy of these
-rules is ``executor_image/codeexec_executor/bounds.py``.
+(``ResultLimits``; docs/architecture.md). Build progress lines are kept bounded too
+(``LineLog``). The executor's copy of these rules is
+``executor_image/codeexec_executor/bounds.py``.
 """
 
 from __future__ import annotations

@@ -245,9 +245,6 @@ def check_image_ref(ref: str) -> str:
     return ref
 
 
-MiB = 2**20
-
-
 @dataclass(frozen=True)
 class ResultLimits:
     """Caps on what one execution brings back into the host process.

@@ -45,8 +45,8 @@ demo: setup
 	$(BIN)/python examples/demo.py
 
 lint: venv
-	$(BIN)/ruff check codeexec tests scripts examples
-	$(BIN)/ruff format --check codeexec tests scripts examples
+	$(BIN)/ruff check codeexec executor_image tests scripts examples
+	$(BIN)/ruff format --check codeexec executor_image tests scripts examples
 
 types: venv
 	$(BIN)/mypy

@@ -12,9 +12,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import FrameType
+
+from mcp.server import MCPServer
 
 from . import __version__
 from ._bounds import MCP_LIMITS
@@ -29,6 +31,7 @@ log = logging.getLogger("codeexec.mcp")
 
 
 def serve(
+    build_server: Callable[..., MCPServer],
     *,
     persist: bool = False,
     idle_timeout: float | None = 3600,
@@ -48,6 +51,9 @@ def serve(
     http: str | None = None,
 ) -> None:
     """Run the codeexec MCP server on stdin/stdout until the client disconnects.
+
+    ``build_server`` makes the ``MCPServer`` (``mcp_server.build_server``; passed in,
+    so the tools module and this one do not import each other).
 
     With ``http`` (``HOST:PORT``) it serves streamable HTTP instead
     (``_mcp_http.py``), each MCP session with its own registry.
@@ -73,8 +79,6 @@ def serve(
             and traceback are kept to 100,000 characters each (``_bounds.MCP_LIMITS``).
         http: serve streamable HTTP on this address instead of stdio.
     """
-    from .mcp_server import build_server  # it imports this module
-
     if not logging.getLogger().handlers:
         logging.basicConfig(
             stream=sys.stderr, level=logging.INFO, format="codeexec-mcp %(levelname)s %(message)s"

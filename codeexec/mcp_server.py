@@ -36,7 +36,7 @@ from pydantic import Field
 from . import __version__, images
 from ._mcp_access import Hub
 from ._mcp_jobs import add_job_tools
-from ._mcp_serve import serve
+from ._mcp_serve import serve as _serve
 from ._mcp_support import (
     MAX_CODE_BYTES,
     MAX_TIMEOUT,
@@ -400,6 +400,13 @@ def build_server(
         )
 
     return mcp
+
+
+def serve(**options: Any) -> None:
+    """Run the codeexec MCP server: over stdio until the client disconnects, or over
+    streamable HTTP with ``http="HOST:PORT"``. The options are ``_mcp_serve.serve``'s
+    (persist, idle_timeout, pool_size, build_wait, scope, share, network, ...)."""
+    _serve(build_server, **options)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # Debian packages (executor_image/make_base_image.sh). Real users keep python:3.12-slim.
 export CODEEXEC_BASE_IMAGE ?= codeexec-base:bookworm
 
-.PHONY: help venv engine image setup demo check lint types unit test test-fast bench docs clean
+.PHONY: help venv engine image setup npm-clients demo check lint types unit test test-fast bench docs clean
 
 help:
 	@echo "make demo   - set up and run a session end to end"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench  - benchmarks (docs/performance.md)"
 	@echo "make docs   - regenerate docs/cli.md"
 	@echo "make image  - build the offline base image"
+	@echo "make npm-clients - install the pinned MCP clients the tests drive (npm ci)"
 
 $(BIN)/codeexec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +33,20 @@ image: engine
 
 setup: venv image
 
+# The outside MCP clients the tests drive (tests/mcp_clients): the TypeScript SDK and
+# the Inspector CLI, pinned by the lockfile; node and npm come from Debian.
+NPM_CLIENTS := tests/mcp_clients/node_modules/.package-lock.json
+$(NPM_CLIENTS): tests/mcp_clients/package-lock.json tests/mcp_clients/package.json
+	bash scripts/ensure_npm_clients.sh
+
+npm-clients: $(NPM_CLIENTS)
+
 demo: setup
 	$(BIN)/python examples/demo.py
 
 lint: venv
-	$(BIN)/ruff check codeexec tests scripts examples
-	$(BIN)/ruff format --check codeexec tests scripts examples
+	$(BIN)/ruff check codeexec executor_image tests scripts examples
+	$(BIN)/ruff format --check codeexec executor_image tests scripts examples
 
 types: venv
 	$(BIN)/mypy
@@ -47,13 +56,13 @@ unit: venv
 
 check: lint types unit
 
-test: setup
+test: setup npm-clients
 	$(BIN)/pytest -q --require-docker
 
-test-fast: setup
+test-fast: setup npm-clients
 	$(BIN)/pytest -q --require-docker -m "not slow"
 
-bench: setup
+bench: setup npm-clients
 	$(BIN)/python -m tests.benchmarks.run
 
 docs: venv

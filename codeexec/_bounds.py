@@ -3,26 +3,30 @@
 The executor cuts output, displays, the value and the traceback at these caps before
 anything crosses the wire. The client applies them again to every frame as it
 arrives (``Budget``), so an executor that is broken or hostile cannot grow the host
-past them: the frame limit bounds one frame, these caps bound what is kept. Build
-progress lines are kept bounded too (``LineLog``). The executor's copy of these
-rules is ``executor_image/codeexec_executor/bounds.py``.
+past them: the frame limit bounds one frame, these caps bound what is kept. Output and
+displays count UTF-8 bytes, the value and the traceback characters, on both sides
+(``ResultLimits``; docs/architecture.md). Build progress lines are kept bounded too
+(``LineLog``). The executor's copy of these rules is
+``executor_image/codeexec_executor/bounds.py``.
 """
 
 from __future__ import annotations
 
+import codecs
 from collections import deque
 from dataclasses import replace
 from typing import Any
 
 from . import protocol
+from ._shared import constants
 from .models import Display, ResultLimits, StreamEvent
 
 # What the MCP server keeps per call: all of it goes into a model's context.
 MCP_LIMITS = ResultLimits(output=100_000, displays=8 * 2**20, value=100_000, error=100_000)
-DISPLAY_OVERHEAD = 512  # what keeping one display costs besides its data: many tiny ones count
+DISPLAY_OVERHEAD = constants.DISPLAY_OVERHEAD  # many tiny displays count
 MARGIN = 4096  # room for the executor's own markers: what it cut is not cut again
-ENAME_LIMIT = 256
-_HEAD_LINES = 3  # "Traceback (most recent call last):" and the first frame
+ENAME_LIMIT = constants.ENAME_LIMIT
+_HEAD_LINES = constants.TRACEBACK_HEAD_LINES
 
 
 def text_size(text: str) -> int:
@@ -39,6 +43,13 @@ def wire_size(data: Any) -> int:
     if isinstance(data, list):
         return sum(wire_size(v) + 8 for v in data)
     return 16
+
+
+def cut_bytes(text: str, limit: int) -> str:
+    """The longest head of ``text`` whose UTF-8 is at most ``limit`` bytes."""
+    data = text[:limit].encode("utf-8", "surrogatepass")[:limit]  # a char is >= 1 byte
+    # Not final: a character cut in the middle is held back, not replaced.
+    return codecs.getincrementaldecoder("utf-8")("surrogatepass").decode(data)
 
 
 def clip_text(text: str, limit: int, what: str) -> tuple[str, bool]:
@@ -118,10 +129,13 @@ class Budget:
             self.truncated = True
             return None
         text = event.text
-        if len(text) > room:
-            text = text[:room] + f"\n[codeexec: output truncated by the client after {cap} chars]\n"
+        size = text_size(text)
+        if size > room:
+            text = cut_bytes(text, room)
+            text += f"\n[codeexec: output truncated by the client after {cap} bytes]\n"
             self.truncated = True
-        self._output += len(text)
+            size = room  # the cap is reached: nothing more is kept
+        self._output += size
         return StreamEvent(name=event.name, text=text)
 
     def _display(self, frame: protocol.Frame) -> Display | None:

@@ -14,7 +14,7 @@ import typer
 from ._bounds import MCP_LIMITS
 from ._mcp_scope import DEFAULT_MAX_SESSIONS, validate_scope
 from .errors import CodeexecError
-from .session import DEFAULT_IDLE_TIMEOUT, validate_name
+from .session import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, validate_name
 
 
 def _scope(value: str | None) -> str | None:
@@ -44,6 +44,22 @@ _DISPLAYS = (
     "Bytes of plots and other rich output one call returns (as sent: base64 for "
     "images); past it they are replaced by a note."
 )
+_HTTP = (
+    "Serve streamable HTTP on HOST:PORT (or PORT, on 127.0.0.1) instead of stdio; clients "
+    "need the bearer token it prints (or $CODEEXEC_MCP_TOKEN)."
+)
+
+
+def _address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from ._mcp_http import parse_address
+
+    try:
+        parse_address(value)
+    except CodeexecError as exc:
+        raise typer.BadParameter(exc.message) from None
+    return value
 
 
 def serve_mcp(
@@ -80,8 +96,19 @@ def serve_mcp(
     display_limit: Annotated[
         int, typer.Option(metavar="BYTES", min=0, help=_DISPLAYS)
     ] = MCP_LIMITS.displays,
+    max_lifetime: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            metavar="SECONDS",
+            help="Seconds after which a session ends, busy or not; 0 = never.",
+        ),
+    ] = DEFAULT_MAX_LIFETIME,
+    http: Annotated[
+        str | None, typer.Option(callback=_address, metavar="HOST:PORT", help=_HTTP)
+    ] = None,
 ) -> None:
-    """Serve the MCP tools (start_code_executer, execute_code, …) over stdio.
+    """Serve the MCP tools (start_code_executer, execute_code, …) over stdio or HTTP.
 
     The model reaches only the sessions this server started (and --share ones).
     """
@@ -101,4 +128,6 @@ def serve_mcp(
         cpus=cpus,
         base_image=base_image,
         display_limit=display_limit,
+        max_lifetime=max_lifetime or None,
+        http=http,
     )

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._shared import constants
 from .errors import DockerError, DockerNotAvailable, NoSuchSession
 from .models import ImageInfo, Limits, SessionInfo
 
@@ -33,8 +34,8 @@ LABEL_SCOPE = "codeexec.scope"
 # running container, so the name carries the session identity: see pool.py).
 POOL_CONTAINER_PREFIX = "codeexec_pool_"
 _CLAIMED_POOL_NAME = re.compile(r"^codeexec-([A-Za-z0-9][A-Za-z0-9_.-]{0,62})-[0-9a-f]{6}$")
-EXECUTOR_PORT = 8888
-EXECUTOR_UID = 10001
+EXECUTOR_PORT = constants.EXECUTOR_PORT
+EXECUTOR_UID = constants.EXECUTOR_UID
 # A container's docker log (json-file, so `docker logs` reads it) stays under
 # LOG_MAX_FILES x LOG_MAX_SIZE on the host's disk whatever the code writes to it.
 LOG_MAX_SIZE = "5m"
@@ -43,7 +44,7 @@ LOG_MAX_FILES = 2
 # The executor runs by path from its root-owned directory, never with `python -m`,
 # which would put the working directory (the code's /workspace) first on sys.path;
 # -s keeps the user site directory off it too (codeexec_executor/__main__.py).
-EXECUTOR_MAIN = "/opt/codeexec/codeexec_executor/__main__.py"
+EXECUTOR_MAIN = constants.EXECUTOR_MAIN
 
 
 def executor_command(verb: str) -> tuple[str, ...]:

@@ -1,26 +1,27 @@
-"""What the MCP tools share: result formatting, tool errors and session access.
+"""What the MCP tools share: the server class, result formatting and tool errors.
 
 ``mcp_server.py`` keeps the tools and their docstrings; this module turns an
 ``ExecResult`` into text, image content and structured output, a ``CodeexecError``
-into the ``ToolError`` the model reads, and runs blocking session work on a worker
-thread with progress notifications. Only these two modules import the ``mcp`` SDK.
+or a rejected argument into the one-line ``ToolError`` the model reads.
+``_mcp_access.py`` runs the blocking session work. Only the ``_mcp*`` modules and
+``mcp_server.py`` import the ``mcp`` SDK.
 """
+
+from __future__ import annotations
 
 import base64
 import functools
 import inspect
+import json
 import logging
-import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
+from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
+from pydantic import ValidationError
 
 from ._bounds import MCP_LIMITS
 from .errors import (
@@ -32,24 +33,67 @@ from .errors import (
     SessionBusy,
 )
 from .mcp_sessions import (
-    PROGRESS_EVERY,
     ExecErrorOutput,
     ExecOutput,
-    SessionEntry,
-    SessionRegistry,
+    SessionsOutput,
 )
 from .models import ExecResult
-from .session import ContainerSession, validate_name
 
 log = logging.getLogger("codeexec.mcp")
 
+MAX_CODE_BYTES = 2**20  # one execute_code call; bigger programs go in with write_file
+MAX_TIMEOUT = 300.0  # the largest execute_code timeout unless serve(max_timeout=) says
 OUTPUT_LIMIT = MCP_LIMITS.output  # characters kept per call: it goes into the model's context
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
-_T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+# -- the server ---------------------------------------------------------------------------
+
+
+class CodeexecMCP(MCPServer):
+    """``MCPServer`` with one-line argument errors and only the capabilities it serves."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, subscriptions=False, **kwargs)
+        handlers = self._lowlevel_server._request_handlers
+        for method in ("resources/list", "resources/templates/list", "resources/read"):
+            handlers.pop(method, None)  # no resources: no ``resources`` capability
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context | None = None
+    ) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(argument_error(exc.__cause__)) from exc.__cause__
+            raise
+
+
+def argument_error(exc: ValidationError) -> str:
+    """pydantic's report as one line that names each rejected parameter."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "arguments"
+        if error["type"] == "missing":
+            parts.append(f"missing argument {where!r}")
+        else:
+            parts.append(f"argument {where!r}: {error['msg']}")
+    return "; ".join(parts) + " (see the tool's input schema)"
+
+
 # -- errors and formatting ----------------------------------------------------------------
+
+
+def check_code_size(code: str) -> None:
+    size = len(code.encode("utf-8", "replace"))
+    if size > MAX_CODE_BYTES:
+        raise ToolError(
+            f"the code is {size} bytes, over the {MAX_CODE_BYTES} byte limit: "
+            "write it to a file with write_file and run it with exec(open(...)"
+            ".read()), or send it in smaller pieces"
+        )
 
 
 def tool_error(exc: CodeexecError) -> ToolError:
@@ -137,11 +181,35 @@ def exec_result(
         if mime is None or (mime == "text/plain" and text == result.value):
             continue  # the value above already shows it
         parts.append(f"display {index} ({mime}):\n{str(text)[:OUTPUT_LIMIT]}")
-    text_block = TextContent(type="text", text="\n\n".join(parts))
-    return CallToolResult(
-        content=[text_block, *content],
-        structured_content=dict(exec_output(result, name, bool(note))),
+    return structured(
+        "\n\n".join(parts), dict(exec_output(result, name, bool(note))), images=content
     )
+
+
+def structured(
+    summary: str, output: dict[str, Any], *, images: Sequence[ContentBlock] = ()
+) -> CallToolResult:
+    """A summary the model reads, images, and the structured output again as JSON text
+    (the MCP spec's advice for clients that do not read ``structuredContent``)."""
+    return CallToolResult(
+        content=[
+            TextContent(type="text", text=summary),
+            *images,
+            TextContent(type="text", text=json.dumps(output, ensure_ascii=False)),
+        ],
+        structured_content=output,
+    )
+
+
+def sessions_result(output: SessionsOutput) -> CallToolResult:
+    rows = output["sessions"]
+    lines = [f"current session: {output['current']}; {len(rows)} session(s)"]
+    lines += [
+        f"- {r['name']}: {r['status']}, dependencies {', '.join(r['dependencies']) or 'none'}"
+        + (" (used here)" if r["used_here"] else "")
+        for r in rows
+    ]
+    return structured("\n".join(lines), dict(output))
 
 
 def exec_output(result: ExecResult, name: str, started: bool) -> ExecOutput:
@@ -165,135 +233,3 @@ def exec_output(result: ExecResult, name: str, started: bool) -> ExecOutput:
         display_mime_types=[list(d.mime_types) for d in result.displays],
         started_session=started,
     )
-
-
-# -- progress and blocking work ----------------------------------------------------------
-
-
-class Progress:
-    """Progress notifications for one call (a no-op when the client asked for none)."""
-
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-        self._count = 0
-
-    async def send(self, message: str) -> None:
-        self._count += 1
-        try:
-            await self._ctx.report_progress(self._count, None, message)
-        except Exception as exc:  # a progress notice must never fail the call
-            log.debug("progress notification failed: %r", exc)
-
-
-async def blocking(
-    ctx: Context,
-    fn: Callable[[], _T],
-    *,
-    label: str,
-    latest: Callable[[], str] = lambda: "",
-    on_cancel: Callable[[], None] | None = None,
-) -> _T:
-    """Run ``fn`` on a worker thread, with a progress heartbeat while it runs."""
-    progress = Progress(ctx)
-    began = time.monotonic()
-
-    async def heartbeat() -> None:
-        while True:
-            await anyio.sleep(PROGRESS_EVERY)
-            line = latest().strip()[-200:]
-            await progress.send(
-                f"{label}: {time.monotonic() - began:.0f} s" + (f" | {line}" if line else "")
-            )
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(heartbeat)
-        try:
-            result = await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
-        except anyio.get_cancelled_exc_class():
-            if on_cancel is not None:
-                on_cancel()  # the client gave up: stop the code rather than run on
-            raise
-        finally:
-            tg.cancel_scope.cancel()
-    return result
-
-
-# -- sessions for tool calls ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Use:
-    """A session a tool call works on."""
-
-    name: str
-    entry: SessionEntry
-    session: ContainerSession
-    started: bool  # this call auto-started it
-
-
-@dataclass(frozen=True)
-class SessionAccess:
-    """How the tools reach the registry's sessions without blocking the event loop."""
-
-    registry: SessionRegistry
-    build_wait: float  # seconds a call waits for an image build
-
-    async def wait(self, ctx: Context, entry: SessionEntry) -> ContainerSession | None:
-        """The entry's session once built; None if the build outlasts ``build_wait``."""
-        try:
-            return await entry.wait(self.build_wait, Progress(ctx).send)
-        except CodeexecError:
-            self.registry.forget(entry, remove=False)
-            raise
-
-    async def use(self, ctx: Context, name: str | None) -> Use:
-        """The named (or current) session, once built; the default one starts on first use."""
-        reg = self.registry
-        target = validate_name(name or reg.current)
-        entry, started = await anyio.to_thread.run_sync(
-            lambda: reg.get(target, auto_start=target == reg.default_name)
-        )
-        session = await self.wait(ctx, entry)
-        if session is None:
-            raise ToolError(
-                f"{entry.building()}; nothing ran. Call the tool again: each "
-                f"call waits up to {self.build_wait:.0f} s more for the build."
-            )
-        return Use(target, entry, session, started)
-
-    async def run(
-        self,
-        ctx: Context,
-        use: Use,
-        work: Callable[[Callable[[str, str], None]], ExecResult],
-        *,
-        label: str,
-    ) -> ExecResult:
-        """``work(on_output)`` on ``use``'s session, as ``call``; the progress
-        heartbeat carries the latest output it printed."""
-        outputs: deque[str] = deque(maxlen=1)
-        return await self.call(
-            ctx,
-            use,
-            lambda: work(lambda _stream, text: outputs.append(text)),
-            label=label,
-            latest=lambda: outputs[-1] if outputs else "",
-        )
-
-    async def call(
-        self,
-        ctx: Context,
-        use: Use,
-        fn: Callable[[], _T],
-        *,
-        label: str = "working",
-        latest: Callable[[], str] = lambda: "",
-    ) -> _T:
-        """Run ``fn`` on ``use``'s session from a worker thread; a cancelled call interrupts it."""
-        try:
-            return await blocking(
-                ctx, fn, label=label, latest=latest, on_cancel=use.session.interrupt
-            )
-        except NoSuchSession:
-            self.registry.forget(use.entry, remove=False)  # its container is gone: start afresh
-            raise

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from . import images
+from ._shared import constants
 from .errors import CodeexecError, FileTransferError, InvalidDependency
 from .models import ExecResult, SessionInfo
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from .client import ExecutorClient
 
 MAX_FILE_BYTES = 32 * 2**20  # one transfer travels in one frame (base64 inside 64 MiB)
-SITE_DIR = "/tmp/.codeexec-site"  # runtime installs; the worker appends it to sys.path
+SITE_DIR = constants.SITE_DIR  # runtime installs; the worker appends it to sys.path
 _INSTALL_CODE = """\
 def __codeexec_install():
     import importlib, subprocess, sys

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from . import protocol
 from ._bounds import Budget
+from ._shared import constants
 from ._transport import PipeTransport, SocketTransport, Transport
 from .errors import (
     ConnectionLost,
@@ -34,7 +35,7 @@ from .errors import (
 )
 from .models import Display, ExecResult, ResultLimits, StreamEvent
 
-INTERRUPT_GRACE = 2.0  # the executor's default CODEEXEC_INTERRUPT_GRACE
+INTERRUPT_GRACE = constants.INTERRUPT_GRACE  # the executor's default
 RESULT_MARGIN = 10.0  # a killed worker is replaced before the result is sent
 _CLOSE_WAIT = 2.0
 _FILE_ERRORS = ("not_found", "too_large", "io_error")

@@ -22,6 +22,7 @@ from ._hostindex import (
     host_index_settings as host_index_settings,
     proxy_lines as proxy_lines,
 )
+from ._shared import executor_source_dir as executor_source_dir
 from .docker import (
     LABEL_BASE,
     LABEL_DEPS,
@@ -41,17 +42,6 @@ BUILD_RECIPE = "confined-run-commit-1"
 
 _TEMPLATE_NAMES = ("Dockerfile.template", "install.sh")
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f`$|&\\]")
-
-
-def executor_source_dir() -> Path:
-    """Where the executor and the Dockerfile template live (wheel or checkout)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_executor_image", here.parent / "executor_image"):
-        if (candidate / "codeexec_executor" / "__main__.py").is_file():
-            return candidate
-    raise FileNotFoundError(
-        "codeexec's executor files are missing from this installation; reinstall codeexec"
-    )
 
 
 def default_base_image() -> str:

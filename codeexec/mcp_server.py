@@ -1,58 +1,83 @@
-"""The MCP stdio tool server: codeexec sessions as tools for AI clients.
+"""The MCP tool server: codeexec sessions as tools for AI clients.
 
-``serve()`` runs it over stdin/stdout (``codeexec mcp``); ``build_server()`` returns
-the ``MCPServer`` for in-memory tests. Tools only map arguments and format results;
-the behaviour lives in ``ContainerSession``. stdout is the MCP wire, so everything
-else (logs, build progress) goes to stderr.
+``serve()`` runs it over stdin/stdout (``codeexec mcp``) or streamable HTTP
+(``--http``, ``_mcp_http.py``); ``build_server()`` returns the ``MCPServer`` for
+in-memory tests. Tools only map arguments and format results; the behaviour lives
+in ``ContainerSession``, reached per MCP session through ``_mcp_access.Hub``.
+stdout is the MCP wire, so everything else (logs, build progress) goes to stderr.
 
 Two kinds of failure, kept apart on purpose: an exception raised by the *user's*
 code is a successful tool call whose result says ``status: error`` with the
 traceback; a failure of the tool itself (unknown session, bad dependency, failed
-build, Docker unreachable, code too large) is a tool error (``isError: true``)
-whose message says what to do next.
+build, Docker unreachable, code too large, a rejected argument) is a tool error
+(``isError: true``) whose message says what to do next.
 
 MCP clients cancel a call after about 60 s, so no call waits on an image build
 for more than ``build_wait`` seconds: a longer build goes on in a background
 thread and the next call on that session waits for it again, sending progress
-notifications while it waits.
+notifications while it waits. Code that runs longer goes through the job tools
+(``_mcp_jobs.py``), or through clients that extend their timeout on progress.
 """
 
 import base64
 import binascii
 import logging
-import os
-import signal
-import sys
-from collections.abc import Sequence
-from dataclasses import replace
-from types import FrameType
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from . import __version__, images
-from ._bounds import MCP_LIMITS
-from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, default_scope
-from ._mcp_support import SessionAccess, exec_result, tool_errors
+from ._mcp_access import Hub
+from ._mcp_jobs import add_job_tools
+from ._mcp_serve import serve as _serve
+from ._mcp_support import (
+    MAX_CODE_BYTES,
+    MAX_TIMEOUT,
+    CodeexecMCP,
+    check_code_size,
+    exec_result,
+    sessions_result,
+    tool_errors,
+)
 from .mcp_sessions import DEFAULT_SESSION_ENV, ExecOutput, SessionRegistry, SessionsOutput
-from .models import Limits
 from .session import validate_name
 
 __all__ = ["DEFAULT_SESSION_ENV", "SessionRegistry", "build_server", "serve"]
 
 log = logging.getLogger("codeexec.mcp")
 
-MAX_CODE_BYTES = 2**20  # one execute_code call; bigger programs go in with write_file
 MAX_READ_BYTES = 2**20  # read_file returns the content into the model's context
 DEFAULT_TIMEOUT = 30.0
-MAX_TIMEOUT = 300.0
 INSTALL_TIMEOUT = 300.0
+
+
+def _hints(
+    title: str,
+    *,
+    read_only: bool = False,
+    destructive: bool = False,
+    idempotent: bool = False,
+    open_world: bool = False,
+) -> dict[str, Any]:
+    """A tool's title and annotations: what a client may show or ask before calling it."""
+    return {
+        "title": title,
+        "annotations": ToolAnnotations(
+            title=title,
+            read_only_hint=read_only,
+            destructive_hint=destructive,
+            idempotent_hint=idempotent,
+            open_world_hint=open_world,
+        ),
+    }
+
 
 SessionName = Annotated[
     str | None,
@@ -71,30 +96,31 @@ def build_server(
     *,
     build_wait: float = 40.0,
     max_timeout: float = MAX_TIMEOUT,
+    hub: Hub | None = None,
 ) -> MCPServer:
     """The codeexec MCP server with its tools and prompt; run it with ``serve()``.
 
     Args:
         registry: the sessions it manages (default: a new ``SessionRegistry``).
+        hub: instead of ``registry``, one registry per MCP session (HTTP).
         build_wait: seconds a call waits for an image build before answering that
             it continues in the background.
         max_timeout: the largest ``timeout`` ``execute_code`` accepts.
     """
-    reg = registry or SessionRegistry()
-    mcp: MCPServer = MCPServer(
+    clients = hub or Hub.single(registry or SessionRegistry(), build_wait)
+    mcp: MCPServer = CodeexecMCP(
         "codeexec",
         version=__version__,
         instructions=(
             "Runs Python code in Docker containers whose state persists between calls: "
             "variables, imports and files stay until the session is stopped. Call "
             "start_code_executer (with the pip packages you need) then execute_code; "
-            "execute_code alone starts a default session without extra packages."
+            "execute_code alone starts a default session without extra packages. Code "
+            "that may run longer than a minute goes through start_job, then get_job."
         ),
     )
 
-    sessions = SessionAccess(reg, build_wait)
-
-    @mcp.tool()
+    @mcp.tool(**_hints("Start a Python session", idempotent=True, open_world=True))
     @tool_errors
     async def start_code_executer(
         ctx: Context,
@@ -120,6 +146,8 @@ def build_server(
         building' and the build continues; then just call execute_code, which waits for it.
         Returns the session's name; execute_code runs there by default afterwards."""
         deps = images.normalize_dependencies(dependencies)
+        sessions = clients(ctx)
+        reg = sessions.registry
         target = validate_name(name or reg.default_name)
         entry = await anyio.to_thread.run_sync(lambda: reg.start(target, deps))
         session = await sessions.wait(ctx, entry)
@@ -134,7 +162,9 @@ def build_server(
             f"calls; call execute_code(code, name={target!r}) next."
         )
 
-    @mcp.tool(structured_output=True)
+    @mcp.tool(
+        structured_output=True, **_hints("Run Python code", destructive=True, open_world=True)
+    )
     @tool_errors
     async def execute_code(
         ctx: Context,
@@ -165,19 +195,17 @@ def build_server(
         back as image content. State persists: later calls see earlier variables. An
         exception in the code is a normal result with status 'error'. With no session yet,
         this starts the default one without extra packages (install_packages adds some)."""
-        size = len(code.encode("utf-8", "replace"))
-        if size > MAX_CODE_BYTES:
-            raise ToolError(
-                f"the code is {size} bytes, over the {MAX_CODE_BYTES} byte limit: "
-                "write it to a file with write_file and run it with exec(open(...)"
-                ".read()), or send it in smaller pieces"
-            )
+        check_code_size(code)
+        sessions = clients(ctx)
         use = await sessions.use(ctx, name)
         result = await sessions.run(
             ctx,
             use,
             lambda on_output: use.session.execute(
-                code, timeout=timeout, result_limits=reg.result_limits, on_output=on_output
+                code,
+                timeout=timeout,
+                result_limits=sessions.registry.result_limits,
+                on_output=on_output,
             ),
             label="running",
         )
@@ -192,7 +220,9 @@ def build_server(
         )
         return exec_result(result, name=use.name, note=note, max_timeout=max_timeout)
 
-    @mcp.tool(structured_output=True)
+    @mcp.tool(
+        structured_output=True, **_hints("Install pip packages", idempotent=True, open_world=True)
+    )
     @tool_errors
     async def install_packages(
         ctx: Context,
@@ -209,6 +239,7 @@ def build_server(
         status 'ok', or status 'error' if pip failed. For packages needed from the start,
         prefer start_code_executer(dependencies=[...]), which caches an image."""
         images.normalize_dependencies(packages)  # refuse bad strings before any start
+        sessions = clients(ctx)
         use = await sessions.use(ctx, name)
         result = await sessions.run(
             ctx,
@@ -219,7 +250,7 @@ def build_server(
         note = f"Started session {use.name!r} first." if use.started else ""
         return exec_result(result, name=use.name, note=note, max_timeout=max_timeout)
 
-    @mcp.tool()
+    @mcp.tool(**_hints("Stop a session", destructive=True, idempotent=True))
     @tool_errors
     async def stop_code_executer(
         ctx: Context,
@@ -236,6 +267,7 @@ def build_server(
     ) -> str:
         """Stop a session. By default its container is removed and its state is lost; it
         cannot be undone. Call start_code_executer to start a new one."""
+        reg = clients(ctx).registry
         target = validate_name(name or reg.current)
         entry, _ = await anyio.to_thread.run_sync(lambda: reg.get(target, auto_start=False))
         await anyio.to_thread.run_sync(lambda: reg.forget(entry, remove=delete_service))
@@ -248,7 +280,7 @@ def build_server(
             return f"Code execution service {target!r} will be removed when its build ends."
         return f"Code execution service stopped: session {target!r} and its state are gone."
 
-    @mcp.tool()
+    @mcp.tool(**_hints("Reuse a running session", idempotent=True))
     @tool_errors
     async def reuse_code_executer(
         ctx: Context,
@@ -265,6 +297,7 @@ def build_server(
     ) -> str:
         """Reattach to a running session by name and make it the current one; its
         variables are still there. list_sessions() shows which sessions exist."""
+        reg = clients(ctx).registry
         target = validate_name(name or reg.current)
         entry = await anyio.to_thread.run_sync(lambda: reg.reuse(target))
         return (
@@ -273,16 +306,17 @@ def build_server(
             "execute_code(code) next."
         )
 
-    @mcp.tool(structured_output=True)
+    @mcp.tool(structured_output=True, **_hints("List sessions", read_only=True))
     @tool_errors
-    async def list_sessions(ctx: Context) -> SessionsOutput:
+    async def list_sessions(ctx: Context) -> Annotated[CallToolResult, SessionsOutput]:
         """List the sessions this server may use (the ones it started, and any shared with
         it): name, status ('running', 'exited', 'building'), dependencies, and whether this
         server manages it. 'current' is the session that tools use when no name is given."""
+        reg = clients(ctx).registry
         rows = await anyio.to_thread.run_sync(reg.rows)
-        return SessionsOutput(current=reg.current, sessions=rows)
+        return sessions_result(SessionsOutput(current=reg.current, sessions=rows))
 
-    @mcp.tool()
+    @mcp.tool(**_hints("Write a file into a session", destructive=True, idempotent=True))
     @tool_errors
     async def write_file(
         ctx: Context,
@@ -314,11 +348,12 @@ def build_server(
             raise ToolError(
                 f"content is not valid base64 ({exc}); send text with encoding='utf-8'"
             ) from None
+        sessions = clients(ctx)
         use = await sessions.use(ctx, name)
         written = await sessions.call(ctx, use, lambda: use.session.write_file(path, data))
         return f"Wrote {written} bytes to {path} in session {use.name!r}."
 
-    @mcp.tool()
+    @mcp.tool(**_hints("Read a file from a session", read_only=True))
     @tool_errors
     async def read_file(
         ctx: Context,
@@ -333,6 +368,7 @@ def build_server(
     ) -> str:
         """Read a file from a session (at most 1 MiB; summarise bigger files with
         execute_code instead)."""
+        sessions = clients(ctx)
         use = await sessions.use(ctx, name)
         data = await sessions.call(
             ctx, use, lambda: use.session.read_file(path, max_bytes=MAX_READ_BYTES)
@@ -345,6 +381,11 @@ def build_server(
             raise ToolError(
                 f"{path} is not UTF-8 text; call read_file with encoding='base64'"
             ) from None
+
+    def job_tool(title: str, **hints: bool) -> Callable[..., Any]:
+        return mcp.tool(structured_output=True, **_hints(title, **hints))
+
+    add_job_tools(job_tool, clients)
 
     @mcp.prompt(title="Mathematics Solver")
     def math_evaluation(
@@ -361,84 +402,11 @@ def build_server(
     return mcp
 
 
-def serve(
-    *,
-    persist: bool = False,
-    idle_timeout: float | None = 3600,
-    pool_size: int = 0,
-    build_wait: float = 40.0,
-    max_timeout: float = MAX_TIMEOUT,
-    scope: str | None = None,
-    share: Sequence[str] = (),
-    share_all: bool = False,
-    max_sessions: int = DEFAULT_MAX_SESSIONS,
-    network: str = "bridge",
-    memory: str = "1g",
-    cpus: float = 1.0,
-    base_image: str | None = None,
-    display_limit: int = MCP_LIMITS.displays,
-) -> None:
-    """Run the codeexec MCP server on stdin/stdout until the client disconnects.
-
-    Containers started here are removed when the client disconnects (stdin closes)
-    or on SIGTERM, unless ``persist``; ``idle_timeout`` (seconds, None: never) is
-    the backstop that removes sessions a killed server leaves behind. The server
-    reaches only its own scope's sessions and the shared ones (``_mcp_scope.py``).
-
-    Args:
-        persist: leave this server's sessions running when it exits.
-        idle_timeout: seconds of inactivity after which a session removes itself.
-        pool_size: warm containers kept per dependency set (``codeexec.pool``); 0: none.
-        build_wait: seconds a call waits for an image build before answering.
-        max_timeout: the largest ``timeout`` ``execute_code`` accepts.
-        scope: the ``codeexec.scope`` label of the sessions it starts and reaches
-            (default: ``_mcp_scope.default_scope``, stable across ``persist`` restarts).
-        share: names of other sessions (e.g. started from the CLI) it may use too.
-        share_all: it may use every session on the engine (the pre-scope behaviour).
-        max_sessions: how many sessions of its scope may run at once.
-        network, memory, cpus, base_image: what its new sessions get.
-        display_limit: bytes of rich output (images) one call returns; output, value
-            and traceback are kept to 100,000 characters each (``_bounds.MCP_LIMITS``).
-    """
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            stream=sys.stderr, level=logging.INFO, format="codeexec-mcp %(levelname)s %(message)s"
-        )
-    registry = SessionRegistry(
-        idle_timeout=idle_timeout,
-        persist=persist,
-        pool_size=pool_size,
-        reach=Reach.of(scope or default_scope(persist=persist), share, share_all),
-        max_sessions=max_sessions,
-        network=network,
-        limits=Limits(memory=memory, cpus=cpus),
-        base_image=base_image,
-        result_limits=replace(MCP_LIMITS, displays=display_limit),
-    )
-    server = build_server(registry, build_wait=build_wait, max_timeout=max_timeout)
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        # The stdio client signals the whole process group a few seconds after it
-        # closes stdin: remove the containers now (again, if a removal was cut short).
-        log.info("signal %d: removing this server's sessions", signum)
-        registry.close(again=True)
-        os._exit(0)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    log.info(
-        "codeexec %s MCP server on stdio (scope=%s, persist=%s, idle_timeout=%s)",
-        __version__,
-        registry.reach.scope,
-        persist,
-        idle_timeout,
-    )
-    try:
-        server.run("stdio")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        log.info("client disconnected")
-        registry.close()
+def serve(**options: Any) -> None:
+    """Run the codeexec MCP server: over stdio until the client disconnects, or over
+    streamable HTTP with ``http="HOST:PORT"``. The options are ``_mcp_serve.serve``'s
+    (persist, idle_timeout, pool_size, build_wait, scope, share, network, ...)."""
+    _serve(build_server, **options)
 
 
 if __name__ == "__main__":

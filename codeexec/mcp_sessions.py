@@ -22,7 +22,7 @@ from .docker import LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, NoSuchSession, SessionExists
 from .maintenance import remove_containers
 from .models import Limits, ResultLimits, SessionInfo
-from .session import ContainerSession, list_sessions, validate_name
+from .session import DEFAULT_MAX_LIFETIME, ContainerSession, list_sessions, validate_name
 
 log = logging.getLogger("codeexec.mcp")
 
@@ -147,8 +147,10 @@ class SessionRegistry:
         limits: Limits | None = None,
         base_image: str | None = None,
         result_limits: ResultLimits = MCP_LIMITS,
+        max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
     ) -> None:
         self.docker = docker or Docker()
+        self.max_lifetime = max_lifetime
         self.result_limits = result_limits  # what one call keeps: it goes to the model
         self.idle_timeout = idle_timeout
         self.persist = persist
@@ -199,6 +201,11 @@ class SessionRegistry:
                 )
             self.current = name
         return entry
+
+    def known(self, name: str) -> SessionEntry | None:
+        """The entry for ``name`` if this server tracks it already (no docker call)."""
+        with self._lock:
+            return self._entries.get(name)
 
     def get(self, name: str, *, auto_start: bool) -> tuple[SessionEntry, bool]:
         """The entry for ``name`` and whether this call started it.
@@ -360,6 +367,7 @@ class SessionRegistry:
             network=self.network,
             limits=self.limits,
             idle_timeout=self.idle_timeout,
+            max_lifetime=self.max_lifetime,
             on_progress=entry.progress,
             docker=self.docker,
             pool=self.pool_size,

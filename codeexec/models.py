@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ._shared import constants
 from .errors import CodeexecError, InvalidOption
 
 Status = Literal["ok", "error", "timeout", "interrupted"]
@@ -244,9 +245,6 @@ def check_image_ref(ref: str) -> str:
     return ref
 
 
-MiB = 2**20
-
-
 @dataclass(frozen=True)
 class ResultLimits:
     """Caps on what one execution brings back into the host process.
@@ -255,7 +253,8 @@ class ResultLimits:
     says ``truncated=True``. The executor enforces them, and the host again on what
     arrives, so a broken executor cannot grow the host past them either.
 
-    ``output``: characters of stdout and stderr together (the executor counts bytes).
+    ``output``: bytes of stdout and stderr together, in UTF-8 (the executor counts the
+    bytes the code wrote, the host the UTF-8 of the text it kept).
     ``displays``: bytes of rich output per execution, counted as sent (an image counts
     its base64 text, about 4/3 of its size); the display that does not fit and every
     later one are dropped. ``value``: characters of the last expression's ``repr()``.
@@ -263,10 +262,11 @@ class ResultLimits:
     of the traceback and its last frames are kept.
     """
 
-    output: int = 16 * MiB
-    displays: int = 32 * MiB
-    value: int = 1 * MiB
-    error: int = 1 * MiB
+    # The executor's own defaults (its constants.py, read through _shared.py).
+    output: int = constants.OUTPUT_LIMIT
+    displays: int = constants.DISPLAY_LIMIT
+    value: int = constants.VALUE_LIMIT
+    error: int = constants.ERROR_LIMIT
 
     def __post_init__(self) -> None:
         for name in ("output", "displays", "value", "error"):

@@ -15,13 +15,15 @@ import json
 import struct
 from typing import Any, Literal, Protocol
 
+from ._shared import constants
 from .errors import ConnectionLost, ProtocolError
 from .models import Display, ExecError, ExecResult, ResultLimits, StreamEvent
 
-PROTOCOL_VERSION = 2
-DEFAULT_FRAME_LIMIT = 64 * 1024 * 1024
-NONCE_BYTES = 32
-PROOF_BYTES = 32  # an HMAC-SHA256 digest
+# Defined once, in the executor's constants.py (_shared.py).
+PROTOCOL_VERSION = constants.PROTOCOL_VERSION
+DEFAULT_FRAME_LIMIT = constants.DEFAULT_FRAME_LIMIT
+NONCE_BYTES = constants.NONCE_BYTES
+PROOF_BYTES = constants.PROOF_BYTES
 
 Frame = dict[str, Any]
 Event = StreamEvent | Display | ExecResult
@@ -30,7 +32,7 @@ _HEADER = struct.Struct(">I")
 _MAX_LENGTH = 2**32 - 1
 _STATUSES = ("ok", "error", "timeout", "interrupted")
 # Each side's proof gets its own label, so one side's proof is never valid as the other's.
-_PROOF_LABELS = {"server": b"codeexec-v2 server proof\0", "client": b"codeexec-v2 client proof\0"}
+_PROOF_LABELS = {"server": constants.SERVER_PROOF_LABEL, "client": constants.CLIENT_PROOF_LABEL}
 
 
 class Readable(Protocol):

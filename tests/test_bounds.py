@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from codeexec import CodeexecError, ResultLimits
-from codeexec._bounds import LineLog, clip_error, clip_text, wire_size
+from codeexec._bounds import MARGIN, Budget, LineLog, clip_error, clip_text, cut_bytes, wire_size
 from codeexec.mcp_sessions import SessionEntry
+from codeexec.models import StreamEvent
 
 
 def test_result_limits_refuse_what_is_not_a_size() -> None:
@@ -27,6 +28,25 @@ def test_clip_text_keeps_the_head_and_says_how_much_went() -> None:
 def test_wire_size_counts_utf8_bytes_and_structure() -> None:
     assert wire_size("abc") == 3 and wire_size("é") == 2 and wire_size("😀") == 4
     assert wire_size({"text/plain": "ab"}) == len("text/plain") + 2 + 16
+
+
+def test_output_is_counted_in_utf8_bytes_on_the_host_as_in_the_executor() -> None:
+    # ResultLimits.output is bytes everywhere: "é" is two of them, "😀" four.
+    budget = Budget(ResultLimits(output=11))  # the cut falls inside a 4-byte character
+    kept = []
+    for _ in range(4):
+        event = budget.take({"type": "stream", "id": "x", "name": "stdout", "text": "é😀" * 1000})
+        if isinstance(event, StreamEvent):
+            kept.append(event.text)
+    text = "".join(kept)
+    head = text.split("\n[codeexec:")[0]
+    assert budget.truncated and text.count("truncated by the client after 4107 bytes") == 1
+    assert len(head.encode()) == 11 + MARGIN - 1 and head.endswith("😀é")
+    assert [cut_bytes("aé😀", n) for n in (0, 1, 2, 3, 6, 7, 9)] == [
+        *("", "a", "a", "aé", "aé"),
+        *("aé😀", "aé😀"),
+    ]
+    assert cut_bytes("a\ud800b", 4) == "a\ud800"  # a lone surrogate counts its 3 bytes
 
 
 def test_clip_error_leaves_a_small_error_alone() -> None:

@@ -416,6 +416,8 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
         "cpus": 1.0,
         "base_image": None,
         "display_limit": 8 * 2**20,
+        "max_lifetime": 86400.0,
+        "http": None,
     }
     assert seen == {
         "persist": True,
@@ -447,16 +449,28 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
         "cpus": 0.5,
         "base_image": "python:3.12-slim",
         "display_limit": 8 * 2**20,
+        "max_lifetime": 86400.0,
+        "http": None,
     }
-    run("mcp", "--display-limit", "1000")
+    run("mcp", "--display-limit", "1000", "--max-lifetime", "0")
     assert seen["display_limit"] == 1000
+    assert seen["max_lifetime"] is None  # 0 = no limit
     run("mcp", "--idle-timeout", "0")
     assert seen["idle_timeout"] is None  # 0 = never
+    assert run("mcp", "--http", "127.0.0.1:8765").exit_code == 0
+    assert seen["http"] == "127.0.0.1:8765"
 
 
 @pytest.mark.parametrize(
     "args",
-    [("--scope", "a b"), ("--scope", "x" * 41), ("--share", "../x"), ("--max-sessions", "0")],
+    [
+        ("--scope", "a b"),
+        ("--scope", "x" * 41),
+        ("--share", "../x"),
+        ("--max-sessions", "0"),
+        ("--http", "localhost:http"),
+        ("--http", "127.0.0.1:70000"),
+    ],
 )
 def test_mcp_refuses_bad_reach_options(
     monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]

@@ -344,24 +344,6 @@ def test_ps_reads_labels_from_inspect(fake: Path, monkeypatch: pytest.MonkeyPatc
     ]
 
 
-def test_only_docker_module_imports_subprocess() -> None:
-    import ast
-
-    root = Path(__file__).resolve().parent.parent / "codeexec"
-    offenders = []
-    for path in root.rglob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            if any(n.split(".")[0] == "subprocess" for n in names) and path.name != "docker.py":
-                offenders.append(str(path.relative_to(root)))
-    assert offenders == []
-
-
 def test_env_var_selects_binary(monkeypatch: pytest.MonkeyPatch, fake: Path) -> None:
     monkeypatch.setenv("CODEEXEC_DOCKER", FAKE)
     assert Docker().version() == "20.10.24"

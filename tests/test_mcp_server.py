@@ -34,6 +34,9 @@ TOOLS = {
     "install_packages",
     "write_file",
     "read_file",
+    "start_job",
+    "get_job",
+    "cancel_job",
 }
 PNG = b"\x89PNG\r\n\x1a\nfake"
 

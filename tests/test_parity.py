@@ -27,13 +27,15 @@ CLI_TO_MCP: dict[str, tuple[str, ...]] = {
     "mcp": (),  # launches this server
 }
 # MCP tools that exist for the original server's clients and have no CLI twin:
-# `reuse_code_executer` attaches, which every CLI command does by name.
-MCP_ONLY = {"reuse_code_executer"}
+# `reuse_code_executer` attaches, which every CLI command does by name. The job tools
+# exist because an MCP client waits about 60 s for one call; a terminal waits for
+# `codeexec exec` as long as it runs (and Ctrl-C interrupts it).
+MCP_ONLY = {"reuse_code_executer", "start_job", "get_job", "cancel_job"}
 
 
 # The session defaults a person sets for a model (`codeexec mcp`) are the options of
 # `codeexec start`, with the same names and defaults.
-MCP_SESSION_OPTIONS = ("network", "memory", "cpus", "base_image", "idle_timeout")
+MCP_SESSION_OPTIONS = ("network", "memory", "cpus", "base_image", "idle_timeout", "max_lifetime")
 
 
 def _cli_commands() -> dict[str, str]:

@@ -18,7 +18,7 @@ USAGE = "usage: python -m codeexec_executor [serve | relay [PORT] | worker]\n"
 
 if __name__ == "__main__" and not __package__:
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    from codeexec_executor.__main__ import main
+    from codeexec_executor.__main__ import main  # type: ignore[attr-defined]
 else:
 
     def main(argv: list) -> int:

@@ -4,20 +4,21 @@ The worker applies them where things are made (so a huge repr or traceback never
 crosses the control pipe); the supervisor applies them again to what the worker
 sends, since user code runs in the worker and may bypass its checks. The host's
 copy of these rules is codeexec/_bounds.py. Output (stdout/stderr) is capped in
-runner.py.
+runner.py. Output and displays count UTF-8 bytes, the value and the error
+characters, here and on the host (constants.py).
 """
 
 from __future__ import annotations
 
 import os
 
-MiB = 1024 * 1024
-DISPLAY_OVERHEAD = 512  # each display counts at least this: many tiny ones add up
-ENAME_LIMIT = 256
+from . import constants
+
+DISPLAY_OVERHEAD = constants.DISPLAY_OVERHEAD
+ENAME_LIMIT = constants.ENAME_LIMIT
 MARGIN = 256  # the supervisor's second cut leaves the worker's markers alone
-HEAD_LINES = 3  # "Traceback (most recent call last):" and the first frame
-DISPLAY_MARKER = ("[codeexec: display output over the limit of %d bytes per "
-                  "execution omitted]")
+HEAD_LINES = constants.TRACEBACK_HEAD_LINES
+DISPLAY_MARKER = "[codeexec: display output over the limit of %d bytes per execution omitted]"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -31,10 +32,10 @@ def _env_int(name: str, default: int) -> int:
 def defaults() -> dict:
     """The caps an exec request does not set: CODEEXEC_*_LIMIT or the built-in ones."""
     return {
-        "output_limit": _env_int("CODEEXEC_OUTPUT_LIMIT", 16 * MiB),
-        "display_limit": _env_int("CODEEXEC_DISPLAY_LIMIT", 32 * MiB),
-        "value_limit": _env_int("CODEEXEC_VALUE_LIMIT", MiB),
-        "error_limit": _env_int("CODEEXEC_ERROR_LIMIT", MiB),
+        "output_limit": _env_int("CODEEXEC_OUTPUT_LIMIT", constants.OUTPUT_LIMIT),
+        "display_limit": _env_int("CODEEXEC_DISPLAY_LIMIT", constants.DISPLAY_LIMIT),
+        "value_limit": _env_int("CODEEXEC_VALUE_LIMIT", constants.VALUE_LIMIT),
+        "error_limit": _env_int("CODEEXEC_ERROR_LIMIT", constants.ERROR_LIMIT),
     }
 
 
@@ -59,8 +60,8 @@ def clip_text(text: str, limit: int, what: str):
     """(text cut to `limit` characters plus a marker, whether it was cut)."""
     if len(text) <= limit:
         return text, False
-    return ("%s... [codeexec: %s truncated: %d more characters]"
-            % (text[:limit], what, len(text) - limit)), True
+    more = len(text) - limit
+    return f"{text[:limit]}... [codeexec: {what} truncated: {more} more characters]", True
 
 
 def clip_error(error, limit: int):
@@ -95,14 +96,14 @@ def clip_error(error, limit: int):
         head.append(line)
         used += len(line) + 1
     tail = []
-    for line in reversed(lines[len(head):]):
+    for line in reversed(lines[len(head) :]):
         if used + len(line) + 1 > budget:
             break
         tail.append(line)
         used += len(line) + 1
     omitted = len(lines) - len(head) - len(tail)
     if omitted:
-        head.append("[codeexec: %d traceback lines omitted]" % omitted)
+        head.append(f"[codeexec: {omitted} traceback lines omitted]")
     tail.reverse()
     out.update(ename=ename, evalue=evalue, traceback=head + tail)
     return out, True

@@ -30,13 +30,18 @@ def _procfs_dev() -> int | None:
 def _refusal(st: os.stat_result, name: str) -> str | None:
     """Why an opened file may not be transferred, or None for a regular file."""
     if stat.S_ISDIR(st.st_mode):
-        return "%s is a directory" % name
+        return f"{name} is a directory"
     if not stat.S_ISREG(st.st_mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else
-                "a socket" if stat.S_ISSOCK(st.st_mode) else "a device or special file")
-        return "%s is %s: only regular files can be transferred" % (name, kind)
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "a device or special file"
+        )
+        return f"{name} is {kind}: only regular files can be transferred"
     if st.st_dev == _procfs_dev():
-        return "%s is in /proc: process files are not transferred" % name
+        return f"{name} is in /proc: process files are not transferred"
     return None
 
 
@@ -75,8 +80,11 @@ def put_file(req: dict) -> dict:
     if path is None:
         return _error(req, "bad_request", "'path' must be a non-empty string")
     if req["path"].endswith("/"):  # abspath would drop the slash and write a file
-        return _error(req, "io_error", "cannot write %s: it names a directory; "
-                      "give the file's name" % req["path"])
+        return _error(
+            req,
+            "io_error",
+            f"cannot write {req['path']}: it names a directory; give the file's name",
+        )
     if not isinstance(data, str):
         return _error(req, "bad_request", "'data' must be a base64 string")
     if mode is None:
@@ -86,7 +94,7 @@ def put_file(req: dict) -> dict:
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
-        return _error(req, "bad_request", "'data' is not valid base64: %s" % exc)
+        return _error(req, "bad_request", f"'data' is not valid base64: {exc}")
     try:
         parent = os.path.dirname(path)
         if parent:
@@ -96,13 +104,12 @@ def put_file(req: dict) -> dict:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, mode)
         refused = _checked(fd, req["path"])
         if refused:
-            return _error(req, "io_error", "cannot write: %s" % refused)
+            return _error(req, "io_error", f"cannot write: {refused}")
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             os.fchmod(fd, mode)
     except OSError as exc:
-        return _error(req, "io_error", "cannot write %s: %s" % (
-            req.get("path"), _os_problem(exc)))
+        return _error(req, "io_error", f"cannot write {req.get('path')}: {_os_problem(exc)}")
     return {"type": "ack", "op": "put_file", "id": req.get("id"), "size": len(raw)}
 
 
@@ -115,7 +122,7 @@ def get_file(req: dict, default_max: int) -> dict:
         return _error(req, "bad_request", "'path' must be a non-empty string")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
         return _error(req, "bad_request", "'max_bytes' must be an integer >= 0")
-    name = req.get("path")
+    name: str = req["path"]  # a string: _path checked it
     try:
         fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
         refused = _checked(fd, name)
@@ -124,15 +131,20 @@ def get_file(req: dict, default_max: int) -> dict:
         with os.fdopen(fd, "rb") as f:
             size = os.fstat(fd).st_size
             if size > max_bytes:
-                return _error(req, "too_large", "%s is %d bytes, more than the limit of %d"
-                              % (name, size, max_bytes))
+                return _error(
+                    req, "too_large", f"{name} is {size} bytes, more than the limit of {max_bytes}"
+                )
             raw = f.read(max_bytes + 1)
     except FileNotFoundError:
-        return _error(req, "not_found", "no such file: %s" % name)
+        return _error(req, "not_found", f"no such file: {name}")
     except OSError as exc:
-        return _error(req, "io_error", "cannot read %s: %s" % (name, _os_problem(exc)))
+        return _error(req, "io_error", f"cannot read {name}: {_os_problem(exc)}")
     if len(raw) > max_bytes:  # grew since stat
-        return _error(req, "too_large", "%s is more than the limit of %d bytes"
-                      % (name, max_bytes))
-    return {"type": "file", "id": req.get("id"), "path": name,
-            "data": base64.b64encode(raw).decode("ascii"), "size": len(raw)}
+        return _error(req, "too_large", f"{name} is more than the limit of {max_bytes} bytes")
+    return {
+        "type": "file",
+        "id": req.get("id"),
+        "path": name,
+        "data": base64.b64encode(raw).decode("ascii"),
+        "size": len(raw),
+    }

@@ -11,8 +11,9 @@ import json
 import os
 import struct
 
+from .constants import DEFAULT_FRAME_LIMIT
+
 HEADER = struct.Struct(">I")
-DEFAULT_FRAME_LIMIT = 64 * 1024 * 1024
 
 
 class FrameError(Exception):
@@ -81,7 +82,7 @@ class FrameDecoder:
         self.limit = limit
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         self._buf += data
 
     def pending(self) -> int:
@@ -96,13 +97,13 @@ class FrameDecoder:
         end = HEADER.size + length
         if len(self._buf) < end:
             return None
-        body = bytes(self._buf[HEADER.size:end])
+        body = bytes(self._buf[HEADER.size : end])
         del self._buf[:end]
         return decode_body(body)
 
     def frames(self) -> list:
         """All complete frames now buffered (raises FrameError on a bad one)."""
-        out = []
+        out: list = []
         while True:
             frame = self.next_frame()
             if frame is None:

@@ -14,12 +14,13 @@ import hashlib
 import hmac
 import os
 
-PROTOCOL = 2
-NONCE_BYTES = 32
-PROOF_BYTES = 32  # an HMAC-SHA256 digest
-# Each side's proof has its own label, so one side's proof is never valid as the other's.
-SERVER_LABEL = b"codeexec-v2 server proof\0"
-CLIENT_LABEL = b"codeexec-v2 client proof\0"
+from . import constants
+
+PROTOCOL = constants.PROTOCOL_VERSION
+NONCE_BYTES = constants.NONCE_BYTES
+PROOF_BYTES = constants.PROOF_BYTES
+SERVER_LABEL = constants.SERVER_PROOF_LABEL
+CLIENT_LABEL = constants.CLIENT_PROOF_LABEL
 
 
 def new_nonce() -> bytes:

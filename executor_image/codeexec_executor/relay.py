@@ -10,6 +10,8 @@ import socket
 import sys
 import time
 
+from .constants import EXECUTOR_PORT
+
 CHUNK = 256 * 1024
 CONNECT_TIMEOUT = 10.0  # the supervisor may still be starting
 
@@ -28,16 +30,15 @@ def _connect(port: int) -> socket.socket:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def main(argv: list) -> int:
-    port = int(argv[0]) if argv else int(os.environ.get("CODEEXEC_PORT", "8888"))
+    port = int(argv[0]) if argv else int(os.environ.get("CODEEXEC_PORT", EXECUTOR_PORT))
     try:
         sock = _connect(port)
     except OSError as exc:
-        sys.stderr.write("codeexec relay: cannot connect to 127.0.0.1:%d: %s\n"
-                         % (port, exc))
+        sys.stderr.write(f"codeexec relay: cannot connect to 127.0.0.1:{port}: {exc}\n")
         return 1
     sock.settimeout(None)
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()

@@ -16,12 +16,14 @@ from .workerproc import WorkerProcess, describe_status
 DRAIN_READS = 64  # bounded drain: more than a pipe buffer, never endless
 START_RETRY = 2.0  # seconds to retry starting a worker at the pids limit
 GROUP_REAP = 1.0  # seconds to reap what a killed worker's process group leaves
-RESTARTED = ("the code did not stop after an interrupt, so the Python process was "
-             "restarted: all variables and imports are lost")
+RESTARTED = (
+    "the code did not stop after an interrupt, so the Python process was "
+    "restarted: all variables and imports are lost"
+)
 
 
 def log(message: str) -> None:
-    sys.stderr.write("codeexec: %s\n" % message)
+    sys.stderr.write(f"codeexec: {message}\n")
     sys.stderr.flush()
 
 
@@ -50,8 +52,9 @@ class Runner:
     """Owns the worker and at most one execution. `send(conn, frame)` delivers
     frames to a client connection (None: nowhere, the result is discarded)."""
 
-    def __init__(self, sel: selectors.BaseSelector, send, frame_limit: int,
-                 limits: dict, grace: float) -> None:
+    def __init__(
+        self, sel: selectors.BaseSelector, send, frame_limit: int, limits: dict, grace: float
+    ) -> None:
         self.sel = sel
         self.send = send
         self.frame_limit = frame_limit
@@ -90,11 +93,18 @@ class Runner:
     def begin(self, conn, req_id, code: str, timeout, limits: dict) -> None:
         self.exec = Exec(conn, req_id, timeout, dict(self.limits, **limits))
         if self.worker is None and not self.start_worker():
-            self._finish("error", None, {
-                "ename": "ExecutorUnavailable", "evalue":
-                "the Python process that runs code could not be started",
-                "traceback": []}, restarted=True)
+            self._finish(
+                "error",
+                None,
+                {
+                    "ename": "ExecutorUnavailable",
+                    "evalue": "the Python process that runs code could not be started",
+                    "traceback": [],
+                },
+                restarted=True,
+            )
             return
+        assert self.worker is not None  # started just above
         try:
             self.worker.send_exec(code, self.exec.limits)
         except OSError:
@@ -102,9 +112,11 @@ class Runner:
 
     def reset(self) -> None:
         if self.exec is not None:
-            self._replace_worker("interrupted", "ExecutorRestarted",
-                                 "the session was reset: all variables and "
-                                 "imports are lost")
+            self._replace_worker(
+                "interrupted",
+                "ExecutorRestarted",
+                "the session was reset: all variables and imports are lost",
+            )
         else:
             self.kill_worker()
             self.start_worker()
@@ -126,7 +138,7 @@ class Runner:
                 break
             except OSError as exc:
                 if exc.errno != errno.EAGAIN or time.monotonic() >= deadline:
-                    log("could not start the worker: %s" % exc)
+                    log(f"could not start the worker: {exc}")
                     return False
             self.reap()
             time.sleep(0.02)
@@ -158,8 +170,9 @@ class Runner:
         self.kill_worker()
         self.start_worker()
         if self.exec is not None:
-            self._finish(status, None, {"ename": ename, "evalue": evalue,
-                                        "traceback": []}, restarted=True)
+            self._finish(
+                status, None, {"ename": ename, "evalue": evalue, "traceback": []}, restarted=True
+            )
 
     def _worker_lost(self) -> None:
         """The worker died on its own (or closed its control pipe)."""
@@ -173,13 +186,19 @@ class Runner:
         how = describe_status(status) if status is not None else "stopped answering"
         young = time.monotonic() - worker.started < 1.0
         self.kill_worker()
-        log("the worker %s" % how)
+        log(f"the worker {how}")
         if self.exec is not None:
-            self._finish("error", None, {
-                "ename": "ExecutorDied",
-                "evalue": "the Python process running the code %s, so it was "
-                          "restarted: all variables and imports are lost" % how,
-                "traceback": []}, restarted=True)
+            self._finish(
+                "error",
+                None,
+                {
+                    "ename": "ExecutorDied",
+                    "evalue": f"the Python process running the code {how}, so it was "
+                    "restarted: all variables and imports are lost",
+                    "traceback": [],
+                },
+                restarted=True,
+            )
             self.start_worker()
         elif not young:
             self.start_worker()  # else: crash loop guard, start on next exec
@@ -231,6 +250,7 @@ class Runner:
 
     def _read_ctrl(self) -> None:
         worker = self.worker
+        assert worker is not None  # on_event checked it
         data = worker.read_ctrl()
         if data == b"":
             return
@@ -261,14 +281,12 @@ class Runner:
                 if data is not frame.get("data"):
                     self.exec.clipped = True
                 if data is not None:
-                    self.send(self.exec.conn, {"type": "display", "id": self.exec.id,
-                                               "data": data})
+                    self.send(self.exec.conn, {"type": "display", "id": self.exec.id, "data": data})
                 if frame.get("sync"):
                     worker.ack()
             elif frame.get("type") == "result":
                 self.exec.clipped = self.exec.clipped or bool(frame.get("truncated"))
-                self._finish(frame.get("status", "error"), frame.get("value"),
-                             frame.get("error"))
+                self._finish(frame.get("status", "error"), frame.get("value"), frame.get("error"))
 
     def _drain(self, name: str) -> None:
         for _ in range(DRAIN_READS):
@@ -278,6 +296,7 @@ class Runner:
     def _read_pipe(self, name: str) -> bool:
         """Read one chunk of worker output; False when nothing more is ready."""
         worker = self.worker
+        assert worker is not None  # on_event, _drain and kill_worker checked it
         if name not in worker.pipes:
             return False
         data = worker.read_pipe(name)
@@ -303,15 +322,16 @@ class Runner:
         if text:
             self._stream(name, text)
         if ex.truncated:
-            self._stream(name, "\n[codeexec: output truncated after %d bytes]\n"
-                         % ex.limit)
+            self._stream(name, f"\n[codeexec: output truncated after {ex.limit} bytes]\n")
 
     def _stream(self, name: str, text: str) -> None:
         ex = self.exec
+        assert ex is not None  # only while an execution runs
         self.send(ex.conn, {"type": "stream", "id": ex.id, "name": name, "text": text})
 
     def _finish(self, status: str, value, error, restarted: bool = False) -> None:
         ex = self.exec
+        assert ex is not None  # only while an execution runs
         if not ex.truncated:
             for name, decoder in ex.decoders.items():
                 text = decoder.decode(b"", final=True)
@@ -321,22 +341,29 @@ class Runner:
             status = "timeout"
             if error is None or error.get("ename") == "KeyboardInterrupt":
                 error = dict(error or {"ename": "KeyboardInterrupt", "traceback": []})
-                error["evalue"] = "the execution timed out after %g s" % ex.timeout
+                error["evalue"] = f"the execution timed out after {ex.timeout:g} s"
         elif ex.reason is not None and status != "error":
             status = "interrupted"
         # Again, in case user code got past the worker's own cut.
         if value is not None:
             value, cut = bounds.clip_text(
-                str(value), ex.limits["value_limit"] + bounds.MARGIN, "value")
+                str(value), ex.limits["value_limit"] + bounds.MARGIN, "value"
+            )
             ex.clipped = ex.clipped or cut
         error, cut = bounds.clip_error(error, ex.limits["error_limit"] + bounds.MARGIN)
         ex.clipped = ex.clipped or cut
         self.exec = None
         self.last_done = time.monotonic()
-        self.send(ex.conn, {
-            "type": "result", "id": ex.id, "status": status, "value": value,
-            "error": error, "duration_ms": round((time.monotonic() - ex.start) * 1000, 3),
-            "truncated": ex.truncated or ex.clipped, "restarted": restarted,
-        })
-
-
+        self.send(
+            ex.conn,
+            {
+                "type": "result",
+                "id": ex.id,
+                "status": status,
+                "value": value,
+                "error": error,
+                "duration_ms": round((time.monotonic() - ex.start) * 1000, 3),
+                "truncated": ex.truncated or ex.clipped,
+                "restarted": restarted,
+            },
+        )

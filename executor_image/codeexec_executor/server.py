@@ -1,5 +1,6 @@
-"""The supervisor: owns the TCP socket, the handshake, output batching,
-timeouts and worker restarts (docs/protocol.md).
+"""The supervisor: owns the TCP socket, the connections, timeouts and the
+watchdog (docs/protocol.md). What each request does (the handshake among them)
+is in ops.py; the worker, the running execution and its output in runner.py.
 
 One single-threaded selectors loop over non-blocking sockets and pipes, so a
 half-sent frame or a client that does not read never blocks anyone else.
@@ -15,7 +16,6 @@ maximum lifetime even if the loop is wedged; exiting PID 1 ends the container.
 from __future__ import annotations
 
 import os
-import platform
 import selectors
 import signal
 import socket
@@ -23,14 +23,14 @@ import sys
 import threading
 import time
 
-from . import __version__, bounds, files, framing, handshake
+from . import bounds, constants, framing
+from .ops import Ops
 from .runner import Runner, log
 
-PROTOCOL = handshake.PROTOCOL
 RECV_SIZE = 256 * 1024
 SEND_BUFFER_LIMIT = 64 * 1024 * 1024
 LINGER = 2.0  # seconds to drain a client's unread bytes before closing
-HELLO_FRAME_LIMIT = 64 * 1024  # before the handshake a peer may not make us buffer more
+HELLO_FRAME_LIMIT = constants.HELLO_FRAME_LIMIT  # buffered at most before the handshake
 WATCH_PERIOD = 0.5  # seconds between the watchdog's looks
 WATCH_SLACK = 1.0  # the loop's own idle exit goes first; the watchdog backs it up
 HEARTBEAT = 1.0  # while code runs the loop wakes at least this often...
@@ -55,7 +55,7 @@ class Conn:
         self.decoder = framing.FrameDecoder(min(frame_limit, HELLO_FRAME_LIMIT))
         self.out = bytearray()
         self.authed = False
-        self.nonces = None  # client + server nonce, between our challenge and the auth
+        self.nonces: bytes | None = None  # client + server nonce, from challenge to auth
         self.hello_deadline = hello_deadline
         self.closing = False  # answer sent; close once flushed
         self.close_at: float | None = None  # when closing: close by then anyway
@@ -63,20 +63,26 @@ class Conn:
         self.closed = False
 
 
-class Server:
+class Server(Ops):
+    """The loop, the connections and the timers; what each request does is in ops.py."""
+
     def __init__(self, token: str) -> None:
         self.token = token.encode("utf-8")
         self.host = os.environ.get("CODEEXEC_HOST", "0.0.0.0")
-        self.port = int(os.environ.get("CODEEXEC_PORT", "8888"))
+        self.port = int(os.environ.get("CODEEXEC_PORT", constants.EXECUTOR_PORT))
         self.idle_timeout = _env_float("CODEEXEC_IDLE_TIMEOUT", 0.0)
         self.max_lifetime = _env_float("CODEEXEC_MAX_LIFETIME", 0.0)
-        self.hello_timeout = _env_float("CODEEXEC_HELLO_TIMEOUT", 5.0)
+        self.hello_timeout = _env_float("CODEEXEC_HELLO_TIMEOUT", constants.HELLO_TIMEOUT)
         self.frame_limit = framing.frame_limit_from_env()
         self.sel = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
         self.runner = Runner(
-            self.sel, self.send, self.frame_limit, bounds.defaults(),
-            _env_float("CODEEXEC_INTERRUPT_GRACE", 2.0))
+            self.sel,
+            self.send,
+            self.frame_limit,
+            bounds.defaults(),
+            _env_float("CODEEXEC_INTERRUPT_GRACE", constants.INTERRUPT_GRACE),
+        )
         self.stopping = False
         self.last_activity = self.started = self.heartbeat = time.monotonic()
         self.reap_due = True  # a signal (SIGCHLD?) arrived: reap children
@@ -103,7 +109,7 @@ class Server:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the loop to reap
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_stop_signal)
-        sys.stderr.write("CODEEXEC_LISTENING %d\n" % listener.getsockname()[1])
+        sys.stderr.write(f"CODEEXEC_LISTENING {listener.getsockname()[1]}\n")
         sys.stderr.flush()
         self.runner.start_worker()
         if self.idle_timeout > 0 or self.max_lifetime > 0:
@@ -137,17 +143,16 @@ class Server:
             now = time.monotonic()
             reason = None
             if self.max_lifetime > 0 and now - self.started >= self.max_lifetime:
-                reason = "alive for %g s, the maximum lifetime" % self.max_lifetime
+                reason = f"alive for {self.max_lifetime:g} s, the maximum lifetime"
             elif self.idle_timeout > 0:
                 # Code that runs keeps the session alive only while the loop that
                 # watches it still turns: a wedged loop's "busy" counts for nothing.
-                busy = (self.runner.exec is not None
-                        and now - self.heartbeat < STALE_LOOP)
+                busy = self.runner.exec is not None and now - self.heartbeat < STALE_LOOP
                 idle = now - self._last_activity()
                 if not busy and idle >= self.idle_timeout + WATCH_SLACK:
-                    reason = "idle for %g s (watchdog)" % self.idle_timeout
+                    reason = f"idle for {self.idle_timeout:g} s (watchdog)"
             if reason is not None:
-                log("%s, exiting" % reason)
+                log(f"{reason}, exiting")
                 worker = self.runner.worker
                 if worker is not None:
                     worker.kill()
@@ -179,8 +184,7 @@ class Server:
 
     def _next_timeout(self) -> float | None:
         now = time.monotonic()
-        deadlines = [c.hello_deadline for c in self.conns
-                     if not c.authed and not c.closing]
+        deadlines = [c.hello_deadline for c in self.conns if not c.authed and not c.closing]
         deadlines += [c.close_at for c in self.conns if c.close_at is not None]
         deadlines += self.runner.deadlines()
         if self.reap_due:
@@ -200,12 +204,16 @@ class Server:
             if conn.close_at is not None and now >= conn.close_at:
                 self._close(conn)
             elif not conn.authed and not conn.closing and now >= conn.hello_deadline:
-                self._fail(conn, "unauthorized",
-                           "no completed handshake within %g s" % self.hello_timeout)
+                self._fail(
+                    conn, "unauthorized", f"no completed handshake within {self.hello_timeout:g} s"
+                )
         self.runner.tick(now)
-        if (self.runner.exec is None and self.idle_timeout > 0
-                and now - self._last_activity() >= self.idle_timeout):
-            log("idle for %g s, exiting" % self.idle_timeout)
+        if (
+            self.runner.exec is None
+            and self.idle_timeout > 0
+            and now - self._last_activity() >= self.idle_timeout
+        ):
+            log(f"idle for {self.idle_timeout:g} s, exiting")
             return True
         return False
 
@@ -218,7 +226,7 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. EMFILE: keep serving the others
-                log("accept failed: %s" % exc)
+                log(f"accept failed: {exc}")
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -316,128 +324,6 @@ class Server:
         conn.out = bytearray()
         self.runner.detach(conn)
 
-    # -- requests --------------------------------------------------------
-
-    def _dispatch(self, conn: Conn, req: dict) -> None:
-        op = req.get("op")
-        req_id = req.get("id")
-        if not conn.authed and op not in ("hello", "auth"):
-            self._fail(conn, "unauthorized",
-                       "the handshake (hello, then auth) must come first", req_id)
-            return
-        if not isinstance(op, str):
-            self._error(conn, "bad_request", "the frame has no string 'op'", req_id)
-            return
-        handler = getattr(self, "_op_" + op, None)
-        if handler is None:
-            self._error(conn, "unknown_op", "unknown op %r" % op[:100], req_id)
-            return
-        handler(conn, req)
-
-    def _op_hello(self, conn: Conn, req: dict) -> None:
-        """Answer a client's nonce with ours and proof that we know the token."""
-        if conn.authed:
-            self._error(conn, "bad_request", "this connection is authenticated already")
-            return
-        if conn.nonces is not None:
-            self._fail(conn, "unauthorized", "one hello per connection")
-            return
-        if req.get("protocol") != PROTOCOL:
-            # A version-1 hello carries the raw token: refused, and never compared.
-            self._fail(conn, "protocol_mismatch",
-                       "this executor speaks protocol %d; use the same codeexec version "
-                       "on the host as the one that started the session" % PROTOCOL)
-            return
-        client_nonce = handshake.unb64(req.get("nonce"), handshake.NONCE_BYTES)
-        if client_nonce is None:
-            self._fail(conn, "bad_request", "'nonce' must be %d random bytes in base64"
-                       % handshake.NONCE_BYTES)
-            return
-        server_nonce = handshake.new_nonce()
-        conn.nonces = client_nonce + server_nonce
-        proof = handshake.proof(self.token, handshake.SERVER_LABEL, conn.nonces)
-        self.send(conn, {"type": "challenge", "protocol": PROTOCOL,
-                         "nonce": handshake.b64(server_nonce),
-                         "proof": handshake.b64(proof)})
-
-    def _op_auth(self, conn: Conn, req: dict) -> None:
-        """Check the client's proof; only then is the connection authenticated."""
-        if conn.authed:
-            self._error(conn, "bad_request", "this connection is authenticated already")
-            return
-        if conn.nonces is None:
-            self._fail(conn, "unauthorized", "the handshake starts with a hello")
-            return
-        nonces, conn.nonces = conn.nonces, None
-        if not handshake.proof_ok(self.token, handshake.CLIENT_LABEL, nonces,
-                                  req.get("proof")):
-            self._fail(conn, "unauthorized", "wrong proof: the token does not match")
-            return
-        conn.authed = True
-        conn.decoder.limit = self.frame_limit
-        self.send(conn, {
-            "type": "hello", "protocol": PROTOCOL,
-            "python": platform.python_version(), "executor": __version__,
-            "pid": os.getpid(),
-            "worker_pid": getattr(self.runner.worker, "pid", None),
-            "busy": self.runner.exec is not None,
-            "idle_seconds": self._idle_seconds(),
-        })
-
-    def _op_ping(self, conn: Conn, req: dict) -> None:
-        self.send(conn, {"type": "pong", "busy": self.runner.exec is not None,
-                         "idle_seconds": self._idle_seconds()})
-
-    def _idle_seconds(self) -> float:
-        if self.runner.exec is not None:
-            return 0.0
-        return round(max(0.0, time.monotonic() - self._last_activity()), 1)
-
-    def _op_exec(self, conn: Conn, req: dict) -> None:
-        req_id, code = req.get("id"), req.get("code")
-        timeout = req.get("timeout")
-        limits = {k: req.get(k) for k in bounds.defaults() if req.get(k) is not None}
-        if self.runner.exec is not None:
-            self._error(conn, "busy", "another execution is running", req_id)
-            return
-        problem = None
-        if not isinstance(req_id, (str, int)) or isinstance(req_id, bool):
-            problem = "'id' must be a string"
-        elif not isinstance(code, str):
-            problem = "'code' must be a string"
-        elif timeout is not None and (isinstance(timeout, bool) or not isinstance(
-                timeout, (int, float)) or timeout < 0):
-            problem = "'timeout' must be a number of seconds >= 0 or null"
-        for key, limit in sorted(limits.items()):
-            if problem is None and (isinstance(limit, bool) or not isinstance(
-                    limit, int) or limit < 0):
-                problem = "'%s' must be an integer >= 0 or null" % key
-        if problem:
-            self._error(conn, "bad_request", problem, req_id)
-            return
-        self.runner.begin(conn, req_id, code, timeout, limits)
-
-    def _op_interrupt(self, conn: Conn, req: dict) -> None:
-        ex = self.runner.exec
-        req_id = req.get("id")
-        running = ex is not None and (req_id is None or req_id == ex.id)
-        if running:
-            self.runner.interrupt("interrupted")
-        self.send(conn, {"type": "ack", "op": "interrupt", "id": req_id,
-                         "running": running})
-
-    def _op_reset(self, conn: Conn, req: dict) -> None:
-        self.runner.reset()
-        self.send(conn, {"type": "ack", "op": "reset"})
-
-    def _op_put_file(self, conn: Conn, req: dict) -> None:
-        self.send(conn, files.put_file(req))
-
-    def _op_get_file(self, conn: Conn, req: dict) -> None:
-        default = self.frame_limit * 3 // 4 - 64 * 1024
-        self.send(conn, files.get_file(req, default))
-
-    # -- the worker ------------------------------------------------------
 
 def make_undumpable() -> str | None:
     """prctl(PR_SET_DUMPABLE, 0); None when done, else why it failed."""
@@ -450,7 +336,7 @@ def make_undumpable() -> str | None:
         if libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0:
             return "the process is still dumpable"
     except (ImportError, OSError, AttributeError) as exc:
-        return "ctypes or prctl is unavailable (%s)" % exc
+        return f"ctypes or prctl is unavailable ({exc})"
     return None
 
 
@@ -462,10 +348,12 @@ def main() -> int:
     problem = make_undumpable() if sys.platform.startswith("linux") else "not Linux"
     if problem is not None:
         if sys.platform.startswith("linux"):
-            log("cannot make the supervisor non-dumpable: %s; the session's code "
-                "could read the token, so the executor does not start" % problem)
+            log(
+                f"cannot make the supervisor non-dumpable: {problem}; the session's code "
+                "could read the token, so the executor does not start"
+            )
             return 2
-        log("the supervisor stays dumpable (%s)" % problem)
+        log(f"the supervisor stays dumpable ({problem})")
     token = os.environ.get("CODEEXEC_TOKEN", "")
     if not token:
         log("CODEEXEC_TOKEN is not set")

@@ -4,18 +4,17 @@ Started by the supervisor as `python -m codeexec_executor worker` in its own
 process group. fds 1 and 2 are pipes the supervisor reads; the control pipes
 (numbers in CODEEXEC_CTRL_FDS="<read>,<write>,<ack>") carry frames: `exec` in,
 `display` and `result` out; the ack pipe releases a display() call once the
-supervisor has forwarded the output printed before it. SIGINT raises KeyboardInterrupt only while user
-code runs; between cells it is ignored.
+supervisor has forwarded the output printed before it. SIGINT raises
+KeyboardInterrupt only while user code runs; between cells it is ignored.
+How code, values and exceptions become frames is in cells.py.
 """
 
 from __future__ import annotations
 
-import ast
 import base64
 import builtins
 import importlib
 import io
-import json
 import linecache
 import os
 import select
@@ -23,25 +22,14 @@ import signal
 import site
 import sys
 import threading
-import traceback
 import types
 
-from . import bounds, framing
+from . import bounds, constants, framing
+from .cells import compile_cell, error_info, mime_bundle, safe_repr
 
 # Runtime-installed packages land here (pip install --target); on sys.path
 # (at its end) from the first cell after it appears.
-SITE_DIR = os.environ.get("CODEEXEC_SITE_DIR", "/tmp/.codeexec-site")
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-# (method, mime type, binary?) in the order IPython uses.
-REPR_METHODS = (
-    ("_repr_png_", "image/png", True),
-    ("_repr_jpeg_", "image/jpeg", True),
-    ("_repr_svg_", "image/svg+xml", False),
-    ("_repr_html_", "text/html", False),
-    ("_repr_markdown_", "text/markdown", False),
-    ("_repr_json_", "application/json", False),
-)
+SITE_DIR = os.environ.get("CODEEXEC_SITE_DIR", constants.SITE_DIR)
 
 
 class _FdWriter(io.RawIOBase):
@@ -66,9 +54,8 @@ class _FdWriter(io.RawIOBase):
 
 
 def _text_stream(fd: int) -> io.TextIOWrapper:
-    return io.TextIOWrapper(
-        _FdWriter(fd), encoding="utf-8", errors="replace", write_through=True
-    )
+    raw = _FdWriter(fd)  # a raw writer, as TextIOWrapper's buffer: it has no name
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", write_through=True)  # type: ignore[arg-type]
 
 
 class Worker:
@@ -136,8 +123,8 @@ class Worker:
         size = len(framing.encode_body(frame))
         if size > self.frame_limit - 4096:
             frame["data"] = {
-                "text/plain": "[codeexec: display output of %d bytes omitted: "
-                "larger than the frame limit]" % size
+                "text/plain": f"[codeexec: display output of {size} bytes omitted: "
+                "larger than the frame limit]"
             }
         self.send(frame)
         if sync:
@@ -183,8 +170,12 @@ class Worker:
         error = result.get("error")
         if error:
             try:
-                sys.stderr.write("\n".join(error.get("traceback") or [
-                    "%s: %s" % (error.get("ename"), error.get("evalue"))]) + "\n")
+                sys.stderr.write(
+                    "\n".join(
+                        error.get("traceback") or [f"{error.get('ename')}: {error.get('evalue')}"]
+                    )
+                    + "\n"
+                )
             except Exception:
                 pass
             self.flush_streams()
@@ -238,9 +229,9 @@ class Worker:
 
     def run_cell(self, code: str) -> dict:
         self.cell += 1
-        filename = "<cell-%d>" % self.cell
+        filename = f"<cell-{self.cell}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        result = {"type": "result", "status": "ok", "value": None, "error": None}
+        result: dict = {"type": "result", "status": "ok", "value": None, "error": None}
         try:
             self.prepare()
             try:
@@ -270,7 +261,8 @@ class Worker:
             self.flush_figures()
             if result["error"] is not None:
                 result["error"], cut = bounds.clip_error(
-                    result["error"], self.limits["error_limit"])
+                    result["error"], self.limits["error_limit"]
+                )
                 self.clipped = self.clipped or cut
             result["truncated"] = self.clipped
         return result
@@ -279,8 +271,7 @@ class Worker:
         bundle = mime_bundle(value)
         if len(bundle) > 1:
             self.send_display(bundle)
-        text, cut = bounds.clip_text(bundle["text/plain"], self.limits["value_limit"],
-                                     "value")
+        text, cut = bounds.clip_text(bundle["text/plain"], self.limits["value_limit"], "value")
         self.clipped = self.clipped or cut
         result["value"] = text
 
@@ -293,99 +284,19 @@ class Worker:
                 fig = plt.figure(num)
                 buf = io.BytesIO()
                 fig.savefig(buf, format="png")
-                self.send_display({
-                    "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
-                    "text/plain": safe_repr(fig),
-                })
+                self.send_display(
+                    {
+                        "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                        "text/plain": safe_repr(fig),
+                    }
+                )
         except Exception as exc:
-            sys.stderr.write("[codeexec: could not render figures: %r]\n" % (exc,))
+            sys.stderr.write(f"[codeexec: could not render figures: {exc!r}]\n")
         finally:
             try:
                 plt.close("all")
             except Exception:
                 pass
-
-
-def compile_cell(code: str, filename: str):
-    """Compile a cell; if its last statement is an expression, return it
-    separately compiled for eval (its value is the cell's value)."""
-    tree = ast.parse(code, filename, "exec")
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
-    body = compile(tree, filename, "exec")
-    return body, (compile(last, filename, "eval") if last is not None else None)
-
-
-def _user_traceback(tb):
-    """Skip executor frames: start at the first frame of a cell."""
-    first = tb
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename.startswith("<cell-"):
-            return tb
-        tb = tb.tb_next
-    # Not raised from a cell (e.g. inside our own code): keep the last frame only.
-    while first is not None and first.tb_next is not None:
-        first = first.tb_next
-    return first
-
-
-def error_info(exc: BaseException, only: bool = False) -> dict:
-    try:
-        evalue = str(exc)
-    except Exception:
-        evalue = "<unprintable %s>" % type(exc).__name__
-    try:
-        if only:
-            lines = traceback.format_exception_only(type(exc), exc)
-        else:
-            te = traceback.TracebackException(
-                type(exc), exc, _user_traceback(exc.__traceback__)
-            )
-            # Our SIGINT handler's frame ends every interrupt's traceback.
-            te.stack[:] = [f for f in te.stack if not f.filename.startswith(_PKG_DIR)]
-            lines = list(te.format())
-        tb_lines = "".join(lines).splitlines()
-    except Exception:
-        tb_lines = ["%s: %s" % (type(exc).__name__, evalue)]
-    return {"ename": type(exc).__name__, "evalue": evalue, "traceback": tb_lines}
-
-
-def safe_repr(obj) -> str:
-    try:
-        return repr(obj)
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        return "<repr failed: %s: %s>" % (type(exc).__name__, exc)
-
-
-def mime_bundle(obj) -> dict:
-    """Rich representations of obj; every method call is guarded."""
-    data = {}
-    for method, mime, binary in REPR_METHODS:
-        try:
-            fn = getattr(obj, method, None)
-            if fn is None or not callable(fn) or isinstance(obj, type):
-                continue
-            out = fn()
-            if isinstance(out, tuple) and out:
-                out = out[0]  # IPython allows (data, metadata)
-            if out is None:
-                continue
-            if binary and isinstance(out, (bytes, bytearray)):
-                out = base64.b64encode(bytes(out)).decode("ascii")
-            elif isinstance(out, (bytes, bytearray)):
-                out = bytes(out).decode("utf-8", "replace")
-            elif mime == "application/json":
-                json.dumps(out)  # must travel as JSON
-            elif not isinstance(out, str):
-                continue
-            data[mime] = out
-        except Exception:
-            continue
-    data["text/plain"] = safe_repr(obj)
-    return data
 
 
 def main() -> int:
@@ -402,9 +313,9 @@ def main() -> int:
     os.set_blocking(ack_in, False)
     worker = Worker(ctrl_in, ctrl_out, ack_in)
     worker._install_sigint()
-    sys.stdout = sys.__stdout__ = _text_stream(1)
-    sys.stderr = sys.__stderr__ = _text_stream(2)
-    builtins.display = worker.display
+    sys.stdout = sys.__stdout__ = _text_stream(1)  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = _text_stream(2)  # type: ignore[misc]
+    builtins.display = worker.display  # type: ignore[attr-defined]
     # The code's own modules in the working directory import as they did under
     # `python -m`, but after the standard library and the image's packages: the
     # worker runs by path so that nothing there can replace the executor.

@@ -17,8 +17,11 @@ CTRL_READ = 256 * 1024
 
 # Started by path, not with -m: -m would put the cwd (the code's /workspace) first
 # on sys.path (see __main__.py); -s keeps the user site directory off it too.
-WORKER_ARGV = ("-s", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                  "__main__.py"), "worker")
+WORKER_ARGV = (
+    "-s",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py"),
+    "worker",
+)
 
 
 def _prepare_child() -> None:
@@ -34,7 +37,7 @@ def _expendable(pid: int) -> None:
     # Written from here once the worker runs its own program: before its exec it
     # is as non-dumpable as the supervisor, and its /proc files are not its own.
     try:
-        with open("/proc/%d/oom_score_adj" % pid, "w") as f:
+        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write("1000")
     except OSError:
         pass
@@ -47,16 +50,16 @@ def describe_status(status: int) -> str:
         try:
             name = signal.Signals(sig).name
         except ValueError:
-            name = "signal %d" % sig
-        text = "was killed by signal %s" % name
+            name = f"signal {sig}"
+        text = f"was killed by signal {name}"
         if sig == signal.SIGKILL:
             text += " (probably out of memory: the container's memory limit)"
         elif sig == signal.SIGSEGV:
             text += " (segmentation fault)"
         return text
     if os.WIFEXITED(status):
-        return "exited with code %d" % os.WEXITSTATUS(status)
-    return "ended (wait status %d)" % status
+        return f"exited with code {os.WEXITSTATUS(status)}"
+    return f"ended (wait status {status})"
 
 
 class WorkerProcess:
@@ -76,7 +79,7 @@ class WorkerProcess:
         err_r, err_w = os.pipe()
         env = dict(os.environ)
         env.pop("CODEEXEC_TOKEN", None)  # user code has no use for the session token
-        env["CODEEXEC_CTRL_FDS"] = "%d,%d,%d" % (to_worker_r, from_worker_w, ack_r)
+        env["CODEEXEC_CTRL_FDS"] = f"{to_worker_r},{from_worker_w},{ack_r}"
         env.setdefault("MPLBACKEND", "Agg")
         env.setdefault("PYTHONUNBUFFERED", "1")
         child_ends = (to_worker_r, from_worker_w, ack_r, out_w, err_w)
@@ -133,8 +136,10 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the worker and everything it started in its process group."""
-        for target in (lambda: os.killpg(self.pid, signal.SIGKILL),
-                       lambda: os.kill(self.pid, signal.SIGKILL)):
+        for target in (
+            lambda: os.killpg(self.pid, signal.SIGKILL),
+            lambda: os.kill(self.pid, signal.SIGKILL),
+        ):
             try:
                 target()
             except (ProcessLookupError, PermissionError):

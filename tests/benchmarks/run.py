@@ -35,7 +35,7 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _util as u  # noqa: E402
+from . import _mcp, _util as u  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -175,6 +175,9 @@ class Bench:
         )
         try:
             self.results.update(asyncio.run(self._mcp(command)))
+            log("MCP initialize and per-call overhead over stdio and HTTP (raw JSON-RPC)")
+            self.results.update(_mcp.initialize(self.name("mcpinit")))
+            self.results.update(_mcp.per_call(self.lib, self.n_fast // 2, self.name("mcpraw")))
         except Exception as exc:  # noqa: BLE001 - report, never abort the run
             self.notes.append(f"MCP: failed ({type(exc).__name__}: {exc}); skipped")
 
@@ -454,6 +457,20 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         "{:.1f} MiB",
         lambda v: v < 30,
     )
+    for wire in ("stdio", "http"):
+        mcp, beside = get(f"mcp_{wire}_exec_ms", "p50"), get(f"mcp_{wire}_lib_ms", "p50")
+        check(
+            f"MCP execute_code over {wire} adds <= 1 ms over the library (p50)",
+            mcp - beside if mcp and beside else None,
+            "{:.2f} ms",
+            lambda v: v <= 1.0,
+        )
+    check(
+        "MCP initialize answered <= 500 ms after start (p50)",
+        get("mcp_initialize_ms", "p50"),
+        "{:.0f} ms",
+        lambda v: v <= 500,
+    )
     cli = get("cli_exec_ms", "p50")
     check(
         "docker exec p50 / codeexec exec p50 (info)",
@@ -480,7 +497,14 @@ def table(r: dict[str, Any]) -> str:
     lat("codeexec exec -s NAME 'pass' (whole process)", "cli_exec_ms")
     lat("  python -c 'import codeexec.cli' (startup share)", "cli_import_ms")
     lat("  python -c pass (interpreter startup)", "python_startup_ms")
-    lat("MCP execute_code tool call (stdio client)", "mcp_exec_ms")
+    lat("MCP execute_code tool call (Python SDK stdio client)", "mcp_exec_ms")
+    lat("MCP execute_code, raw JSON-RPC over stdio", "mcp_stdio_exec_ms")
+    lat("  library execute('pass') beside it", "mcp_stdio_lib_ms")
+    lat("MCP execute_code, raw JSON-RPC over HTTP", "mcp_http_exec_ms")
+    lat("  library execute('pass') beside it", "mcp_http_lib_ms")
+    lat("MCP: process start to initialize answered", "mcp_initialize_ms")
+    lat("  python -c 'import mcp.server.mcpserver' (the SDK)", "mcp_import_sdk_ms")
+    lat("  python -c 'import codeexec.mcp_server'", "mcp_import_server_ms")
     if "mcp_start_ms" in r:
         rows.append(("MCP start_code_executer", f"{r['mcp_start_ms']:.0f} ms"))
     lat("start: bare docker run -d + handshake", "bare_run_ready_ms")

@@ -288,7 +288,11 @@ async def test_mcp_server_stays_bounded(attack: str) -> None:
         assert out is not None and out["truncated"], text[:2000]
         assert len(text) < 400_000 and "note: output was truncated" in text
         if attack == "displays":
-            assert out["value"] == "'flooded'" and len(result.content) == 1
+            # Every 11 MiB image is over the 8 MiB cap: none comes back as image content
+            # (the text is a summary, then the structured JSON).
+            assert out["value"] == "'flooded'"
+            assert "image/png" not in out["display_mime_types"], out["display_mime_types"]
+            assert [c.type for c in result.content] == ["text", "text"]
             assert "over the limit of 8388608 bytes" in text
         elif attack == "traceback":
             assert "ValueError: eeee" in text and "traceback lines omitted" in text

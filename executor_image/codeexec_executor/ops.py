@@ -1,0 +1,183 @@
+"""What each request does, once the supervisor has decoded it (docs/protocol.md).
+
+A mixin of ``Server`` (server.py), which owns the loop, the connections and the
+timers: the handshake (``hello``, then ``auth``), then ``exec``, ``interrupt``,
+``ping``, ``reset``, ``put_file`` and ``get_file``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import TYPE_CHECKING
+
+from . import __version__, bounds, files, handshake
+
+if TYPE_CHECKING:
+    from .runner import Runner
+    from .server import Conn
+
+PROTOCOL = handshake.PROTOCOL
+
+
+class Ops:
+    """The ``_op_<name>`` handlers, found by ``_dispatch`` from a frame's ``op``."""
+
+    token: bytes
+    frame_limit: int
+    runner: Runner
+
+    if TYPE_CHECKING:
+
+        def send(self, conn: Conn | None, obj: dict) -> None: ...
+
+        def _fail(self, conn: Conn, code: str, message: str, req_id=None) -> None: ...
+
+        def _error(self, conn: Conn, code: str, message: str, req_id=None) -> None: ...
+
+        def _last_activity(self) -> float: ...
+
+    def _dispatch(self, conn: Conn, req: dict) -> None:
+        op = req.get("op")
+        req_id = req.get("id")
+        if not conn.authed and op not in ("hello", "auth"):
+            self._fail(
+                conn, "unauthorized", "the handshake (hello, then auth) must come first", req_id
+            )
+            return
+        if not isinstance(op, str):
+            self._error(conn, "bad_request", "the frame has no string 'op'", req_id)
+            return
+        handler = getattr(self, "_op_" + op, None)
+        if handler is None:
+            self._error(conn, "unknown_op", f"unknown op {op[:100]!r}", req_id)
+            return
+        handler(conn, req)
+
+    def _op_hello(self, conn: Conn, req: dict) -> None:
+        """Answer a client's nonce with ours and proof that we know the token."""
+        if conn.authed:
+            self._error(conn, "bad_request", "this connection is authenticated already")
+            return
+        if conn.nonces is not None:
+            self._fail(conn, "unauthorized", "one hello per connection")
+            return
+        if req.get("protocol") != PROTOCOL:
+            # A version-1 hello carries the raw token: refused, and never compared.
+            self._fail(
+                conn,
+                "protocol_mismatch",
+                f"this executor speaks protocol {PROTOCOL}; use the same codeexec version "
+                "on the host as the one that started the session",
+            )
+            return
+        client_nonce = handshake.unb64(req.get("nonce"), handshake.NONCE_BYTES)
+        if client_nonce is None:
+            self._fail(
+                conn,
+                "bad_request",
+                f"'nonce' must be {handshake.NONCE_BYTES} random bytes in base64",
+            )
+            return
+        server_nonce = handshake.new_nonce()
+        conn.nonces = client_nonce + server_nonce
+        proof = handshake.proof(self.token, handshake.SERVER_LABEL, conn.nonces)
+        self.send(
+            conn,
+            {
+                "type": "challenge",
+                "protocol": PROTOCOL,
+                "nonce": handshake.b64(server_nonce),
+                "proof": handshake.b64(proof),
+            },
+        )
+
+    def _op_auth(self, conn: Conn, req: dict) -> None:
+        """Check the client's proof; only then is the connection authenticated."""
+        if conn.authed:
+            self._error(conn, "bad_request", "this connection is authenticated already")
+            return
+        if conn.nonces is None:
+            self._fail(conn, "unauthorized", "the handshake starts with a hello")
+            return
+        nonces, conn.nonces = conn.nonces, None
+        if not handshake.proof_ok(self.token, handshake.CLIENT_LABEL, nonces, req.get("proof")):
+            self._fail(conn, "unauthorized", "wrong proof: the token does not match")
+            return
+        conn.authed = True
+        conn.decoder.limit = self.frame_limit
+        self.send(
+            conn,
+            {
+                "type": "hello",
+                "protocol": PROTOCOL,
+                "python": platform.python_version(),
+                "executor": __version__,
+                "pid": os.getpid(),
+                "worker_pid": getattr(self.runner.worker, "pid", None),
+                "busy": self.runner.exec is not None,
+                "idle_seconds": self._idle_seconds(),
+            },
+        )
+
+    def _op_ping(self, conn: Conn, req: dict) -> None:
+        self.send(
+            conn,
+            {
+                "type": "pong",
+                "busy": self.runner.exec is not None,
+                "idle_seconds": self._idle_seconds(),
+            },
+        )
+
+    def _idle_seconds(self) -> float:
+        if self.runner.exec is not None:
+            return 0.0
+        return round(max(0.0, time.monotonic() - self._last_activity()), 1)
+
+    def _op_exec(self, conn: Conn, req: dict) -> None:
+        req_id, code = req.get("id"), req.get("code")
+        timeout = req.get("timeout")
+        limits = {k: req.get(k) for k in bounds.defaults() if req.get(k) is not None}
+        if self.runner.exec is not None:
+            self._error(conn, "busy", "another execution is running", req_id)
+            return
+        problem = None
+        if not isinstance(req_id, (str, int)) or isinstance(req_id, bool):
+            problem = "'id' must be a string"
+        elif not isinstance(code, str):
+            problem = "'code' must be a string"
+        elif timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
+            problem = "'timeout' must be a number of seconds >= 0 or null"
+        for key, limit in sorted(limits.items()):
+            if problem is None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+            ):
+                problem = f"'{key}' must be an integer >= 0 or null"
+        if problem:
+            self._error(conn, "bad_request", problem, req_id)
+            return
+        assert isinstance(code, str)  # checked above
+        self.runner.begin(conn, req_id, code, timeout, limits)
+
+    def _op_interrupt(self, conn: Conn, req: dict) -> None:
+        ex = self.runner.exec
+        req_id = req.get("id")
+        running = ex is not None and (req_id is None or req_id == ex.id)
+        if running:
+            self.runner.interrupt("interrupted")
+        self.send(conn, {"type": "ack", "op": "interrupt", "id": req_id, "running": running})
+
+    def _op_reset(self, conn: Conn, req: dict) -> None:
+        self.runner.reset()
+        self.send(conn, {"type": "ack", "op": "reset"})
+
+    def _op_put_file(self, conn: Conn, req: dict) -> None:
+        self.send(conn, files.put_file(req))
+
+    def _op_get_file(self, conn: Conn, req: dict) -> None:
+        default = self.frame_limit * 3 // 4 - 64 * 1024
+        self.send(conn, files.get_file(req, default))

@@ -24,7 +24,7 @@ from .errors import CodeexecError, ContainerStartError, ImageBuildError, Invalid
 from .models import ExecResult, ImageInfo, SessionInfo
 
 if TYPE_CHECKING:
-    from .filecopy import CopyResult
+    from ._cli_copy import CopyResult
     from .maintenance import Check, GcReport, ListedSession, StopReport
 
 EXIT_OK, EXIT_RAISED, EXIT_USAGE, EXIT_TROUBLE = 0, 1, 2, 3

@@ -1,11 +1,11 @@
 """The ``codeexec`` command: each command maps its arguments onto one core call.
 
-The calls go to ``ContainerSession`` (start, exec, restart, install), ``maintenance``
-(ls, stop, logs, images, gc, doctor) and ``filecopy`` (cp); ``_cli_output`` formats
-what they return and picks the exit status; ``_cli_options`` holds the arguments
-several commands share. Nothing here runs docker or opens a socket. The
-maintenance modules, Rich and the MCP server load only in the commands that use
-them, so ``codeexec exec`` stays quick.
+The calls go to ``ContainerSession`` (start, exec, restart, install, and cp through
+``_cli_copy``, which parses its ``SESSION:PATH`` arguments) and to ``maintenance``
+(ls, stop, logs, images, gc, doctor); ``_cli_output`` formats what they return and
+picks the exit status; ``_cli_options`` holds the arguments several commands share.
+Nothing here runs docker or opens a socket. ``maintenance``, Rich and the MCP
+server load only in the commands that use them, so ``codeexec exec`` stays quick.
 """
 
 from __future__ import annotations
@@ -342,13 +342,13 @@ def cp(
     ],
 ) -> None:
     """Copy one file between the host and a session (relative paths are in /workspace)."""
-    from . import filecopy
+    from ._cli_copy import copy, plan_copy, remote_display
 
     try:
-        plan = filecopy.plan_copy(src, dst)
+        plan = plan_copy(src, dst)
     except (ValueError, CodeexecError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    out.report_copy(filecopy.copy(plan), filecopy.remote_display(plan))
+    out.report_copy(copy(plan), remote_display(plan))
 
 
 @_command()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from codeexec import cli, filecopy
+from codeexec import _cli_copy, cli
 from codeexec._cli_output import for_terminal
 from codeexec.cli import app
 from codeexec.models import ResultLimits
@@ -625,26 +625,26 @@ def test_exec_saves_rich_outputs(scripted: Any, tmp_path: Path) -> None:
 
 
 def test_plan_copy() -> None:
-    up = filecopy.plan_copy("data.csv", "s1:")
+    up = _cli_copy.plan_copy("data.csv", "s1:")
     assert (up.direction, up.session, up.local, up.remote) == (
         "upload",
         "s1",
         "data.csv",
         "data.csv",
     )
-    assert filecopy.plan_copy("a/b.txt", "s1:/tmp/").remote == "/tmp/b.txt"
-    down = filecopy.plan_copy("s1:/workspace/out.png", ".")
+    assert _cli_copy.plan_copy("a/b.txt", "s1:/tmp/").remote == "/tmp/b.txt"
+    down = _cli_copy.plan_copy("s1:/workspace/out.png", ".")
     assert (down.direction, down.session, down.remote, down.local) == (
         "download",
         "s1",
         "/workspace/out.png",
         ".",
     )
-    assert filecopy.plan_copy("./x:y", "s1:z").local == "./x:y"
-    assert filecopy.remote_display(filecopy.plan_copy("f", "s1:f")) == "s1:/workspace/f"
+    assert _cli_copy.plan_copy("./x:y", "s1:z").local == "./x:y"
+    assert _cli_copy.remote_display(_cli_copy.plan_copy("f", "s1:f")) == "s1:/workspace/f"
     for bad in (("a", "b"), ("s1:a", "s2:b"), ("s1:", "x")):
         with pytest.raises(ValueError):
-            filecopy.plan_copy(*bad)
+            _cli_copy.plan_copy(*bad)
 
 
 # -- speed and docs ---------------------------------------------------------------------------

@@ -43,8 +43,6 @@ PURE_MAY_IMPORT = {"protocol": {"models", "errors", "_shared"}}
 KNOWN_EXCEPTIONS = {
     # core lane: a public pool API (claim / launch) breaks the session <-> pool cycle.
     ("session", "pool"): "cycle",
-    # cli lane: `codeexec logs` builds its own Docker.
-    ("cli", "docker"): "face",
     # issue-14 (MCP) lane: stop_sessions calls docker.rm, start diffs list_sessions,
     # and the scope label comes from docker.py.
     ("mcp_sessions", "docker"): "face",

@@ -1,7 +1,8 @@
-"""`codeexec cp`: one file between the host and a session, ``docker cp``-style arguments.
+"""`codeexec cp`: ``docker cp``-style arguments mapped onto one session call.
 
-:func:`plan_copy` parses the two arguments (pure); :func:`copy` carries the plan out
-through the session's executor (``ContainerSession.upload`` / ``download``).
+:func:`plan_copy` parses the two arguments (pure); :func:`copy` attaches and calls
+``ContainerSession.upload`` or ``download``, which do the work (the MCP face calls
+them as ``write_file`` / ``read_file``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from .docker import Docker
 from .session import ContainerSession, validate_name
 
 
@@ -62,14 +62,14 @@ class CopyResult:
     size: int = field(default=0)
 
 
-def copy(plan: CopyPlan, *, docker: Docker | None = None) -> CopyResult:
+def copy(plan: CopyPlan) -> CopyResult:
     """Carry out a :class:`CopyPlan` through the session's executor.
 
     Raises:
         NoSuchSession: the session does not run.
         FileTransferError: the file is missing, too large or not writable.
     """
-    session = ContainerSession.attach(plan.session, docker=docker)
+    session = ContainerSession.attach(plan.session)
     try:
         if plan.direction == "upload":
             size = session.upload(plan.local, plan.remote)

@@ -51,9 +51,7 @@ class FilesAndPackages:
 
     if TYPE_CHECKING:
 
-        def _exclusive(self) -> AbstractContextManager[None]: ...
-
-        def _channel_client(self) -> ExecutorClient: ...
+        def _using(self) -> AbstractContextManager[ExecutorClient]: ...
 
         def execute(
             self,
@@ -77,8 +75,8 @@ class FilesAndPackages:
                 "or install it with the image",
                 code="too_large",
             )
-        with self._exclusive():
-            return self._channel_client().put_file(remote_path, data, mode)
+        with self._using() as client:
+            return client.put_file(remote_path, data, mode)
 
     def read_file(self, remote_path: str, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
         """The bytes of ``remote_path`` in the container (relative to /workspace).
@@ -86,8 +84,8 @@ class FilesAndPackages:
         Raises:
             FileTransferError: missing, larger than ``max_bytes``, or unreadable.
         """
-        with self._exclusive():
-            return self._channel_client().get_file(remote_path, min(max_bytes, MAX_FILE_BYTES))
+        with self._using() as client:
+            return client.get_file(remote_path, min(max_bytes, MAX_FILE_BYTES))
 
     def upload(self, local_path: str | os.PathLike[str], remote_path: str) -> int:
         """Copy a host file into the container; returns the bytes written.

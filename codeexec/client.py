@@ -53,7 +53,7 @@ class ExecutorClient:
         self._label = f"session {session!r}" if session else "the session"
         self.request_timeout = request_timeout
         self.frame_limit = protocol.DEFAULT_FRAME_LIMIT
-        self._call_lock = threading.Lock()  # one request in flight
+        self._call_lock = threading.Lock()  # one request in flight: the busy check
         self._write_lock = threading.Lock()  # whole frames only, interrupt() included
         self._ids = itertools.count(1)
         self._current_id: str | None = None  # the running execution, for interrupt()
@@ -340,9 +340,9 @@ class ExecutorClient:
         )
 
     def _acquire(self) -> None:
-        if self._current_id is not None or not self._call_lock.acquire(
-            timeout=self.request_timeout
-        ):
+        # The host's one busy check: a second request on this connection is answered
+        # at once, not queued (across connections the executor answers ``busy``).
+        if not self._call_lock.acquire(blocking=False):
             raise self._busy()
 
     def _busy(self) -> SessionBusy:

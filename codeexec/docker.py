@@ -40,6 +40,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     LABEL_POOL as LABEL_POOL,
     LABEL_SCOPE as LABEL_SCOPE,
     LABEL_SESSION as LABEL_SESSION,
+    LABEL_SETTINGS as LABEL_SETTINGS,
     LOG_MAX_FILES as LOG_MAX_FILES,
     LOG_MAX_SIZE as LOG_MAX_SIZE,
     POOL_CONTAINER_PREFIX as POOL_CONTAINER_PREFIX,
@@ -50,6 +51,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     container_env as container_env,
     image_info as image_info,
     parse_inspect as parse_inspect,
+    parse_ref as parse_ref,
     pool_session_name as pool_session_name,
     published_port as published_port,
     relay_argv as relay_argv,
@@ -61,7 +63,7 @@ from .errors import (
     DockerNotAvailable,
     NoSuchSession,
 )
-from .models import ImageInfo, Limits, SessionInfo
+from .models import ImageInfo, Limits, SessionInfo, SessionRef
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _QUICK = 30.0  # seconds for calls that answer at once (inspect, ps, rm)
@@ -97,6 +99,13 @@ class Docker:
         self._binary_name = binary or os.environ.get("CODEEXEC_DOCKER") or "docker"
         self._binary: str | None = None
         self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> str:
+        """Which engine this CLI talks to: the same session name on two is two sessions."""
+        return "\0".join(
+            [self._binary_name, *(os.environ.get(k, "") for k in ("DOCKER_HOST", "DOCKER_CONTEXT"))]
+        )
 
     @property
     def binary(self) -> str:
@@ -349,38 +358,34 @@ class Docker:
             ) from exc
         return proc.stdout.strip()
 
-    def inspect(self, container: str) -> dict[str, Any]:
+    def inspect(self, container: str) -> SessionRef:
+        """The container as a ``SessionRef`` (``NoSuchSession`` when it does not exist)."""
         out = self._run(
             ["container", "inspect", container], what=f"inspecting container {container}"
         ).stdout
         data: list[dict[str, Any]] = json.loads(out)
-        return data[0]
+        return parse_ref(data[0], self.engine)
 
     def ps(self, labels: Mapping[str, str], *, all: bool = True) -> list[SessionInfo]:
         """Containers carrying ``labels`` (an empty value matches any value)."""
-        return [parse_inspect(d) for d in self.ps_inspect(labels, all=all)]
+        return [ref.info for ref in self.ps_inspect(labels, all=all)]
 
-    def ps_inspect(self, labels: Mapping[str, str], *, all: bool = True) -> list[dict[str, Any]]:
-        """``docker inspect`` of every container carrying ``labels``."""
+    def ps_inspect(self, labels: Mapping[str, str], *, all: bool = True) -> list[SessionRef]:
+        """Every container carrying ``labels``, inspected."""
         # Labels are read from `inspect`, not from `ps`, whose comma-joined label
         # column cannot be split reliably (requirement strings contain commas).
         args = Command(["ps", "--quiet", "--no-trunc"]).flag("--all", all)
         args.repeat(
             "--filter", [f"label={k}={v}" if v else f"label={k}" for k, v in labels.items()]
         )
-        ids = self._run(args, what="listing containers").stdout.split()
-        if not ids:
-            return []
-        proc = self._run(["container", "inspect", *ids], check=False)
-        # A container may vanish between ps and inspect; inspect still prints the rest.
-        data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
-        return data
+        return self._inspect_many(self._run(args, what="listing containers").stdout.split())
 
-    def find_session(self, name: str) -> list[dict[str, Any]]:
-        """``docker inspect`` of the running containers of session ``name``.
+    def find_session(self, name: str, *, all: bool = False) -> list[SessionRef]:
+        """The containers of session ``name``, running ones first (``all``: stopped too).
 
-        One ``docker ps`` call when nothing matches (the common case on ``start``):
-        the session label, or the name of a claimed pool container, is read from it.
+        The one lookup of a session by name. One ``docker ps`` call when nothing
+        matches (the common case on ``start``): the session label, or the name of a
+        claimed pool container, is read from it; unclaimed pool containers never match.
         """
         fmt = "\t".join(
             [
@@ -390,20 +395,23 @@ class Docker:
                 '{{.Label "' + LABEL_POOL + '"}}',
             ]
         )
-        out = self._run(
-            ["ps", "--no-trunc", "--filter", f"label={LABEL_MANAGED}=1", "--format", fmt],
-            what="listing containers",
-        ).stdout
+        args = Command(["ps", "--no-trunc"]).flag("--all", all)
+        args.extend(["--filter", f"label={LABEL_MANAGED}=1", "--format", fmt])
         ids = []
-        for line in out.splitlines():
+        for line in self._run(args, what="listing containers").stdout.splitlines():
             cid, cname, session, pool = (line.split("\t") + ["", "", "", ""])[:4]
             if session == name or (pool and not session and pool_session_name(cname) == name):
                 ids.append(cid)
+        found = [ref for ref in self._inspect_many(ids) if ref.name == name]
+        return sorted(found, key=lambda ref: not ref.running)
+
+    def _inspect_many(self, ids: Sequence[str]) -> list[SessionRef]:
         if not ids:
             return []
         proc = self._run(["container", "inspect", *ids], check=False)
+        # A container may vanish between ps and inspect; inspect still prints the rest.
         data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
-        return data
+        return [parse_ref(d, self.engine) for d in data]
 
     def rename(self, container: str, new_name: str) -> None:
         """Rename a container (fails if ``new_name`` is taken or it is gone)."""

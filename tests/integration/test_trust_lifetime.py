@@ -261,8 +261,9 @@ def test_busy_code_ends_at_the_max_lifetime(start: Callable[..., ContainerSessio
 def test_warm_pool_containers_carry_the_max_lifetime(session_name: str) -> None:
     with WarmPool(size=1, idle_timeout=120, max_lifetime=900) as pool:
         assert pool.wait_ready(timeout=120)
-        session = pool.session(session_name)
+        session = ContainerSession.start(session_name, pool=pool)
         try:
+            assert session.created
             listed = [s for s in ContainerSession.list_sessions() if s.name == session_name]
             assert listed and listed[0].max_lifetime == 900.0
             env = _docker(

@@ -74,8 +74,8 @@ def _start(
             return session
         if not replace:
             raise SessionExists(
-                f"session {name!r} already runs with other settings: {'; '.join(differences)}. "
-                f"Stop it first (`codeexec stop {name}`), replace it (`codeexec start "
+                f"session {name!r} already runs with other settings: {'; '.join(differences)}; "
+                f"stop it first (`codeexec stop {name}`), replace it (`codeexec start "
                 f"--replace {name}`, replace=True), or choose another name"
             )
         _addrcache.forget(name, running.id)

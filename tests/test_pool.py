@@ -86,3 +86,26 @@ def test_warm_pool_containers_carry_the_scope(docker_engine: None, session_name:
     finally:
         session.stop()
         close_shared_pools()
+
+
+def _imports(module: str) -> set[str]:
+    import ast
+    from pathlib import Path
+
+    source = Path(__file__).parent.parent / "codeexec" / f"{module}.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            found.update(f"{node.module or ''}.{a.name}".strip(".") for a in node.names)
+            found.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+@pytest.mark.parametrize("module", ["pool", "_launcher"])
+def test_the_pool_does_not_import_the_session(module: str) -> None:
+    # The pool hands out Launched containers; ContainerSession turns one into a
+    # session, so pool -> session would be a circle (session -> _start -> pool).
+    assert not {i for i in _imports(module) if i == "session" or i.startswith("session.")}
+    assert "ContainerSession" not in " ".join(_imports(module))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
+from . import images
 from ._channel import Channel, Connect
 from ._dockerargs import session_run_spec
 from .docker import Docker
@@ -21,6 +22,34 @@ from .models import SessionRef, Transport
 from .options import SessionOptions
 
 log = logging.getLogger("codeexec")
+
+
+def find_image(docker: Docker, options: SessionOptions) -> images.ImageLookup:
+    """Look up the image these options need (two docker calls); never builds."""
+    return images.find_image(
+        docker, base_image=options.base_image, dependencies=options.dependencies
+    )
+
+
+def ensure_image(
+    docker: Docker,
+    options: SessionOptions,
+    *,
+    on_line: Callable[[str], None] | None = None,
+    found: images.ImageLookup | None = None,
+) -> str:
+    """The tag of the image these options need, built (confined by them) if missing.
+
+    Raises:
+        ImageBuildError: the build failed (``log_tail`` holds the end of its log).
+    """
+    found = found or find_image(docker, options)
+    if found.exists:
+        return found.tag
+    return images.build_image(
+        docker, found, on_line=on_line, timeout=options.build_timeout, limits=options.limits,
+        runtime=options.runtime,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, TypeVar
 
-from . import _addrcache, _launcher, images
+from . import _addrcache, _launcher
 from ._channel import Channel, Connect
 from .docker import LABEL_SCOPE, LABEL_SESSION, Docker
 from .errors import CodeexecError, HandshakeError, NoSuchSession, SessionExists
@@ -55,11 +55,7 @@ def _start(
             result_limits=options.result_limits, transport=options.transport,
         )  # fmt: skip
     # The image lookup (two docker calls) overlaps the session lookup (one).
-    lookup = None if pool else _in_background(
-        lambda: images.find_image(
-            docker, base_image=options.base_image, dependencies=options.dependencies
-        )
-    )  # fmt: skip
+    lookup = None if pool else _in_background(lambda: _launcher.find_image(docker, options))
     running = find_running(docker, name)
     if running is not None:
         if options.scope is not None and running.labels.get(LABEL_SCOPE) != options.scope:
@@ -88,12 +84,8 @@ def _start(
         tag = warm.start().image  # the pool built (or found) it: no second lookup
     else:
         assert lookup is not None
-        found = lookup.result()
         launched = None
-        tag = found.tag if found.exists else images.build_image(
-            docker, found, on_line=on_progress, timeout=options.build_timeout,
-            limits=options.limits, runtime=options.runtime,
-        )  # fmt: skip
+        tag = _launcher.ensure_image(docker, options, on_line=on_progress, found=lookup.result())
     if launched is None:
         launched = _launcher.launch(
             docker, options, image=tag, name=name, connect=connect, on_progress=on_progress

@@ -1,24 +1,21 @@
 """Files in and out of a session, and packages installed into a running one.
 
-A mixin of ``ContainerSession``: files travel over the executor protocol (this
-engine refuses ``docker cp`` into a read-only-root container, even to a tmpfs), and
-installs run pip inside the container with the image's index settings and CA bundle.
+A mixin of ``ContainerSession`` (over ``_executing.py``): files travel over the
+executor protocol (this engine refuses ``docker cp`` into a read-only-root container,
+even to a tmpfs), and installs run pip inside the container with the image's index
+settings and CA bundle.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from . import images
+from ._executing import Executing
 from .errors import CodeexecError, FileTransferError, InvalidDependency
 from .models import ExecResult, SessionInfo
-
-if TYPE_CHECKING:
-    from .client import ExecutorClient
 
 MAX_FILE_BYTES = 32 * 2**20  # one transfer travels in one frame (base64 inside 64 MiB)
 SITE_DIR = "/tmp/.codeexec-site"  # runtime installs; the worker appends it to sys.path
@@ -43,24 +40,10 @@ finally:
 """
 
 
-class FilesAndPackages:
+class FilesAndPackages(Executing):
     """``write_file``, ``read_file``, ``upload``, ``download`` and ``install``."""
 
-    name: str
     info: SessionInfo
-
-    if TYPE_CHECKING:
-
-        def _using(self) -> AbstractContextManager[ExecutorClient]: ...
-
-        def execute(
-            self,
-            code: str,
-            *,
-            timeout: float | None = None,
-            on_output: Callable[[str, str], None] | None = None,
-            output_limit: int | None = None,
-        ) -> ExecResult: ...
 
     def write_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> int:
         """Write ``data`` to ``remote_path`` in the container (relative to /workspace).

@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from . import _launcher, images
+from . import _launcher
 from ._channel import Connect
 from ._launcher import Launched
 from .docker import Docker
@@ -96,15 +96,8 @@ class WarmPool:
             if self._thread is not None:
                 return self
             if not self.image:
-                options = self.options
-                self.image = images.ensure_image(
-                    self._docker,
-                    base_image=options.base_image,
-                    dependencies=options.dependencies,
-                    on_line=self._on_progress,
-                    timeout=options.build_timeout,
-                    limits=options.limits,
-                    runtime=options.runtime,
+                self.image = _launcher.ensure_image(
+                    self._docker, self.options, on_line=self._on_progress
                 )
             self._thread = threading.Thread(
                 target=self._fill_loop, name="codeexec-pool", daemon=True

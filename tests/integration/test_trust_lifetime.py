@@ -25,7 +25,7 @@ from codeexec import CodeexecError, ContainerSession, FileTransferError
 from codeexec._dockerargs import session_run_spec
 from codeexec.docker import Docker
 from codeexec.maintenance import gc
-from codeexec.models import Limits
+from codeexec.options import SessionOptions
 from codeexec.pool import WarmPool
 
 pytestmark = pytest.mark.docker
@@ -295,15 +295,9 @@ def deaf_session(session_name: str) -> Iterator[Callable[..., str]]:
         image = ContainerSession.start(f"{session_name}-img", idle_timeout=IDLE)
         image.stop()
         spec = session_run_spec(
+            SessionOptions(idle_timeout=IDLE, max_lifetime=max_lifetime),
             image=image.info.image,
             name=f"{session_name}-deaf{len(made)}",
-            dependencies=(),
-            network="bridge",
-            limits=Limits(),
-            idle_timeout=IDLE,
-            max_lifetime=max_lifetime,
-            runtime=None,
-            read_only=True,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             suffix=f"d{len(made)}a0b1",
         )

@@ -132,11 +132,13 @@ class SessionOptions:
 
     def container_settings(self) -> dict[str, Any]:
         """The settings fixed in the container, as ``SessionRef.settings`` reads them back."""
+        limits = asdict(self.limits)
+        limits["cpus"] = float(limits["cpus"])  # 2 and 2.0 are one limit
         return {
             "dependencies": list(self.dependencies),
             "base_image": self.image_base,
             "network": self.network,
-            "limits": asdict(self.limits),
+            "limits": limits,
             "runtime": self.runtime,
             "read_only": self.read_only,
             "idle_timeout": float(self.idle_timeout or 0),

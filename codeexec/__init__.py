@@ -34,8 +34,10 @@ from .models import (
     Limits as Limits,
     ResultLimits as ResultLimits,
     SessionInfo as SessionInfo,
+    SessionRef as SessionRef,
     StreamEvent as StreamEvent,
 )
+from .options import SessionOptions as SessionOptions
 from .session import ContainerSession as ContainerSession, list_sessions as list_sessions
 
 __version__ = "0.1.0"
@@ -64,6 +66,8 @@ __all__ = [
     "SessionBusy",
     "SessionExists",
     "SessionInfo",
+    "SessionOptions",
+    "SessionRef",
     "StreamEvent",
     "__version__",
     "list_sessions",

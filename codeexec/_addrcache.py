@@ -24,14 +24,14 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from .models import SessionRef
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Windows
     fcntl = None  # type: ignore[assignment]
 
-_KEPT_ENV = "CODEEXEC_TOKEN="
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
 
@@ -77,8 +77,8 @@ def _ours(info: os.stat_result, is_kind: Callable[[int], bool]) -> bool:
     )
 
 
-def recall(name: str) -> dict[str, Any] | None:
-    """The remembered ``docker inspect`` subset of session ``name``, if any."""
+def recall(name: str) -> SessionRef | None:
+    """The remembered ``SessionRef`` of session ``name``, if any."""
     directory = _directory()
     if directory is None:
         return None
@@ -90,35 +90,23 @@ def recall(name: str) -> dict[str, Any] | None:
         with os.fdopen(fd, encoding="utf-8") as f:
             if not _ours(os.fstat(f.fileno()), stat.S_ISREG):
                 return None
-            data = json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("Id") else None
+            ref = SessionRef.from_json(json.loads(f.read()))
+    except (OSError, ValueError, TypeError, KeyError, IndexError):
+        return None  # unreadable, or written by another version: the labels answer
+    return ref if ref.id and ref.token else None
 
 
-def remember(name: str, container: dict[str, Any]) -> None:
-    """Keep what reaching the session needs: id, labels, token, published port."""
+def remember(name: str, ref: SessionRef) -> None:
+    """Keep what reaching the session needs: the ref (id, labels, token, address)."""
     directory = _directory(create=True)
     if directory is None:
         return
-    config = container.get("Config") or {}
-    entry = {
-        "Id": container.get("Id", ""),
-        "Name": container.get("Name", ""),
-        "Config": {
-            "Image": config.get("Image", ""),
-            "Labels": config.get("Labels") or {},
-            "Env": [e for e in config.get("Env") or [] if str(e).startswith(_KEPT_ENV)],
-        },
-        "NetworkSettings": {"Ports": (container.get("NetworkSettings") or {}).get("Ports")},
-        "State": {"Status": "running", "Running": True},
-    }
     import tempfile
 
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # created 0600
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(entry, f)
+            json.dump(ref.to_json(), f)
         os.replace(tmp, directory / f"{name}.json")
     except OSError:
         pass  # a cache that cannot be written only costs speed
@@ -131,7 +119,7 @@ def forget(name: str, container_id: str | None = None) -> None:
         return
     if container_id is not None:
         entry = recall(name)
-        if entry is None or entry.get("Id") != container_id:
+        if entry is None or entry.id != container_id:
             return
     try:
         (directory / f"{name}.json").unlink()

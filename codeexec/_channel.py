@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from . import _addrcache
 from ._dockerargs import executor_command
 from .client import ExecutorClient
-from .docker import Docker, container_env, published_port
+from .docker import Docker
 from .errors import (
     CodeexecError,
     ConnectionLost,
@@ -25,31 +27,48 @@ from .errors import (
     NoSuchSession,
     register_secret,
 )
+from .models import SessionRef, Transport
 
-Transport = Literal["auto", "tcp", "exec"]
 RELAY_COMMAND = executor_command("relay")
+LOST_SETTLE = 3.0  # seconds for a container whose executor died to show as stopped
+# How a connection to an executor is opened: the session's ref and a deadline in, an
+# authenticated client out. The default picks TCP or the exec relay by ``transport``;
+# tests inject one that reaches a local executor (like httpx's MockTransport).
+Connect = Callable[[SessionRef, float], ExecutorClient]
 
 
 class Channel:
     """One persistent connection to the executor of one container."""
 
     def __init__(
-        self, *, name: str, container: dict[str, Any], docker: Docker, transport: Transport
-    ) -> None:
+        self, *, name: str, ref: SessionRef, docker: Docker, transport: Transport,
+        connect: Connect | None = None,
+    ) -> None:  # fmt: skip
         self.name = name
-        self.container_id = str(container.get("Id", ""))
+        self.ref = ref
+        self.container_id = ref.id
         self._docker = docker
-        self._inspect = container
-        self._token = container_env(container).get("CODEEXEC_TOKEN", "")
-        register_secret(self._token)
-        self.transport = transport
+        register_secret(ref.token)
+        if transport == "auto":
+            transport = "exec" if ref.info.network == "none" else "tcp"
+        self.transport: Transport = transport
+        self._connect = connect
         self._client: ExecutorClient | None = None
         self._lock = threading.Lock()
 
-    @property
-    def container(self) -> dict[str, Any]:
-        """The ``docker inspect`` data this channel was made from."""
-        return self._inspect
+    def renamed(self, name: str, ref: SessionRef, transport: Transport) -> Channel:
+        """This channel for a claimed pool container: its connection kept if it fits.
+
+        The old channel is left closed-over (it must no longer be used).
+        """
+        channel = Channel(
+            name=name, ref=ref, docker=self._docker, transport=transport, connect=self._connect
+        )
+        if channel.transport == self.transport:
+            channel._client, self._client = self._client, None
+        else:
+            self.close()
+        return channel
 
     @property
     def connected(self) -> ExecutorClient | None:
@@ -100,10 +119,31 @@ class Channel:
     def is_running(self) -> bool:
         """Whether the container still runs (one docker call)."""
         try:
-            data = self._docker.inspect(self.container_id)
+            return self._docker.inspect(self.container_id).running
         except NoSuchSession:
             return False
-        return bool((data.get("State") or {}).get("Running"))
+
+    @contextmanager
+    def watching(self, settle: float = 0.0) -> Iterator[None]:
+        """Where a failure to reach the executor asks docker, once, whether it is gone.
+
+        Raises:
+            NoSuchSession: the container no longer runs (instead of the failure).
+        """
+        try:
+            yield
+        except (ConnectionLost, HandshakeError) as exc:
+            self.raise_if_gone(exc, settle)
+            raise
+
+    @contextmanager
+    def using(self) -> Iterator[ExecutorClient]:
+        """The connection for one request, opened when needed, failures watched."""
+        with self.watching():
+            client = self.client(check_gone=False)
+        # An executor killed by the code it ran takes a moment to show as stopped.
+        with self.watching(LOST_SETTLE):
+            yield client
 
     def wait_ready(self, timeout: float) -> None:
         """Connect, retrying until ``timeout``; a completed handshake means ready.
@@ -173,23 +213,25 @@ class Channel:
         ) from exc
 
     def _open(self, deadline: float) -> ExecutorClient:
+        if self._connect is not None:
+            return self._connect(self.ref, deadline)
         if self.transport == "exec":
             relay = self._docker.open_relay(self.container_id, RELAY_COMMAND)
             try:
                 return ExecutorClient.over_pipes(
                     relay.stdout,
                     relay.stdin,
-                    self._token,
+                    self.ref.token,
                     on_close=relay.close,
                     session=self.name or None,
                 )
             except BaseException:
                 relay.close()
                 raise
-        address = published_port(self._inspect)
+        address = self.ref.address
         if address is None:
-            self._inspect = self._docker.inspect(self.container_id)
-            address = published_port(self._inspect)
+            self.ref = self._docker.inspect(self.container_id)
+            address = self.ref.address
         if address is None:
             raise ContainerStartError(
                 f"session {self.name!r} has no published executor port; it was started "
@@ -199,7 +241,7 @@ class Channel:
         return ExecutorClient.connect_tcp(
             address[0],
             address[1],
-            self._token,
+            self.ref.token,
             connect_timeout=min(5.0, remaining),
             session=self.name or None,
         )

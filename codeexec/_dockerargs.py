@@ -10,11 +10,14 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._shared import constants
 from .errors import DockerError, DockerNotAvailable, NoSuchSession
-from .models import ImageInfo, Limits, SessionInfo
+from .models import ImageInfo, Limits, SessionInfo, SessionRef
+
+if TYPE_CHECKING:
+    from .options import SessionOptions
 
 LABEL_SESSION = "codeexec.session"
 LABEL_MANAGED = "codeexec.managed"
@@ -26,6 +29,10 @@ LABEL_MAX_LIFETIME = "codeexec.max_lifetime"
 LABEL_IMAGE = "codeexec.image"
 LABEL_BASE = "codeexec.base"
 LABEL_POOL = "codeexec.pool"
+# The settings with no label of their own (base image, limits, runtime, read-only),
+# as JSON: `start` compares them with the options asked for (options.py).
+LABEL_SETTINGS = "codeexec.settings"
+_SETTINGS_KEYS = ("base_image", "limits", "runtime", "read_only")
 # Who may reach a session besides a person: an MCP server reaches only the sessions
 # labelled with its scope (mcp_sessions.py); the CLI and the library reach all.
 LABEL_SCOPE = "codeexec.scope"
@@ -220,6 +227,36 @@ def parse_inspect(data: Mapping[str, Any]) -> SessionInfo:
     )
 
 
+def parse_ref(data: Mapping[str, Any], engine: str = "") -> SessionRef:
+    """A ``docker container inspect`` object as a ``SessionRef``: the one place it is read."""
+    info = parse_inspect(data)
+    labels = info.labels
+    settings: dict[str, Any] = {}
+    if LABEL_DEPS in labels:
+        settings["dependencies"] = list(info.dependencies)
+    if LABEL_NETWORK in labels:
+        settings["network"] = info.network
+    if LABEL_IDLE in labels:
+        settings["idle_timeout"] = float(info.idle_timeout or 0)
+    if LABEL_MAX_LIFETIME in labels:
+        settings["max_lifetime"] = float(info.max_lifetime or 0)
+    try:
+        recorded = json.loads(labels.get(LABEL_SETTINGS, "{}"))
+    except ValueError:
+        recorded = {}
+    if isinstance(recorded, dict):
+        settings.update({k: recorded[k] for k in _SETTINGS_KEYS if k in recorded})
+    return SessionRef(
+        info=info,
+        running=bool((data.get("State") or {}).get("Running")),
+        address=published_port(data),
+        token=container_env(data).get("CODEEXEC_TOKEN", ""),
+        image_id=str(data.get("Image", "")),
+        engine=engine,
+        settings=settings,
+    )
+
+
 def published_port(data: Mapping[str, Any]) -> tuple[str, int] | None:
     """The host address and port that the container's executor port is published on."""
     ports = (data.get("NetworkSettings") or {}).get("Ports") or {}
@@ -284,39 +321,29 @@ def _session_info(
 
 
 def session_run_spec(
-    *,
-    image: str,
-    name: str | None,
-    dependencies: Sequence[str],
-    network: str,
-    limits: Limits,
-    idle_timeout: float | None,
-    runtime: str | None,
-    read_only: bool,
-    created: str,
-    suffix: str,
-    scope: str | None = None,
-    max_lifetime: float | None = None,
+    options: SessionOptions, *, image: str, name: str | None, created: str, suffix: str
 ) -> RunSpec:
     """The ``RunSpec`` of a session container: its labels, name and environment.
 
     ``name=None`` makes a warm-pool container: labelled ``codeexec.pool=1`` with no
     session label; ``pool.py`` claims it later by renaming it. The token is not here:
     it travels as ``--env CODEEXEC_TOKEN`` with its value in the CLI's environment.
-    ``scope`` labels the container ``codeexec.scope=<scope>`` (see ``LABEL_SCOPE``).
+    ``options.scope`` labels the container ``codeexec.scope=<scope>`` (``LABEL_SCOPE``).
     """
-    idle = str(float(idle_timeout or 0))
-    lifetime = str(float(max_lifetime or 0))
+    idle = str(float(options.idle_timeout or 0))
+    lifetime = str(float(options.max_lifetime or 0))
+    settings = options.container_settings()
     labels = {
         LABEL_MANAGED: "1",
-        LABEL_DEPS: json.dumps(list(dependencies)),
-        LABEL_NETWORK: network,
+        LABEL_DEPS: json.dumps(list(options.dependencies)),
+        LABEL_NETWORK: options.network,
         LABEL_CREATED: created,
         LABEL_IDLE: idle,
         LABEL_MAX_LIFETIME: lifetime,
+        LABEL_SETTINGS: json.dumps({k: settings[k] for k in _SETTINGS_KEYS}, sort_keys=True),
     }
-    if scope is not None:
-        labels[LABEL_SCOPE] = scope
+    if options.scope is not None:
+        labels[LABEL_SCOPE] = options.scope
     if name is None:
         labels[LABEL_POOL] = "1"
         container_name = f"{POOL_CONTAINER_PREFIX}{suffix}"
@@ -329,8 +356,8 @@ def session_run_spec(
         labels=labels,
         env={"CODEEXEC_IDLE_TIMEOUT": idle, "CODEEXEC_MAX_LIFETIME": lifetime},
         secret_env=("CODEEXEC_TOKEN",),
-        network=network,
-        limits=limits,
-        runtime=runtime,
-        read_only=read_only,
+        network=options.network,
+        limits=options.limits,
+        runtime=options.runtime,
+        read_only=options.read_only,
     )

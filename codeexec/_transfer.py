@@ -1,25 +1,22 @@
 """Files in and out of a session, and packages installed into a running one.
 
-A mixin of ``ContainerSession``: files travel over the executor protocol (this
-engine refuses ``docker cp`` into a read-only-root container, even to a tmpfs), and
-installs run pip inside the container with the image's index settings and CA bundle.
+A mixin of ``ContainerSession`` (over ``_executing.py``): files travel over the
+executor protocol (this engine refuses ``docker cp`` into a read-only-root container,
+even to a tmpfs), and installs run pip inside the container with the image's index
+settings and CA bundle.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from . import images
+from ._executing import Executing
 from ._shared import constants
 from .errors import CodeexecError, FileTransferError, InvalidDependency
 from .models import ExecResult, SessionInfo
-
-if TYPE_CHECKING:
-    from .client import ExecutorClient
 
 MAX_FILE_BYTES = 32 * 2**20  # one transfer travels in one frame (base64 inside 64 MiB)
 SITE_DIR = constants.SITE_DIR  # runtime installs; the worker appends it to sys.path
@@ -44,26 +41,10 @@ finally:
 """
 
 
-class FilesAndPackages:
+class FilesAndPackages(Executing):
     """``write_file``, ``read_file``, ``upload``, ``download`` and ``install``."""
 
-    name: str
     info: SessionInfo
-
-    if TYPE_CHECKING:
-
-        def _exclusive(self) -> AbstractContextManager[None]: ...
-
-        def _channel_client(self) -> ExecutorClient: ...
-
-        def execute(
-            self,
-            code: str,
-            *,
-            timeout: float | None = None,
-            on_output: Callable[[str, str], None] | None = None,
-            output_limit: int | None = None,
-        ) -> ExecResult: ...
 
     def write_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> int:
         """Write ``data`` to ``remote_path`` in the container (relative to /workspace).
@@ -78,8 +59,8 @@ class FilesAndPackages:
                 "or install it with the image",
                 code="too_large",
             )
-        with self._exclusive():
-            return self._channel_client().put_file(remote_path, data, mode)
+        with self._using() as client:
+            return client.put_file(remote_path, data, mode)
 
     def read_file(self, remote_path: str, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
         """The bytes of ``remote_path`` in the container (relative to /workspace).
@@ -87,8 +68,8 @@ class FilesAndPackages:
         Raises:
             FileTransferError: missing, larger than ``max_bytes``, or unreadable.
         """
-        with self._exclusive():
-            return self._channel_client().get_file(remote_path, min(max_bytes, MAX_FILE_BYTES))
+        with self._using() as client:
+            return client.get_file(remote_path, min(max_bytes, MAX_FILE_BYTES))
 
     def upload(self, local_path: str | os.PathLike[str], remote_path: str) -> int:
         """Copy a host file into the container; returns the bytes written.

@@ -25,6 +25,7 @@ from ._cli_options import DisplayLimitOpt, JsonOpt, NameArg, SessionOpt, check_n
 from ._cli_output import EPILOG, EXIT_INTERRUPTED, EXIT_RAISED
 from .errors import CodeexecError
 from .models import ResultLimits
+from .options import SessionOptions
 from .session import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, ContainerSession
 
 app = typer.Typer(
@@ -145,29 +146,27 @@ def start(
     build_timeout: Annotated[
         float, typer.Option(metavar="SECONDS", help="Seconds allowed for the build.")
     ] = 1800,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Replace a running session of that name whose settings differ."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a session (building its image if needed) and print its name.
 
-    Starting a running session again with the same dependencies just reuses it.
+    Starting a running session again with the same settings just reuses it; other
+    settings are refused unless --replace is given.
     """
+    options = SessionOptions.of(
+        dependencies=dep or [], requirements_file=str(requirements or "") or None,
+        base_image=base_image, network=network, memory=memory, cpus=cpus, pids=pids,
+        idle_timeout=idle_timeout, max_lifetime=max_lifetime, allow_urls=allow_urls,
+        runtime=runtime, build_timeout=build_timeout,
+    )  # fmt: skip
     with out.progress() as on_progress:
-        session = ContainerSession.start(
-            name,
-            dependencies=dep or [],
-            requirements_file=str(requirements or "") or None,
-            base_image=base_image,
-            network=network,
-            memory=memory,
-            cpus=cpus,
-            pids=pids,
-            idle_timeout=idle_timeout,
-            max_lifetime=max_lifetime,
-            allow_urls=allow_urls,
-            runtime=runtime,
-            build_timeout=build_timeout,
-            on_progress=on_progress,
-        )
+        session = ContainerSession.start(name, options, replace=replace, on_progress=on_progress)
     session.close()
     if as_json:
         out.print_json(session.info.to_dict())

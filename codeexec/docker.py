@@ -8,7 +8,6 @@ docker contexts and podman work unchanged.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -16,7 +15,7 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from typing import IO
 
 from ._buildargs import (  # re-exported: callers import them from here
     BUILD_UID as BUILD_UID,
@@ -40,6 +39,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     LABEL_POOL as LABEL_POOL,
     LABEL_SCOPE as LABEL_SCOPE,
     LABEL_SESSION as LABEL_SESSION,
+    LABEL_SETTINGS as LABEL_SETTINGS,
     LOG_MAX_FILES as LOG_MAX_FILES,
     LOG_MAX_SIZE as LOG_MAX_SIZE,
     POOL_CONTAINER_PREFIX as POOL_CONTAINER_PREFIX,
@@ -50,18 +50,20 @@ from ._dockerargs import (  # re-exported: callers import them from here
     container_env as container_env,
     image_info as image_info,
     parse_inspect as parse_inspect,
+    parse_ref as parse_ref,
     pool_session_name as pool_session_name,
     published_port as published_port,
     relay_argv as relay_argv,
     run_argv as run_argv,
 )
+from ._dockerverbs import ImageVerbs, SessionLookup
 from .errors import (
     ContainerStartError,
     DockerError,
     DockerNotAvailable,
     NoSuchSession,
 )
-from .models import ImageInfo, Limits, SessionInfo
+from .models import Limits
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _QUICK = 30.0  # seconds for calls that answer at once (inspect, ps, rm)
@@ -90,13 +92,23 @@ class RelayProcess:
             self._proc.wait()
 
 
-class Docker:
-    """The docker CLI, one method per docker verb; inject a fake one in tests."""
+class Docker(ImageVerbs, SessionLookup):
+    """The docker CLI, one method per docker verb; inject a fake one in tests.
+
+    The verbs that read images and find sessions are in ``_dockerverbs.py``.
+    """
 
     def __init__(self, binary: str | None = None) -> None:
         self._binary_name = binary or os.environ.get("CODEEXEC_DOCKER") or "docker"
         self._binary: str | None = None
         self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> str:
+        """Which engine this CLI talks to: the same session name on two is two sessions."""
+        return "\0".join(
+            [self._binary_name, *(os.environ.get(k, "") for k in ("DOCKER_HOST", "DOCKER_CONTEXT"))]
+        )
 
     @property
     def binary(self) -> str:
@@ -172,54 +184,7 @@ class Docker:
             raise err
         return proc.stdout.strip()
 
-    # -- images ---------------------------------------------------------------
-    def image_exists(self, ref: str) -> bool:
-        return self.image_id(ref) is not None
-
-    def image_id(self, ref: str) -> str | None:
-        """The image's id, or None when no such image exists locally (one call)."""
-        proc = self._run(["image", "inspect", "--format", "{{.Id}}", ref], check=False)
-        if proc.returncode == 0:
-            return proc.stdout.strip()
-        low = proc.stderr.lower()
-        if "no such image" in low or "no such object" in low:
-            return None
-        raise classify(
-            [self.binary, "image", "inspect", ref],
-            proc.returncode,
-            proc.stdout,
-            proc.stderr,
-            f"inspecting image {ref}",
-        )
-
-    def build(
-        self,
-        context_dir: str,
-        tag: str | None,
-        *,
-        labels: Mapping[str, str],
-        timeout: float,
-        on_line: Callable[[str], None] | None = None,
-    ) -> str:
-        """Build an image, passing each log line to ``on_line``; returns its id."""
-        import tempfile
-
-        fd, iidfile = tempfile.mkstemp(prefix="codeexec-iid-")
-        os.close(fd)
-        try:
-            # DOCKER_BUILDKIT=0: plain Step lines; no buildx needed.
-            args = build_argv(context_dir, tag, labels, iidfile)
-            self.stream(args, timeout=timeout, on_line=on_line, env={"DOCKER_BUILDKIT": "0"})
-            with open(iidfile, encoding="utf-8") as f:
-                return f.read().strip()
-        finally:
-            if os.path.exists(iidfile):  # docker removes it first, writes it on success
-                os.unlink(iidfile)
-
-    def commit(self, container: str, tag: str, changes: Sequence[str]) -> None:
-        """Make the image ``tag`` from a stopped container."""
-        self._run(commit_argv(container, tag, changes), timeout=600, what="committing the image")
-
+    # -- build steps ----------------------------------------------------------
     def stream(
         self,
         args: Sequence[str],
@@ -303,32 +268,6 @@ class Docker:
                 proc.stdout.close()
         return returncode, not timer.is_alive() and returncode < 0
 
-    def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
-        args = Command(["images", "--no-trunc", "--format", "{{json .}}"])
-        args.repeat(
-            "--filter", [f"label={k}={v}" if v else f"label={k}" for k, v in labels.items()]
-        )
-        out = self._run(args).stdout
-        refs = [json.loads(line) for line in out.splitlines() if line.strip()]
-        if not refs:
-            return []
-        by_id = {i["Id"]: i for i in self.inspect_images([r["ID"] for r in refs])}
-        return [image_info(ref, by_id.get(ref["ID"], {})) for ref in refs]
-
-    def inspect_images(self, refs: Sequence[str]) -> list[dict[str, Any]]:
-        out = self._run(["image", "inspect", *refs], what="inspecting images").stdout
-        result: list[dict[str, Any]] = json.loads(out or "[]")
-        return result
-
-    def image_config(self, ref: str) -> dict[str, Any]:
-        """The ``Config`` of an image: user, working directory, command, labels."""
-        config: dict[str, Any] = self.inspect_images([ref])[0].get("Config") or {}
-        return config
-
-    def rmi(self, *refs: str, check: bool = True) -> None:
-        if refs:
-            self._run(["rmi", *refs], what="removing images", check=check)
-
     # -- containers -----------------------------------------------------------
     def run(self, spec: RunSpec, secret_values: Mapping[str, str]) -> str:
         """Start a container; returns its id. Secret values travel only in our env."""
@@ -348,62 +287,6 @@ class Docker:
                 exc.message, argv=exc.argv, returncode=exc.returncode, stderr=exc.stderr
             ) from exc
         return proc.stdout.strip()
-
-    def inspect(self, container: str) -> dict[str, Any]:
-        out = self._run(
-            ["container", "inspect", container], what=f"inspecting container {container}"
-        ).stdout
-        data: list[dict[str, Any]] = json.loads(out)
-        return data[0]
-
-    def ps(self, labels: Mapping[str, str], *, all: bool = True) -> list[SessionInfo]:
-        """Containers carrying ``labels`` (an empty value matches any value)."""
-        return [parse_inspect(d) for d in self.ps_inspect(labels, all=all)]
-
-    def ps_inspect(self, labels: Mapping[str, str], *, all: bool = True) -> list[dict[str, Any]]:
-        """``docker inspect`` of every container carrying ``labels``."""
-        # Labels are read from `inspect`, not from `ps`, whose comma-joined label
-        # column cannot be split reliably (requirement strings contain commas).
-        args = Command(["ps", "--quiet", "--no-trunc"]).flag("--all", all)
-        args.repeat(
-            "--filter", [f"label={k}={v}" if v else f"label={k}" for k, v in labels.items()]
-        )
-        ids = self._run(args, what="listing containers").stdout.split()
-        if not ids:
-            return []
-        proc = self._run(["container", "inspect", *ids], check=False)
-        # A container may vanish between ps and inspect; inspect still prints the rest.
-        data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
-        return data
-
-    def find_session(self, name: str) -> list[dict[str, Any]]:
-        """``docker inspect`` of the running containers of session ``name``.
-
-        One ``docker ps`` call when nothing matches (the common case on ``start``):
-        the session label, or the name of a claimed pool container, is read from it.
-        """
-        fmt = "\t".join(
-            [
-                "{{.ID}}",
-                "{{.Names}}",
-                '{{.Label "' + LABEL_SESSION + '"}}',
-                '{{.Label "' + LABEL_POOL + '"}}',
-            ]
-        )
-        out = self._run(
-            ["ps", "--no-trunc", "--filter", f"label={LABEL_MANAGED}=1", "--format", fmt],
-            what="listing containers",
-        ).stdout
-        ids = []
-        for line in out.splitlines():
-            cid, cname, session, pool = (line.split("\t") + ["", "", "", ""])[:4]
-            if session == name or (pool and not session and pool_session_name(cname) == name):
-                ids.append(cid)
-        if not ids:
-            return []
-        proc = self._run(["container", "inspect", *ids], check=False)
-        data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
-        return data
 
     def rename(self, container: str, new_name: str) -> None:
         """Rename a container (fails if ``new_name`` is taken or it is gone)."""

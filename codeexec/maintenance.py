@@ -16,10 +16,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import _addrcache, images
-from .docker import LABEL_IMAGE, LABEL_MANAGED, LABEL_SCOPE, Docker, parse_inspect
+from .docker import LABEL_IMAGE, LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, DockerError, DockerNotAvailable, NoSuchSession
 from .models import ImageInfo, SessionInfo
-from .session import ContainerSession, list_sessions, validate_name
+from .options import validate_name
+from .session import ContainerSession, list_sessions
 
 _GONE_STATES = ("exited", "dead")
 _PROBES = 8  # sessions asked for their idle time at once
@@ -34,17 +35,13 @@ def find_session(name: str, *, docker: Docker | None = None) -> SessionInfo:
     Raises:
         NoSuchSession: no container carries that session name.
     """
-    docker = docker or Docker()
-    # A claimed warm-pool container carries its session name in its container name,
-    # not in a label (pool.py); list_sessions reads both and skips unclaimed ones.
-    wanted = validate_name(name)
-    found = [s for s in list_sessions(docker=docker) if s.name == wanted]
+    found = (docker or Docker()).find_session(validate_name(name), all=True)
     if not found:
         raise NoSuchSession(
             f"no session named {name!r}: `codeexec ls` lists them, "
             f"`codeexec start {name}` starts one"
         )
-    return sorted(found, key=lambda s: s.status != "running")[0]
+    return found[0].info  # a running one first
 
 
 def session_logs(name: str, *, tail: int | None = 200, docker: Docker | None = None) -> str:
@@ -229,10 +226,8 @@ def gc(
     dependencies. ``all_images`` removes every unused env image.
     """
     docker = docker or Docker()
-    managed = docker.ps_inspect({LABEL_MANAGED: "1"})
-
     now = datetime.now(timezone.utc)
-    infos = [parse_inspect(d) for d in managed]
+    infos = [ref.info for ref in docker.ps_inspect({LABEL_MANAGED: "1"})]
     gone = tuple(
         s
         for s in infos
@@ -253,11 +248,9 @@ def gc(
     gone_ids = {s.container_id for s in gone}
     # An image counts as used by any container that stays, codeexec's or not.
     used: set[str] = set()
-    for data in docker.ps_inspect({}):
-        if data.get("Id") not in gone_ids:
-            used.update(
-                {str(data.get("Image", "")), str((data.get("Config") or {}).get("Image", ""))}
-            )
+    for other in docker.ps_inspect({}):
+        if other.id not in gone_ids:
+            used.update({other.image_id, other.info.image})
     unused = [i for i in list_images(docker=docker) if i.image_id not in used and i.tag not in used]
     dangling = tuple(i for i in unused if i.tag.endswith(":<none>") or i.tag.startswith("<none>"))
     removable = tuple(unused) if all_images else dangling

@@ -358,8 +358,8 @@ class SessionRegistry:
                         "reuse_code_executer to use it as it is"
                     )
                 return shared, False
-        # start() attaches to a running session of that name: that one is not ours to remove.
-        before = {s.container_id for s in list_sessions(docker=self.docker) if s.name == entry.name}
+        # start() may attach to a running session of that name: that one is not ours to
+        # remove (``created`` says which).
         session = ContainerSession.start(
             entry.name,
             dependencies=entry.dependencies,
@@ -374,7 +374,7 @@ class SessionRegistry:
             scope=self.reach.scope,
             result_limits=self.result_limits,
         )
-        return session, session.container_id not in before
+        return session, session.created
 
     def _engine_sessions(self) -> list[SessionInfo]:
         return list_sessions(docker=self.docker)

@@ -15,6 +15,7 @@ from .errors import CodeexecError, InvalidOption
 
 Status = Literal["ok", "error", "timeout", "interrupted"]
 StreamName = Literal["stdout", "stderr"]
+Transport = Literal["auto", "tcp", "exec"]
 
 _BINARY_MIME = ("image/png", "image/jpeg", "image/gif", "application/pdf")
 _EXTENSIONS = {
@@ -298,6 +299,69 @@ class SessionInfo:
         data["dependencies"] = list(self.dependencies)
         data["labels"] = dict(self.labels)
         return data
+
+
+@dataclass(frozen=True)
+class SessionRef:
+    """One session container as ``docker inspect`` saw it, parsed once (``docker.py``).
+
+    What reaching the session needs (its executor's ``address`` and ``token``) and
+    the settings it was started with (``settings``: the labels ``start`` compares
+    with the options it is asked for). The address cache stores these, not raw dicts.
+    """
+
+    info: SessionInfo
+    running: bool = False
+    address: tuple[str, int] | None = None  # the published executor port, if any
+    token: str = field(default="", repr=False)
+    image_id: str = ""
+    engine: str = ""  # which docker engine (CLI, DOCKER_HOST, context) it runs on
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.info.container_id
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.info.labels
+
+    @property
+    def status(self) -> str:
+        return self.info.status
+
+    def to_json(self) -> dict[str, Any]:
+        """What the address cache keeps (the token included: its files are private)."""
+        return {
+            "info": self.info.to_dict(),
+            "running": self.running,
+            "address": list(self.address) if self.address else None,
+            "token": self.token,
+            "image_id": self.image_id,
+            "engine": self.engine,
+            "settings": dict(self.settings),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SessionRef:
+        """The inverse of :meth:`to_json`; ``ValueError``/``TypeError``/``KeyError`` if bad."""
+        info = dict(data["info"])
+        info["dependencies"] = tuple(str(d) for d in info.get("dependencies") or ())
+        info["labels"] = {str(k): str(v) for k, v in (info.get("labels") or {}).items()}
+        address = data.get("address")
+        return cls(
+            info=SessionInfo(**info),
+            running=bool(data.get("running")),
+            address=(str(address[0]), int(address[1])) if address else None,
+            token=str(data.get("token") or ""),
+            image_id=str(data.get("image_id") or ""),
+            engine=str(data.get("engine") or ""),
+            settings=dict(data.get("settings") or {}),
+        )
 
 
 @dataclass(frozen=True)

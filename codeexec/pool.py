@@ -22,37 +22,32 @@ after ``idle_timeout`` (and ``--rm`` removes them).
 Use it directly::
 
     with WarmPool(dependencies=["numpy"], size=2) as pool:
-        session = pool.session("analysis")     # claims a warm one, or starts one
+        session = ContainerSession.start("analysis", pool=pool)  # claims a warm one
         ...
 
 or through ``ContainerSession.start(name, pool=2)``, which keeps one process-wide
-pool per image and options (closed at interpreter exit).
+pool per ``SessionOptions`` (closed at interpreter exit). The pool hands out
+``Launched`` containers (``claim``, ``launch``); ``ContainerSession`` turns one into
+a session, so this module never imports the session's.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
-from . import images
-from ._channel import Transport
+from . import _launcher
+from ._channel import Connect
+from ._launcher import Launched
 from .docker import Docker
 from .errors import CodeexecError, DockerError
-from .models import Limits, check_network
-from .session import (
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_LIFETIME,
-    READY_TIMEOUT,
-    ContainerSession,
-    validate_lifetime,
-)
+from .models import Transport
+from .options import SessionOptions
 
 log = logging.getLogger("codeexec")
 
@@ -64,42 +59,30 @@ class WarmPool:
     """Keeps ``size`` containers of one image and option set started and connected.
 
     Args:
-        dependencies, base_image, network, limits, idle_timeout, max_lifetime, runtime,
-        read_only, scope: as for :meth:`ContainerSession.start`; every claimed session
-            gets them (labels are fixed when a container starts, so the scope is the
-            pool's). A container's lifetime counts from its start in the pool.
+        options: the ``SessionOptions`` every container is started with (keywords
+            such as ``dependencies=`` or ``idle_timeout=`` override them, as for
+            :meth:`ContainerSession.start`). Labels are fixed when a container
+            starts, so a claimed session has the pool's scope; its lifetime counts
+            from its start in the pool.
         size: how many warm containers to keep (0 keeps none: every claim misses).
-        docker: the docker CLI wrapper (injected in tests).
+        docker: the docker CLI wrapper (injected in tests); ``connect`` likewise.
 
     Raises (from :meth:`start`):
         InvalidDependency, ImageBuildError, DockerError: as ``ContainerSession.start``.
     """
 
     def __init__(
-        self, *, dependencies: Sequence[str] = (), base_image: str | None = None,
-        network: str = "bridge", limits: Limits | None = None,
-        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, runtime: str | None = None,
-        read_only: bool = True, size: int = 1, docker: Docker | None = None,
-        build_timeout: float = images.BUILD_TIMEOUT, ready_timeout: float = READY_TIMEOUT,
-        on_progress: Callable[[str], None] | None = None, scope: str | None = None,
-        max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
+        self, options: SessionOptions | None = None, *, size: int = 1,
+        docker: Docker | None = None, on_progress: Callable[[str], None] | None = None,
+        connect: Connect | None = None, **overrides: Any,
     ) -> None:  # fmt: skip
-        self.dependencies = images.normalize_dependencies(dependencies)
-        self.base_image = base_image
-        self.network = check_network(network)
-        self.limits = limits or Limits()
-        self.idle_timeout = idle_timeout
-        self.max_lifetime = validate_lifetime(max_lifetime)
-        self.runtime = runtime
-        self.read_only = read_only
-        self.scope = scope
+        self.options = SessionOptions.of(options, **overrides)
         self.size = max(0, int(size))
         self.image = ""  # the tag, known after start()
         self._docker = docker or Docker()
-        self._build_timeout = build_timeout
-        self._ready_timeout = ready_timeout
         self._on_progress = on_progress
-        self._ready: deque[ContainerSession] = deque()
+        self._connect = connect
+        self._ready: deque[Launched] = deque()
         self._starting = 0
         self._cond = threading.Condition()
         self._closed = False
@@ -113,14 +96,8 @@ class WarmPool:
             if self._thread is not None:
                 return self
             if not self.image:
-                self.image = images.ensure_image(
-                    self._docker,
-                    base_image=self.base_image,
-                    dependencies=self.dependencies,
-                    on_line=self._on_progress,
-                    timeout=self._build_timeout,
-                    limits=self.limits,
-                    runtime=self.runtime,
+                self.image = _launcher.ensure_image(
+                    self._docker, self.options, on_line=self._on_progress
                 )
             self._thread = threading.Thread(
                 target=self._fill_loop, name="codeexec-pool", daemon=True
@@ -137,14 +114,15 @@ class WarmPool:
             self._cond.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=READY_TIMEOUT + 30)  # a container start in flight ends
+            # a container start in flight ends
+            thread.join(timeout=self.options.ready_timeout + 30)
         with self._cond:
             doomed = list(self._ready)
             self._ready.clear()
-        for session in doomed:
-            session.close()
+        for warm in doomed:
+            warm.channel.close()
         try:
-            self._docker.rm(*(s.container_id for s in doomed))
+            self._docker.rm(*(w.ref.id for w in doomed))
         except DockerError as exc:
             log.warning("could not remove warm pool containers: %s", exc)
 
@@ -172,70 +150,41 @@ class WarmPool:
                 self._cond.wait(left)
             return len(self._ready) >= want
 
+    def grow(self, size: int) -> None:
+        """Keep at least ``size`` containers warm from now on (never shrinks)."""
+        with self._cond:
+            if size > self.size:
+                self.size = size
+                self._cond.notify_all()
+
     # -- claiming -------------------------------------------------------------------
-    def claim(
-        self,
-        name: str,
-        *,
-        timeout: float | None = None,
-        output_limit: int | None = None,
-        transport: Transport = "auto",
-    ) -> ContainerSession | None:
+    def claim(self, name: str, *, transport: Transport = "auto") -> Launched | None:
         """Turn a warm container into session ``name``; None when none is warm.
 
         The caller checks that no session of that name runs (``ContainerSession.start``
-        does). Costs one ``docker rename``; the connection is already open.
+        does, and turns the result into a session). Costs one ``docker rename``; the
+        connection is already open.
         """
         while True:
             with self._cond:
                 if not self._ready:
                     self._cond.notify_all()  # the filler may be waiting after an error
                     return None
-                session = self._ready.popleft()
+                warm = self._ready.popleft()
                 self._cond.notify_all()  # refill
-            claimed = self._claim_one(session, name, timeout, output_limit, transport)
+            claimed = _launcher.claim(self._docker, warm, name, transport)
             if claimed is not None:
                 return claimed
 
-    def session(
-        self,
-        name: str,
-        *,
-        timeout: float | None = None,
-        output_limit: int | None = None,
-        transport: Transport = "auto",
-    ) -> ContainerSession:
-        """Claim a warm container as session ``name``, or start one now if none is warm."""
+    def launch(self, name: str | None = None, *, transport: Transport = "auto") -> Launched:
+        """Start a container from the pool's image now: session ``name``, or a warm one."""
         self.start()
-        claimed = self.claim(name, timeout=timeout, output_limit=output_limit, transport=transport)
-        if claimed is not None:
-            return claimed
-        return self._launch(name, timeout=timeout, output_limit=output_limit, transport=transport)
-
-    def _claim_one(
-        self,
-        session: ContainerSession,
-        name: str,
-        timeout: float | None,
-        output_limit: int | None,
-        transport: Transport,
-    ) -> ContainerSession | None:
-        new_name = f"codeexec-{name}-{secrets.token_hex(3)}"
-        try:
-            self._docker.rename(session.container_id, new_name)
-        except DockerError as exc:  # gone (idle timeout, removed from outside)
-            log.info("warm pool container %s unusable: %s", session.info.container_name, exc)
-            session.close()
-            self._docker.rm(session.container_id)
-            return None
-        session.name = name
-        session.info = replace(session.info, name=name, container_name=new_name)
-        session.default_timeout = timeout
-        session.output_limit = output_limit
-        if transport != "auto" and transport != session.transport:
-            session.close()
-            session.transport = transport
-        return session
+        options = self.options
+        if transport != options.transport:
+            options = SessionOptions.of(options, transport=transport)
+        return _launcher.launch(
+            self._docker, options, image=self.image, name=name, connect=self._connect
+        )
 
     # -- filling --------------------------------------------------------------------
     def _fill_loop(self) -> None:
@@ -253,128 +202,76 @@ class WarmPool:
             if not need:
                 self._keepalive(idle)
                 continue
-            session: ContainerSession | None = None
+            warm: Launched | None = None
             try:
-                session = self._launch()
+                warm = self.launch()
             except CodeexecError as exc:
                 self.last_error = exc
                 log.warning("warm pool could not start a container: %s", exc)
             finally:
                 with self._cond:
                     self._starting -= 1
-                    if session is not None and not self._closed:
-                        self._ready.append(session)
-                        session = None
+                    if warm is not None and not self._closed:
+                        self._ready.append(warm)
+                        warm = None
                     self._cond.notify_all()
-                    if self.last_error is not None and session is None:
+                    if self.last_error is not None and warm is None:
                         self._cond.wait(_RETRY_DELAY)
                         self.last_error = None
-            if session is not None:  # closed while it started
-                session.close()
-                self._docker.rm(session.container_id)
+            if warm is not None:  # closed while it started
+                warm.discard(self._docker)
 
-    def _launch(self, name: str | None = None, **options: Any) -> ContainerSession:
-        """A container from the pool's image: a session if ``name``, else a warm one."""
-        return ContainerSession._launch(
-            self._docker,
-            tag=self.image,
-            name=name,
-            dependencies=self.dependencies,
-            network=self.network,
-            limits=self.limits,
-            idle_timeout=self.idle_timeout,
-            max_lifetime=self.max_lifetime,
-            runtime=self.runtime,
-            read_only=self.read_only,
-            ready_timeout=self._ready_timeout,
-            scope=self.scope,
-            **options,
-        )
-
-    def _keepalive(self, idle: list[ContainerSession]) -> None:
+    def _keepalive(self, idle: list[Launched]) -> None:
         # Each one leaves the deque while it is pinged, so a claim never gets it mid-ping.
-        for session in idle:
+        for warm in idle:
             with self._cond:
-                if self._closed or session not in self._ready:
+                if self._closed or warm not in self._ready:
                     continue
-                self._ready.remove(session)
+                self._ready.remove(warm)
                 self._starting += 1
             alive = True
             try:
-                session.ping()
+                warm.channel.client().ping()
             except CodeexecError:
                 alive = False
             with self._cond:
                 self._starting -= 1
-                if alive and not self._closed:
-                    self._ready.append(session)
-                    session = None  # type: ignore[assignment]
+                kept = alive and not self._closed
+                if kept:
+                    self._ready.append(warm)
                 self._cond.notify_all()
-            if session is not None:
-                session.close()
-                self._docker.rm(session.container_id)
+            if not kept:
+                warm.discard(self._docker)
 
 
 # -- the process-wide pools behind ContainerSession.start(pool=N) -------------------
 
-_shared: dict[tuple[Any, ...], WarmPool] = {}
+_shared: dict[str, WarmPool] = {}
 _shared_lock = threading.Lock()
 
 
 def shared_pool(
+    options: SessionOptions,
     *,
-    docker: Docker,
-    base_image: str | None,
-    dependencies: Sequence[str],
-    network: str,
-    limits: Limits,
-    idle_timeout: float | None,
-    runtime: str | None,
-    read_only: bool,
     size: int,
-    max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
-    build_timeout: float = images.BUILD_TIMEOUT,
+    docker: Docker,
     on_progress: Callable[[str], None] | None = None,
-    scope: str | None = None,
+    connect: Connect | None = None,
 ) -> WarmPool:
     """The process-wide pool for these options, started on first use (size grows only)."""
-    base = base_image or images.default_base_image()
-    key = (
-        base,
-        tuple(dependencies),
-        network,
-        limits,
-        idle_timeout,
-        max_lifetime,
-        runtime,
-        read_only,
-        scope,
-    )
+    options = SessionOptions.of(options, base_image=options.image_base)
+    key = options.pool_key()
     with _shared_lock:
         pool = _shared.get(key)
         if pool is None:
             if not _shared:
                 atexit.register(close_shared_pools)
             pool = WarmPool(
-                dependencies=dependencies,
-                base_image=base,
-                network=network,
-                limits=limits,
-                idle_timeout=idle_timeout,
-                max_lifetime=max_lifetime,
-                runtime=runtime,
-                read_only=read_only,
-                size=size,
-                docker=docker,
-                build_timeout=build_timeout,
-                on_progress=on_progress,
-                scope=scope,
+                options, size=size, docker=docker, on_progress=on_progress, connect=connect
             )
             _shared[key] = pool
-        elif size > pool.size:
-            with pool._cond:
-                pool.size = size
-                pool._cond.notify_all()
+        else:
+            pool.grow(size)
     return pool.start()
 
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         subprocess.run([binary, "rm", "-f", *left], capture_output=True, timeout=60)
         print(f"\nERROR: the test run left {len(left)} container(s) behind: {sorted(left)}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def local_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """No Docker: tests/fake_docker.py as the CLI, running the real executor locally.
+
+    Yields the fake engine's state directory (tests/fake_engine.py); every executor
+    it started is killed afterwards. Its calls are logged to ``calls.jsonl`` beside it.
+    """
+    from tests import fake_engine
+
+    state = tmp_path / "engine"
+    monkeypatch.setenv("CODEEXEC_DOCKER", str(Path(__file__).with_name("fake_docker.py")))
+    monkeypatch.setenv("FAKE_DOCKER_STATE", str(state))
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(tmp_path / "calls.jsonl"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CODEEXEC_SESSION_CACHE", raising=False)
+    yield state
+    fake_engine.remove_all(state)

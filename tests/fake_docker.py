@@ -9,6 +9,8 @@ when FAKE_DOCKER_STDIN=1.
 FAKE_DOCKER_FLOOD_MIB=<n> makes every call that would build or run in the foreground
 (`build`, `run` or `start` without `-d`) print n MiB of 1 KiB log lines, then fail:
 a build whose log has no end (tests/integration/test_trust_bounds.py).
+FAKE_DOCKER_STATE=<dir> turns it into a small engine that runs the real executor
+locally (tests/fake_engine.py): tests/test_session.py drives ContainerSession on it.
 """
 
 import json
@@ -32,6 +34,12 @@ def main() -> int:
     if "--iidfile" in args and os.environ.get("FAKE_DOCKER_IIDFILE"):
         with open(args[args.index("--iidfile") + 1], "w", encoding="utf-8") as f:
             f.write(os.environ["FAKE_DOCKER_IIDFILE"])
+    if os.environ.get("FAKE_DOCKER_STATE"):
+        from pathlib import Path
+
+        import fake_engine  # next to this file, so on sys.path
+
+        return fake_engine.main(Path(os.environ["FAKE_DOCKER_STATE"]), args)
     flood = os.environ.get("FAKE_DOCKER_FLOOD_MIB")
     foreground = verb == "build" or (
         verb in ("run", "start") and not {"-d", "--detach"} & set(args)

@@ -9,16 +9,19 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from codeexec import _addrcache
-from codeexec.docker import Docker
+from codeexec.docker import Docker, parse_ref
 from codeexec.errors import DockerNotAvailable
+from codeexec.models import SessionRef
 from codeexec.session import ContainerSession
 
-INSPECT = json.loads(Path(__file__).with_name("fixtures").joinpath("inspect.json").read_text())[0]
+RECORDED = json.loads(Path(__file__).with_name("fixtures").joinpath("inspect.json").read_text())[0]
+INSPECT = parse_ref(RECORDED)  # what the docker seam makes of it
 
 
 @pytest.fixture(autouse=True)
@@ -31,11 +34,16 @@ def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_round_trip_keeps_only_what_reaching_needs(cache_home: Path) -> None:
     _addrcache.remember("analysis", INSPECT)
     entry = _addrcache.recall("analysis")
-    assert entry is not None and entry["Id"] == INSPECT["Id"]
-    assert entry["Config"]["Env"] == ["CODEEXEC_TOKEN=recorded-token-not-secret"]
-    assert entry["NetworkSettings"]["Ports"] == INSPECT["NetworkSettings"]["Ports"]
-    assert entry["Config"]["Labels"]["codeexec.session"] == "analysis"
+    assert entry is not None and entry.id == RECORDED["Id"]
+    assert entry.token == "recorded-token-not-secret"
+    (binding,) = RECORDED["NetworkSettings"]["Ports"]["8888/tcp"]
+    assert entry.address == (binding["HostIp"], int(binding["HostPort"]))
+    assert entry.labels["codeexec.session"] == "analysis"
+    assert entry == INSPECT
     (path,) = cache_home.rglob("analysis.json")
+    # Of the environment only the token is kept: nothing else of the container's.
+    others = [e for e in RECORDED["Config"]["Env"] if not e.startswith("CODEEXEC_TOKEN=")]
+    assert others and not any(e in path.read_text() for e in others)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
@@ -50,7 +58,7 @@ def test_forget_only_the_named_container() -> None:
     _addrcache.remember("analysis", INSPECT)
     _addrcache.forget("analysis", "some-other-container")
     assert _addrcache.recall("analysis") is not None
-    _addrcache.forget("analysis", INSPECT["Id"])
+    _addrcache.forget("analysis", RECORDED["Id"])
     assert _addrcache.recall("analysis") is None
 
 
@@ -71,12 +79,9 @@ def test_can_be_turned_off_and_survives_garbage(
 FOREIGN_UID = 4242  # we run as root in CI: chown makes a file another user's
 
 
-def _planted(port: int) -> dict[str, object]:
+def _planted(port: int) -> SessionRef:
     """An entry steering `analysis` to ``port`` with a token the planter knows."""
-    entry = json.loads(json.dumps(INSPECT))
-    entry["NetworkSettings"]["Ports"]["8888/tcp"][0]["HostPort"] = str(port)
-    entry["Config"]["Env"] = ["CODEEXEC_TOKEN=planted-token"]
-    return dict(entry)
+    return replace(INSPECT, address=("127.0.0.1", port), token="planted-token")
 
 
 def _entry_path(cache_home: Path) -> Path:

@@ -562,16 +562,30 @@ def test_exec_limits_reach_the_session(scripted: Any) -> None:
     assert run("exec", "1", "--display-limit", "-1").exit_code == 2
 
 
-def test_exec_reads_stdin_and_files(scripted: Any, tmp_path: Path) -> None:
-    from codeexec import ExecResult
-
-    fake = scripted(ExecResult("ok"))
-    assert run("exec", "-", input="print(1)\n").exit_code == 0
+def test_exec_reads_stdin_and_files(local_engine: Path, tmp_path: Path) -> None:
+    assert run("start", "--idle-timeout", "300").exit_code == 0  # the real executor, locally
+    assert run("exec", "-", input="x = 1\nprint('from stdin')\n").stdout == "from stdin\n"
     script = tmp_path / "s.py"
-    script.write_text("y = 2\n")
+    script.write_text("y = x + 1\n")
     assert run("exec", "-f", str(script)).exit_code == 0
-    assert fake.codes == ["print(1)\n", "y = 2\n"]
+    assert run("exec", "y").stdout == "2\n"
     assert run("exec", "-f", str(tmp_path / "missing.py")).exit_code == 2
+    assert run("stop", "default").exit_code == 0
+
+
+def test_start_refuses_other_settings_unless_replace(local_engine: Path) -> None:
+    assert run("start", "s1", "--idle-timeout", "300").exit_code == 0
+    assert run("exec", "-s", "s1", "x = 5").exit_code == 0
+    again = run("start", "s1", "--idle-timeout", "300", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["name"] == "s1"
+    refused = run("start", "s1", "--idle-timeout", "300", "--network", "none")
+    assert refused.exit_code == 3  # a CodeexecError (docs/cli.md)
+    assert "network 'bridge' (asked: 'none')" in refused.stderr and "--replace" in refused.stderr
+    assert run("exec", "-s", "s1", "x").stdout == "5\n"  # the running one was left alone
+    replaced = run("start", "s1", "--idle-timeout", "300", "--network", "none", "--replace")
+    assert replaced.exit_code == 0, replaced.stderr
+    assert "NameError" in run("exec", "-s", "s1", "x").stderr  # a new session
+    assert run("stop", "s1").exit_code == 0
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from codeexec.errors import (
     register_secret,
 )
 from codeexec.models import Limits
+from codeexec.options import SessionOptions
 
 FAKE = str(Path(__file__).with_name("fake_docker.py"))
 
@@ -127,16 +128,14 @@ def test_relay_argv_blanks_the_token_in_the_exec_environment() -> None:
 
 def test_session_run_spec_carries_the_max_lifetime_as_env_and_label() -> None:
     spec = session_run_spec(
-        image="i", name="s", dependencies=(), network="bridge", limits=Limits(),
-        idle_timeout=60, runtime=None, read_only=True, created="2026-01-01T00:00:00+00:00",
-        suffix="abc123", max_lifetime=7200,
+        SessionOptions(idle_timeout=60, max_lifetime=7200), image="i", name="s",
+        created="2026-01-01T00:00:00+00:00", suffix="abc123",
     )  # fmt: skip
     assert spec.env == {"CODEEXEC_IDLE_TIMEOUT": "60.0", "CODEEXEC_MAX_LIFETIME": "7200.0"}
     assert spec.labels["codeexec.max_lifetime"] == "7200.0"
     unlimited = session_run_spec(
-        image="i", name="s", dependencies=(), network="bridge", limits=Limits(),
-        idle_timeout=None, runtime=None, read_only=True, created="", suffix="abc123",
-        max_lifetime=None,
+        SessionOptions(idle_timeout=None, max_lifetime=None), image="i", name="s", created="",
+        suffix="abc123",
     )  # fmt: skip
     assert unlimited.env["CODEEXEC_MAX_LIFETIME"] == "0.0"
 
@@ -154,9 +153,8 @@ def test_run_argv_network_none_publishes_nothing_and_runtime_is_passed() -> None
 @pytest.mark.parametrize("scope", [None, "mcp-0123abcd"])
 def test_session_run_spec_labels_the_scope(scope: str | None) -> None:
     spec = session_run_spec(
-        image="codeexec-env:abc", name="x", dependencies=(), network="bridge", limits=Limits(),
-        idle_timeout=60, runtime=None, read_only=True, created="now", suffix="1a2b3c",
-        scope=scope,
+        SessionOptions(idle_timeout=60, scope=scope), image="codeexec-env:abc", name="x",
+        created="now", suffix="1a2b3c",
     )  # fmt: skip
     labels = [v for k, v in zip(run_argv(spec), run_argv(spec)[1:], strict=False) if k == "--label"]
     assert [label for label in labels if label.startswith("codeexec.scope")] == (

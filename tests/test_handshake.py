@@ -24,7 +24,7 @@ import pytest
 from codeexec import ContainerSession, _addrcache, protocol
 from codeexec._channel import Channel
 from codeexec.client import ExecutorClient
-from codeexec.docker import Docker
+from codeexec.docker import Docker, parse_ref
 from codeexec.errors import HandshakeError, NoSuchSession
 from tests.impostor import V1_HELLO, Impostor, split_frames
 from tests.test_client import TOKEN, Harness, Peer
@@ -223,7 +223,7 @@ def _only_a_hello(impostor: Impostor) -> None:
 
 
 def test_probe_refuses_an_impostor(fake_docker: Docker, impostor: Impostor) -> None:
-    channel = Channel(name="demo", container=_container(impostor.port), docker=fake_docker,
+    channel = Channel(name="demo", ref=parse_ref(_container(impostor.port)), docker=fake_docker,
                       transport="tcp")  # fmt: skip
     with pytest.raises(HandshakeError, match=NOT_THE_EXECUTOR):
         channel.probe()
@@ -233,7 +233,7 @@ def test_probe_refuses_an_impostor(fake_docker: Docker, impostor: Impostor) -> N
 def test_reconnect_to_an_impostor_says_the_session_is_gone(
     fake_docker: Docker, impostor: Impostor
 ) -> None:
-    channel = Channel(name="demo", container=_container(impostor.port), docker=fake_docker,
+    channel = Channel(name="demo", ref=parse_ref(_container(impostor.port)), docker=fake_docker,
                       transport="tcp")  # fmt: skip
     with pytest.raises(NoSuchSession, match="is gone.*did not prove it is the session's executor"):
         channel.client()
@@ -243,7 +243,7 @@ def test_reconnect_to_an_impostor_says_the_session_is_gone(
 def test_attach_through_the_address_cache_refuses_an_impostor(
     fake_docker: Docker, impostor: Impostor
 ) -> None:
-    _addrcache.remember("demo", _container(impostor.port))
+    _addrcache.remember("demo", parse_ref(_container(impostor.port)))
     with pytest.raises(NoSuchSession, match="no running session named 'demo'") as gone:
         ContainerSession.attach("demo", docker=fake_docker)
     assert "a program that is not its executor now answers on its last known address" in str(

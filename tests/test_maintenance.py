@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from codeexec import _addrcache, maintenance
+from codeexec._dockerargs import parse_ref
 from codeexec.maintenance import ListedSession, StopReport
 from codeexec.session import ContainerSession
 from tests.test_cli import FAKE, calls, container, with_containers
@@ -36,8 +37,8 @@ def test_stop_many_forgets_each_address_as_stop_does(
 ) -> None:
     alpha, beta = container("alpha"), container("beta", cid="c2")
     with_containers(monkeypatch, alpha, beta)
-    _addrcache.remember("alpha", alpha)
-    _addrcache.remember("beta", beta)
+    _addrcache.remember("alpha", parse_ref(alpha))
+    _addrcache.remember("beta", parse_ref(beta))
     assert maintenance.stop_sessions(["alpha", "gamma"]) == StopReport(("alpha",), ("gamma",))
     assert _addrcache.recall("alpha") is None  # no later process knocks at a gone address
     assert _addrcache.recall("beta") is not None  # still runs, still remembered
@@ -61,7 +62,7 @@ def test_gc_forgets_the_address_of_what_it_removes(
 ) -> None:
     dead = container("dead1", status="exited")
     with_containers(monkeypatch, dead)
-    _addrcache.remember("dead1", dead)
+    _addrcache.remember("dead1", parse_ref(dead))
     report = maintenance.gc()
     assert [c.name for c in report.containers] == ["dead1"]
     assert _addrcache.recall("dead1") is None
@@ -125,6 +126,8 @@ def test_session_logs_finds_the_container(
     docker_log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with_containers(monkeypatch, container("alpha"))
+    # The session lookup lists id, name, session label and pool label, one row each.
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_PS", "c1" * 32 + "\tcodeexec-alpha-1\talpha\t\n")
     monkeypatch.setenv("FAKE_DOCKER_STDOUT_LOGS", "executor ready\n")
     assert maintenance.session_logs("alpha", tail=None) == "executor ready\n"
     assert calls(docker_log)[-1] == ["logs", "c1" * 32]

@@ -60,8 +60,9 @@ def test_claim_from_warm_pool(docker_engine: None, session_name: str) -> None:
         assert pool.wait_ready(timeout=60)
         unclaimed = [s for s in list_sessions() if s.name == session_name]
         assert unclaimed == []
-        session = pool.session(session_name)
+        session = ContainerSession.start(session_name, pool=pool)
         try:
+            assert session.created and session.info.labels[LABEL_POOL] == "1"  # claimed
             assert session.execute("x = 41\nx + 1").value == "42"
             names = [s.name for s in list_sessions()]
             assert session_name in names
@@ -81,10 +82,30 @@ def test_warm_pool_containers_carry_the_scope(docker_engine: None, session_name:
     session = ContainerSession.start(session_name, pool=1, scope="tpool-scope", idle_timeout=120)
     try:
         assert session.info.labels[LABEL_SCOPE] == "tpool-scope"
-        assert (
-            parse_inspect(session._docker.inspect(session.container_id)).labels[LABEL_SCOPE]
-            == "tpool-scope"
-        )
+        assert session._docker.inspect(session.container_id).labels[LABEL_SCOPE] == "tpool-scope"
     finally:
         session.stop()
         close_shared_pools()
+
+
+def _imports(module: str) -> set[str]:
+    import ast
+    from pathlib import Path
+
+    source = Path(__file__).parent.parent / "codeexec" / f"{module}.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            found.update(f"{node.module or ''}.{a.name}".strip(".") for a in node.names)
+            found.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+@pytest.mark.parametrize("module", ["pool", "_launcher"])
+def test_the_pool_does_not_import_the_session(module: str) -> None:
+    # The pool hands out Launched containers; ContainerSession turns one into a
+    # session, so pool -> session would be a circle (session -> _start -> pool).
+    assert not {i for i in _imports(module) if i == "session" or i.startswith("session.")}
+    assert "ContainerSession" not in " ".join(_imports(module))

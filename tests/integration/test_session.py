@@ -156,6 +156,36 @@ def test_list_sessions_and_idempotent_start(plain: ContainerSession) -> None:
         ContainerSession.start(plain.name, dependencies=["six"])
 
 
+def test_start_never_hands_back_a_session_with_other_settings(session_name: str) -> None:
+    # Asked for no network, start used to attach to the running session of that name,
+    # which has network access. Now it refuses, naming the setting, or replaces it.
+    interfaces = "import socket\nsorted(n for _, n in socket.if_nameindex())"
+    first = ContainerSession.start(session_name, idle_timeout=300)
+    try:
+        with pytest.raises(SessionExists, match="network 'bridge' \\(asked: 'none'\\)"):
+            ContainerSession.start(session_name, network="none", idle_timeout=300)
+        assert first.created
+        with pytest.raises(SessionExists, match="memory=1g.*asked.*memory=512m"):
+            ContainerSession.start(session_name, memory="512m", idle_timeout=300)
+        assert first.execute("1 + 1").value == "2"  # refused: the running one untouched
+        assert first.execute(interfaces).value != "['lo']"  # it has a network
+        same = ContainerSession.start(session_name, idle_timeout=300)
+        assert not same.created and same.container_id == first.container_id
+        same.close()
+        cut_off = ContainerSession.start(
+            session_name, network="none", idle_timeout=300, replace=True
+        )
+        try:
+            assert cut_off.created and cut_off.container_id != first.container_id
+            assert cut_off.execute(interfaces).value == "['lo']"  # no network at all
+            assert cut_off.info.network == "none" and cut_off.transport == "exec"
+            assert not first.is_running()
+        finally:
+            cut_off.stop()
+    finally:
+        first.stop()
+
+
 def test_cached_image_builds_nothing(numpy_session: ContainerSession) -> None:
     lines: list[str] = []
     name = unique_name()

@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 
 from codeexec import ContainerSession, NoSuchSession
-from codeexec.docker import container_env
 from tests.impostor import V1_HELLO, Impostor, frame, split_frames
 
 pytestmark = pytest.mark.docker
@@ -44,7 +43,7 @@ class Victim:
     def __init__(self, name: str) -> None:
         self.name = name
         self.session = ContainerSession.start(name)  # remembers its address (the cache)
-        self.token = container_env(self.session._channel.container)["CODEEXEC_TOKEN"]
+        self.token = self.session._channel.ref.token
         out = subprocess.run(
             [DOCKER, "port", self.session.container_id, "8888/tcp"],
             capture_output=True, text=True, timeout=60,

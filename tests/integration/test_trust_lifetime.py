@@ -25,7 +25,7 @@ from codeexec import CodeexecError, ContainerSession, FileTransferError
 from codeexec._dockerargs import session_run_spec
 from codeexec.docker import Docker
 from codeexec.maintenance import gc
-from codeexec.models import Limits
+from codeexec.options import SessionOptions
 from codeexec.pool import WarmPool
 
 pytestmark = pytest.mark.docker
@@ -261,8 +261,9 @@ def test_busy_code_ends_at_the_max_lifetime(start: Callable[..., ContainerSessio
 def test_warm_pool_containers_carry_the_max_lifetime(session_name: str) -> None:
     with WarmPool(size=1, idle_timeout=120, max_lifetime=900) as pool:
         assert pool.wait_ready(timeout=120)
-        session = pool.session(session_name)
+        session = ContainerSession.start(session_name, pool=pool)
         try:
+            assert session.created
             listed = [s for s in ContainerSession.list_sessions() if s.name == session_name]
             assert listed and listed[0].max_lifetime == 900.0
             env = _docker(
@@ -294,15 +295,9 @@ def deaf_session(session_name: str) -> Iterator[Callable[..., str]]:
         image = ContainerSession.start(f"{session_name}-img", idle_timeout=IDLE)
         image.stop()
         spec = session_run_spec(
+            SessionOptions(idle_timeout=IDLE, max_lifetime=max_lifetime),
             image=image.info.image,
             name=f"{session_name}-deaf{len(made)}",
-            dependencies=(),
-            network="bridge",
-            limits=Limits(),
-            idle_timeout=IDLE,
-            max_lifetime=max_lifetime,
-            runtime=None,
-            read_only=True,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             suffix=f"d{len(made)}a0b1",
         )

@@ -1,0 +1,133 @@
+"""Running code in a session: execute, stream, interrupt, reset, ping, idle time.
+
+A mixin of ``ContainerSession``. One execution runs at a time: the host's one
+check is the connection's request lock (``ExecutorClient``), which answers a
+second caller with ``SessionBusy`` at once; across processes the executor's own
+``busy`` answer is the truth. A failed request asks docker once, in
+``Channel.using``, whether the container is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ._channel import Channel
+from .client import ExecutorClient
+from .errors import NoSuchSession
+from .models import Display, ExecResult, ResultLimits, StreamEvent
+
+
+class Executing:
+    """``execute``, ``execute_stream``, ``interrupt``, ``reset``, ``idle_seconds``, ``ping``."""
+
+    name: str
+    default_timeout: float | None
+    output_limit: int | None
+    result_limits: ResultLimits | None
+    _channel: Channel
+    _stopped: bool
+
+    def execute(
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        on_output: Callable[[str, str], None] | None = None,
+        output_limit: int | None = None,
+        result_limits: ResultLimits | None = None,
+    ) -> ExecResult:
+        """Run ``code`` in the session's namespace and return its result.
+
+        An exception in the code is data: ``status="error"`` with ``error`` set. On
+        timeout the code is interrupted and the namespace kept; code that ignores
+        the interrupt is ended by restarting the executor (``restarted=True``).
+
+        Args:
+            code: Python source; the value of a final expression is returned as ``value``.
+            timeout: seconds before the code is interrupted (default: the session's).
+            on_output: called with ``(stream_name, text)`` as output arrives.
+            output_limit: bytes of output kept (default: the session's, else 16 MiB).
+            result_limits: caps on output, displays, value and traceback (default: the
+                session's, else ``ResultLimits()``); past a cap an item is replaced by a
+                marker and the result says ``truncated``.
+
+        Raises:
+            SessionBusy: another execution runs in this session.
+            NoSuchSession: the container is gone (stopped, removed or idle-timed out).
+        """
+        with self._using() as client:
+            return client.execute(
+                code,
+                timeout=self._timeout(timeout),
+                on_output=on_output,
+                output_limit=output_limit or self.output_limit,
+                limits=result_limits or self.result_limits,
+            )
+
+    def execute_stream(
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        output_limit: int | None = None,
+        result_limits: ResultLimits | None = None,
+    ) -> Iterator[StreamEvent | Display | ExecResult]:
+        """Like :meth:`execute`, yielding output events as they come; the last is the result.
+
+        Each event is already cut to the caps, and nothing is kept between them.
+        """
+        with self._using() as client:
+            yield from client.stream(
+                code,
+                timeout=self._timeout(timeout),
+                output_limit=output_limit or self.output_limit,
+                limits=result_limits or self.result_limits,
+            )
+
+    def interrupt(self) -> None:
+        """Raise KeyboardInterrupt in the running code (safe from another thread)."""
+        client = self._channel.connected
+        if client is not None:
+            client.interrupt()
+
+    def reset(self) -> None:
+        """Start a fresh Python process in the container: every variable is dropped."""
+        with self._using() as client:
+            client.reset()
+
+    def idle_seconds(self) -> float | None:
+        """Seconds since code last ran here (the idle timeout counts from then).
+
+        Asks over a separate connection, so looking does not reset the idle timer.
+        """
+        self._check_stopped()
+        with self._channel.watching():
+            idle = self._channel.probe().get("idle_seconds")
+        return float(idle) if isinstance(idle, (int, float)) else None
+
+    def ping(self) -> dict[str, Any]:
+        """Ask the executor for its state (``busy``) without running code."""
+        with self._using() as client:
+            return client.ping()
+
+    # -- internals ----------------------------------------------------------------
+    def _timeout(self, timeout: float | None) -> float | None:
+        return timeout if timeout is not None else self.default_timeout
+
+    @contextmanager
+    def _using(self) -> Iterator[ExecutorClient]:
+        """The connection for one request (see ``Channel.using``)."""
+        self._check_stopped()
+        with self._channel.using() as client:
+            yield client
+
+    def _channel_client(self) -> ExecutorClient:
+        """The open connection (its ``hello`` says which executor answered)."""
+        with self._using() as client:
+            return client
+
+    def _check_stopped(self) -> None:
+        if self._stopped:
+            raise NoSuchSession(f"session {self.name!r} was stopped; start it again")

@@ -1,7 +1,7 @@
 """`codeexec mcp`: the options a person sets for the model's MCP server.
 
 Kept apart from ``cli.py`` (which registers it) because its options are many:
-how long sessions live, what the model may reach (``_mcp_scope.py``) and the
+how long sessions live, what the model may reach (``scope.py``) and the
 defaults of the sessions it starts.
 """
 
@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 
 from ._bounds import MCP_LIMITS
-from ._mcp_scope import DEFAULT_MAX_SESSIONS, validate_scope
 from .errors import CodeexecError
+from .scope import DEFAULT_MAX_SESSIONS, validate_scope
 from .session import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, validate_name
 
 

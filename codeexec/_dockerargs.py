@@ -34,7 +34,7 @@ LABEL_POOL = "codeexec.pool"
 LABEL_SETTINGS = "codeexec.settings"
 _SETTINGS_KEYS = ("base_image", "limits", "runtime", "read_only")
 # Who may reach a session besides a person: an MCP server reaches only the sessions
-# labelled with its scope (mcp_sessions.py); the CLI and the library reach all.
+# labelled with its scope (registry.py); the CLI and the library reach all.
 LABEL_SCOPE = "codeexec.scope"
 # An unclaimed warm-pool container is named POOL_CONTAINER_PREFIX + hex; claiming it
 # renames it to ``codeexec-<session name>-<6 hex>`` (labels cannot change on a

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,8 +26,8 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
 from .errors import CodeexecError, NoSuchSession
-from .mcp_sessions import PROGRESS_EVERY, SessionEntry, SessionRegistry
 from .models import ExecResult
+from .registry import SessionEntry, SessionRegistry
 from .session import ContainerSession, validate_name
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("codeexec.mcp")
 
+PROGRESS_EVERY = 5.0  # seconds between progress notices; far under any client timeout
 SETTLE_WAIT = 10.0  # seconds a call waits for an interrupted, cancelled one to end
 # Threads for the blocking session calls: long runs and jobs hold one each, and a cancelled
 # call's thread runs until its code is interrupted, so more than asyncio's default (cores + 4).
@@ -115,6 +116,34 @@ async def watch(
             )
 
 
+async def built(
+    entry: SessionEntry, seconds: float, notify: Callable[[str], Awaitable[None]]
+) -> ContainerSession | None:
+    """The entry's session once started, or None if it still builds after ``seconds``.
+
+    Build lines (and a heartbeat every ``PROGRESS_EVERY`` s) go to ``notify``.
+
+    Raises:
+        CodeexecError: the build or start failed.
+    """
+    deadline = time.monotonic() + seconds
+    sent, beat = 0, time.monotonic()  # the first poll reports where the build is
+    while not entry.done.is_set():
+        now = time.monotonic()
+        if now >= deadline:
+            return None
+        if entry.lines.count > sent or now - beat >= PROGRESS_EVERY:
+            line = entry.lines.last or "starting"
+            sent, beat = entry.lines.count, now
+            await notify(
+                f"building session {entry.name!r} ({now - entry.started:.0f} s): {line[-200:]}"
+            )
+        await anyio.sleep(0.2)
+    if entry.error is not None:
+        raise entry.error
+    return entry.session
+
+
 def _settled(future: asyncio.Future[Any]) -> None:
     """Take the outcome nobody awaits any more (else asyncio logs it as never retrieved)."""
     if not future.cancelled():
@@ -165,7 +194,7 @@ class SessionAccess:
     ) -> ContainerSession | None:
         """The entry's session once built; None if the build outlasts ``build_wait``."""
         try:
-            return await entry.wait(self.build_wait, (progress or Progress(ctx)).send)
+            return await built(entry, self.build_wait, (progress or Progress(ctx)).send)
         except CodeexecError:
             self.registry.forget(entry, remove=False)
             raise

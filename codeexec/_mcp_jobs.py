@@ -30,13 +30,13 @@ from typing_extensions import TypedDict
 
 from ._mcp_access import SETTLE_WAIT, WORKERS, Hub, Progress, SessionAccess, Use, watch
 from ._mcp_support import (
+    ExecOutput,
     check_code_size,
     exec_output,
     exec_result,
     structured,
     tool_errors,
 )
-from .mcp_sessions import ExecOutput
 from .models import ExecResult
 
 MAX_JOB_TIMEOUT = 24 * 3600.0

@@ -21,13 +21,14 @@ from mcp.server import MCPServer
 from . import __version__
 from ._bounds import MCP_LIMITS
 from ._mcp_access import Hub
-from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, default_scope
 from ._mcp_support import MAX_TIMEOUT
-from .mcp_sessions import DEFAULT_SESSION_ENV, SessionRegistry
-from .models import Limits, check_image_ref, check_network
-from .session import DEFAULT_MAX_LIFETIME, validate_lifetime
+from .options import DEFAULT_MAX_LIFETIME, SessionOptions
+from .registry import SessionRegistry
+from .scope import DEFAULT_MAX_SESSIONS, Reach, default_scope
 
 log = logging.getLogger("codeexec.mcp")
+
+DEFAULT_SESSION_ENV = "CODEEXEC_MCP_DEFAULT_SESSION"
 
 
 def serve(
@@ -61,7 +62,7 @@ def serve(
     Containers started here are removed when the client disconnects (stdin closes)
     or on SIGTERM, unless ``persist``; ``idle_timeout`` (seconds, None: never) is
     the backstop that removes sessions a killed server leaves behind. The server
-    reaches only its own scope's sessions and the shared ones (``_mcp_scope.py``).
+    reaches only its own scope's sessions and the shared ones (``scope.py``).
 
     Args:
         persist: leave this server's sessions running when it exits.
@@ -70,7 +71,7 @@ def serve(
         build_wait: seconds a call waits for an image build before answering.
         max_timeout: the largest ``timeout`` ``execute_code`` accepts.
         scope: the ``codeexec.scope`` label of the sessions it starts and reaches
-            (default: ``_mcp_scope.default_scope``, stable across ``persist`` restarts).
+            (default: ``scope.default_scope``, stable across ``persist`` restarts).
         share: names of other sessions (e.g. started from the CLI) it may use too.
         share_all: it may use every session on the engine (the pre-scope behaviour).
         max_sessions: how many sessions of its scope may run at once.
@@ -85,11 +86,15 @@ def serve(
         )
     # What the person set is checked before any client connects: a bad option is a
     # usage error at launch, not a tool error at the model's first start.
-    limits = Limits(memory=memory, cpus=cpus)
-    check_network(network)
-    if base_image is not None:
-        check_image_ref(base_image)
-    validate_lifetime(max_lifetime)
+    options = SessionOptions.of(
+        network=network,
+        memory=memory,
+        cpus=cpus,
+        base_image=base_image,
+        idle_timeout=idle_timeout,
+        max_lifetime=max_lifetime,
+        result_limits=replace(MCP_LIMITS, displays=display_limit),
+    )
     base_scope = scope or default_scope(persist=persist)
 
     def registry_for(client: int | None) -> SessionRegistry:
@@ -99,17 +104,12 @@ def serve(
             own = f"{base_scope[: 39 - len(str(client))]}-{client}"
             default = f"{default}-{client}" if default else None
         return SessionRegistry(
-            idle_timeout=idle_timeout,
             persist=persist,
             pool_size=pool_size,
             reach=Reach.of(own, share, share_all),
             max_sessions=max_sessions,
-            network=network,
-            limits=limits,
-            base_image=base_image,
             default_name=default,
-            result_limits=replace(MCP_LIMITS, displays=display_limit),
-            max_lifetime=max_lifetime,
+            options=options,
         )
 
     if http is not None:

@@ -1,4 +1,4 @@
-"""What the MCP tools share: the server class, result formatting and tool errors.
+"""What the MCP tools share: the server class, result shapes and formatting, tool errors.
 
 ``mcp_server.py`` keeps the tools and their docstrings; this module turns an
 ``ExecResult`` into text, image content and structured output, a ``CodeexecError``
@@ -15,13 +15,14 @@ import inspect
 import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
 from pydantic import ValidationError
+from typing_extensions import TypedDict  # pydantic needs it for nested ones before 3.12
 
 from ._bounds import MCP_LIMITS
 from .errors import (
@@ -32,12 +33,8 @@ from .errors import (
     NoSuchSession,
     SessionBusy,
 )
-from .mcp_sessions import (
-    ExecErrorOutput,
-    ExecOutput,
-    SessionsOutput,
-)
 from .models import ExecResult
+from .registry import SessionRow
 
 log = logging.getLogger("codeexec.mcp")
 
@@ -46,6 +43,37 @@ MAX_TIMEOUT = 300.0  # the largest execute_code timeout unless serve(max_timeout
 OUTPUT_LIMIT = MCP_LIMITS.output  # characters kept per call: it goes into the model's context
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+# -- the shapes of structured results (the tools' output schemas) -------------------------
+
+
+class ExecErrorOutput(TypedDict):
+    ename: str
+    evalue: str
+    traceback: list[str]
+
+
+class ExecOutput(TypedDict):
+    """The outcome of running code; the text content says the same for reading."""
+
+    session: str
+    status: Literal["ok", "error", "timeout", "interrupted"]
+    stdout: str
+    stderr: str
+    value: str | None
+    error: ExecErrorOutput | None
+    duration_ms: float
+    truncated: bool
+    restarted: bool
+    displays: int
+    display_mime_types: list[list[str]]
+    started_session: bool
+
+
+class SessionsOutput(TypedDict):
+    current: str
+    sessions: list[SessionRow]
 
 
 # -- the server ---------------------------------------------------------------------------

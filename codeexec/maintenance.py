@@ -146,6 +146,12 @@ def stop_sessions(
     return StopReport(stopped=tuple(sorted({s.name for s in chosen})), missing=tuple(missing))
 
 
+def running_in_scope(scope: str, *, docker: Docker | None = None) -> set[str]:
+    """The names of the running sessions labelled with ``scope``: what its quota counts."""
+    running = (docker or Docker()).ps({LABEL_MANAGED: "1", LABEL_SCOPE: scope}, all=False)
+    return {s.name for s in running if s.name}
+
+
 def remove_containers(owned: Mapping[str, str], *, docker: Docker | None = None) -> None:
     """Stop many sessions as ``ContainerSession.stop`` stops one, in one ``docker rm -f``.
 

@@ -22,6 +22,7 @@ notifications while it waits. Code that runs longer goes through the job tools
 import base64
 import binascii
 import logging
+import os
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -36,17 +37,19 @@ from pydantic import Field
 from . import __version__, images
 from ._mcp_access import Hub
 from ._mcp_jobs import add_job_tools
-from ._mcp_serve import serve as _serve
+from ._mcp_serve import DEFAULT_SESSION_ENV, serve as _serve
 from ._mcp_support import (
     MAX_CODE_BYTES,
     MAX_TIMEOUT,
     CodeexecMCP,
+    ExecOutput,
+    SessionsOutput,
     check_code_size,
     exec_result,
     sessions_result,
     tool_errors,
 )
-from .mcp_sessions import DEFAULT_SESSION_ENV, ExecOutput, SessionRegistry, SessionsOutput
+from .registry import SessionRegistry
 from .session import validate_name
 
 __all__ = ["DEFAULT_SESSION_ENV", "SessionRegistry", "build_server", "serve"]
@@ -107,7 +110,8 @@ def build_server(
             it continues in the background.
         max_timeout: the largest ``timeout`` ``execute_code`` accepts.
     """
-    clients = hub or Hub.single(registry or SessionRegistry(), build_wait)
+    registry = registry or SessionRegistry(default_name=os.environ.get(DEFAULT_SESSION_ENV))
+    clients = hub or Hub.single(registry, build_wait)
     mcp: MCPServer = CodeexecMCP(
         "codeexec",
         version=__version__,

@@ -6,8 +6,8 @@ import pytest
 
 from codeexec import CodeexecError, ResultLimits
 from codeexec._bounds import MARGIN, Budget, LineLog, clip_error, clip_text, cut_bytes, wire_size
-from codeexec.mcp_sessions import SessionEntry
 from codeexec.models import StreamEvent
+from codeexec.registry import SessionEntry
 
 
 def test_result_limits_refuse_what_is_not_a_size() -> None:

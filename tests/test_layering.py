@@ -43,9 +43,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_transfer",
         "session",
         "maintenance",
+        "scope",
+        "registry",
     ),
     "namespace": ("codeexec",),
-    "faces": ("__main__", "cli", "mcp_server", "mcp_sessions"),
+    "faces": ("__main__", "cli", "mcp_server"),
 }
 FACE_PREFIXES = ("_cli_", "_mcp_", "mcp_")
 # What a face may import besides other face modules: the public core.
@@ -58,6 +60,8 @@ PUBLIC_CORE = {
     "pool",
     "maintenance",
     "images",
+    "scope",
+    "registry",
 }
 PUBLIC_CORE.add("_bounds")  # the result caps a face applies (MCP_LIMITS), and bounded logs
 # Pure modules compute; they open no process, socket, thread or file of their own.
@@ -68,12 +72,7 @@ PURE_MAY_IMPORT = {"protocol": {"models", "errors", "_shared"}}
 
 # Edges that break the rules today and are being removed by another helper of
 # issue 11. Each must still exist (so a stale entry fails too): delete it on merge.
-KNOWN_EXCEPTIONS = {
-    # issue-14 (MCP) lane: stop_sessions calls docker.rm, start diffs list_sessions,
-    # and the scope label comes from docker.py.
-    ("mcp_sessions", "docker"): "face",
-    ("_mcp_scope", "docker"): "face",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,6 @@ class NappingRegistry(FakeRegistry):
 
 async def test_progress_counts_up_across_build_and_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("codeexec._mcp_access.PROGRESS_EVERY", 0.1)
-    monkeypatch.setattr("codeexec.mcp_sessions.PROGRESS_EVERY", 0.1)
     registry = NappingRegistry()
     registry.gate = threading.Event()
     threading.Timer(0.5, registry.gate.set).start()

@@ -16,12 +16,12 @@ import pytest
 from mcp import Client
 from mcp_types import ImageContent, TextContent
 
-from codeexec._mcp_scope import Reach, default_scope, validate_scope
 from codeexec.docker import LABEL_SCOPE, Docker
 from codeexec.errors import CodeexecError, ImageBuildError, NoSuchSession
 from codeexec.mcp_server import MAX_CODE_BYTES, build_server
-from codeexec.mcp_sessions import SessionEntry, SessionRegistry
 from codeexec.models import Display, ExecError, ExecResult, ResultLimits, SessionInfo
+from codeexec.registry import SessionEntry, SessionRegistry
+from codeexec.scope import Reach, default_scope, validate_scope
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""Which sessions an MCP server may reach, and how many it may run.
+"""Which sessions a client of the core may reach, and how many it may run.
 
 A model behind an MCP client may be prompt-injected, so its server must not reach
 the sessions a person started from the CLI, nor those of other servers. Each

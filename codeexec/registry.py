@@ -1,58 +1,36 @@
-"""The sessions of one MCP server, and the shapes of its structured results.
+"""The sessions of one client of the core: start or attach within a scope, by name.
 
-Kept apart from ``mcp_server.py`` (which alone imports the ``mcp`` SDK) so the
-registry's locking and cleanup can be read and tested on their own. Sync tools
-and build threads share it, so every change goes through one lock.
+``SessionRegistry`` is what an MCP server (one per client) keeps: the sessions it
+started or attached to, which is current, which containers it owns (and removes
+on ``close``), how many its scope runs (``scope.check_quota``), and which are gone
+(forgotten, so a name starts afresh). Starts run in background threads so a face
+can answer before a long image build ends; tool threads and build threads share
+it, so every change goes through one lock. Its messages name the MCP tools that
+fix each situation: it is the MCP face's state, kept in the core so it is tested
+and layered with the core.
 """
 
 import logging
-import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
-import anyio
 from typing_extensions import TypedDict  # pydantic needs it for nested ones before 3.12
 
 from ._bounds import MCP_LIMITS, LineLog
-from ._mcp_scope import DEFAULT_MAX_SESSIONS, Reach, check_quota, default_scope
-from .docker import LABEL_MANAGED, LABEL_SCOPE, Docker
+from .docker import Docker
 from .errors import CodeexecError, NoSuchSession, SessionExists
-from .maintenance import remove_containers
-from .models import Limits, ResultLimits, SessionInfo
-from .session import DEFAULT_MAX_LIFETIME, ContainerSession, list_sessions, validate_name
+from .maintenance import remove_containers, running_in_scope
+from .models import ResultLimits, SessionInfo
+from .options import SessionOptions
+from .scope import DEFAULT_MAX_SESSIONS, Reach, check_quota, default_scope
+from .session import ContainerSession, list_sessions, validate_name
 
 log = logging.getLogger("codeexec.mcp")
 
-DEFAULT_SESSION_ENV = "CODEEXEC_MCP_DEFAULT_SESSION"
-PROGRESS_EVERY = 5.0  # seconds between progress notices; far under any client timeout
 
-
-class ExecErrorOutput(TypedDict):
-    ename: str
-    evalue: str
-    traceback: list[str]
-
-
-class ExecOutput(TypedDict):
-    """The outcome of running code; the text content says the same for reading."""
-
-    session: str
-    status: Literal["ok", "error", "timeout", "interrupted"]
-    stdout: str
-    stderr: str
-    value: str | None
-    error: ExecErrorOutput | None
-    duration_ms: float
-    truncated: bool
-    restarted: bool
-    displays: int
-    display_mime_types: list[list[str]]
-    started_session: bool
-
-
+# One session as ``rows`` lists it: the rows of MCP ``list_sessions``'s output (no
+# docstring, which would change that output schema).
 class SessionRow(TypedDict):
     name: str
     status: str
@@ -60,11 +38,6 @@ class SessionRow(TypedDict):
     dependencies: list[str]
     created: str
     used_here: bool
-
-
-class SessionsOutput(TypedDict):
-    current: str
-    sessions: list[SessionRow]
 
 
 # -- the session registry ------------------------------------------------------------
@@ -90,33 +63,6 @@ class SessionEntry:
             f"({time.monotonic() - self.started:.0f} s so far; last step: {last})"
         )
 
-    async def wait(
-        self, seconds: float, notify: Callable[[str], Awaitable[None]]
-    ) -> ContainerSession | None:
-        """The session once started, or None if it still builds after ``seconds``.
-
-        Build lines (and a heartbeat every ``PROGRESS_EVERY`` s) go to ``notify``.
-
-        Raises:
-            CodeexecError: the build or start failed.
-        """
-        deadline = time.monotonic() + seconds
-        sent, beat = 0, time.monotonic()  # the first poll reports where the build is
-        while not self.done.is_set():
-            now = time.monotonic()
-            if now >= deadline:
-                return None
-            if self.lines.count > sent or now - beat >= PROGRESS_EVERY:
-                line = self.lines.last or "starting"
-                sent, beat = self.lines.count, now
-                await notify(
-                    f"building session {self.name!r} ({now - self.started:.0f} s): {line[-200:]}"
-                )
-            await anyio.sleep(0.2)
-        if self.error is not None:
-            raise self.error
-        return self.session
-
     def progress(self, line: str) -> None:
         if line.strip():
             log.info("[%s] %s", self.name, self.lines.add(line))
@@ -128,46 +74,40 @@ class SessionRegistry:
     Containers started here are removed by :meth:`close` (one ``docker rm -f``)
     unless ``persist``; sessions attached to (``reuse_code_executer``) are left alone.
     It reaches only the sessions of its scope and the shared names (``reach``,
-    ``_mcp_scope.py``), and runs at most ``max_sessions`` of its scope at once.
-    New sessions get ``network``, ``limits``, ``base_image`` and ``idle_timeout``.
-    The default session is named after the scope (or ``$CODEEXEC_MCP_DEFAULT_SESSION``).
+    ``scope.py``), and runs at most ``max_sessions`` of its scope at once. New
+    sessions get ``options`` (default: the defaults, with ``_bounds.MCP_LIMITS``),
+    with their own dependencies and the scope. The default session is named after
+    the scope unless ``default_name`` says otherwise.
     """
 
     def __init__(
         self,
         *,
         docker: Docker | None = None,
-        idle_timeout: float | None = 3600,
         persist: bool = False,
         pool_size: int = 0,
         default_name: str | None = None,
         reach: Reach | None = None,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
-        network: str = "bridge",
-        limits: Limits | None = None,
-        base_image: str | None = None,
-        result_limits: ResultLimits = MCP_LIMITS,
-        max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
+        options: SessionOptions | None = None,
     ) -> None:
         self.docker = docker or Docker()
-        self.max_lifetime = max_lifetime
-        self.result_limits = result_limits  # what one call keeps: it goes to the model
-        self.idle_timeout = idle_timeout
+        self.options = options or SessionOptions(result_limits=MCP_LIMITS)
         self.persist = persist
         self.reach = reach or Reach(default_scope(persist=persist))
         self.max_sessions = max_sessions
-        self.network = network
-        self.limits = limits or Limits()
-        self.base_image = base_image
-        self.default_name = validate_name(
-            default_name or os.environ.get(DEFAULT_SESSION_ENV) or self.reach.scope
-        )
+        self.default_name = validate_name(default_name or self.reach.scope)
         self.current = self.default_name
         self._lock = threading.RLock()  # re-entrant: the SIGTERM handler may interrupt a holder
         self._entries: dict[str, SessionEntry] = {}
         self._owned: dict[str, str] = {}  # container id -> session name
         self._closed = False
         self.pool_size = max(0, pool_size)  # warm containers per dependency set
+
+    @property
+    def result_limits(self) -> ResultLimits:
+        """What one call keeps of a result (over MCP it goes into the model's context)."""
+        return self.options.result_limits or MCP_LIMITS
 
     def start(self, name: str, dependencies: tuple[str, ...]) -> SessionEntry:
         """The session's entry, starting it in a background thread if it is new."""
@@ -362,17 +302,12 @@ class SessionRegistry:
         # remove (``created`` says which).
         session = ContainerSession.start(
             entry.name,
-            dependencies=entry.dependencies,
-            base_image=self.base_image,
-            network=self.network,
-            limits=self.limits,
-            idle_timeout=self.idle_timeout,
-            max_lifetime=self.max_lifetime,
+            SessionOptions.of(
+                self.options, dependencies=entry.dependencies, scope=self.reach.scope
+            ),
             on_progress=entry.progress,
             docker=self.docker,
             pool=self.pool_size,
-            scope=self.reach.scope,
-            result_limits=self.result_limits,
         )
         return session, session.created
 
@@ -381,8 +316,7 @@ class SessionRegistry:
 
     def _scope_names(self) -> set[str]:
         """The running sessions of this scope on the engine (an earlier run's too)."""
-        running = self.docker.ps({LABEL_MANAGED: "1", LABEL_SCOPE: self.reach.scope}, all=False)
-        return {s.name for s in running if s.name}
+        return running_in_scope(self.reach.scope, docker=self.docker)
 
     def _attach(self, name: str) -> ContainerSession:
         return ContainerSession.attach(

@@ -1,8 +1,10 @@
 """How MCP tool calls reach sessions: per MCP session, off the event loop, with progress.
 
-``Hub`` hands each MCP session (one over stdio, one per ``Mcp-Session-Id`` over
-HTTP) its ``SessionAccess``: the registry of its sessions, the running ``jobs``
-(``_mcp_jobs.py``) and the calls still ending after a cancel. ``blocking`` runs a
+The tools reach the server's ``ServerState`` (its ``Hub`` and largest timeout)
+through the lifespan context: ``access(ctx)``. ``Hub`` hands each MCP session (one
+over stdio, one per ``Mcp-Session-Id`` over HTTP) its ``SessionAccess``: the
+registry of its sessions, the running ``jobs`` (``_mcp_jobs.py``) and the calls
+still ending after a cancel. ``blocking`` runs a
 session's blocking call on a worker thread, sending a progress notification every
 ``PROGRESS_EVERY`` seconds with the latest output, and interrupts the code when the
 client cancels.
@@ -321,6 +323,26 @@ class Hub:
             accesses, self._by_id = list(self._by_id.values()), {}
         for access in accesses + ([self._single] if self._single else []):
             access.registry.close()
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What a server's tools reach through its lifespan context (``build_server``)."""
+
+    clients: Hub  # each MCP session's ``SessionAccess``
+    max_timeout: float  # the largest ``execute_code`` timeout
+
+
+def state(ctx: Context) -> ServerState:
+    """The calling server's state (its lifespan context)."""
+    found = ctx.request_context.lifespan_context
+    assert isinstance(found, ServerState), found
+    return found
+
+
+def access(ctx: Context) -> SessionAccess:
+    """The calling MCP session's ``SessionAccess``."""
+    return state(ctx).clients(ctx)
 
 
 def mcp_session_id(ctx: Context) -> str | None:

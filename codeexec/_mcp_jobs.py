@@ -17,7 +17,6 @@ import asyncio
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
@@ -28,14 +27,14 @@ from mcp_types import CallToolResult
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from ._mcp_access import SETTLE_WAIT, WORKERS, Hub, Progress, SessionAccess, Use, watch
+from ._mcp_access import SETTLE_WAIT, WORKERS, Progress, SessionAccess, Use, access, watch
 from ._mcp_support import (
     ExecOutput,
+    ToolSet,
     check_code_size,
     exec_output,
     exec_result,
     structured,
-    tool_errors,
 )
 from .models import ExecResult
 
@@ -156,64 +155,63 @@ async def settle(ctx: Context, job: Job, wait: float) -> None:
 JobId = Annotated[str, Field(description="The id start_job returned.")]
 
 
-def add_job_tools(tool: Callable[..., Callable[..., object]], clients: Hub) -> None:
-    """Register start_job, get_job and cancel_job with ``tool`` (``mcp.tool`` with hints)."""
+JOB_TOOLS = ToolSet()
 
-    @tool("Start a long run", destructive=True, open_world=True)
-    @tool_errors
-    async def start_job(
-        ctx: Context,
-        code: Annotated[str, Field(description="Python source, as for execute_code.")],
-        name: Annotated[
-            str | None, Field(description="Session name; omit it for the current session.")
-        ] = None,
-        timeout: Annotated[
-            float,
-            Field(
-                gt=0,
-                le=MAX_JOB_TIMEOUT,
-                description="Seconds before the code is interrupted; variables are kept.",
-            ),
-        ] = 3600.0,
-    ) -> Annotated[CallToolResult, JobOutput]:
-        """Start code that may run longer than one call may wait (minutes or hours) and
-        return its job id at once; code that ends within half a second returns its result
-        straight away. Then call get_job(job, wait=50) until its state is 'done', or
-        cancel_job(job). The session stays busy until the job ends; its state persists."""
-        check_code_size(code)
-        access = clients(ctx)
-        use = await access.use(ctx, name)
-        job = start(access, use, code, timeout)
-        await settle(ctx, job, FIRST_LOOK)
-        return report(job)
 
-    @tool("Check a long run", read_only=True)
-    @tool_errors
-    async def get_job(
-        ctx: Context,
-        job: JobId,
-        wait: Annotated[
-            float,
-            Field(
-                ge=0,
-                le=MAX_POLL_WAIT,
-                description="Seconds to wait for the job to end before answering (0: at once).",
-            ),
-        ] = 0.0,
-    ) -> Annotated[CallToolResult, JobOutput]:
-        """The state of a job started with start_job: 'running' with its latest output,
-        or 'done' with the result (as execute_code returns it), or 'failed' with why."""
-        found = find(clients(ctx), job)
-        await settle(ctx, found, wait)
-        return report(found)
+@JOB_TOOLS.tool("Start a long run", structured=True, destructive=True, open_world=True)
+async def start_job(
+    ctx: Context,
+    code: Annotated[str, Field(description="Python source, as for execute_code.")],
+    name: Annotated[
+        str | None, Field(description="Session name; omit it for the current session.")
+    ] = None,
+    timeout: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=MAX_JOB_TIMEOUT,
+            description="Seconds before the code is interrupted; variables are kept.",
+        ),
+    ] = 3600.0,
+) -> Annotated[CallToolResult, JobOutput]:
+    """Start code that may run longer than one call may wait (minutes or hours) and
+    return its job id at once; code that ends within half a second returns its result
+    straight away. Then call get_job(job, wait=50) until its state is 'done', or
+    cancel_job(job). The session stays busy until the job ends; its state persists."""
+    check_code_size(code)
+    sessions = access(ctx)
+    use = await sessions.use(ctx, name)
+    job = start(sessions, use, code, timeout)
+    await settle(ctx, job, FIRST_LOOK)
+    return report(job)
 
-    @tool("Stop a long run", destructive=True, idempotent=True)
-    @tool_errors
-    async def cancel_job(ctx: Context, job: JobId) -> Annotated[CallToolResult, JobOutput]:
-        """Interrupt a running job (KeyboardInterrupt in its code; the session and the
-        variables it set are kept) and return its final state."""
-        found = find(clients(ctx), job)
-        if not found.future.done():
-            found.use.session.interrupt()
-            await settle(ctx, found, SETTLE_WAIT)
-        return report(found)
+
+@JOB_TOOLS.tool("Check a long run", structured=True, read_only=True)
+async def get_job(
+    ctx: Context,
+    job: JobId,
+    wait: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=MAX_POLL_WAIT,
+            description="Seconds to wait for the job to end before answering (0: at once).",
+        ),
+    ] = 0.0,
+) -> Annotated[CallToolResult, JobOutput]:
+    """The state of a job started with start_job: 'running' with its latest output,
+    or 'done' with the result (as execute_code returns it), or 'failed' with why."""
+    found = find(access(ctx), job)
+    await settle(ctx, found, wait)
+    return report(found)
+
+
+@JOB_TOOLS.tool("Stop a long run", structured=True, destructive=True, idempotent=True)
+async def cancel_job(ctx: Context, job: JobId) -> Annotated[CallToolResult, JobOutput]:
+    """Interrupt a running job (KeyboardInterrupt in its code; the session and the
+    variables it set are kept) and return its final state."""
+    found = find(access(ctx), job)
+    if not found.future.done():
+        found.use.session.interrupt()
+        await settle(ctx, found, SETTLE_WAIT)
+    return report(found)

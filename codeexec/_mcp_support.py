@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
+from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import ValidationError
 from typing_extensions import TypedDict  # pydantic needs it for nested ones before 3.12
 
@@ -97,6 +97,53 @@ class CodeexecMCP(MCPServer):
             if isinstance(exc.__cause__, ValidationError):
                 raise ToolError(argument_error(exc.__cause__)) from exc.__cause__
             raise
+
+
+class ToolSet:
+    """Module-level tools, registered in order with ``add_to(server)``.
+
+    ``@tools.tool(title, read_only=..., ...)`` marks a module-level function as a
+    tool with its title and annotations (what a client may show or ask before
+    calling it) and turns a ``CodeexecError`` into a ``ToolError`` (``tool_errors``).
+    """
+
+    def __init__(self) -> None:
+        self._tools: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+
+    def tool(
+        self,
+        title: str,
+        *,
+        structured: bool = False,
+        read_only: bool = False,
+        destructive: bool = False,
+        idempotent: bool = False,
+        open_world: bool = False,
+    ) -> Callable[[_F], _F]:
+        hints = ToolAnnotations(
+            title=title,
+            read_only_hint=read_only,
+            destructive_hint=destructive,
+            idempotent_hint=idempotent,
+            open_world_hint=open_world,
+        )
+        kwargs: dict[str, Any] = {"title": title, "annotations": hints}
+        if structured:
+            kwargs["structured_output"] = True
+
+        def register(fn: _F) -> _F:
+            wrapped = tool_errors(fn)
+            self._tools.append((wrapped, kwargs))
+            return wrapped
+
+        return register
+
+    def add_to(
+        self, server: MCPServer, adapt: Callable[[Callable[..., Any]], Callable[..., Any]]
+    ) -> None:
+        """Register every tool with ``server``, each passed through ``adapt`` first."""
+        for fn, kwargs in self._tools:
+            server.add_tool(adapt(fn), **kwargs)
 
 
 def argument_error(exc: ValidationError) -> str:

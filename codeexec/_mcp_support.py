@@ -10,13 +10,16 @@ or a rejected argument into the one-line ``ToolError`` the model reads.
 from __future__ import annotations
 
 import base64
+import binascii
+import copy
 import functools
 import inspect
 import json
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
+from annotated_types import Le
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -139,11 +142,32 @@ class ToolSet:
         return register
 
     def add_to(
-        self, server: MCPServer, adapt: Callable[[Callable[..., Any]], Callable[..., Any]]
+        self, server: MCPServer, maxima: Mapping[str, Mapping[str, float]] | None = None
     ) -> None:
-        """Register every tool with ``server``, each passed through ``adapt`` first."""
+        """Register every tool with ``server``; ``maxima[tool][param]`` replaces the
+        maximum of that parameter's schema (a setting of one server, such as
+        ``execute_code``'s largest ``timeout``)."""
         for fn, kwargs in self._tools:
-            server.add_tool(adapt(fn), **kwargs)
+            for param, maximum in (maxima or {}).get(fn.__name__, {}).items():
+                fn = with_maximum(fn, param, maximum)
+            server.add_tool(fn, **kwargs)
+
+
+def with_maximum(fn: Callable[..., Any], param: str, maximum: float) -> Callable[..., Any]:
+    """``fn`` whose ``param`` (``Annotated[..., Field(le=...)]``) has ``maximum`` as ``le``."""
+    signature = inspect.signature(fn)
+    base, info = get_args(signature.parameters[param].annotation)[:2]
+    info = copy.copy(info)
+    info.metadata = [Le(maximum) if isinstance(m, Le) else m for m in info.metadata]
+    bound = signature.parameters[param].replace(annotation=Annotated[base, info])
+
+    @functools.wraps(fn)
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        return await fn(*args, **kwargs)
+
+    params = [bound if p.name == param else p for p in signature.parameters.values()]
+    bounded.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return bounded
 
 
 def argument_error(exc: ValidationError) -> str:
@@ -159,6 +183,30 @@ def argument_error(exc: ValidationError) -> str:
 
 
 # -- errors and formatting ----------------------------------------------------------------
+
+
+def decode_content(content: str, encoding: str) -> bytes:
+    """``write_file``'s content as bytes: UTF-8 text, or base64."""
+    if encoding != "base64":
+        return content.encode("utf-8")
+    try:
+        return base64.b64decode(content, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ToolError(
+            f"content is not valid base64 ({exc}); send text with encoding='utf-8'"
+        ) from None
+
+
+def encode_content(data: bytes, encoding: str, path: str) -> str:
+    """``read_file``'s answer: the file as UTF-8 text, or base64."""
+    if encoding == "base64":
+        return base64.b64encode(data).decode("ascii")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ToolError(
+            f"{path} is not UTF-8 text; call read_file with encoding='base64'"
+        ) from None
 
 
 def check_code_size(code: str) -> None:

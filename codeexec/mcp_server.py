@@ -22,13 +22,9 @@ notifications while it waits. Code that runs longer goes through the job tools
 (``_mcp_jobs.py``), or through clients that extend their timeout on progress.
 """
 
-import base64
-import binascii
-import functools
-import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -36,7 +32,6 @@ import anyio
 import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
@@ -52,6 +47,8 @@ from ._mcp_support import (
     SessionsOutput,
     ToolSet,
     check_code_size,
+    decode_content,
+    encode_content,
     exec_result,
     sessions_result,
 )
@@ -297,16 +294,7 @@ async def write_file(
 ) -> str:
     """Write a file into a session, where code run by execute_code can open it. Files
     persist with the session; the size limit is 32 MiB."""
-    try:
-        data = (
-            base64.b64decode(content, validate=True)
-            if encoding == "base64"
-            else content.encode("utf-8")
-        )
-    except (binascii.Error, ValueError) as exc:
-        raise ToolError(
-            f"content is not valid base64 ({exc}); send text with encoding='utf-8'"
-        ) from None
+    data = decode_content(content, encoding)
     sessions = access(ctx)
     use = await sessions.use(ctx, name)
     written = await sessions.call(ctx, use, lambda: use.session.write_file(path, data))
@@ -332,14 +320,7 @@ async def read_file(
     data = await sessions.call(
         ctx, use, lambda: use.session.read_file(path, max_bytes=MAX_READ_BYTES)
     )
-    if encoding == "base64":
-        return base64.b64encode(data).decode("ascii")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ToolError(
-            f"{path} is not UTF-8 text; call read_file with encoding='base64'"
-        ) from None
+    return encode_content(data, encoding, path)
 
 
 def math_evaluation(
@@ -385,28 +366,10 @@ def build_server(
     mcp: MCPServer = CodeexecMCP(
         "codeexec", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan
     )
-    adapt = functools.partial(_with_max_timeout, max_timeout=max_timeout)
-    TOOLS.add_to(mcp, adapt)
-    JOB_TOOLS.add_to(mcp, adapt)
+    TOOLS.add_to(mcp, maxima={"execute_code": {"timeout": max_timeout}})
+    JOB_TOOLS.add_to(mcp)
     mcp.prompt(title="Mathematics Solver")(math_evaluation)
     return mcp
-
-
-def _with_max_timeout(fn: Callable[..., Any], *, max_timeout: float) -> Callable[..., Any]:
-    """``execute_code`` with this server's largest timeout in its schema; others as they are."""
-    if fn is not execute_code or max_timeout == MAX_TIMEOUT:
-        return fn
-
-    @functools.wraps(fn)
-    async def bounded(*args: Any, **kwargs: Any) -> Any:
-        return await fn(*args, **kwargs)
-
-    signature = inspect.signature(fn)
-    bound = Annotated[float, Field(gt=0, le=max_timeout, description=TIMEOUT_HELP)]
-    timeout = signature.parameters["timeout"].replace(annotation=bound)
-    params = [timeout if p.name == "timeout" else p for p in signature.parameters.values()]
-    bounded.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    return bounded
 
 
 def serve(**options: Any) -> None:

@@ -462,3 +462,27 @@ def test_scope_ids_and_reach(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (reach.attach_scope("a"), reach.attach_scope("shared")) == ("s1", None)
     assert Reach.of("s1", share_all=True).reaches(other)
     assert SessionRegistry(docker=RecordingDocker(), reach=reach).default_name == "s1"
+
+
+def test_the_quota_counts_the_scopes_running_sessions_through_the_core() -> None:
+    """The registry's quota asks the core (``maintenance.running_in_scope``): only the
+    running containers labelled with its scope count, and an unnamed one (a warm pool
+    container) does not."""
+
+    class ListingDocker(RecordingDocker):
+        asked: list[tuple[dict[str, str], bool]] = []
+
+        def ps(self, labels: Any, *, all: bool = True) -> list[SessionInfo]:
+            self.asked.append((dict(labels), all))
+            mine = {LABEL_SCOPE: "s1"}
+            return [
+                SessionInfo("a", "id-a", "c", "img", "running", labels=mine),
+                SessionInfo("", "id-pool", "c", "img", "running", labels=mine),
+            ]
+
+    docker = ListingDocker()
+    reg = SessionRegistry(docker=docker, reach=Reach.of("s1"), max_sessions=1)
+    with pytest.raises(CodeexecError, match=r"at most 1 session\(s\) at once and runs a:"):
+        reg.start("b", ())
+    assert docker.asked == [({"codeexec.managed": "1", LABEL_SCOPE: "s1"}, False)]
+    reg.close()

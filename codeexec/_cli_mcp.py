@@ -12,6 +12,14 @@ from typing import Annotated
 import typer
 
 from ._bounds import MCP_LIMITS
+from ._cli_options import (
+    BaseImageOpt,
+    CpusOpt,
+    IdleTimeoutOpt,
+    MaxLifetimeOpt,
+    MemoryOpt,
+    NetworkOpt,
+)
 from .errors import CodeexecError
 from .scope import DEFAULT_MAX_SESSIONS, validate_scope
 from .session import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, validate_name
@@ -38,8 +46,6 @@ _SCOPE = (
 _SHARE = "Let the model use this session of yours too (repeatable)."
 _SHARE_ALL = "Let the model use every session on the engine."
 _MAX = "Sessions this server may run at once."
-_NETWORK = "Docker network of the sessions it starts; 'none' cuts it off."
-_BASE = "Image they build on [default: $CODEEXEC_BASE_IMAGE or python:3.12-slim]."
 _DISPLAYS = (
     "Bytes of plots and other rich output one call returns (as sent: base64 for "
     "images); past it they are replaced by a note."
@@ -66,12 +72,7 @@ def serve_mcp(
     persist: Annotated[
         bool, typer.Option("--persist", help="Keep session containers when the server exits.")
     ] = False,
-    idle_timeout: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS", help="Seconds before an unused session removes itself; 0 = never."
-        ),
-    ] = DEFAULT_IDLE_TIMEOUT,
+    idle_timeout: IdleTimeoutOpt = DEFAULT_IDLE_TIMEOUT,
     pool_size: Annotated[
         int, typer.Option(metavar="N", help="Warm containers kept ready for fast session starts.")
     ] = 0,
@@ -89,21 +90,14 @@ def serve_mcp(
     max_sessions: Annotated[
         int, typer.Option(min=1, metavar="N", help=_MAX)
     ] = DEFAULT_MAX_SESSIONS,
-    network: Annotated[str, typer.Option(metavar="NETWORK", help=_NETWORK)] = "bridge",
-    memory: Annotated[str, typer.Option(metavar="SIZE", help="Their memory limit.")] = "1g",
-    cpus: Annotated[float, typer.Option(metavar="N", help="Their CPU limit.")] = 1.0,
-    base_image: Annotated[str | None, typer.Option(metavar="IMAGE", help=_BASE)] = None,
+    network: NetworkOpt = "bridge",
+    memory: MemoryOpt = "1g",
+    cpus: CpusOpt = 1.0,
+    base_image: BaseImageOpt = None,
     display_limit: Annotated[
         int, typer.Option(metavar="BYTES", min=0, help=_DISPLAYS)
     ] = MCP_LIMITS.displays,
-    max_lifetime: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            metavar="SECONDS",
-            help="Seconds after which a session ends, busy or not; 0 = never.",
-        ),
-    ] = DEFAULT_MAX_LIFETIME,
+    max_lifetime: MaxLifetimeOpt = DEFAULT_MAX_LIFETIME,
     http: Annotated[
         str | None, typer.Option(callback=_address, metavar="HOST:PORT", help=_HTTP)
     ] = None,

@@ -49,3 +49,35 @@ DisplayLimitOpt = Annotated[
         "for images); past it they are replaced by a note.",
     ),
 ]
+
+
+# The session settings `codeexec start` and `codeexec mcp` both take (for the sessions a
+# model starts), declared once so their names, defaults and help agree.
+BaseImageOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="IMAGE",
+        help="Image to build on [default: $CODEEXEC_BASE_IMAGE or python:3.12-slim].",
+    ),
+]
+MemoryOpt = Annotated[str, typer.Option(metavar="SIZE", help="Memory limit, e.g. 512m, 2g.")]
+CpusOpt = Annotated[float, typer.Option(metavar="N", help="CPU limit.")]
+NetworkOpt = Annotated[
+    str,
+    typer.Option(metavar="NETWORK", help="Docker network; 'none' cuts it off ('host' is refused)."),
+]
+IdleTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        metavar="SECONDS",
+        help="Seconds without activity before a session removes itself; 0 = never.",
+    ),
+]
+MaxLifetimeOpt = Annotated[
+    float,
+    typer.Option(
+        metavar="SECONDS",
+        min=0,
+        help="Seconds after its start when a session removes itself even if busy; 0 = no limit.",
+    ),
+]

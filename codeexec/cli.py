@@ -21,7 +21,20 @@ import typer
 
 from . import __version__, _cli_output as out
 from ._cli_mcp import serve_mcp
-from ._cli_options import DisplayLimitOpt, JsonOpt, NameArg, SessionOpt, check_names, read_code
+from ._cli_options import (
+    BaseImageOpt,
+    CpusOpt,
+    DisplayLimitOpt,
+    IdleTimeoutOpt,
+    JsonOpt,
+    MaxLifetimeOpt,
+    MemoryOpt,
+    NameArg,
+    NetworkOpt,
+    SessionOpt,
+    check_names,
+    read_code,
+)
 from ._cli_output import EPILOG, EXIT_INTERRUPTED, EXIT_RAISED
 from .errors import CodeexecError
 from .models import ResultLimits
@@ -103,40 +116,13 @@ def start(
             "--requirements", "-r", metavar="FILE", help="A requirements.txt file.", dir_okay=False
         ),
     ] = None,
-    base_image: Annotated[
-        str | None,
-        typer.Option(
-            metavar="IMAGE",
-            help="Image to build on [default: $CODEEXEC_BASE_IMAGE or python:3.12-slim].",
-        ),
-    ] = None,
-    memory: Annotated[
-        str, typer.Option(metavar="SIZE", help="Memory limit, e.g. 512m, 2g.")
-    ] = "1g",
-    cpus: Annotated[float, typer.Option(metavar="N", help="CPU limit.")] = 1.0,
+    base_image: BaseImageOpt = None,
+    memory: MemoryOpt = "1g",
+    cpus: CpusOpt = 1.0,
     pids: Annotated[int, typer.Option(metavar="N", help="Process-count limit.")] = 256,
-    network: Annotated[
-        str,
-        typer.Option(
-            metavar="NETWORK", help="Docker network; 'none' cuts it off ('host' is refused)."
-        ),
-    ] = "bridge",
-    idle_timeout: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS",
-            help="Seconds without activity before the session removes itself; 0 = never.",
-        ),
-    ] = DEFAULT_IDLE_TIMEOUT,
-    max_lifetime: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS",
-            min=0,
-            help="Seconds after its start when the session removes itself even if busy; "
-            "0 = no limit.",
-        ),
-    ] = DEFAULT_MAX_LIFETIME,
+    network: NetworkOpt = "bridge",
+    idle_timeout: IdleTimeoutOpt = DEFAULT_IDLE_TIMEOUT,
+    max_lifetime: MaxLifetimeOpt = DEFAULT_MAX_LIFETIME,
     allow_urls: Annotated[
         bool, typer.Option("--allow-urls", help="Accept URL requirements (pkg @ https://…).")
     ] = False,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from . import _addrcache, _launcher
 from ._channel import Channel, Connect
-from .docker import LABEL_SCOPE, LABEL_SESSION, Docker
+from .docker import LABEL_SCOPE, LABEL_SESSION, Docker, check_descriptors
 from .errors import CodeexecError, HandshakeError, NoSuchSession, SessionExists
 from .models import ResultLimits, SessionRef, Transport
 from .options import SessionOptions, validate_name
@@ -41,6 +41,7 @@ def start(
     on_progress: Callable[[str], None] | None = None,
 ) -> _S:
     """``ContainerSession.start`` (see there), under the name's lock."""
+    check_descriptors()  # a clear error before any docker call, not EMFILE halfway
     with _addrcache.session_lock(validate_name(name), on_progress):
         return _start(cls, name, options, docker, pool, replace, connect, on_progress)
 

@@ -8,6 +8,7 @@ docker contexts and podman work unchanged.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -65,9 +66,42 @@ from .errors import (
 )
 from .models import Limits
 
+DESCRIPTOR_HEADROOM = 32  # free descriptors a start needs: its docker calls' pipes, a socket
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _QUICK = 30.0  # seconds for calls that answer at once (inspect, ps, rm)
 LOGS_MAX_BYTES = 4 * 2**20  # of a container log read into memory (codeexec logs)
+
+
+def out_of_descriptors(open_now: int | None = None) -> DockerError:
+    """The error for a process that has used up its descriptors (``EMFILE``)."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    held = f"{open_now} of its {limit}" if open_now is not None else f"all {limit} of its"
+    return DockerError(
+        f"this process has {held} file descriptors open: each session it holds keeps one "
+        "connection open, and a start needs a few more for its docker calls. Close the "
+        "sessions it no longer uses (session.close()), or raise the limit (`ulimit -n`, "
+        "resource.setrlimit(RLIMIT_NOFILE))"
+    )
+
+
+def check_descriptors(needed: int = DESCRIPTOR_HEADROOM) -> None:
+    """Raise ``out_of_descriptors`` when fewer than ``needed`` are free (Linux; else no-op)."""
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+        import resource
+    except (OSError, ImportError):
+        return
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit != resource.RLIM_INFINITY and limit - open_now < needed:
+        raise out_of_descriptors(open_now)
+
+
+def _cannot_run(argv: Sequence[str], exc: OSError) -> DockerError:
+    if exc.errno in (errno.EMFILE, errno.ENFILE):  # ENFILE: the system's table is full
+        return out_of_descriptors()
+    return DockerNotAvailable(f"cannot run {argv[0]}: {exc}", argv=argv)
 
 
 class RelayProcess:
@@ -153,7 +187,7 @@ class Docker(ImageVerbs, SessionLookup):
                 argv=argv,
             ) from exc
         except OSError as exc:
-            raise DockerNotAvailable(f"cannot run {argv[0]}: {exc}", argv=argv) from exc
+            raise _cannot_run(argv, exc) from exc
         if check and proc.returncode != 0:
             raise classify(
                 argv, proc.returncode, proc.stdout, proc.stderr, what or f"`docker {args[0]}`"
@@ -244,7 +278,7 @@ class Docker(ImageVerbs, SessionLookup):
                 env={**os.environ, **env} if env else None,
             )
         except OSError as exc:
-            raise DockerNotAvailable(f"cannot run {argv[0]}: {exc}", argv=argv) from exc
+            raise _cannot_run(argv, exc) from exc
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
         try:
@@ -363,5 +397,5 @@ class Docker(ImageVerbs, SessionLookup):
                 bufsize=0,
             )
         except OSError as exc:
-            raise DockerNotAvailable(f"cannot run {argv[0]}: {exc}", argv=argv) from exc
+            raise _cannot_run(argv, exc) from exc
         return RelayProcess(proc)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from codeexec._dockerargs import executor_command, session_run_spec
 from codeexec.docker import (
+    DESCRIPTOR_HEADROOM,
     Docker,
     RunSpec,
     build_argv,
@@ -382,3 +386,36 @@ def test_an_install_whose_packages_say_connection_refused_is_a_build_error() -> 
     assert isinstance(
         build_error(["docker", "run"], 125, engine, False, 60, Limits()), DockerNotAvailable
     )
+
+
+@contextmanager
+def _descriptors_left(free: int) -> Iterator[None]:
+    """This process's soft descriptor limit lowered to ``free`` above those open now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + free, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc (Linux)")
+def test_out_of_descriptors_is_named_not_an_engine_that_is_missing(fake: Path) -> None:
+    # A process holding many sessions hits its descriptor limit in a docker call
+    # first (the pipes of `docker run`): that is not "Docker is not available".
+    with _descriptors_left(2), pytest.raises(DockerError) as info:
+        Docker(FAKE)._run(["ps"])
+    assert not isinstance(info.value, DockerNotAvailable)
+    assert "file descriptors open" in str(info.value)
+    assert "ulimit -n" in str(info.value)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc (Linux)")
+def test_start_refuses_without_descriptor_headroom_before_any_docker_call(fake: Path) -> None:
+    from codeexec import ContainerSession
+
+    with _descriptors_left(DESCRIPTOR_HEADROOM - 8), pytest.raises(DockerError) as info:
+        ContainerSession.start("fd-headroom", docker=Docker(FAKE))
+    assert not isinstance(info.value, DockerNotAvailable)
+    assert "Close the sessions it no longer uses" in str(info.value)
+    assert not fake.exists() or _calls(fake) == []  # no docker call was made

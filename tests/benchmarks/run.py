@@ -14,11 +14,9 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +33,7 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _mcp, _util as u  # noqa: E402
+from . import _mcp, _scale, _util as u  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -348,50 +346,9 @@ class Bench:
         if peak is not None:
             self.results["stream"]["container_peak_mib"] = peak[1] / 2**20
 
-    # -- 7: scale ----------------------------------------------------------------------
-    def scale(self) -> None:
-        count = 20
-        log(f"scale: {count} sessions at once")
-        sessions: list[ContainerSession] = []
-        lock = threading.Lock()
-
-        def start(i: int) -> None:
-            s = ContainerSession.start(self.name(f"scale{i:02d}"), idle_timeout=IDLE)
-            with lock:
-                sessions.append(s)
-
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=start, args=(i,)) for i in range(count)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        started_s = time.perf_counter() - t0
-        try:
-            for s in sessions:
-                s.execute("x = 1")
-            samples: list[float] = []
-            rounds = 5 if self.quick else 15
-            for _ in range(rounds):
-                for s in sessions:
-                    samples.extend(u.timed(lambda s=s: s.execute("x += 1"), 1))
-            time.sleep(1.0)  # let the page cache settle after the executes
-            mems = [u.cgroup_memory(s.container_id) for s in sessions]
-            usage = [m[0] / 2**20 for m in mems if m]
-            peaks = [m[1] / 2**20 for m in mems if m]
-            stat = u.cgroup_stat(sessions[0].container_id)
-            self.results["scale"] = {
-                "sessions": len(sessions),
-                "start_all_s": started_s,
-                "exec_ms": u.summary(samples),
-                "idle_usage_mib_mean": statistics.mean(usage) if usage else None,
-                "idle_usage_mib_max": max(usage) if usage else None,
-                "idle_peak_mib_max": max(peaks) if peaks else None,
-                "idle_rss_mib": stat.get("total_rss", 0) / 2**20,
-                "idle_cache_mib": stat.get("total_cache", 0) / 2**20,
-            }
-        finally:
-            self.docker.rm(*(s.container_id for s in sessions))
+    # -- 7: scale (tests/benchmarks/_scale.py) ----------------------------------------
+    def scale(self, count: int) -> None:
+        self.results["scale"] = _scale.measure(count, prefix=u.PREFIX, log=log)
 
 
 # -- report ------------------------------------------------------------------------------
@@ -457,6 +414,8 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         "{:.1f} MiB",
         lambda v: v < 30,
     )
+    for label, value, fmt, ok in _scale.targets(r.get("scale") or {}):
+        check(label, value, fmt, ok)
     for wire in ("stdio", "http"):
         mcp, beside = get(f"mcp_{wire}_exec_ms", "p50"), get(f"mcp_{wire}_lib_ms", "p50")
         check(
@@ -523,25 +482,7 @@ def table(r: dict[str, Any]) -> str:
                 f"container peak {st.get('container_peak_mib', 0):.0f} MiB",
             )
         )
-    sc = r.get("scale")
-    if sc:
-        rows.append(
-            (f"scale: {sc['sessions']} sessions started concurrently", f"{sc['start_all_s']:.1f} s")
-        )
-        rows.append(
-            (
-                "scale: execute p50 / p99 across them",
-                f"p50 {sc['exec_ms']['p50']:.3f} ms   p99 {sc['exec_ms']['p99']:.3f} ms",
-            )
-        )
-        rows.append(
-            (
-                "scale: idle container memory (cgroup usage)",
-                f"mean {sc['idle_usage_mib_mean']:.1f} MiB, max "
-                f"{sc['idle_usage_mib_max']:.1f} MiB (rss {sc['idle_rss_mib']:.1f}, "
-                f"cache {sc['idle_cache_mib']:.1f})",
-            )
-        )
+    rows += _scale.rows(r["scale"]) if r.get("scale") else []
     width = max(len(a) for a, _ in rows)
     lines = [f"{a.ljust(width)}  {b}" for a, b in rows]
     lines.append("")
@@ -557,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer iterations, 20 MB stream")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--skip", default="", help="comma list: cli,mcp,starts,stream,scale")
+    parser.add_argument("--scale", type=int, default=100, help="idle sessions (default 100)")
     args = parser.parse_args(argv)
     if shutil.which(u.DOCKER) is None:
         print("no docker CLI on PATH", file=sys.stderr)
@@ -573,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             ("mcp", bench.mcp),
             ("stream", bench.throughput),
             ("starts", bench.starts),
-            ("scale", bench.scale),
+            ("scale", lambda: bench.scale(args.scale)),
         ]
         for key, step in steps:
             if key not in skip:

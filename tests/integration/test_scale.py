@@ -62,6 +62,8 @@ def test_thirty_sessions_started_at_once_each_execute_and_are_listed() -> None:
         missing = [n for n in names if n not in proc.stdout]
         assert not missing, missing
     finally:
+        for s in sessions:
+            s.close()
         maintenance.remove_containers({s.container_id: s.name for s in sessions})
     # Nothing of them is left (the conftest leak check also looks for the run's prefix).
     left = [n for n in names if n in {s.name for s in ContainerSession.list_sessions()}]

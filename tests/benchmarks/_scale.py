@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -41,124 +40,18 @@ from codeexec import ContainerSession, maintenance  # noqa: E402
 from codeexec.docker import Docker  # noqa: E402
 
 from . import _util as u  # noqa: E402
+from ._scale_host import (  # noqa: E402
+    fd_limit,
+    host_snapshot,
+    idle_cpu_percent,
+    per_process,
+    procs,
+)
 
 IDLE = 900.0  # a crashed run's containers exit on their own
 CONCURRENCY = 8  # docker run is serialised in dockerd: more threads only queue there
 VENV_BIN = Path(sys.executable).parent
 MiB = 2**20
-CPUACCT = Path("/sys/fs/cgroup/cpuacct/docker")
-
-
-# -- host processes, read from /proc -------------------------------------------------
-
-
-def _procs(comm: str) -> list[int]:
-    """Pids of the processes whose command name is ``comm``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if Path(f"/proc/{entry}/comm").read_text().strip() == comm:
-                    pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
-
-
-def _status(pid: int, key: str) -> int:
-    """A number from /proc/<pid>/status (``VmRSS`` in KiB, ``Threads``), 0 if gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def _fds(pid: int | str) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _pss_kib(pid: int) -> int:
-    """Proportional set size: shared pages split between the processes sharing them."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def host_snapshot() -> dict[str, Any]:
-    """dockerd, containerd, every docker-proxy and shim, and this process, right now."""
-    snap: dict[str, Any] = {}
-    for comm in ("dockerd", "containerd"):
-        pids = _procs(comm)
-        snap[comm] = {
-            "rss_mib": sum(_status(p, "VmRSS") for p in pids) / 1024,
-            "threads": sum(_status(p, "Threads") for p in pids),
-            "fds": sum(_fds(p) for p in pids),
-        }
-    for comm in ("docker-proxy", "containerd-shim"):
-        pids = _procs(comm)
-        snap[comm] = {"pids": pids, "cmdlines": {p: _cmdline(p) for p in pids}}
-    snap["self"] = {
-        "fds": _fds("self"),
-        "threads": threading.active_count(),
-        "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-    }
-    procs = [e for e in os.listdir("/proc") if e.isdigit()]
-    snap["host_pids"] = len(procs)
-    snap["host_tasks"] = sum(_status(int(p), "Threads") for p in procs)  # pid_max counts these
-    return snap
-
-
-def idle_cpu_percent(container_ids: Sequence[str], seconds: float = 3.0) -> float | None:
-    """CPU the containers use while idle, in percent of one core (cgroup v1 cpuacct)."""
-
-    def used() -> int:
-        total = 0
-        for cid in container_ids:
-            try:
-                total += int((CPUACCT / cid / "cpuacct.usage").read_text())
-            except (OSError, ValueError):
-                return -1
-        return total
-
-    first = used()
-    time.sleep(seconds)
-    second = used()
-    if first < 0 or second < 0:
-        return None
-    return (second - first) / 1e9 / seconds * 100
-
-
-def _per_process(
-    pids: Sequence[int], cmdlines: dict[int, str], marks: Sequence[str]
-) -> dict[str, float]:
-    """RSS and PSS of the processes whose command line names one of ``marks``."""
-    ours = [p for p in pids if any(m in cmdlines.get(p, "") for m in marks)]
-    rss = [_status(p, "VmRSS") / 1024 for p in ours]
-    pss = [_pss_kib(p) / 1024 for p in ours]
-    return {
-        "count": len(ours),
-        "rss_mib_total": sum(rss),
-        "rss_mib_mean": statistics.mean(rss) if rss else 0.0,
-        "pss_mib_total": sum(pss),
-        "threads_total": sum(_status(p, "Threads") for p in ours),
-    }
 
 
 # -- the measurement -----------------------------------------------------------------
@@ -259,11 +152,11 @@ def _memory(
     ids = [s.container_id for s in live]
     # docker-proxy's command line names the container's address, not its id.
     ips = _addresses(docker, ids)
-    proxy = _per_process(
+    proxy = per_process(
         after["docker-proxy"]["pids"], after["docker-proxy"]["cmdlines"],
         [f"-container-ip {ip} " for ip in ips],
     )  # fmt: skip
-    shim = _per_process(
+    shim = per_process(
         after["containerd-shim"]["pids"], after["containerd-shim"]["cmdlines"],
         [f"-id {cid}" for cid in ids],
     )  # fmt: skip
@@ -315,24 +208,13 @@ def _limits(
         "dockerd_fds_growth": after["dockerd"]["fds"] - before["dockerd"]["fds"],
         "dockerd_threads": after["dockerd"]["threads"],
         "dockerd_threads_growth": after["dockerd"]["threads"] - before["dockerd"]["threads"],
-        "dockerd_fd_limit": _fd_limit(_procs("dockerd")),
+        "dockerd_fd_limit": fd_limit(procs("dockerd")),
         "host_pids_growth": after["host_pids"] - before["host_pids"],
         "host_tasks_growth": after["host_tasks"] - before["host_tasks"],
         "pid_max": pid_max,
         "host_ports_range": hi - lo + 1,
         "docker_proxy_count": len(after["docker-proxy"]["pids"]),
     }
-
-
-def _fd_limit(pids: Sequence[int]) -> int | None:
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-                if line.startswith("Max open files"):
-                    return int(line.split()[3])
-        except (OSError, ValueError, IndexError):
-            pass
-    return None
 
 
 def _listing(live: Sequence[ContainerSession], prefix: str) -> dict[str, Any]:

@@ -3,22 +3,19 @@
 ``codeexec exec [-s NAME] CODE`` (CODE may be ``-`` for stdin) is the command people
 and scripts run in a loop, and Typer, Click and Rich take longer to import than the
 execution takes (docs/performance.md). This entry point recognises exactly those
-forms and runs them through the same steps the Typer command runs (``run_exec``,
-``guarded``), so output bytes and exit statuses are the same. Everything else —
-another command, any other option, ``--debug``/``CODEEXEC_DEBUG``, a name that does
-not validate, anything Click would have to parse — goes to the full Typer app.
+forms and runs them through the same steps as the Typer command (``_cli_run``), so
+output bytes and exit statuses are the same. Everything else (another command, any
+other option, ``--debug`` or ``CODEEXEC_DEBUG``, a name that does not validate,
+anything Click would have to parse) goes to the full Typer app.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
-from . import _cli_output as out
+from ._cli_run import guarded, run_exec
 from .errors import CodeexecError
-from .models import ResultLimits
 
 _SESSION_FLAGS = ("-s", "--session")
 
@@ -58,46 +55,6 @@ def _valid_name(name: str) -> bool:
     except CodeexecError:
         return False
     return True
-
-
-def run_exec(
-    source: str,
-    session: str,
-    *,
-    timeout: float | None = None,
-    as_json: bool = False,
-    save_dir: Path | None = None,
-    output_limit: int = ResultLimits.output,
-    display_limit: int = ResultLimits.displays,
-) -> int:
-    """``codeexec exec``'s work once its arguments are read; returns the exit status."""
-    from .session import ContainerSession
-
-    live = ContainerSession.attach(session)
-    limits = ResultLimits(output=output_limit, displays=display_limit)
-    with out.ctrl_c_interrupts(live):
-        result = live.execute(
-            source,
-            timeout=timeout,
-            on_output=None if as_json else out.echo_stream,
-            result_limits=limits,
-        )
-    live.close()
-    return out.report_exec(result, timeout, save_dir, as_json=as_json)
-
-
-def guarded(work: Callable[[], int | None], *, debug: bool) -> int:
-    """Run a command's work; a CodeexecError, Ctrl-C or a closed stdout become its status."""
-    try:
-        return work() or 0
-    except CodeexecError as exc:
-        return out.report_error(exc, debug=debug)
-    except KeyboardInterrupt:
-        out.note("interrupted")
-        return out.EXIT_INTERRUPTED
-    except BrokenPipeError:  # `codeexec exec … | head`: the reader left
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return out.EXIT_RAISED
 
 
 def main() -> None:

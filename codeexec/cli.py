@@ -19,7 +19,6 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import __version__, _cli_output as out
-from ._cli_fast import guarded, run_exec
 from ._cli_mcp import serve_mcp
 from ._cli_options import (
     BaseImageOpt,
@@ -36,6 +35,7 @@ from ._cli_options import (
     read_code,
 )
 from ._cli_output import EPILOG
+from ._cli_run import guarded, run_exec
 from .errors import CodeexecError
 from .models import ResultLimits
 from .options import SessionOptions

@@ -1,4 +1,4 @@
-"""The ``codeexec`` console script: ``exec`` in its plain forms without Typer.
+"""The ``codeexec`` console script: ``exec`` in its plain forms, and ``ls``, without Typer.
 
 ``codeexec exec [-s NAME] CODE`` (CODE may be ``-`` for stdin) is the command people
 and scripts run in a loop, and Typer, Click and Rich take longer to import than the
@@ -6,7 +6,8 @@ execution takes (docs/performance.md). This entry point recognises exactly those
 forms and runs them through the same steps as the Typer command (``_cli_run``), so
 output bytes and exit statuses are the same. Everything else (another command, any
 other option, ``--debug`` or ``CODEEXEC_DEBUG``, a name that does not validate,
-anything Click would have to parse) goes to the full Typer app.
+anything Click would have to parse) goes to the full Typer app. ``ls`` and
+``ls --json`` (no arguments to read) are the other command taken here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ._cli_run import guarded, run_exec
+from ._cli_run import guarded, run_exec, run_ls
 from .errors import CodeexecError
 
 _SESSION_FLAGS = ("-s", "--session")
@@ -59,7 +60,10 @@ def _valid_name(name: str) -> bool:
 
 def main() -> None:
     """Entry point of the ``codeexec`` console script."""
-    plan = plain_exec(sys.argv[1:])
+    args = sys.argv[1:]
+    if args in (["ls"], ["ls", "--json"]) and os.environ.get("CODEEXEC_DEBUG") is None:
+        sys.exit(guarded(lambda: run_ls(as_json=len(args) == 2), debug=False))
+    plan = plain_exec(args)
     if plan is None:
         from .cli import main as full
 

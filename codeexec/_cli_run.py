@@ -1,4 +1,4 @@
-"""The work of ``codeexec exec`` and the error handling of every command, without Typer.
+"""The work of ``codeexec exec`` and ``ls``, and the error handling of every command, without Typer.
 
 Both the Typer app (``cli``) and the fast entry point (``_cli_fast``) run these, so
 a plain ``exec`` prints the same bytes and exits with the same status either way.
@@ -40,6 +40,13 @@ def run_exec(
         )
     live.close()
     return out.report_exec(result, timeout, save_dir, as_json=as_json)
+
+
+def run_ls(as_json: bool) -> None:
+    """``codeexec ls``: every session, each running one asked for its idle time."""
+    from . import maintenance
+
+    out.report_sessions(maintenance.list_idle(), as_json)
 
 
 def guarded(work: Callable[[], int | None], *, debug: bool) -> int:

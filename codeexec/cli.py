@@ -35,7 +35,7 @@ from ._cli_options import (
     read_code,
 )
 from ._cli_output import EPILOG
-from ._cli_run import guarded, run_exec
+from ._cli_run import guarded, run_exec, run_ls
 from .errors import CodeexecError
 from .models import ResultLimits
 from .options import SessionOptions
@@ -206,9 +206,7 @@ def exec_(
 @_command("ls")
 def ls(as_json: JsonOpt = False) -> None:
     """List sessions: name, status, dependencies, age / max lifetime, idle / timeout, image."""
-    from . import maintenance
-
-    out.report_sessions(maintenance.list_idle(), as_json)
+    run_ls(as_json)
 
 
 @_command()

@@ -8,6 +8,7 @@ stdout and stderr and exit with the same status.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -84,13 +85,31 @@ def test_fast_path_and_typer_print_and_exit_alike(
     assert fast[0] == status, fast
 
 
-def test_plain_exec_loads_no_typer_click_or_rich(live: str) -> None:
+def _fast(*args: str) -> subprocess.CompletedProcess[str]:
+    """``_cli_fast.main`` with ``args``; stderr ends with its status and what it loaded."""
     code = (
         "import sys\n"
-        f"sys.argv = [{EXE!r}, 'exec', '-s', {live!r}, '6 * 7']\n"
+        f"sys.argv = [{EXE!r}, *{list(args)!r}]\n"
         "from codeexec._cli_fast import main\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    status = exc.code\n"
         f"print(status, [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_plain_exec_loads_no_typer_click_or_rich(live: str) -> None:
+    done = _fast("exec", "-s", live, "6 * 7")
     assert (done.stdout, done.stderr) == ("42\n", "0 []\n")
+
+
+def test_ls_loads_no_typer_click_or_rich_and_matches_typer(live: str) -> None:
+    done = _fast("ls", "--json")
+    assert done.stderr == "0 []\n"
+    mine = [s for s in json.loads(done.stdout) if s["name"] == live]
+    assert len(mine) == 1 and mine[0]["status"] == "running"
+    assert mine[0]["idle_seconds"] is not None  # it was asked, over its own connection
+    table = _run([EXE, "ls"], None)
+    typer = _run([sys.executable, "-c", TYPER, "ls"], None)
+    assert table[0] == typer[0] == 0
+    assert table[1].splitlines()[0] == typer[1].splitlines()[0]  # the same columns
+    assert any(line.split()[:2] == [live, "running"] for line in table[1].splitlines())

@@ -9,36 +9,74 @@ with ContainerSession.start(dependencies=["numpy"]) as s:
 
 from __future__ import annotations
 
-from .errors import (
-    CodeexecError as CodeexecError,
-    ConnectionLost as ConnectionLost,
-    ContainerStartError as ContainerStartError,
-    DockerError as DockerError,
-    DockerNotAvailable as DockerNotAvailable,
-    ExecutorError as ExecutorError,
-    FileTransferError as FileTransferError,
-    HandshakeError as HandshakeError,
-    ImageBuildError as ImageBuildError,
-    InvalidDependency as InvalidDependency,
-    InvalidOption as InvalidOption,
-    NoSuchSession as NoSuchSession,
-    ProtocolError as ProtocolError,
-    SessionBusy as SessionBusy,
-    SessionExists as SessionExists,
-)
-from .models import (
-    Display as Display,
-    ExecError as ExecError,
-    ExecResult as ExecResult,
-    ImageInfo as ImageInfo,
-    Limits as Limits,
-    ResultLimits as ResultLimits,
-    SessionInfo as SessionInfo,
-    SessionRef as SessionRef,
-    StreamEvent as StreamEvent,
-)
-from .options import SessionOptions as SessionOptions
-from .session import ContainerSession as ContainerSession, list_sessions as list_sessions
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from .errors import (
+        CodeexecError as CodeexecError,
+        ConnectionLost as ConnectionLost,
+        ContainerStartError as ContainerStartError,
+        DockerError as DockerError,
+        DockerNotAvailable as DockerNotAvailable,
+        ExecutorError as ExecutorError,
+        FileTransferError as FileTransferError,
+        HandshakeError as HandshakeError,
+        ImageBuildError as ImageBuildError,
+        InvalidDependency as InvalidDependency,
+        InvalidOption as InvalidOption,
+        NoSuchSession as NoSuchSession,
+        ProtocolError as ProtocolError,
+        SessionBusy as SessionBusy,
+        SessionExists as SessionExists,
+    )
+    from .models import (
+        Display as Display,
+        ExecError as ExecError,
+        ExecResult as ExecResult,
+        ImageInfo as ImageInfo,
+        Limits as Limits,
+        ResultLimits as ResultLimits,
+        SessionInfo as SessionInfo,
+        SessionRef as SessionRef,
+        StreamEvent as StreamEvent,
+    )
+    from .options import SessionOptions as SessionOptions
+    from .session import ContainerSession as ContainerSession, list_sessions as list_sessions
+
+# Each public name loads its module on first use (PEP 562), so `codeexec exec` and
+# other callers of one submodule do not pay for the whole library (docs/performance.md).
+_WHERE = {
+    **dict.fromkeys(
+        ("CodeexecError ConnectionLost ContainerStartError DockerError DockerNotAvailable "
+         "ExecutorError FileTransferError HandshakeError ImageBuildError InvalidDependency "
+         "InvalidOption NoSuchSession ProtocolError SessionBusy SessionExists").split(),
+        "errors",
+    ),
+    **dict.fromkeys(
+        ("Display ExecError ExecResult ImageInfo Limits ResultLimits SessionInfo SessionRef "
+         "StreamEvent").split(),
+        "models",
+    ),
+    "SessionOptions": "options",
+    "ContainerSession": "session",
+    "list_sessions": "session",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'codeexec' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
-"""`python -m codeexec` runs the CLI."""
+"""`python -m codeexec` runs the CLI (its plain `exec` forms without Typer)."""
 
-from .cli import main
+from ._cli_fast import main
 
 main()

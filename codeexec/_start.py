@@ -11,18 +11,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, TypeVar
 
-from . import _addrcache, _launcher
+from . import _addrcache
 from ._channel import Channel, Connect
 from .docker import LABEL_SCOPE, LABEL_SESSION, Docker, check_descriptors
 from .errors import CodeexecError, HandshakeError, NoSuchSession, SessionExists
 from .models import ResultLimits, SessionRef, Transport
 from .options import SessionOptions, validate_name
-from .pool import WarmPool, shared_pool
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pool and _launcher load when a session starts: attach is quick
+    from concurrent.futures import Future
+
+    from .pool import WarmPool
     from .session import ContainerSession
 
 _T = TypeVar("_T")
@@ -50,6 +51,9 @@ def _start(
     cls: type[_S], name: str, options: SessionOptions, docker: Docker, pool: int | WarmPool,
     replace: bool, connect: Connect | None, on_progress: Callable[[str], None] | None,
 ) -> _S:  # fmt: skip
+    from . import _launcher
+    from .pool import WarmPool, shared_pool
+
     if isinstance(pool, WarmPool):  # the pool's containers carry the pool's settings
         options = SessionOptions.of(
             pool.options, timeout=options.timeout, output_limit=options.output_limit,
@@ -180,6 +184,8 @@ def remembers(ref: SessionRef, name: str) -> bool:
 
 
 def _in_background(fn: Callable[[], _T]) -> Future[_T]:
+    from concurrent.futures import Future
+
     future: Future[_T] = Future()
 
     def run() -> None:

@@ -11,7 +11,6 @@ server load only in the commands that use them, so ``codeexec exec`` stays quick
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +34,8 @@ from ._cli_options import (
     check_names,
     read_code,
 )
-from ._cli_output import EPILOG, EXIT_INTERRUPTED, EXIT_RAISED
+from ._cli_output import EPILOG
+from ._cli_run import guarded, run_exec, run_ls
 from .errors import CodeexecError
 from .models import ResultLimits
 from .options import SessionOptions
@@ -66,16 +66,7 @@ def _command(name: str | None = None) -> Callable[[F], F]:
     def register(func: F) -> F:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
-            try:
-                status = func(*args, **kwargs)
-            except CodeexecError as exc:
-                status = out.report_error(exc, debug=_State.debug)
-            except KeyboardInterrupt:
-                out.note("interrupted")
-                status = EXIT_INTERRUPTED
-            except BrokenPipeError:  # `codeexec exec … | head`: the reader left
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                status = EXIT_RAISED
+            status = guarded(lambda: func(*args, **kwargs), debug=_State.debug)
             if status:
                 raise typer.Exit(status)
 
@@ -206,26 +197,16 @@ def exec_(
     Output streams live; then the value of a final expression is printed. A Python
     error prints its traceback on stderr and exits 1.
     """
-    source = read_code(code, file)
-    live = ContainerSession.attach(session)
-    limits = ResultLimits(output=output_limit, displays=display_limit)
-    with out.ctrl_c_interrupts(live):
-        result = live.execute(
-            source,
-            timeout=timeout,
-            on_output=None if as_json else out.echo_stream,
-            result_limits=limits,
-        )
-    live.close()
-    return out.report_exec(result, timeout, save_dir, as_json=as_json)
+    return run_exec(
+        read_code(code, file), session, timeout=timeout, as_json=as_json, save_dir=save_dir,
+        output_limit=output_limit, display_limit=display_limit,
+    )  # fmt: skip
 
 
 @_command("ls")
 def ls(as_json: JsonOpt = False) -> None:
     """List sessions: name, status, dependencies, age / max lifetime, idle / timeout, image."""
-    from . import maintenance
-
-    out.report_sessions(maintenance.list_idle(), as_json)
+    run_ls(as_json)
 
 
 @_command()

@@ -23,7 +23,7 @@ from .options import validate_name
 from .session import ContainerSession, list_sessions
 
 _GONE_STATES = ("exited", "dead")
-_PROBES = 8  # sessions asked for their idle time at once
+_PROBES = 32  # sessions asked for their idle time at once (each mostly waits)
 
 
 # -- sessions ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _addrcache, _start
 from ._channel import LOST_SETTLE as LOST_SETTLE, Channel, Connect
@@ -24,7 +24,9 @@ from .options import (  # re-exported: callers import them from here
     validate_lifetime as validate_lifetime,
     validate_name as validate_name,
 )
-from .pool import WarmPool
+
+if TYPE_CHECKING:  # loads when a session starts with a pool
+    from .pool import WarmPool
 
 
 def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:

@@ -710,3 +710,44 @@ def test_control_sequences_are_escaped_only_on_a_terminal() -> None:
         "\x1b[1;31mred\x1b[0m\r\n\té"  # colours, line ends, tabs and text stay
     )
     assert for_terminal(text, io.StringIO()) == text  # a pipe gets the exact text
+
+
+# -- the fast entry point (codeexec._cli_fast) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "plan"),
+    [
+        (["exec", "-s", "web", "x + 1"], ("web", "x + 1")),
+        (["exec", "--session", "web", "-"], ("web", "-")),
+        (["exec", "x", "-s", "web"], ("web", "x")),
+        (["exec", "print(1)"], ("default", "print(1)")),
+        # Everything else is Click's to read (and to report).
+        (["exec"], None),
+        (["exec", "-s", "web"], None),
+        (["exec", "-s", "bad name", "x"], None),
+        (["exec", "-s", "-x", "x"], None),
+        (["exec", "-sweb", "x"], None),
+        (["exec", "--session=web", "x"], None),
+        (["exec", "-s", "a", "-s", "b", "x"], None),
+        (["exec", "x", "y"], None),
+        (["exec", "-1"], None),
+        (["exec", "--", "x"], None),
+        (["exec", "--json", "x"], None),
+        (["exec", "--help"], None),
+        (["--debug", "exec", "x"], None),
+        (["ls"], None),
+        ([], None),
+    ],
+)
+def test_fast_path_takes_only_plain_exec(args: list[str], plan: tuple[str, str] | None) -> None:
+    from codeexec._cli_fast import plain_exec
+
+    assert plain_exec(args) == plan
+
+
+def test_fast_path_leaves_debug_to_typer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from codeexec._cli_fast import plain_exec
+
+    monkeypatch.setenv("CODEEXEC_DEBUG", "0")
+    assert plain_exec(["exec", "x"]) is None

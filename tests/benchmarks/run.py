@@ -33,7 +33,7 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _mcp, _scale, _util as u  # noqa: E402
+from . import _cli, _mcp, _scale, _util as u  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -140,21 +140,9 @@ class Bench:
         import compileall
 
         compileall.compile_dir(str(ROOT / "codeexec"), quiet=1)
-        argv = [str(exe), "exec", "-s", self.lib.name, "pass"]
-
-        def once() -> None:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-            if proc.returncode != 0:
-                raise RuntimeError(f"codeexec exec failed: {proc.stderr.strip()[-300:]}")
-
-        self.results["cli_exec_ms"] = u.summary(u.timed(once, max(self.n_slow, 20), warmup=2))
-        code = "import codeexec.cli"
-        self.results["cli_import_ms"] = u.summary(
-            u.timed(lambda: subprocess.run([sys.executable, "-c", code], check=True), 3, warmup=1)
-        )
-        self.results["python_startup_ms"] = u.summary(
-            u.timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), 3, warmup=1)
-        )
+        rounds = max(self.n_slow, 20)
+        self.results.update(_cli.exec_vs_docker(exe, self.lib.name, self.echo, rounds))
+        self.results.update(_cli.ls_many(exe, self.name, IDLE, self.n_slow))
 
     def mcp(self) -> None:
         exe = VENV_BIN / "codeexec"
@@ -430,13 +418,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         "{:.0f} ms",
         lambda v: v <= 500,
     )
-    cli = get("cli_exec_ms", "p50")
-    check(
-        "docker exec p50 / codeexec exec p50 (info)",
-        dexec / cli if cli and dexec else None,
-        "{:.2f}x",
-        lambda v: True,
-    )
+    out.extend(_cli.targets(get))
     return out
 
 
@@ -454,8 +436,14 @@ def table(r: dict[str, Any]) -> str:
     lat("library execute('x += 1')", "lib_incr_ms")
     lat("ExecutorClient.execute('pass') (no session layer)", "client_pass_ms")
     lat("codeexec exec -s NAME 'pass' (whole process)", "cli_exec_ms")
+    lat("  codeexec --debug exec … (the full Typer path)", "cli_exec_typer_ms")
+    lat("  docker exec <c> python3 -c pass (interleaved with it)", "cli_docker_exec_ms")
     lat("  python -c 'import codeexec.cli' (startup share)", "cli_import_ms")
+    lat("  python -c 'import codeexec._cli_fast' (fast path's share)", "cli_import_fast_ms")
     lat("  python -c pass (interpreter startup)", "python_startup_ms")
+    lat("codeexec ls with 20 running sessions", "cli_ls20_ms")
+    lat("  codeexec --debug ls (the full Typer path)", "cli_ls20_typer_ms")
+    lat("  docker ps --all (the listing's floor)", "cli_docker_ps_ms")
     lat("MCP execute_code tool call (Python SDK stdio client)", "mcp_exec_ms")
     lat("MCP execute_code, raw JSON-RPC over stdio", "mcp_stdio_exec_ms")
     lat("  library execute('pass') beside it", "mcp_stdio_lib_ms")

@@ -24,6 +24,7 @@ from codeexec._channel import Channel
 from codeexec.docker import Docker, parse_ref
 from codeexec.errors import ConnectionLost
 from codeexec.models import SessionRef
+from tests.impostor import Impostor
 from tests.test_executor_contract import Executor
 
 RECORDED = json.loads(Path(__file__).with_name("fixtures").joinpath("inspect.json").read_text())[0]
@@ -132,6 +133,24 @@ def test_an_impostor_on_the_bridge_address_gets_the_published_port_used(
         assert channel.ref.route == "published"
     finally:
         channel.close()
+
+
+def test_a_program_on_the_bridge_address_is_sent_nothing_but_a_nonce(
+    executors: tuple[Executor, Executor],
+) -> None:
+    ours, _ = executors
+    with Impostor() as impostor:
+        channel = _channel(ours.token, ("127.0.0.1", impostor.port), ("127.0.0.1", ours.port))
+        try:
+            assert channel.client().execute("secret = 'c0de'").status == "ok"
+        finally:
+            channel.close()
+    assert channel.ref.route == "published"
+    assert ours.token.encode() not in impostor.received
+    assert b"c0de" not in impostor.received
+    (frames,) = impostor.frames()
+    assert [f["op"] for f in frames] == ["hello"]
+    assert set(frames[0]) == {"op", "protocol", "nonce"}
 
 
 def test_an_unreachable_bridge_address_costs_at_most_the_dial_timeout(

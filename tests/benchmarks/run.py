@@ -35,7 +35,7 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _mcp, _util as u  # noqa: E402
+from . import _mcp, _rt, _util as u  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -471,6 +471,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         "{:.0f} ms",
         lambda v: v <= 500,
     )
+    out += _rt.targets(r)
     cli = get("cli_exec_ms", "p50")
     check(
         "docker exec p50 / codeexec exec p50 (info)",
@@ -492,6 +493,7 @@ def table(r: dict[str, Any]) -> str:
     lat("floor: raw TCP echo round trip (published port)", "floor_ms")
     lat("docker exec <c> python3 -c pass", "docker_exec_ms")
     lat("library execute('pass')", "lib_pass_ms")
+    rows += _rt.rows(r)
     lat("library execute('x += 1')", "lib_incr_ms")
     lat("ExecutorClient.execute('pass') (no session layer)", "client_pass_ms")
     lat("codeexec exec -s NAME 'pass' (whole process)", "cli_exec_ms")
@@ -556,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations, 20 MB stream")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--skip", default="", help="comma list: cli,mcp,starts,stream,scale")
+    parser.add_argument("--skip", default="", help="comma list: rt,cli,mcp,starts,stream,scale")
     args = parser.parse_args(argv)
     if shutil.which(u.DOCKER) is None:
         print("no docker CLI on PATH", file=sys.stderr)
@@ -569,6 +571,10 @@ def main(argv: list[str] | None = None) -> int:
         bench.docker_exec()
         bench.library()
         steps = [
+            (
+                "rt",
+                lambda: bench.results.update(_rt.measure(bench.echo, bench.lib.name, bench.n_fast)),
+            ),
             ("cli", bench.cli),
             ("mcp", bench.mcp),
             ("stream", bench.throughput),

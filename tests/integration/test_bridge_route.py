@@ -8,11 +8,15 @@ either way. A session without a network keeps the ``docker exec`` relay.
 
 from __future__ import annotations
 
+import errno
+import socket
+import subprocess
 import threading
 
 import pytest
 
-from codeexec import ContainerSession, _addrcache
+from codeexec import ContainerSession, NoSuchSession, _addrcache
+from codeexec.docker import Docker
 
 pytestmark = pytest.mark.docker
 
@@ -51,3 +55,20 @@ def test_a_session_without_network_keeps_the_relay(session_name: str) -> None:
         assert s._channel.ref.bridge is None
         assert s.route == "exec"
         assert s.execute("1 + 1").value == "2"
+
+
+def test_a_dead_sessions_bridge_address_cannot_be_bound_from_this_host(session_name: str) -> None:
+    # The published port's impostor (test_trust_channel) binds 127.0.0.1:<port> once
+    # docker-proxy lets go; the bridge address is not the host's to bind, so a local
+    # program cannot stand in for a dead session there. Attaching finds it gone.
+    session = ContainerSession.start(session_name)
+    bridge = session._channel.ref.bridge
+    assert bridge is not None and session.route == "bridge"
+    subprocess.run([Docker().binary, "rm", "-f", session.container_id],
+                   capture_output=True, timeout=60)  # fmt: skip
+    with socket.socket() as sock, pytest.raises(OSError) as caught:
+        sock.bind(bridge)
+    assert caught.value.errno == errno.EADDRNOTAVAIL
+    with pytest.raises(NoSuchSession):
+        ContainerSession.attach(session_name)
+    session.close()

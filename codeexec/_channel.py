@@ -1,17 +1,20 @@
 """How one session's executor is reached: the connection, readiness and liveness.
 
 ``ContainerSession`` decides *what* to do; a ``Channel`` knows *where* the executor
-is (a published TCP port or a ``docker exec`` relay), keeps one persistent
-connection to it, reconnects when that drops, and tells a dropped connection from
-a container that is gone (jupyter_client keeps this apart from its client too).
+is (the container's bridge address when this host reaches it, else its published
+TCP port, or a ``docker exec`` relay), keeps one persistent connection to it,
+reconnects when that drops, and tells a dropped connection from a container that
+is gone (jupyter_client keeps this apart from its client too).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from . import _addrcache
@@ -30,6 +33,10 @@ from .errors import (
 from .models import SessionRef, Transport
 
 RELAY_COMMAND = executor_command("relay")
+# A bridge address this host reaches accepts in well under a millisecond; one it
+# does not (a remote engine's, a dead container's) must not hold up the published
+# port for long: the TCP connect gets this long, the handshake the usual deadline.
+BRIDGE_DIAL = 0.25
 LOST_SETTLE = 3.0  # seconds for a container whose executor died to show as stopped
 # How a connection to an executor is opened: the session's ref and a deadline in, an
 # authenticated client out. The default picks TCP or the exec relay by ``transport``;
@@ -66,6 +73,7 @@ class Channel:
         )
         if channel.transport == self.transport:
             channel._client, self._client = self._client, None
+            channel.ref = replace(ref, route=self.ref.route)
         else:
             self.close()
         return channel
@@ -228,20 +236,50 @@ class Channel:
             except BaseException:
                 relay.close()
                 raise
-        address = self.ref.address
-        if address is None:
+        if self.ref.address is None and self.ref.bridge is None:
             self.ref = self._docker.inspect(self.container_id)
-            address = self.ref.address
-        if address is None:
+        address, bridge = self.ref.address, self._bridge()
+        if address is None and bridge is None:
             raise ContainerStartError(
                 f"session {self.name!r} has no published executor port; it was started "
                 "without one (use transport='exec')"
             )
+        if bridge is not None:
+            try:
+                return self._dial(bridge, deadline, "bridge", dial=BRIDGE_DIAL)
+            except (ConnectionLost, HandshakeError) as exc:
+                # Refused: the container is there but its executor is not listening
+                # yet (a start); try the bridge again next time. Anything else (no
+                # route, a timeout, a peer that is not this session's executor: a
+                # remote engine's address) means this host does not reach it: the
+                # published port from now on.
+                if not isinstance(exc.__cause__, ConnectionRefusedError):
+                    self.ref = replace(self.ref, route="published")
+                if address is None:
+                    raise
+        assert address is not None
+        return self._dial(address, deadline, "published")
+
+    def _bridge(self) -> tuple[str, int] | None:
+        """The bridge address to try first, unless it failed or is turned off."""
+        if self.ref.route == "published" or os.environ.get("CODEEXEC_BRIDGE", "1") in (
+            "0", "false", "no",
+        ):  # fmt: skip
+            return None
+        return self.ref.bridge
+
+    def _dial(
+        self, address: tuple[str, int], deadline: float, route: str, *, dial: float = 5.0
+    ) -> ExecutorClient:
         remaining = max(0.5, deadline - time.monotonic())
-        return ExecutorClient.connect_tcp(
+        client = ExecutorClient.connect_tcp(
             address[0],
             address[1],
             self.ref.token,
             connect_timeout=min(5.0, remaining),
+            dial_timeout=min(dial, remaining),
             session=self.name or None,
         )
+        if self.ref.route != route:
+            self.ref = replace(self.ref, route=route)
+        return client

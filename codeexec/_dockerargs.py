@@ -250,6 +250,7 @@ def parse_ref(data: Mapping[str, Any], engine: str = "") -> SessionRef:
         info=info,
         running=bool((data.get("State") or {}).get("Running")),
         address=published_port(data),
+        bridge=bridge_address(data),
         token=container_env(data).get("CODEEXEC_TOKEN", ""),
         image_id=str(data.get("Image", "")),
         engine=engine,
@@ -264,6 +265,24 @@ def published_port(data: Mapping[str, Any]) -> tuple[str, int] | None:
         host = binding.get("HostIp") or "127.0.0.1"
         return ("127.0.0.1" if host in ("0.0.0.0", "") else host, int(binding["HostPort"]))
     return None
+
+
+def bridge_address(data: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The container's own address on its (IPv4) bridge network and the executor port.
+
+    ``None`` for a container without one (``--network none``, ``host``) or one on
+    several networks with no clear choice: only the first network that has an
+    address is used, as docker lists it.
+    """
+    settings = data.get("NetworkSettings") or {}
+    if str((data.get("HostConfig") or {}).get("NetworkMode") or "") in ("none", "host"):
+        return None
+    for network in (settings.get("Networks") or {}).values():
+        ip = str((network or {}).get("IPAddress") or "")
+        if ip:
+            return (ip, EXECUTOR_PORT)
+    ip = str(settings.get("IPAddress") or "")
+    return (ip, EXECUTOR_PORT) if ip else None
 
 
 def image_info(ref: Mapping[str, Any], data: Mapping[str, Any]) -> ImageInfo:

@@ -130,6 +130,8 @@ def attach(
         session = make(cached)
         try:
             session._channel.client(time.monotonic() + 1.0, check_gone=False)
+            if session._channel.ref.route != cached.route:
+                session._remember()  # the cache keeps the address actually used
             return session
         except CodeexecError as exc:
             impostor = exc if isinstance(exc, HandshakeError) else None

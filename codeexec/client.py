@@ -47,8 +47,11 @@ class ExecutorClient(Connection):
     def connect_tcp(
         cls, host: str, port: int, token: str, *, connect_timeout: float = 5.0,
         session: str | None = None, request_timeout: float = 60.0,
+        dial_timeout: float | None = None,
     ) -> ExecutorClient:  # fmt: skip
         """Connect to ``host:port`` and complete the handshake within ``connect_timeout``.
+
+        ``dial_timeout`` bounds the TCP connect alone (default: ``connect_timeout``).
 
         Raises:
             ConnectionLost: nothing answered the handshake (refused, reset, EOF, timeout);
@@ -60,7 +63,7 @@ class ExecutorClient(Connection):
         deadline = time.monotonic() + connect_timeout
         where = f"session {session!r}" if session else "the session"
         try:
-            sock = socket.create_connection((host, port), timeout=connect_timeout)
+            sock = socket.create_connection((host, port), timeout=dial_timeout or connect_timeout)
         except OSError as exc:
             raise ConnectionLost(
                 f"cannot connect to the executor of {where} at {host}:{port}: {exc}"

@@ -58,6 +58,11 @@ from ._dockerargs import (  # re-exported: callers import them from here
     run_argv as run_argv,
 )
 from ._dockerverbs import ImageVerbs, SessionLookup
+from ._fds import (
+    DESCRIPTOR_HEADROOM as DESCRIPTOR_HEADROOM,
+    check_descriptors as check_descriptors,
+    out_of_descriptors,
+)
 from .errors import (
     ContainerStartError,
     DockerError,
@@ -66,36 +71,9 @@ from .errors import (
 )
 from .models import Limits
 
-DESCRIPTOR_HEADROOM = 32  # free descriptors a start needs: its docker calls' pipes, a socket
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _QUICK = 30.0  # seconds for calls that answer at once (inspect, ps, rm)
 LOGS_MAX_BYTES = 4 * 2**20  # of a container log read into memory (codeexec logs)
-
-
-def out_of_descriptors(open_now: int | None = None) -> DockerError:
-    """The error for a process that has used up its descriptors (``EMFILE``)."""
-    import resource
-
-    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    held = f"{open_now} of its {limit}" if open_now is not None else f"all {limit} of its"
-    return DockerError(
-        f"this process has {held} file descriptors open: each session it holds keeps one "
-        "connection open, and a start needs a few more for its docker calls. Close the "
-        "sessions it no longer uses (session.close()), or raise the limit (`ulimit -n`, "
-        "resource.setrlimit(RLIMIT_NOFILE))"
-    )
-
-
-def check_descriptors(needed: int = DESCRIPTOR_HEADROOM) -> None:
-    """Raise ``out_of_descriptors`` when fewer than ``needed`` are free (Linux; else no-op)."""
-    try:
-        open_now = len(os.listdir("/proc/self/fd"))
-        import resource
-    except (OSError, ImportError):
-        return
-    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if limit != resource.RLIM_INFINITY and limit - open_now < needed:
-        raise out_of_descriptors(open_now)
 
 
 def _cannot_run(argv: Sequence[str], exc: OSError) -> DockerError:

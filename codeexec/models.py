@@ -313,6 +313,10 @@ class SessionRef:
     info: SessionInfo
     running: bool = False
     address: tuple[str, int] | None = None  # the published executor port, if any
+    # The executor's port on the container's bridge address, if it has one: reachable
+    # only from this host when the engine is local (it skips docker-proxy).
+    bridge: tuple[str, int] | None = None
+    route: str = ""  # what the last connection used: "bridge", "published" or "" (none yet)
     token: str = field(default="", repr=False)
     image_id: str = ""
     engine: str = ""  # which docker engine (CLI, DOCKER_HOST, context) it runs on
@@ -340,6 +344,8 @@ class SessionRef:
             "info": self.info.to_dict(),
             "running": self.running,
             "address": list(self.address) if self.address else None,
+            "bridge": list(self.bridge) if self.bridge else None,
+            "route": self.route,
             "token": self.token,
             "image_id": self.image_id,
             "engine": self.engine,
@@ -353,10 +359,13 @@ class SessionRef:
         info["dependencies"] = tuple(str(d) for d in info.get("dependencies") or ())
         info["labels"] = {str(k): str(v) for k, v in (info.get("labels") or {}).items()}
         address = data.get("address")
+        bridge = data.get("bridge")
         return cls(
             info=SessionInfo(**info),
             running=bool(data.get("running")),
             address=(str(address[0]), int(address[1])) if address else None,
+            bridge=(str(bridge[0]), int(bridge[1])) if bridge else None,
+            route=str(data.get("route") or ""),
             token=str(data.get("token") or ""),
             image_id=str(data.get("image_id") or ""),
             engine=str(data.get("engine") or ""),

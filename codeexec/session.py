@@ -187,6 +187,14 @@ class ContainerSession(FilesAndPackages):
     ) -> None:
         self.stop()
 
+    @property
+    def route(self) -> str:
+        """How the executor is reached: ``"bridge"`` (the container's own address,
+        when this host reaches it), ``"published"`` (the published port, through
+        docker-proxy), ``"exec"`` (the ``docker exec`` relay), or ``""`` before the
+        first connection."""
+        return "exec" if self.transport == "exec" else self._channel.ref.route
+
     def is_running(self) -> bool:
         """Whether the container still runs (one docker call)."""
         return self._channel.is_running()

@@ -32,6 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "images",
         "_hostindex",
         "_addrcache",
+        "_fds",
     ),
     "core": (
         "options",

@@ -134,6 +134,23 @@ class ImageVerbs(_Seam):
         if refs:
             self._run(["rmi", *refs], what="removing images", check=check)
 
+    def volume_create(self, name: str, labels: Mapping[str, str]) -> None:
+        """Create the named volume, or keep the one of that name (idempotent)."""
+        args = Command(["volume", "create"])
+        args.repeat("--label", [f"{k}={v}" for k, v in sorted(labels.items())])
+        args.append(name)
+        self._run(args, what="creating the build cache volume")
+
+    def volumes(self, label: str) -> list[str]:
+        """The names of the volumes carrying ``label``."""
+        out = self._run(
+            ["volume", "ls", "--quiet", "--filter", f"label={label}"], what="listing volumes"
+        ).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def volume_rm(self, name: str) -> None:
+        self._run(["volume", "rm", name], what="removing a volume")
+
 
 class SessionLookup(_Seam):
     """``inspect``, ``ps``, ``ps_inspect`` and ``find_session``: containers as refs."""

@@ -184,6 +184,10 @@ class SessionLookup(_Seam):
         matches (the common case on ``start``): the session label, or the name of a
         claimed pool container, is read from it; unclaimed pool containers never match.
         """
+        return self.inspect_session(name, self.session_candidates(name, all=all))
+
+    def session_candidates(self, name: str, *, all: bool = False) -> list[str]:
+        """The ids that ``find_session`` inspects (its ``docker ps`` half)."""
         fmt = "\t".join(
             [
                 "{{.ID}}",
@@ -199,6 +203,10 @@ class SessionLookup(_Seam):
             cid, cname, session, pool = (line.split("\t") + ["", "", "", ""])[:4]
             if session == name or (pool and not session and pool_session_name(cname) == name):
                 ids.append(cid)
+        return ids
+
+    def inspect_session(self, name: str, ids: Sequence[str]) -> list[SessionRef]:
+        """``find_session``'s second half: the candidates ``ids``, inspected, running first."""
         found = [ref for ref in self._inspect_many(ids) if ref.name == name]
         return sorted(found, key=lambda ref: not ref.running)
 

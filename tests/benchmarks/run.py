@@ -35,7 +35,7 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _mcp, _util as u  # noqa: E402
+from . import _build, _mcp, _util as u  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -478,7 +478,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         "{:.2f}x",
         lambda v: True,
     )
-    return out
+    return out + _build.targets(r)
 
 
 def table(r: dict[str, Any]) -> str:
@@ -542,6 +542,7 @@ def table(r: dict[str, Any]) -> str:
                 f"cache {sc['idle_cache_mib']:.1f})",
             )
         )
+    rows += _build.rows(r)
     width = max(len(a) for a, _ in rows)
     lines = [f"{a.ljust(width)}  {b}" for a, b in rows]
     lines.append("")
@@ -556,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations, 20 MB stream")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--skip", default="", help="comma list: cli,mcp,starts,stream,scale")
+    parser.add_argument("--skip", default="", help="comma list: cli,mcp,starts,stream,scale,build")
+    parser.add_argument("--heavy", action="store_true", help="also build numpy+pandas+matplotlib")
     args = parser.parse_args(argv)
     if shutil.which(u.DOCKER) is None:
         print("no docker CLI on PATH", file=sys.stderr)
@@ -574,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
             ("stream", bench.throughput),
             ("starts", bench.starts),
             ("scale", bench.scale),
+            ("build", lambda: _build.run(bench.results, log, heavy=args.heavy)),
         ]
         for key, step in steps:
             if key not in skip:

@@ -38,10 +38,26 @@ def build_argv(
 
 
 INSTALL_SCRIPT = "/opt/codeexec/build/install.sh"
+# Where the install run sees the package cache volume (made 10002's in the image, so
+# the volume's first mount copies that ownership in); install.sh uses it if writable.
+CACHE_DIR = "/opt/codeexec/cache"
+LABEL_CACHE = "codeexec.cache"
+
+
+def cache_volume_name(base_image_id: str) -> str:
+    """The package cache volume of builds on one base image (by id, not by name)."""
+    import hashlib
+
+    return "codeexec-cache-" + hashlib.sha256(base_image_id.encode()).hexdigest()[:12]
 
 
 def install_argv(
-    image: str, container_name: str, limits: Limits, *, runtime: str | None = None
+    image: str,
+    container_name: str,
+    limits: Limits,
+    *,
+    runtime: str | None = None,
+    cache_volume: str | None = None,
 ) -> list[str]:
     """The ``docker run`` that installs a session's dependencies into ``image``.
 
@@ -49,12 +65,16 @@ def install_argv(
     ``BUILD_UID``. Network: the default bridge, the only way to reach a package index
     or proxy without a proxy of our own. No labels and no ``--env``: ``docker commit``
     would copy both into the image; proxy settings arrive on stdin instead.
+    ``cache_volume`` is mounted at ``CACHE_DIR`` for uv's or pip's cache; ``docker
+    commit`` never copies a volume's content into the image.
     """
     cmd = Command(["run", "--interactive", "--name", container_name])
     confine(cmd, limits, uid=BUILD_UID)
     cmd.opt("--tmpfs", f"/tmp:rw,exec,nosuid,nodev,size={limits.tmp_size},mode=1777")
     cmd.opt("--network", "bridge")
     cmd.opt("--runtime", runtime)
+    if cache_volume is not None:
+        cmd.opt("--mount", f"type=volume,source={cache_volume},target={CACHE_DIR}")
     cmd.extend([image, "sh", INSTALL_SCRIPT])
     return cmd
 

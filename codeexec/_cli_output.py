@@ -307,6 +307,8 @@ def report_gc(report: GcReport) -> None:
         print(f"{verb} container {c.container_name} (session {c.name}, {c.status})")
     for i in report.images:
         print(f"{verb} image {i.tag} ({i.image_id[:19]})")
+    for v in report.volumes:
+        print(f"{verb} package cache volume {v}")
     for line in report.failed:
         note(f"could not remove {line}", "yellow")
     if report.kept_images:

@@ -134,6 +134,23 @@ class ImageVerbs(_Seam):
         if refs:
             self._run(["rmi", *refs], what="removing images", check=check)
 
+    def volume_create(self, name: str, labels: Mapping[str, str]) -> None:
+        """Create the named volume, or keep the one of that name (idempotent)."""
+        args = Command(["volume", "create"])
+        args.repeat("--label", [f"{k}={v}" for k, v in sorted(labels.items())])
+        args.append(name)
+        self._run(args, what="creating the build cache volume")
+
+    def volumes(self, label: str) -> list[str]:
+        """The names of the volumes carrying ``label``."""
+        out = self._run(
+            ["volume", "ls", "--quiet", "--filter", f"label={label}"], what="listing volumes"
+        ).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def volume_rm(self, name: str) -> None:
+        self._run(["volume", "rm", name], what="removing a volume")
+
 
 class SessionLookup(_Seam):
     """``inspect``, ``ps``, ``ps_inspect`` and ``find_session``: containers as refs."""
@@ -167,6 +184,10 @@ class SessionLookup(_Seam):
         matches (the common case on ``start``): the session label, or the name of a
         claimed pool container, is read from it; unclaimed pool containers never match.
         """
+        return self.inspect_session(name, self.session_candidates(name, all=all))
+
+    def session_candidates(self, name: str, *, all: bool = False) -> list[str]:
+        """The ids that ``find_session`` inspects (its ``docker ps`` half)."""
         fmt = "\t".join(
             [
                 "{{.ID}}",
@@ -182,6 +203,10 @@ class SessionLookup(_Seam):
             cid, cname, session, pool = (line.split("\t") + ["", "", "", ""])[:4]
             if session == name or (pool and not session and pool_session_name(cname) == name):
                 ids.append(cid)
+        return ids
+
+    def inspect_session(self, name: str, ids: Sequence[str]) -> list[SessionRef]:
+        """``find_session``'s second half: the candidates ``ids``, inspected, running first."""
         found = [ref for ref in self._inspect_many(ids) if ref.name == name]
         return sorted(found, key=lambda ref: not ref.running)
 

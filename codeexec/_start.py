@@ -11,10 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from . import _addrcache
 from ._channel import Channel, Connect
+from ._launcher import Launched
 from .docker import LABEL_SCOPE, LABEL_SESSION, Docker, check_descriptors
 from .errors import CodeexecError, HandshakeError, NoSuchSession, SessionExists
 from .models import ResultLimits, SessionRef, Transport
@@ -59,33 +62,38 @@ def _start(
             pool.options, timeout=options.timeout, output_limit=options.output_limit,
             result_limits=options.result_limits, transport=options.transport,
         )  # fmt: skip
-    # The image lookup (two docker calls) overlaps the session lookup (one).
+    # The image lookup (two docker calls) overlaps the session lookup (one); so does a
+    # warm pool's claim (one `docker rename`), discarded if that name runs already.
     lookup = None if pool else _in_background(lambda: _launcher.find_image(docker, options))
-    running = find_running(docker, name)
-    if running is not None:
-        if options.scope is not None and running.labels.get(LABEL_SCOPE) != options.scope:
-            raise SessionExists(
-                f"session {name!r} already runs outside this scope ({options.scope!r}) and "
-                "may not be used from here; choose another name"
-            )
-        differences = options.differences(running)
-        if not differences:
-            session = _make(cls, name, running, docker, options, connect)
-            session._remember()
-            return session
-        if not replace:
-            raise SessionExists(
-                f"session {name!r} already runs with other settings: {'; '.join(differences)}; "
-                f"stop it first (`codeexec stop {name}`), replace it (`codeexec start "
-                f"--replace {name}`, replace=True), or choose another name"
-            )
-        _addrcache.forget(name, running.id)
-        docker.rm(running.id)
+    warm: WarmPool | None = None
+    claiming: Future[Launched | None] | None = None
     if pool:
         warm = pool if isinstance(pool, WarmPool) else shared_pool(
             options, size=pool, docker=docker, on_progress=on_progress, connect=connect
         )  # fmt: skip
-        launched = warm.claim(name, transport=options.transport)
+        claiming = _in_background(partial(warm.claim, name, transport=options.transport))
+    claimed: Launched | None = None
+    try:
+        try:
+            candidates = docker.session_candidates(name)
+        finally:
+            claimed = claiming.result() if claiming is not None else None
+        own = claimed.ref.id if claimed is not None else None
+        found = docker.inspect_session(name, [c for c in candidates if c != own])
+        running = next((r for r in found if r.running), None)
+        session = None
+        if running is not None:
+            session = _running(cls, name, running, docker, options, replace, connect)
+    except BaseException:
+        if claimed is not None:
+            claimed.discard(docker)
+        raise
+    if session is not None:
+        if claimed is not None:
+            claimed.discard(docker)
+        return session
+    if warm is not None:
+        launched = claimed
         tag = warm.start().image  # the pool built (or found) it: no second lookup
     else:
         assert lookup is not None
@@ -98,6 +106,32 @@ def _start(
     session = _make(cls, name, launched.ref, docker, options, connect, launched.channel)
     session._remember()
     return session
+
+
+def _running(
+    cls: type[_S], name: str, running: SessionRef, docker: Docker, options: SessionOptions,
+    replace: bool, connect: Connect | None,
+) -> _S | None:  # fmt: skip
+    """The session ``name`` that runs already, or None once ``replace`` removed it."""
+    if options.scope is not None and running.labels.get(LABEL_SCOPE) != options.scope:
+        raise SessionExists(
+            f"session {name!r} already runs outside this scope ({options.scope!r}) and "
+            "may not be used from here; choose another name"
+        )
+    differences = options.differences(running)
+    if not differences:
+        session = _make(cls, name, running, docker, options, connect)
+        session._remember()
+        return session
+    if not replace:
+        raise SessionExists(
+            f"session {name!r} already runs with other settings: {'; '.join(differences)}; "
+            f"stop it first (`codeexec stop {name}`), replace it (`codeexec start "
+            f"--replace {name}`, replace=True), or choose another name"
+        )
+    _addrcache.forget(name, running.id)
+    docker.rm(running.id)
+    return None
 
 
 def attach(

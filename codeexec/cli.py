@@ -268,7 +268,9 @@ def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
     all_images: Annotated[
         bool,
-        typer.Option("--all-images", help="Also remove unused tagged images (the build cache)."),
+        typer.Option(
+            "--all-images", help="Also remove unused tagged images and the package cache volume."
+        ),
     ] = False,
     idle_for: Annotated[
         float | None,

@@ -20,8 +20,10 @@ from typing import IO
 
 from ._buildargs import (  # re-exported: callers import them from here
     BUILD_UID as BUILD_UID,
+    LABEL_CACHE as LABEL_CACHE,
     build_argv as build_argv,
     build_error as build_error,
+    cache_volume_name as cache_volume_name,
     commit_argv as commit_argv,
     commit_changes as commit_changes,
     install_argv as install_argv,

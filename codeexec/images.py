@@ -25,9 +25,11 @@ from ._hostindex import (
 from ._shared import executor_source_dir as executor_source_dir
 from .docker import (
     LABEL_BASE,
+    LABEL_CACHE,
     LABEL_DEPS,
     LABEL_IMAGE,
     Docker,
+    cache_volume_name,
     commit_changes,
     install_argv,
 )
@@ -46,6 +48,15 @@ _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f`$|&\\]")
 
 def default_base_image() -> str:
     return os.environ.get("CODEEXEC_BASE_IMAGE") or DEFAULT_BASE_IMAGE
+
+
+def build_cache_enabled() -> bool:
+    """Whether dependency installs share a package cache volume (``CODEEXEC_BUILD_CACHE=1``).
+
+    Off by default: a package's build code can write the shared cache and so reach
+    later images that never named it (docs/configuration.md, "The package cache").
+    """
+    return os.environ.get("CODEEXEC_BUILD_CACHE", "0").strip().lower() in ("1", "true", "yes")
 
 
 # -- dependencies --------------------------------------------------------------------
@@ -187,6 +198,7 @@ class ImageLookup:
     dependencies: tuple[str, ...]
     context: BuildContext
     exists: bool
+    base_id: str = ""
 
     @property
     def tag(self) -> str:
@@ -203,7 +215,8 @@ def find_image(
     base = check_image_ref(base_image or default_base_image())
     base_id = docker.image_id(base) or ""
     context = make_context(base, dependencies, host_index_settings(), base_id)
-    return ImageLookup(base, tuple(dependencies), context, docker.image_exists(context.tag))
+    exists = docker.image_exists(context.tag)
+    return ImageLookup(base, tuple(dependencies), context, exists, base_id)
 
 
 def ensure_image(
@@ -278,10 +291,11 @@ def build_image(
     container = f"codeexec-build-{context.digest[:12]}-{secrets.token_hex(3)}"
     committed = False
     try:
+        cache = _cache_volume(docker, found)
         if on_line is not None:
             on_line(f"installing {len(found.dependencies)} dependencies in {container}")
         docker.stream(
-            install_argv(stage, container, limits or Limits(), runtime=runtime),
+            install_argv(stage, container, limits or Limits(), runtime=runtime, cache_volume=cache),
             timeout=max(1.0, deadline - time.monotonic()),
             on_line=on_line,
             input=proxy_lines(),
@@ -295,3 +309,16 @@ def build_image(
         if not committed:
             docker.rmi(stage, check=False)  # the trusted part alone is no session image
     return context.tag
+
+
+def _cache_volume(docker: Docker, found: ImageLookup) -> str | None:
+    """The package cache volume of ``found``'s base image, created if missing.
+
+    One per base image id: a package's build code can write into the cache, and
+    what it plants there reaches later builds on the same base (docs/configuration.md).
+    """
+    if not build_cache_enabled():
+        return None
+    name = cache_volume_name(found.base_id or found.base)
+    docker.volume_create(name, {LABEL_CACHE: "1", LABEL_BASE: found.base})
+    return name

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import _addrcache, images
-from .docker import LABEL_IMAGE, LABEL_MANAGED, LABEL_SCOPE, Docker
+from .docker import LABEL_CACHE, LABEL_IMAGE, LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, DockerError, DockerNotAvailable, NoSuchSession
 from .models import ImageInfo, SessionInfo
 from .options import validate_name
@@ -212,6 +212,7 @@ class GcReport:
     kept_images: tuple[ImageInfo, ...] = ()  # unused but tagged, kept without all_images
     failed: tuple[str, ...] = ()  # removals the engine refused (e.g. image in use)
     dry_run: bool = False
+    volumes: tuple[str, ...] = ()  # package cache volumes (with all_images)
 
 
 def gc(
@@ -229,7 +230,8 @@ def gc(
     wedged or stopped executor cannot enforce its own idle timeout). By default
     only untagged env images (superseded builds) are removed: the tagged ones are
     the build cache, and removing them means rebuilding the next session with those
-    dependencies. ``all_images`` removes every unused env image.
+    dependencies. ``all_images`` removes every unused env image and the package
+    cache volumes of image builds.
     """
     docker = docker or Docker()
     now = datetime.now(timezone.utc)
@@ -261,6 +263,7 @@ def gc(
     dangling = tuple(i for i in unused if i.tag.endswith(":<none>") or i.tag.startswith("<none>"))
     removable = tuple(unused) if all_images else dangling
     kept = tuple(i for i in unused if i not in removable)
+    volumes = tuple(docker.volumes(LABEL_CACHE)) if all_images else ()
     failed: list[str] = []
     if not dry_run:
         remove_containers({s.container_id: s.name for s in gone}, docker=docker)
@@ -272,9 +275,17 @@ def gc(
                 raise
             except DockerError as exc:
                 failed.append(f"{image.tag}: {exc.message}")
+        for volume in volumes:
+            try:
+                docker.volume_rm(volume)
+            except DockerNotAvailable:
+                raise
+            except DockerError as exc:  # in use by a build right now
+                failed.append(f"{volume}: {exc.message}")
     return GcReport(
-        containers=gone, images=removable, kept_images=kept, failed=tuple(failed), dry_run=dry_run
-    )
+        containers=gone, images=removable, kept_images=kept, failed=tuple(failed),
+        dry_run=dry_run, volumes=volumes,
+    )  # fmt: skip
 
 
 # -- doctor --------------------------------------------------------------------------

@@ -23,9 +23,33 @@ export HOME=/tmp
 TMPDIR="$(mktemp -d /var/tmp/codeexec-build.XXXXXX)"
 export TMPDIR
 trap 'rm -rf "$TMPDIR"' EXIT
+# The package cache: a volume shared by the builds on this base image, mounted here
+# only when caching is on (codeexec/images.py); never part of the committed image.
+CACHE=/opt/codeexec/cache
 if command -v uv >/dev/null 2>&1; then
-    uv pip install --python /opt/venv/bin/python --no-cache -r requirements.txt
+    if [ -w "$CACHE" ]; then
+        echo "using the package cache $CACHE/uv"
+        set -- --cache-dir "$CACHE/uv" --link-mode copy
+    else
+        set -- --no-cache
+    fi
+    uv pip install --python /opt/venv/bin/python "$@" -r requirements.txt
 else
-    /opt/venv/bin/python -m pip install --no-cache-dir --disable-pip-version-check \
-        --no-input --progress-bar off -r requirements.txt
+    pip() {
+        /opt/venv/bin/python -m pip "$@" --disable-pip-version-check --no-input \
+            --progress-bar off
+    }
+    if [ -w "$CACHE" ]; then
+        # A wheelhouse, not pip's HTTP cache: that one keeps only what the index
+        # marks cacheable, and proxies often strip those headers. Ties between the
+        # wheelhouse and the index go to the wheelhouse; then install offline.
+        echo "using the package cache $CACHE/pip-wheels"
+        mkdir -p "$CACHE/pip-wheels"
+        pip wheel --wheel-dir "$CACHE/pip-wheels" --find-links "$CACHE/pip-wheels" \
+            --cache-dir "$CACHE/pip" -r requirements.txt
+        pip install --no-index --find-links "$CACHE/pip-wheels" --no-cache-dir \
+            -r requirements.txt
+    else
+        pip install --no-cache-dir -r requirements.txt
+    fi
 fi

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from codeexec.docker import Docker
+from codeexec.docker import Docker, cache_volume_name
 from codeexec.errors import ImageBuildError, InvalidDependency, InvalidOption
 from codeexec.images import (
     ImageLookup,
     IndexSettings,
+    build_cache_enabled,
     build_image,
     certificate_blocks,
     host_index_settings,
@@ -185,6 +186,7 @@ def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     config = {"User": "10001:10001", "WorkingDir": "/workspace", "Cmd": ["python", "-m", "x"]}
     monkeypatch.setenv("FAKE_DOCKER_STDOUT_IMAGE", json.dumps([{"Config": config}]))
     monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@127.0.0.1:9/")
+    monkeypatch.setenv("CODEEXEC_BUILD_CACHE", "1")  # opt-in; each test says which it needs
     return log
 
 
@@ -204,8 +206,15 @@ def test_dependencies_install_in_a_confined_run_then_commit(fake_build: Path) ->
     assert tag == found.tag
     calls = [json.loads(line) for line in fake_build.read_text().splitlines()]
     verbs = [c["argv"][0] for c in calls]
-    assert verbs == ["build", "run", "image", "commit", "rm"]
-    build, run, _, commit, rm = (c["argv"] for c in calls)
+    assert verbs == ["build", "volume", "run", "image", "commit", "rm"]
+    build, volume, run, _, commit, rm = (c["argv"] for c in calls)
+    cache = cache_volume_name("base:1")
+    assert volume == [
+        "volume", "create", "--label", "codeexec.base=base:1", "--label", "codeexec.cache=1", cache
+    ]  # fmt: skip
+    assert run[run.index("--mount") + 1] == (
+        f"type=volume,source={cache},target=/opt/codeexec/cache"
+    )
     assert "--tag" not in build  # the trusted stage alone is never tagged
     container = run[run.index("--name") + 1]
     assert container.startswith(f"codeexec-build-{found.context.digest[:12]}-")
@@ -215,7 +224,7 @@ def test_dependencies_install_in_a_confined_run_then_commit(fake_build: Path) ->
     assert commit[-2:] == [container, found.tag]
     assert rm == ["rm", "--force", container]
     # The proxy credentials travel on the install's stdin only.
-    assert calls[1]["stdin"] == "HTTPS_PROXY=http://user:secret@127.0.0.1:9/\n"
+    assert calls[2]["stdin"] == "HTTPS_PROXY=http://user:secret@127.0.0.1:9/\n"
     assert not any("secret" in arg for argv in _argvs(fake_build) for arg in argv)
     assert any(line.startswith("installing 1 dependencies in codeexec-build-") for line in lines)
 
@@ -228,10 +237,33 @@ def test_a_failed_install_leaves_no_container_no_image_and_no_tag(
     with pytest.raises(ImageBuildError) as caught:
         build_image(Docker(FAKE), _lookup(("nope",)))
     assert "No matching distribution found for nope" in caught.value.log_tail
-    argvs = _argvs(fake_build)
-    assert [a[0] for a in argvs] == ["build", "run", "rm", "rmi"]
+    argvs = _argvs(fake_build)[1:]  # after the build: volume create, run, rm, rmi
+    assert [a[0] for a in argvs] == ["volume", "run", "rm", "rmi"]
     assert argvs[2] == ["rm", "--force", argvs[1][argvs[1].index("--name") + 1]]
     assert argvs[3] == ["rmi", _STAGE]
+
+
+def test_the_package_cache_can_be_turned_off(
+    fake_build: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODEEXEC_BUILD_CACHE", "0")
+    build_image(Docker(FAKE), _lookup(("six",)))
+    argvs = _argvs(fake_build)
+    assert [a[0] for a in argvs] == ["build", "run", "image", "commit", "rm"]
+    assert "--mount" not in argvs[1]
+
+
+def test_the_package_cache_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CODEEXEC_BUILD_CACHE", raising=False)
+    assert not build_cache_enabled()
+    monkeypatch.setenv("CODEEXEC_BUILD_CACHE", "1")
+    assert build_cache_enabled()
+
+
+def test_each_base_image_has_its_own_package_cache() -> None:
+    assert cache_volume_name("sha256:aa") != cache_volume_name("sha256:bb")
+    assert cache_volume_name("sha256:aa") == cache_volume_name("sha256:aa")
+    assert cache_volume_name("sha256:aa").startswith("codeexec-cache-")
 
 
 def test_no_dependencies_build_only_and_tag_directly(fake_build: Path) -> None:

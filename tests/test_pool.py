@@ -76,6 +76,31 @@ def test_claim_from_warm_pool(docker_engine: None, session_name: str) -> None:
 
 
 @pytest.mark.docker
+@pytest.mark.slow
+def test_a_pool_start_of_a_running_name_attaches_and_gives_back_the_claim(
+    docker_engine: None, session_name: str
+) -> None:
+    # The claim overlaps the lookup of the name: when the name runs already, the
+    # running session is the answer and the container claimed meanwhile goes.
+    with WarmPool(size=1, idle_timeout=120) as pool:
+        first = ContainerSession.start(session_name, pool=pool)
+        try:
+            assert first.created
+            first.execute("x = 7")
+            assert pool.wait_ready(timeout=60)
+            again = ContainerSession.start(session_name, pool=pool)
+            assert not again.created and again.container_id == first.container_id
+            assert again.execute("x").value == "7"
+            again.close()
+            mine = [s for s in list_sessions() if s.name == session_name]
+            assert [s.container_id for s in mine] == [first.container_id]
+            assert pool.wait_ready(timeout=60)  # the pool refilled
+        finally:
+            first.stop()
+    assert session_name not in [s.name for s in list_sessions()]
+
+
+@pytest.mark.docker
 def test_warm_pool_containers_carry_the_scope(docker_engine: None, session_name: str) -> None:
     # Labels cannot change on a running container: a scoped session claims from a
     # pool whose containers were started with its scope label.

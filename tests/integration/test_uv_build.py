@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from codeexec import ContainerSession
+from codeexec.docker import cache_volume_name
 from codeexec.images import host_index_settings
 from tests.conftest import RUN_ID, unique_name
 
@@ -38,6 +39,16 @@ def _base_of_this_run(name: str, ctx: Path, steps: str = "") -> Iterator[str]:
     try:
         yield tag
     finally:
+        # Its package cache volume (codeexec/images.py) goes with it.
+        image_id = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", tag],
+            capture_output=True, text=True, timeout=120,
+        ).stdout.strip()  # fmt: skip
+        subprocess.run(
+            ["docker", "volume", "rm", cache_volume_name(image_id)],
+            capture_output=True,
+            timeout=120,
+        )
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=120)
 
 

@@ -1,0 +1,103 @@
+"""Image builds with and without the package cache volume, and the warm pool claim.
+
+Each build set is built three times on a base image unique to this run (so its
+cache volume starts empty): without the cache (``CODEEXEC_BUILD_CACHE=0``, pip's
+``--no-cache-dir`` as before the cache), with the empty cache (the cache's own
+overhead), then the set plus one package with the warm cache. One sample each:
+a heavy build takes minutes. ``--heavy`` adds numpy+pandas+matplotlib; the light
+set (six, then six+packaging) always runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from codeexec import images
+from codeexec.docker import Docker, cache_volume_name
+
+from . import _util as u
+
+LIGHT = (("six",), "packaging")
+HEAVY = (("matplotlib", "numpy", "pandas"), "six")
+
+
+def _base(tag: str) -> str:
+    with tempfile.TemporaryDirectory() as ctx:
+        Path(ctx, "Dockerfile").write_text(
+            f"FROM {images.default_base_image()}\nENV CODEEXEC_BENCH_RUN={u.RUN_ID}\n"
+        )
+        u.docker("build", "-q", "--label", u.BENCH_LABEL, "-t", tag, ctx, timeout=600,
+                 env={"DOCKER_BUILDKIT": "0"})  # fmt: skip
+    return tag
+
+
+def _build_ms(docker: Docker, base: str, deps: tuple[str, ...], cache: bool) -> float:
+    os.environ["CODEEXEC_BUILD_CACHE"] = "1" if cache else "0"
+    try:
+        t0 = time.perf_counter()
+        tag = images.ensure_image(docker, base_image=base, dependencies=deps)
+        elapsed = (time.perf_counter() - t0) * 1000
+    finally:
+        os.environ.pop("CODEEXEC_BUILD_CACHE", None)
+    u.docker("rmi", "-f", tag, check=False)
+    return elapsed
+
+
+def run(results: dict[str, Any], log: Callable[[str], None], *, heavy: bool) -> None:
+    docker = Docker()
+    base = _base(f"codeexec-bench-build:{u.RUN_ID}")
+    volume = cache_volume_name(docker.image_id(base) or "")
+    try:
+        for key, (deps, extra) in (("light", LIGHT), *((("heavy", HEAVY),) if heavy else ())):
+            log(f"build ({key}): {'+'.join(deps)} without cache, cold cache, warm +{extra}")
+            results[f"build_{key}"] = {
+                "deps": "+".join(deps),
+                "extra": extra,
+                "no_cache_ms": _build_ms(docker, base, deps, cache=False),
+                "cold_ms": _build_ms(docker, base, deps, cache=True),
+                "warm_plus_one_ms": _build_ms(docker, base, (*deps, extra), cache=True),
+            }
+    finally:
+        u.docker("volume", "rm", volume, check=False)
+        u.docker("rmi", "-f", base, check=False)
+
+
+def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    for key in ("light", "heavy"):
+        b = r.get(f"build_{key}")
+        if b:
+            out.append((
+                f"build {b['deps']}: no cache / cold cache / warm +{b['extra']}",
+                f"{b['no_cache_ms'] / 1000:.1f} / {b['cold_ms'] / 1000:.1f} / "
+                f"{b['warm_plus_one_ms'] / 1000:.1f} s",
+            ))  # fmt: skip
+    return out
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    out: list[tuple[str, str, bool | None]] = []
+    pool = r.get("start_pool_ms", {}).get("p50")
+    if pool is not None:
+        out.append(("warm pool claim p50 <= 25 ms", f"{pool:.1f} ms ({pool / 25:.2f}x)",
+                    pool <= 25))  # fmt: skip
+    for key in ("light", "heavy"):
+        b = r.get(f"build_{key}")
+        if b:
+            warm, cold, none = b["warm_plus_one_ms"], b["cold_ms"], b["no_cache_ms"]
+            out.append((
+                f"build {b['deps']}+{b['extra']} with warm cache <= 10 s",
+                f"{warm / 1000:.1f} s ({warm / cold:.2f}x the cold build)",
+                warm <= 10_000,
+            ))  # fmt: skip
+            out.append((
+                f"build {b['deps']} cold cache vs pip without cache <= 1.1x",
+                f"{cold / 1000:.1f} s vs {none / 1000:.1f} s ({cold / none:.2f}x)",
+                cold <= 1.1 * none,
+            ))  # fmt: skip
+    return out

@@ -64,11 +64,17 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'codeexec' has no attribute {name!r}")
     from importlib import import_module
 
+    module = _WHERE.get(name)
+    if module is None:
+        if not name.startswith("_"):  # a public submodule, as before: codeexec.images
+            try:
+                return import_module(f".{name}", __name__)
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{name}":
+                    raise
+        raise AttributeError(f"module 'codeexec' has no attribute {name!r}")
     value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

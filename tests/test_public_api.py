@@ -41,3 +41,20 @@ def test_every_error_derives_from_codeexec_error() -> None:
         obj = getattr(codeexec, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, codeexec.CodeexecError), name
+
+
+def test_public_submodules_are_attributes_of_the_package() -> None:
+    # `import codeexec` then `codeexec.images.…` worked when the namespace imported
+    # eagerly; the lazy namespace keeps it (tests/integration/test_wheel.py uses it).
+    # A fresh interpreter, so no other import has loaded the submodule already.
+    code = (
+        "import codeexec, sys\n"
+        "assert 'codeexec.images' not in sys.modules\n"
+        "assert codeexec.images.executor_source_dir().is_dir()\n"
+        "try:\n"
+        "    codeexec.no_such_thing\n"
+        "except AttributeError:\n"
+        "    print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr

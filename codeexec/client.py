@@ -206,6 +206,15 @@ class ExecutorClient(Connection):
         """Replace the executor's Python process: every variable is gone."""
         self._call(protocol.reset(), "reset", matcher("ack", "reset", None))
 
+    def quiesce(self, seconds: float) -> None:
+        """Ask the executor to close its connections and listener until SIGUSR1.
+
+        Before a checkpoint (``snapshot.py``): gVisor cannot save a TCP endpoint that
+        anything waits on. It listens again by itself after ``seconds``.
+        """
+        self._call({"op": "quiesce", "seconds": seconds}, "quiesce",
+                   matcher("ack", "quiesce", None))  # fmt: skip
+
     def put_file(self, path: str, data: bytes, mode: int = 0o644) -> int:
         """Write ``data`` to ``path`` in the container; return the size written.
 

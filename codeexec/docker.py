@@ -60,6 +60,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     run_argv as run_argv,
 )
 from ._dockerverbs import ImageVerbs, SessionLookup
+from ._snapverbs import SnapshotVerbs
 from ._fds import (
     DESCRIPTOR_HEADROOM as DESCRIPTOR_HEADROOM,
     check_descriptors as check_descriptors,
@@ -106,7 +107,7 @@ class RelayProcess:
             self._proc.wait()
 
 
-class Docker(ImageVerbs, SessionLookup):
+class Docker(ImageVerbs, SessionLookup, SnapshotVerbs):
     """The docker CLI, one method per docker verb; inject a fake one in tests.
 
     The verbs that read images and find sessions are in ``_dockerverbs.py``.
@@ -364,6 +365,22 @@ class Docker(ImageVerbs, SessionLookup):
         args.append(container)
         args.extend(command)
         return self._run(args, timeout=timeout, check=False)
+
+    def pipe(self, args: Sequence[str], *, source: IO[bytes] | None = None,
+             sink: IO[bytes] | None = None, timeout: float, what: str) -> None:  # fmt: skip
+        """Run ``args`` with binary files as stdin/stdout (snapshots stream through)."""
+        argv = [self.binary, *args]
+        try:
+            proc = subprocess.run(argv, stdin=source or subprocess.DEVNULL,
+                                  stdout=sink or subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  timeout=timeout)  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise DockerError(f"{what} did not finish within {timeout:.0f} s", argv=argv) from exc
+        except OSError as exc:
+            raise _cannot_run(argv, exc) from exc
+        if proc.returncode:
+            err = proc.stderr.decode("utf-8", "replace")
+            raise classify(argv, proc.returncode, "", err, what)
 
     def open_relay(self, container: str, command: Sequence[str]) -> RelayProcess:
         """Start ``docker exec -i`` with binary pipes for the exec-relay transport."""

@@ -7,6 +7,7 @@ its message is written for a person or a model to act on::
     ├── InvalidOption              an option was refused before any build or container
     │   └── InvalidDependency      a requirement string was refused before any build
     ├── SessionExists              the name is taken by a session with other settings
+    ├── SnapshotError              a snapshot is missing, corrupt or does not fit here
     ├── DockerError                a docker CLI call failed (argv, returncode, stderr)
     │   ├── DockerNotAvailable     no docker CLI, or the engine does not answer
     │   ├── NoSuchSession          no running container carries that session name
@@ -67,6 +68,10 @@ class InvalidDependency(InvalidOption):
 
 class SessionExists(CodeexecError):
     """A session of that name already runs with different settings."""
+
+
+class SnapshotError(CodeexecError):
+    """A snapshot is missing, corrupt or does not fit this engine; nothing was started."""
 
 
 class DockerError(CodeexecError):

@@ -26,6 +26,7 @@ from .options import (  # re-exported: callers import them from here
 )
 
 if TYPE_CHECKING:  # loads when a session starts with a pool
+    from ._snapstore import Snapshot
     from .pool import WarmPool
 
 
@@ -66,6 +67,7 @@ class ContainerSession(FilesAndPackages):
         self.transport: Transport = self._channel.transport
         self.created = False
         self._stopped = False
+        self.resume_failures: dict[str, str] = {}  # names a portable resume could not load
 
     def __repr__(self) -> str:
         return (
@@ -158,6 +160,50 @@ class ContainerSession(FilesAndPackages):
             transport=transport,
         )  # fmt: skip
 
+    def snapshot(
+        self, name: str | None = None, *, method: str = "auto", stop: bool = False
+    ) -> Snapshot:
+        """Save the whole session so that it can be stopped and resumed later, or forked.
+
+        Args:
+            name: the snapshot's name (default: ``<session>-<date>-<time>``).
+            method: ``"auto"`` (default: ``"checkpoint"`` where the engine can
+                checkpoint this session, else ``"portable"``), or one of them.
+            stop: stop the session once it is saved.
+
+        Returns the ``Snapshot`` (``method`` says which was used; ``unsaved`` names
+        what a portable snapshot could not pickle). See docs/snapshots.md.
+
+        Raises:
+            SnapshotError: the name is taken or invalid, or the method is impossible here.
+        """
+        from . import snapshot
+
+        return snapshot.take(self, name, method=method, stop=stop, docker=self._docker)
+
+    @classmethod
+    def resume(
+        cls, snapshot: Snapshot | str, name: str | None = None, *,
+        transport: Transport = "auto", docker: Docker | None = None,
+        on_progress: Callable[[str], None] | None = None, connect: Connect | None = None,
+    ) -> ContainerSession:  # fmt: skip
+        """Start a new session from a snapshot (or its name); resumable many times.
+
+        ``name`` defaults to the snapshot's session. A checkpoint resumes every
+        process as it was; a portable snapshot starts a fresh session with the same
+        settings and loads /workspace and the namespace (names that fail to load are
+        in ``resume_failures``). A failure leaves no container behind.
+
+        Raises:
+            SnapshotError: missing, corrupt (bad checksum), or unusable on this engine.
+            SessionExists: a session of that name runs already.
+        """
+        from . import snapshot as snapshots
+
+        return snapshots.resume(cls, snapshot, name, docker=docker or Docker(),
+                                transport=transport, on_progress=on_progress,
+                                connect=connect)  # fmt: skip
+
     @classmethod
     def list_sessions(cls, *, docker: Docker | None = None) -> list[SessionInfo]:
         """Every codeexec session on this engine, found through Docker labels."""
@@ -202,6 +248,12 @@ class ContainerSession(FilesAndPackages):
     def logs(self, tail: int | None = 200) -> str:
         """The container's log (the executor's own messages, not the code's output)."""
         return self._docker.logs(self.container_id, tail=tail)
+
+    def _rebind(self, ref: SessionRef, channel: Channel) -> None:
+        """Continue in another container (a checkpoint snapshot resumed in place)."""
+        self._channel.close()
+        self._channel, self.info, self.container_id = channel, ref.info, ref.id
+        self._remember()
 
     def _remember(self) -> None:
         if _start.remembers(self._channel.ref, self.name):  # not claimed pool containers

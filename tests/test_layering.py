@@ -22,7 +22,7 @@ EXECUTOR = ROOT / "executor_image" / "codeexec_executor"
 LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": ("errors", "_shared"),
     "values": ("models",),
-    "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds"),
+    "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds", "_snapargs"),
     "seams": (
         "docker",
         "_dockerverbs",
@@ -33,6 +33,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_hostindex",
         "_addrcache",
         "_fds",
+        "_snapverbs",
     ),
     "core": (
         "options",
@@ -46,6 +47,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "maintenance",
         "scope",
         "registry",
+        "_snapstore",
+        "snapshot",
     ),
     "namespace": ("codeexec",),
     "faces": ("__main__", "cli", "mcp_server"),
@@ -63,10 +66,12 @@ PUBLIC_CORE = {
     "images",
     "scope",
     "registry",
+    "snapshot",
 }
 PUBLIC_CORE.add("_bounds")  # the result caps a face applies (MCP_LIMITS), and bounded logs
 # Pure modules compute; they open no process, socket, thread or file of their own.
 PURE = {"errors", "_shared", "models", "protocol", "_dockerargs", "_buildargs", "_bounds"}
+PURE.add("_snapargs")
 IMPURE_STDLIB = {"subprocess", "socket", "selectors", "threading", "multiprocessing", "asyncio"}
 IMPURE_STDLIB |= {"signal", "shutil", "tempfile", "pty"}
 PURE_MAY_IMPORT = {"protocol": {"models", "errors", "_shared"}}

@@ -25,6 +25,7 @@ import time
 
 from . import bounds, constants, framing
 from .ops import Ops
+from .pause import Pausing
 from .runner import Runner, log
 
 RECV_SIZE = 256 * 1024
@@ -63,7 +64,7 @@ class Conn:
         self.closed = False
 
 
-class Server(Ops):
+class Server(Pausing, Ops):
     """The loop, the connections and the timers; what each request does is in ops.py."""
 
     def __init__(self, token: str) -> None:
@@ -95,12 +96,7 @@ class Server(Ops):
     # -- lifecycle -------------------------------------------------------
 
     def serve(self) -> int:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self.port))
-        listener.listen(64)
-        listener.setblocking(False)
-        self.sel.register(listener, selectors.EVENT_READ, ("listen", listener))
+        listener = self._listen()
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -123,6 +119,7 @@ class Server(Ops):
                     self.reap_due = False
                     self.next_reap = self.heartbeat + REAP_INTERVAL
                     self.runner.reap()
+                self._relisten_if_due(self.heartbeat)
                 if self._tick():
                     break
                 for key, mask in self.sel.select(self._next_timeout()):
@@ -189,6 +186,8 @@ class Server(Ops):
         deadlines += self.runner.deadlines()
         if self.reap_due:
             deadlines.append(self.next_reap)
+        if self.relisten_at is not None:
+            deadlines.append(self.relisten_at)
         if self.runner.exec is None and self.idle_timeout > 0:
             deadlines.append(self._last_activity() + self.idle_timeout)
         elif self.runner.exec is not None:

@@ -46,6 +46,7 @@ class Snapshot:
     image: str
     unsaved: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0  # how long taking it took
+    scope: str | None = None  # the session's scope label (the MCP server's reach)
 
     @property
     def age(self) -> float:
@@ -56,7 +57,7 @@ class Snapshot:
             "name": self.name, "method": self.method, "session": self.session,
             "created": self.created, "age_seconds": round(self.age, 1), "size": self.size,
             "path": self.path, "image": self.image, "unsaved": dict(self.unsaved),
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "scope": self.scope,
         }  # fmt: skip
 
 
@@ -198,6 +199,7 @@ def _snapshot(path: Path, meta: dict[str, Any]) -> Snapshot:
         image=str(meta.get("image") or ""),
         unsaved={str(k): str(v) for k, v in unsaved.items()},
         seconds=float(meta.get("seconds") or 0.0),
+        scope=(meta.get("labels") or {}).get("codeexec.scope"),
     )
 
 

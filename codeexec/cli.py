@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__, _cli_output as out
+from . import __version__, _cli_output as out, _cli_snap
 from ._cli_mcp import serve_mcp
 from ._cli_options import (
     BaseImageOpt,
@@ -348,6 +348,7 @@ def version() -> None:
 
 
 _command("mcp")(serve_mcp)
+_cli_snap.register(app, _command)
 
 
 def main() -> None:

@@ -60,12 +60,12 @@ from ._dockerargs import (  # re-exported: callers import them from here
     run_argv as run_argv,
 )
 from ._dockerverbs import ImageVerbs, SessionLookup
-from ._snapverbs import SnapshotVerbs
 from ._fds import (
     DESCRIPTOR_HEADROOM as DESCRIPTOR_HEADROOM,
     check_descriptors as check_descriptors,
     out_of_descriptors,
 )
+from ._snapverbs import SnapshotVerbs
 from .errors import (
     ContainerStartError,
     DockerError,

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _addrcache, _snapstore
-from ._shared import constants
 from ._channel import Channel, Connect
 from ._dockerargs import session_run_spec
+from ._shared import constants
 from ._snapargs import (
     CHECKPOINT_NAME,
     Method,
@@ -107,8 +107,8 @@ def take(
     if stop:
         session.stop()
     elif chosen == "checkpoint":  # the checkpoint stopped the container: resume it here
-        ref, channel = _restore_container(snap, meta, session.name, _options(meta, session.transport),
-                                          docker, None, 60.0)  # fmt: skip
+        options = _options(meta, session.transport)
+        ref, channel = _restore_container(snap, meta, session.name, options, docker, None, 60.0)
         session._rebind(ref, channel)
     return snap
 

@@ -37,6 +37,10 @@ TOOLS = {
     "start_job",
     "get_job",
     "cancel_job",
+    "snapshot_session",
+    "resume_snapshot",
+    "list_snapshots",
+    "remove_snapshot",
 }
 PNG = b"\x89PNG\r\n\x1a\nfake"
 

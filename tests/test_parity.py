@@ -25,6 +25,9 @@ CLI_TO_MCP: dict[str, tuple[str, ...]] = {
     "doctor": (),
     "version": (),
     "mcp": (),  # launches this server
+    "snapshot": ("snapshot_session",),
+    "resume": ("resume_snapshot",),
+    "snapshots": ("list_snapshots", "remove_snapshot"),
 }
 # MCP tools that exist for the original server's clients and have no CLI twin:
 # `reuse_code_executer` attaches, which every CLI command does by name. The job tools

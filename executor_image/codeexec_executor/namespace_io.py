@@ -35,6 +35,13 @@ def save(namespace, path):
                 modules[name] = value.__name__
                 pickle.dump(("module", name, value.__name__), fh, protocol=4)
                 continue
+            if getattr(value, "__module__", None) == "__main__" and isinstance(
+                value, (type, types.FunctionType)
+            ):
+                # pickle keeps only a reference to "__main__.<name>", which a new
+                # session does not have: say so now instead of failing at load.
+                unsaved[name] = "defined in the session: run its definition again"
+                continue
             try:
                 blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:  # noqa: BLE001 - any failure is reported per name

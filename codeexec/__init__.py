@@ -28,6 +28,7 @@ if _typing.TYPE_CHECKING:
         ProtocolError as ProtocolError,
         SessionBusy as SessionBusy,
         SessionExists as SessionExists,
+        SnapshotError as SnapshotError,
     )
     from .models import (
         Display as Display,
@@ -42,6 +43,7 @@ if _typing.TYPE_CHECKING:
     )
     from .options import SessionOptions as SessionOptions
     from .session import ContainerSession as ContainerSession, list_sessions as list_sessions
+    from .snapshot import Snapshot as Snapshot
 
 # Each public name loads its module on first use (PEP 562), so `codeexec exec` and
 # other callers of one submodule do not pay for the whole library (docs/performance.md).
@@ -49,7 +51,8 @@ _WHERE = {
     **dict.fromkeys(
         ("CodeexecError ConnectionLost ContainerStartError DockerError DockerNotAvailable "
          "ExecutorError FileTransferError HandshakeError ImageBuildError InvalidDependency "
-         "InvalidOption NoSuchSession ProtocolError SessionBusy SessionExists").split(),
+         "InvalidOption NoSuchSession ProtocolError SessionBusy SessionExists "
+         "SnapshotError").split(),
         "errors",
     ),
     **dict.fromkeys(
@@ -60,6 +63,7 @@ _WHERE = {
     "SessionOptions": "options",
     "ContainerSession": "session",
     "list_sessions": "session",
+    "Snapshot": "snapshot",
 }  # fmt: skip
 
 
@@ -112,6 +116,8 @@ __all__ = [
     "SessionInfo",
     "SessionOptions",
     "SessionRef",
+    "Snapshot",
+    "SnapshotError",
     "StreamEvent",
     "__version__",
     "list_sessions",

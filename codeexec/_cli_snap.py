@@ -91,6 +91,15 @@ def snapshots_rm(
     _exit(guarded(work, debug=False))
 
 
+def report_pruned(older_than: float, dry_run: bool) -> None:
+    """``codeexec gc --snapshots-older-than``: remove (or list) old snapshots."""
+    from .snapshot import prune
+
+    verb = "would remove" if dry_run else "removed"
+    for name, size in prune(older_than, dry_run=dry_run):
+        print(f"{verb} snapshot {name} ({_size(size)})")
+
+
 def _exit(status: int) -> None:
     if status:
         raise typer.Exit(status)

@@ -169,17 +169,21 @@ def remove(name: str) -> int:
     return size
 
 
-def prune(older_than: float | None) -> list[tuple[str, int]]:
-    """Remove snapshots older than ``older_than`` seconds (None: all), and stale stages."""
+def prune(older_than: float, *, dry_run: bool = False) -> list[tuple[str, int]]:
+    """Remove snapshots at least ``older_than`` seconds old (0: all), and stale stages.
+
+    Returns each removed (or, with ``dry_run``, removable) name with its size.
+    """
     removed = []
     for snap in list_snapshots():
-        if older_than is None or snap.age >= older_than:
-            removed.append((snap.name, remove(snap.name)))
+        if snap.age >= older_than:
+            removed.append((snap.name, _size(Path(snap.path)) if dry_run else remove(snap.name)))
     root = snapshot_root()
     for stage in root.glob(".staging-*") if root.is_dir() else []:
-        if older_than is None or time.time() - stage.stat().st_mtime >= 3600:
+        if time.time() - stage.stat().st_mtime >= max(older_than, 3600):  # not one being written
             removed.append((stage.name, _size(stage)))
-            shutil.rmtree(stage, ignore_errors=True)
+            if not dry_run:
+                shutil.rmtree(stage, ignore_errors=True)
     return removed
 
 

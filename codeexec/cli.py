@@ -278,6 +278,10 @@ def gc(
             metavar="SECONDS", help="Also stop running sessions idle for at least this long."
         ),
     ] = None,
+    snapshots_older_than: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="Also remove snapshots this old (0: all)."),
+    ] = None,
 ) -> None:
     """Remove exited, overdue (and, with --idle-for, idle) sessions and unused env images.
 
@@ -290,6 +294,8 @@ def gc(
     from . import maintenance
 
     out.report_gc(maintenance.gc(dry_run=dry_run, all_images=all_images, idle_for=idle_for))
+    if snapshots_older_than is not None:
+        _cli_snap.report_pruned(snapshots_older_than, dry_run)
 
 
 @_command()

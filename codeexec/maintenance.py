@@ -367,3 +367,6 @@ def doctor(
         )
         return
     yield Check("session handshake", True, f"{name} started and answered 1+1 = 2")
+    from .snapshot import doctor_check
+
+    yield Check("snapshots", True, *doctor_check(docker))

@@ -66,6 +66,25 @@ def engine_method(docker: Docker, runtime: str | None) -> tuple[Method, str]:
     return choose_method(docker.engine_facts(), runtime)
 
 
+def doctor_check(docker: Docker) -> tuple[str, str]:
+    """What ``codeexec doctor`` says of snapshots here: the detail, and how to do better."""
+    facts = docker.engine_facts()
+    usable = checkpointable_runtimes(facts)
+    if facts["experimental"] and usable:
+        return (f"tier 1 (in-session checkpoints): yes; tier 2 snapshots: checkpoint method "
+                f"for sessions on runtime {usable[0]!r} (e.g. `codeexec start --runtime "
+                f"{usable[0]} --network none`), portable method for the others", "")  # fmt: skip
+    why = choose_method(facts, None)[1]
+    fix = (
+        'set "experimental": true in daemon.json and restart dockerd (a SIGHUP reloads '
+        "runtimes, not experimental)"
+        if not facts["experimental"]
+        else "run scripts/engine_runtimes.py (`make engine` does, as root) to add the gVisor "
+        "runtime runsc-ckpt (apt-get install runsc), then SIGHUP dockerd"
+    )
+    return f"tier 1: yes; tier 2 snapshots: portable method only ({why})", fix
+
+
 def take(
     session: ContainerSession, name: str | None = None, *, method: str = "auto",
     stop: bool = False, docker: Docker,

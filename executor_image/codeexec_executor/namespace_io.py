@@ -17,7 +17,7 @@ SKIP = ("__builtins__", "__loader__", "__spec__")
 
 
 def _reason(exc):
-    return "%s: %s" % (type(exc).__name__, str(exc)[:200])
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def save(namespace, path):

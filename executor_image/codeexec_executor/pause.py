@@ -50,6 +50,7 @@ class Pausing:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, self.port))
+        self.port = listener.getsockname()[1]  # port 0 (tests): listen again on the same one
         listener.listen(64)
         listener.setblocking(False)
         self.sel.register(listener, selectors.EVENT_READ, ("listen", listener))

@@ -120,7 +120,11 @@ def register(app: typer.Typer, command: Callable[[str | None], Callable[[Any], A
     ) -> None:
         """Save a whole session (memory and files) so it can be stopped and resumed later."""
         from .session import ContainerSession
+        from .snapshot import check_method, validate_snapshot_name
 
+        check_method(method)  # bad input: one line, before any docker call
+        if snap is not None:
+            validate_snapshot_name(snap)
         live = ContainerSession.attach(name)
         saved = live.snapshot(snap, method=method, stop=stop)
         live.close()

@@ -47,13 +47,14 @@ from ._snapargs import (
 from ._snapstore import Snapshot, list_snapshots, prune, remove, snapshot_root
 from .docker import Docker
 from .errors import CodeexecError, DockerError, SessionExists, SnapshotError, register_secret
-from .models import Limits, SessionRef, Transport
+from .models import Limits, ResultLimits, SessionRef, Transport
 from .options import SessionOptions, validate_name
 
 if TYPE_CHECKING:
     from .session import ContainerSession
 
 __all__ = ["Snapshot", "list_snapshots", "prune", "remove", "snapshot_root"]
+validate_snapshot_name = _snapstore.validate_snapshot_name
 _S = TypeVar("_S", bound="ContainerSession")
 PICKLE = "/tmp/.codeexec-snapshot.pickle"
 QUIESCE_SECONDS = 30.0  # the executor listens again by then even without SIGUSR1
@@ -64,6 +65,12 @@ _CALL = '__import__("codeexec_executor.namespace_io", fromlist=["x"]).{}(globals
 def engine_method(docker: Docker, runtime: str | None) -> tuple[Method, str]:
     """The method a session on ``runtime`` would get here, and why."""
     return choose_method(docker.engine_facts(), runtime)
+
+
+def check_method(method: str) -> str:
+    if method not in ("auto", "checkpoint", "portable"):
+        raise SnapshotError(f"method {method!r} is not one of auto, checkpoint, portable")
+    return method
 
 
 def doctor_check(docker: Docker) -> tuple[str, str]:
@@ -93,8 +100,7 @@ def take(
     name = _snapstore.validate_snapshot_name(
         name or f"{session.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    if method not in ("auto", "checkpoint", "portable"):
-        raise SnapshotError(f"method {method!r} is not one of auto, checkpoint, portable")
+    check_method(method)
     if (snapshot_root() / name).exists():
         raise SnapshotError(f"a snapshot named {name!r} exists already: remove it first "
                             f"(`codeexec snapshots rm {name}`) or choose another name")  # fmt: skip
@@ -279,7 +285,8 @@ def _link_tree(source: Path, target: Path) -> None:
 
 def _portable_save(session: ContainerSession, docker: Docker, stage: Path) -> dict[str, str]:
     """Pickle the namespace in the container, then stream it and /workspace out."""
-    report = _report(session.execute(_CALL.format("save", PICKLE), timeout=_STREAM_TIMEOUT))
+    report = _report(session.execute(_CALL.format("save", PICKLE), timeout=_STREAM_TIMEOUT,
+                                     result_limits=ResultLimits()))  # fmt: skip
     cid = session.container_id
     try:
         with open(stage / "workspace.tar", "wb") as sink:
@@ -309,7 +316,8 @@ def _portable_load(
         with open(Path(snap.path) / "namespace.pickle", "rb") as source:
             docker.pipe(write_argv(cid, PICKLE), source=source, timeout=_STREAM_TIMEOUT,
                         what="restoring the namespace")  # fmt: skip
-        report = _report(session.execute(_CALL.format("load", PICKLE), timeout=_STREAM_TIMEOUT))
+        report = _report(session.execute(_CALL.format("load", PICKLE), timeout=_STREAM_TIMEOUT,
+                                         result_limits=ResultLimits()))  # fmt: skip
         docker.exec_ok(cid, ["rm", "-f", PICKLE])
     except BaseException:
         session.stop()

@@ -36,7 +36,6 @@ from ._dockerargs import session_run_spec
 from ._shared import constants
 from ._snapargs import (
     CHECKPOINT_NAME,
-    Method,
     cat_argv,
     checkpointable_runtimes,
     choose_method,
@@ -60,11 +59,6 @@ PICKLE = "/tmp/.codeexec-snapshot.pickle"
 QUIESCE_SECONDS = 30.0  # the executor listens again by then even without SIGUSR1
 _STREAM_TIMEOUT = 1800.0
 _CALL = '__import__("codeexec_executor.namespace_io", fromlist=["x"]).{}(globals(), {!r})'
-
-
-def engine_method(docker: Docker, runtime: str | None) -> tuple[Method, str]:
-    """The method a session on ``runtime`` would get here, and why."""
-    return choose_method(docker.engine_facts(), runtime)
 
 
 def check_method(method: str) -> str:
@@ -106,7 +100,19 @@ def take(
                             f"(`codeexec snapshots rm {name}`) or choose another name")  # fmt: skip
     ref = session._channel.ref
     runtime = ref.settings.get("runtime")
-    chosen, why = engine_method(docker, runtime)
+    facts = docker.engine_facts()
+    chosen, why = choose_method(facts, runtime)
+    if chosen == "checkpoint" and not os.access(_containers_dir(facts), os.W_OK):
+        # Checked first: the checkpoint stops the source, and without this access
+        # it could not be restored (the session would be gone).
+        chosen, why = (
+            "portable",
+            (
+                f"a checkpoint is restored by writing into the engine's data root "
+                f"({_containers_dir(facts)}), which this process may not write (run as root "
+                "on the engine's host)"
+            ),
+        )
     if method == "checkpoint" and chosen != "checkpoint":
         raise SnapshotError(f"cannot take a checkpoint snapshot: {why}")
     chosen = "portable" if method == "portable" else chosen
@@ -132,8 +138,15 @@ def take(
     if stop:
         session.stop()
     elif chosen == "checkpoint":  # the checkpoint stopped the container: resume it here
-        options = _options(meta, session.transport)
-        ref, channel = _restore_container(snap, meta, session.name, options, docker, None, 60.0)
+        try:
+            options = _options(meta, session.transport)
+            ref, channel = _restore_container(snap, meta, session.name, options, docker, None, 60.0)
+        except CodeexecError as exc:
+            session._stopped = True
+            raise SnapshotError(
+                f"snapshot {name!r} is saved, but session {session.name!r} could not continue "
+                f"({exc}); resume it with `codeexec resume {name}`"
+            ) from exc
         session._rebind(ref, channel)
     return snap
 

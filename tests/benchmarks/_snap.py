@@ -11,6 +11,7 @@ E2B's published figures stand beside them: about 4 s per GiB to pause, 1 s to re
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -53,14 +54,23 @@ def _one(method: str, mb: int, prefix: str, log: Callable[[str], None]) -> dict[
 
 
 def measure(prefix: str, log: Callable[[str], None], quick: bool = False) -> list[dict[str, Any]]:
-    os.environ.setdefault("CODEEXEC_SNAPSHOT_DIR", tempfile.mkdtemp(prefix="codeexec-bench-"))
+    own = tempfile.mkdtemp(prefix="codeexec-bench-")  # the user's snapshots stay apart
+    before = os.environ.get("CODEEXEC_SNAPSHOT_DIR")
+    os.environ["CODEEXEC_SNAPSHOT_DIR"] = own
     out = []
-    for method in ("checkpoint", "portable"):
-        for mb in SIZES_MB[:1] if quick else SIZES_MB:
-            try:
-                out.append(_one(method, mb, prefix, log))
-            except Exception as exc:  # noqa: BLE001 - a row says what failed
-                out.append({"method": method, "mb": mb, "error": str(exc)[:200]})
+    try:
+        for method in ("checkpoint", "portable"):
+            for mb in SIZES_MB[:1] if quick else SIZES_MB:
+                try:
+                    out.append(_one(method, mb, prefix, log))
+                except Exception as exc:  # noqa: BLE001 - a row says what failed
+                    out.append({"method": method, "mb": mb, "error": str(exc)[:200]})
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
+        if before is None:
+            os.environ.pop("CODEEXEC_SNAPSHOT_DIR", None)
+        else:
+            os.environ["CODEEXEC_SNAPSHOT_DIR"] = before
     return out
 
 

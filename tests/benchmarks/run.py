@@ -518,7 +518,10 @@ def main(argv: list[str] | None = None) -> int:
             ("starts", bench.starts),
             ("scale", lambda: bench.scale(args.scale)),
             ("build", lambda: _build.run(bench.results, log, heavy=args.heavy)),
-            ("snapshots", lambda: bench.results.update(snapshots=_snap.measure(u.PREFIX, log))),
+            (
+                "snapshots",
+                lambda: bench.results.update(snapshots=_snap.measure(u.PREFIX, log, bench.quick)),
+            ),
         ]
         for key, step in steps:
             if key not in skip:

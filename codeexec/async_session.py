@@ -39,9 +39,10 @@ _DONE = object()
 # "call"   an awaitable method running the sync one in a thread;
 # "cancel" the same, and cancelling it interrupts the code in the container;
 # "stream" an async iterator over the sync generator, interrupted on cancel;
-# "make"   a classmethod returning an AsyncContainerSession (awaitable or `async with`);
+# "make"   a static method returning an AsyncContainerSession (awaitable or `async with`);
+# "static" a static method awaited in a thread;
 # "value"  a read-only property read from the sync session (no I/O).
-Kind = Literal["call", "cancel", "stream", "make", "value"]
+Kind = Literal["call", "cancel", "stream", "make", "static", "value"]
 MIRRORED: dict[str, Kind] = {
     "attach": "make",
     "close": "call",
@@ -52,7 +53,7 @@ MIRRORED: dict[str, Kind] = {
     "install": "cancel",
     "interrupt": "call",
     "is_running": "call",
-    "list_sessions": "call",
+    "list_sessions": "static",
     "logs": "call",
     "ping": "call",
     "read_file": "call",
@@ -90,13 +91,18 @@ async def _settle(future: asyncio.Future[Any], interrupt: Callable[[], None] | N
     loop = asyncio.get_running_loop()
     while not future.done():
         if interrupt is not None:
-            try:
-                await loop.run_in_executor(_THREADS, interrupt)
+            try:  # not once the call is over: the next execution is not ours to stop
+                await loop.run_in_executor(_THREADS, _unless_done, future, interrupt)
             except Exception:  # noqa: S110 - the call's own outcome is what counts
                 pass
         await asyncio.wait({future}, timeout=INTERRUPT_RETRY)
     if not future.cancelled():
         future.exception()  # retrieved: the caller was cancelled, the outcome is moot
+
+
+def _unless_done(future: asyncio.Future[Any], interrupt: Callable[[], None]) -> None:
+    if not future.done():
+        interrupt()
 
 
 class _Call(Generic[_P, _R]):
@@ -247,6 +253,26 @@ class _Starting(Awaitable["AsyncContainerSession"]):
             await self._session.stop()
 
 
+def _making(make: Callable[_P, ContainerSession]) -> Callable[_P, _Starting]:
+    """``start``/``attach``: the same arguments, an awaitable (or ``async with``) result."""
+
+    @functools.wraps(make)
+    def making(*args: _P.args, **kwargs: _P.kwargs) -> _Starting:
+        return _Starting(functools.partial(make, *args, **kwargs))
+
+    return making
+
+
+def _blocking(call: Callable[_P, _R]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """A blocking function as a coroutine function (run in a worker thread)."""
+
+    @functools.wraps(call)
+    async def blocking(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return await in_thread(functools.partial(call, *args, **kwargs))
+
+    return blocking
+
+
 class AsyncContainerSession:
     """A ``ContainerSession`` for asyncio: the same methods, awaited.
 
@@ -276,23 +302,11 @@ class AsyncContainerSession:
     def __repr__(self) -> str:
         return f"Async{self.sync!r}"
 
-    @classmethod
-    def start(cls, *args: Any, **kwargs: Any) -> _Starting:
-        """Like ``ContainerSession.start`` (same arguments), awaited or in ``async with``.
-
-        Cancelled before it returns, it removes the container it made (if it made one).
-        """
-        return _Starting(functools.partial(ContainerSession.start, *args, **kwargs))
-
-    @classmethod
-    def attach(cls, *args: Any, **kwargs: Any) -> _Starting:
-        """Like ``ContainerSession.attach`` (same arguments), awaited or in ``async with``."""
-        return _Starting(functools.partial(ContainerSession.attach, *args, **kwargs))
-
-    @staticmethod
-    async def list_sessions(**kwargs: Any) -> list[SessionInfo]:
-        """Every codeexec session on this engine, found through Docker labels."""
-        return await in_thread(functools.partial(ContainerSession.list_sessions, **kwargs))
+    # Awaited, or in `async with` (which stops the session on exit). A cancelled start
+    # removes the container it made.
+    start = staticmethod(_making(ContainerSession.start))
+    attach = staticmethod(_making(ContainerSession.attach))
+    list_sessions = staticmethod(_blocking(ContainerSession.list_sessions))
 
     # Attributes of the session (no I/O).
     @property

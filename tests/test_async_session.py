@@ -33,10 +33,11 @@ def test_every_public_member_of_container_session_has_an_async_twin() -> None:
         member = inspect.getattr_static(AsyncContainerSession, name)
         if kind == "value":
             assert isinstance(member, property), name
-        elif kind == "make":
-            assert isinstance(member, classmethod), name
-        elif name == "list_sessions":
-            assert inspect.iscoroutinefunction(AsyncContainerSession.list_sessions)
+        elif kind in ("make", "static"):
+            assert isinstance(member, staticmethod), name
+            assert member.__doc__ == getattr(ContainerSession, name).__doc__, name
+            if kind == "static":
+                assert inspect.iscoroutinefunction(getattr(AsyncContainerSession, name)), name
         else:
             twin = getattr(AsyncContainerSession(object.__new__(ContainerSession)), name)
             if kind == "stream":  # nothing runs before the first item is awaited

@@ -32,7 +32,10 @@ _Y = TypeVar("_Y")
 # Threads for blocking calls, separate from the loop's default executor (about six
 # threads on a small machine): each running execution holds one for its duration.
 _THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="codeexec-async")
-INTERRUPT_RETRY = 1.0  # seconds between interrupts of a cancelled call still running
+# Seconds between interrupts of a cancelled call still running. The executor drops
+# an interrupt that lands before the code starts (and restarts the worker, losing
+# the namespace, if the code still runs a grace period later): resend it soon.
+INTERRUPT_RETRY = 0.1
 _DONE = object()
 
 # How each public member of ContainerSession is mirrored (kept in sync by a test):

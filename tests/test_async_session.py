@@ -109,6 +109,10 @@ def test_cancelling_execute_interrupts_the_code_and_the_session_goes_on(
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert (await s.execute("'finished' in globals()")).value == "False"
+            # A deadline from asyncio is a cancellation too.
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(s.execute("time.sleep(30); late = True"), 0.5)
+            assert (await s.execute("'late' in globals()")).value == "False"
         finally:
             await s.stop()
 

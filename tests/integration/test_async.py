@@ -44,6 +44,17 @@ def test_two_sessions_overlap_and_a_cancelled_execute_stops_in_the_container(
             await asyncio.sleep(0.5)
             assert (await a.execute("n")).value == first  # nothing counts on
 
+            # Cancelled as it starts: the interrupt is resent until the code has stopped,
+            # within the executor's grace, so the namespace is kept (no restart).
+            task = asyncio.create_task(a.execute("time.sleep(30); finished = True"))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert (await a.execute("'finished' in globals(), n == " + str(first))).value == (
+                "(False, True)"
+            )
+
             # Files and streaming through the same session, awaited.
             (tmp_path / "in.txt").write_text("payload")
             assert await a.upload(tmp_path / "in.txt", "") == 7

@@ -76,12 +76,12 @@ async def in_thread(call: Callable[[], _R], *, interrupt: Callable[[], None] | N
     given) is sent, and repeated while the call runs, until the call returns; then
     the cancellation goes on. A second cancellation while waiting changes nothing.
     """
-    loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(_THREADS, call)
+    running = _THREADS.submit(call)
+    future = asyncio.wrap_future(running)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        settle = asyncio.ensure_future(_settle(future, interrupt))
+        settle = asyncio.ensure_future(_settle(running, future, interrupt))
         while not settle.done():
             try:
                 await asyncio.shield(settle)
@@ -90,21 +90,23 @@ async def in_thread(call: Callable[[], _R], *, interrupt: Callable[[], None] | N
         raise
 
 
-async def _settle(future: asyncio.Future[Any], interrupt: Callable[[], None] | None) -> None:
+async def _settle(
+    running: Future[Any], future: asyncio.Future[Any], interrupt: Callable[[], None] | None
+) -> None:
     loop = asyncio.get_running_loop()
     while not future.done():
         if interrupt is not None:
             try:  # not once the call is over: the next execution is not ours to stop
-                await loop.run_in_executor(_THREADS, _unless_done, future, interrupt)
-            except Exception:  # noqa: S110 - the call's own outcome is what counts
+                await loop.run_in_executor(_THREADS, _unless_done, running, interrupt)
+            except Exception:  # the call's own outcome is what counts
                 pass
         await asyncio.wait({future}, timeout=INTERRUPT_RETRY)
     if not future.cancelled():
         future.exception()  # retrieved: the caller was cancelled, the outcome is moot
 
 
-def _unless_done(future: asyncio.Future[Any], interrupt: Callable[[], None]) -> None:
-    if not future.done():
+def _unless_done(running: Future[Any], interrupt: Callable[[], None]) -> None:
+    if not running.done():
         interrupt()
 
 

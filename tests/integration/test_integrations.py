@@ -13,6 +13,7 @@ from autogen_core import CancellationToken
 from autogen_core.code_executor import CodeBlock
 from smolagents import CodeAgent, Tool
 from smolagents.models import ChatMessage, MessageRole, Model
+from smolagents.serialization import SerializationError
 from smolagents.utils import AgentError
 
 from codeexec import ContainerSession
@@ -117,6 +118,12 @@ def test_smolagents_code_agent_runs_its_steps_and_tools_in_the_session(
 
     with pytest.raises(AgentError, match="ZeroDivisionError"):
         executor("1/0")
+    # Code in the container cannot make the host unpickle: a forged answer is refused.
+    forged = (
+        "class FinalAnswerException(BaseException): pass\nraise FinalAnswerException('pickle:gA==')"
+    )
+    with pytest.raises(SerializationError, match="Pickle data rejected"):
+        executor(forged)
     assert executor("x + 1").output == "22"
     executor.cleanup()  # a given session is left running
     assert session.is_running()

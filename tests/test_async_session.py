@@ -130,6 +130,20 @@ def test_leaving_a_stream_early_interrupts_the_code(local_engine: Path) -> None:
             assert time.monotonic() - began < 30
             assert (await s.execute("'after' in globals()")).value == "False"
 
+            # A task reading the stream, cancelled while it waits for the next event.
+            first = asyncio.Event()
+
+            async def read() -> None:
+                async for _ in s.execute_stream(code):
+                    first.set()
+
+            task = asyncio.create_task(read())
+            await asyncio.wait_for(first.wait(), DEADLINE)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert (await s.execute("'after' in globals()")).value == "False"
+
     asyncio.run(main())
 
 

@@ -44,6 +44,7 @@ def test_every_public_member_of_container_session_has_an_async_twin() -> None:
                 assert isinstance(twin("1"), AsyncIterator), name
             else:
                 assert inspect.iscoroutinefunction(twin), name
+                assert member.cancel == (kind == "cancel"), name  # cancelling interrupts
             assert twin.__doc__ == getattr(ContainerSession, name).__doc__, name
 
 

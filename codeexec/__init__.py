@@ -12,6 +12,7 @@ from __future__ import annotations
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from .async_session import AsyncContainerSession as AsyncContainerSession
     from .errors import (
         CodeexecError as CodeexecError,
         ConnectionLost as ConnectionLost,
@@ -61,6 +62,7 @@ _WHERE = {
         "models",
     ),
     "SessionOptions": "options",
+    "AsyncContainerSession": "async_session",
     "ContainerSession": "session",
     "list_sessions": "session",
     "Snapshot": "snapshot",
@@ -91,6 +93,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncContainerSession",
     "CodeexecError",
     "ConnectionLost",
     "ContainerSession",

@@ -44,6 +44,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_executing",
         "_transfer",
         "session",
+        "async_session",
         "maintenance",
         "scope",
         "registry",
@@ -51,7 +52,16 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "snapshot",
     ),
     "namespace": ("codeexec",),
-    "faces": ("__main__", "cli", "mcp_server"),
+    "faces": (
+        "__main__",
+        "cli",
+        "mcp_server",
+        # codeexec/integrations/: adapters for agent frameworks (optional extras)
+        "integrations",
+        "integrations.autogen",
+        "integrations.smolagents",
+        "integrations.langchain",
+    ),
 }
 FACE_PREFIXES = ("_cli_", "_mcp_", "mcp_")
 # What a face may import besides other face modules: the public core.
@@ -61,6 +71,7 @@ PUBLIC_CORE = {
     "models",
     "options",
     "session",
+    "async_session",
     "pool",
     "maintenance",
     "images",
@@ -88,8 +99,11 @@ class Import:
     line: int
 
 
-def _imports(path: Path, package: str) -> list[Import]:
-    """Every import in ``path`` outside ``if TYPE_CHECKING:`` blocks."""
+def _imports(path: Path, package: str, subpackage: str = "") -> list[Import]:
+    """Every import in ``path`` outside ``if TYPE_CHECKING:`` blocks.
+
+    In a ``subpackage`` of the package, ``from .x import`` names ``subpackage.x``.
+    """
     modules = {p.stem for p in path.parent.glob("*.py")}
     found: list[Import] = []
 
@@ -107,6 +121,9 @@ def _imports(path: Path, package: str) -> list[Import]:
                 internal = alias.name.split(".")[0] == package
                 name = alias.name.split(".")[1] if internal and "." in alias.name else alias.name
                 found.append(Import(name if internal else alias.name, internal, node.lineno))
+        elif isinstance(node, ast.ImportFrom) and subpackage and node.level == 1:
+            own = f"{subpackage}.{node.module}" if node.module else subpackage
+            found.append(Import(own, True, node.lineno))
         elif isinstance(node, ast.ImportFrom):
             absolute_internal = node.level == 0 and (node.module or "").split(".")[0] == package
             if node.level == 0 and not absolute_internal:
@@ -133,6 +150,10 @@ def _host_modules() -> dict[str, list[Import]]:
     for path in sorted(PACKAGE.glob("*.py")):
         name = "codeexec" if path.stem == "__init__" else path.stem
         graph[name] = _imports(path, "codeexec")
+    for path in sorted(PACKAGE.glob("*/*.py")):  # subpackages: "integrations.autogen"
+        sub = path.parent.name
+        name = sub if path.stem == "__init__" else f"{sub}.{path.stem}"
+        graph[name] = _imports(path, "codeexec", sub)
     return graph
 
 

@@ -61,7 +61,9 @@ MIRRORED: dict[str, Kind] = {
     "ping": "call",
     "read_file": "call",
     "reset": "call",
+    "resume": "make",
     "route": "value",
+    "snapshot": "call",
     "start": "make",
     "stop": "call",
     "upload": "call",
@@ -312,6 +314,7 @@ class AsyncContainerSession:
     start = staticmethod(_making(ContainerSession.start))
     attach = staticmethod(_making(ContainerSession.attach))
     list_sessions = staticmethod(_blocking(ContainerSession.list_sessions))
+    resume = staticmethod(_making(ContainerSession.resume))
 
     # Attributes of the session (no I/O).
     @property
@@ -337,6 +340,10 @@ class AsyncContainerSession:
     @property
     def route(self) -> str:
         return self.sync.route
+
+    @property
+    def resume_failures(self) -> dict[str, str]:
+        return self.sync.resume_failures
 
     async def __aenter__(self) -> AsyncContainerSession:
         return self
@@ -365,3 +372,4 @@ class AsyncContainerSession:
     logs = _Call(ContainerSession.logs)
     close = _Call(ContainerSession.close)
     stop = _Call(ContainerSession.stop)
+    snapshot = _Call(ContainerSession.snapshot)

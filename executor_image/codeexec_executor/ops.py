@@ -2,7 +2,8 @@
 
 A mixin of ``Server`` (server.py), which owns the loop, the connections and the
 timers: the handshake (``hello``, then ``auth``), then ``exec``, ``interrupt``,
-``ping``, ``reset``, ``put_file`` and ``get_file``.
+``ping``, ``reset``, ``put_file``, ``get_file``, and the checkpoint ops
+``checkpoint``, ``restore``, ``drop`` and ``checkpoints``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import __version__, bounds, files, handshake
+from .checkpoints import CheckpointError
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -161,7 +163,7 @@ class Ops:
             self._error(conn, "bad_request", problem, req_id)
             return
         assert isinstance(code, str)  # checked above
-        self.runner.begin(conn, req_id, code, timeout, limits)
+        self.runner.begin(conn, req_id, code, timeout, limits, rollback=req.get("rollback") is True)
 
     def _op_interrupt(self, conn: Conn, req: dict) -> None:
         ex = self.runner.exec
@@ -181,3 +183,32 @@ class Ops:
     def _op_get_file(self, conn: Conn, req: dict) -> None:
         default = self.frame_limit * 3 // 4 - 64 * 1024
         self.send(conn, files.get_file(req, default))
+
+    # -- checkpoints (checkpoints.py) ------------------------------------------
+
+    def _checkpoint_op(self, conn: Conn, req: dict, action) -> None:
+        if self.runner.exec is not None:
+            self._error(conn, "busy", "an execution is running; checkpoints wait for it")
+            return
+        try:
+            answer = action(self.runner.checkpoints)
+        except CheckpointError as exc:
+            self._error(conn, exc.code, str(exc))
+            return
+        self.send(conn, dict(answer, type="checkpoint", op=req.get("op")))
+
+    def _op_checkpoint(self, conn: Conn, req: dict) -> None:
+        """Park a copy of the worker under a name (and a tar of the files, if asked)."""
+        self._checkpoint_op(
+            conn, req, lambda c: c.create(req.get("name"), req.get("files") is True)
+        )
+
+    def _op_restore(self, conn: Conn, req: dict) -> None:
+        self._checkpoint_op(conn, req, lambda c: c.restore(req.get("name")))
+
+    def _op_drop(self, conn: Conn, req: dict) -> None:
+        name = req.get("name")
+        self._checkpoint_op(conn, req, lambda c: c.drop(name) or {"name": name})
+
+    def _op_checkpoints(self, conn: Conn, req: dict) -> None:
+        self._checkpoint_op(conn, req, lambda c: {"checkpoints": c.list()})

@@ -24,6 +24,7 @@ import threading
 import time
 
 from . import bounds, constants, framing
+from .checkpoints import become_subreaper
 from .ops import Ops
 from .runner import Runner, log
 
@@ -130,6 +131,7 @@ class Server(Ops):
         finally:
             if self.runner.worker is not None:
                 self.runner.worker.kill()
+            self.runner.checkpoints.close()
             self.runner.reap()
         return 0
 
@@ -358,4 +360,5 @@ def main() -> int:
     if not token:
         log("CODEEXEC_TOKEN is not set")
         return 2
+    become_subreaper()  # parked checkpoints are orphans: ours to reap
     return Server(token).serve()

@@ -224,7 +224,9 @@ class Checkpoints:
             try:
                 socket.send_fds(parked.chan, [b"wake"], fds)
             except OSError as exc:
-                raise CheckpointError("checkpoint_lost", f"checkpoint {parked.name!r}: {exc}")
+                raise CheckpointError(
+                    "checkpoint_lost", f"checkpoint {parked.name!r}: {exc}"
+                ) from None
             answer = _recv(parked.chan, f"checkpoint {parked.name!r}").decode("utf-8", "replace")
             if not answer.startswith("worker "):
                 raise CheckpointError("checkpoint_failed", f"could not wake it: {answer}")
@@ -289,7 +291,7 @@ class Checkpoints:
                 os.unlink(path)
             except OSError:
                 pass
-            raise CheckpointError("checkpoint_failed", f"could not save the files: {exc}")
+            raise CheckpointError("checkpoint_failed", f"could not save the files: {exc}") from None
         return path
 
     def _load_files(self, path: str) -> None:
@@ -308,4 +310,6 @@ class Checkpoints:
                         os.unlink(full)
                 tar.extractall(root, members)
         except (OSError, tarfile.TarError) as exc:
-            raise CheckpointError("checkpoint_failed", f"could not restore the files: {exc}")
+            raise CheckpointError(
+                "checkpoint_failed", f"could not restore the files: {exc}"
+            ) from None

@@ -12,7 +12,9 @@ from __future__ import annotations
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._checkpoint import Checkpoint as Checkpoint
     from .errors import (
+        CheckpointError as CheckpointError,
         CodeexecError as CodeexecError,
         ConnectionLost as ConnectionLost,
         ContainerStartError as ContainerStartError,
@@ -47,9 +49,10 @@ if _typing.TYPE_CHECKING:
 # other callers of one submodule do not pay for the whole library (docs/performance.md).
 _WHERE = {
     **dict.fromkeys(
-        ("CodeexecError ConnectionLost ContainerStartError DockerError DockerNotAvailable "
-         "ExecutorError FileTransferError HandshakeError ImageBuildError InvalidDependency "
-         "InvalidOption NoSuchSession ProtocolError SessionBusy SessionExists").split(),
+        ("CheckpointError CodeexecError ConnectionLost ContainerStartError DockerError "
+         "DockerNotAvailable ExecutorError FileTransferError HandshakeError ImageBuildError "
+         "InvalidDependency InvalidOption NoSuchSession ProtocolError SessionBusy "
+         "SessionExists").split(),
         "errors",
     ),
     **dict.fromkeys(
@@ -58,6 +61,7 @@ _WHERE = {
         "models",
     ),
     "SessionOptions": "options",
+    "Checkpoint": "_checkpoint",
     "ContainerSession": "session",
     "list_sessions": "session",
 }  # fmt: skip
@@ -87,6 +91,8 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Checkpoint",
+    "CheckpointError",
     "CodeexecError",
     "ConnectionLost",
     "ContainerSession",

@@ -21,7 +21,7 @@ EXECUTOR = ROOT / "executor_image" / "codeexec_executor"
 # Lowest first. "codeexec" is the package's __init__ (the public namespace).
 LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": ("errors", "_shared"),
-    "values": ("models",),
+    "values": ("models", "_checkpoint"),
     "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds"),
     "seams": (
         "docker",
@@ -41,6 +41,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "pool",
         "_start",
         "_executing",
+        "_checkpointing",
         "_transfer",
         "session",
         "maintenance",
@@ -64,9 +65,19 @@ PUBLIC_CORE = {
     "scope",
     "registry",
 }
+PUBLIC_CORE.add("_checkpoint")  # Checkpoint, a public value the faces format
 PUBLIC_CORE.add("_bounds")  # the result caps a face applies (MCP_LIMITS), and bounded logs
 # Pure modules compute; they open no process, socket, thread or file of their own.
-PURE = {"errors", "_shared", "models", "protocol", "_dockerargs", "_buildargs", "_bounds"}
+PURE = {
+    "errors",
+    "_shared",
+    "models",
+    "_checkpoint",
+    "protocol",
+    "_dockerargs",
+    "_buildargs",
+    "_bounds",
+}
 IMPURE_STDLIB = {"subprocess", "socket", "selectors", "threading", "multiprocessing", "asyncio"}
 IMPURE_STDLIB |= {"signal", "shutil", "tempfile", "pty"}
 PURE_MAY_IMPORT = {"protocol": {"models", "errors", "_shared"}}

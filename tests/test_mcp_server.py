@@ -34,6 +34,10 @@ TOOLS = {
     "install_packages",
     "write_file",
     "read_file",
+    "save_checkpoint",
+    "restore_checkpoint",
+    "list_checkpoints",
+    "drop_checkpoint",
     "start_job",
     "get_job",
     "cancel_job",
@@ -75,6 +79,7 @@ class FakeSession:
         on_output: Callable[[str, str], None] | None = None,
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
+        rollback_on_error: bool = False,
     ) -> ExecResult:
         assert result_limits is not None and result_limits.output == 100_000
         if code == "1/0":

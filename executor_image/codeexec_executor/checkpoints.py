@@ -122,7 +122,7 @@ class Checkpoints:
 
     def __init__(self, runner) -> None:
         self.runner = runner
-        self.parked: dict = {}
+        self.parked: dict[str, Parked] = {}
         self.counter = 0
 
     # -- requests (ops.py) ----------------------------------------------------
@@ -174,7 +174,7 @@ class Checkpoints:
         return answer
 
     def drop(self, name) -> None:
-        self._get(name, check=False)
+        self._get(name)
         self.parked.pop(name).close()
 
     def list(self) -> list:
@@ -254,9 +254,9 @@ class Checkpoints:
         except CheckpointError:
             return False
 
-    # -- files ----------------------------------------------------------------------
+    # -- names and files ----------------------------------------------------------
 
-    def _get(self, name, check: bool = True) -> Parked:
+    def _get(self, name) -> Parked:
         parked = self.parked.get(name) if isinstance(name, str) else None
         if parked is None:
             have = ", ".join(sorted(self.parked)) or "none"

@@ -11,7 +11,7 @@ import sys
 import time
 
 from . import bounds, framing
-from .checkpoints import RESTART_TEXT, ROLLBACK_TEXT, CheckpointError, Checkpoints
+from .checkpoints import RESTART_TEXT, ROLLBACK_TEXT, CheckpointError, Checkpoints, Parked
 from .workerproc import WorkerProcess, describe_status
 
 DRAIN_READS = 64  # bounded drain: more than a pipe buffer, never endless
@@ -43,7 +43,7 @@ class Exec:
         self.displays = bounds.DisplayBudget(limits["display_limit"])
         self.reason: str | None = None  # "timeout" | "interrupted" | "disconnected"
         self.kill_at: float | None = None
-        self.rollback = None  # a parked copy to go back to if the code fails
+        self.rollback: Parked | None = None  # a parked copy to go back to if the code fails
         self.rolled_back = False
         self.decoders = {
             name: codecs.getincrementaldecoder("utf-8")(errors="replace")

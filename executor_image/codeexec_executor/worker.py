@@ -151,7 +151,8 @@ class Worker:
     def serve(self) -> None:
         while True:
             timeout = 0.05 if self.forked else None
-            ready = select.select([self.ctrl_in, self.reap_r, self.park], [], [], timeout)[0]
+            watched: list = [self.ctrl_in, self.reap_r, self.park]
+            ready = select.select(watched, [], [], timeout)[0]
             if self.forked or self.reap_r in ready:
                 self.reap_forked()
             if self.park in ready:

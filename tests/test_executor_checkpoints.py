@@ -154,3 +154,35 @@ def test_without_rollback_an_error_keeps_the_changes(client):
     _events, result = client.exec("x = 2; raise ValueError", rollback=False)
     assert result["rolled_back"] is False
     assert _value(client, "x") == "2"
+
+
+def test_fork_is_an_independent_branch_and_the_source_keeps_running(client, executor):
+    _value(client, "x = [1]; import json")
+    forked = client.request({"op": "fork", "name": "b1"})
+    assert forked["type"] == "checkpoint" and forked["name"] == "b1", forked
+    other = executor.connect()
+    assert other.request({"op": "branch", "name": "b1"})["type"] == "ack"
+    assert _value(other, "x.append(2); x, 'json' in dir()") == "([1, 2], True)"
+    assert _value(client, "x") == "[1]"  # the source, on its first connection
+    # Each branch has its own checkpoints, and they run at the same time.
+    other.request({"op": "checkpoint", "name": "in-fork"})
+    assert client.request({"op": "checkpoints"})["checkpoints"] == []
+    other.send({"op": "exec", "id": "slow", "code": "import time; time.sleep(1); 'fork'"})
+    assert _value(client, "'source'") == "'source'"
+    assert other.collect("slow")[1]["value"] == "'fork'"
+    assert client.request({"op": "forks"})["forks"] == ["b1"]
+    assert client.request({"op": "fork", "name": "b1"})["code"] == "fork_exists"
+    assert client.request({"op": "close_fork", "name": "b1"})["type"] == "ack"
+    gone = other.request({"op": "exec", "id": "g", "code": "1"})
+    assert gone["type"] == "error" and gone["code"] == "no_such_fork", gone
+    assert _value(client, "x") == "[1]"
+
+
+def test_a_fork_survives_its_worker_dying(client, executor):
+    client.request({"op": "fork", "name": "b2"})
+    other = executor.connect()
+    other.request({"op": "branch", "name": "b2"})
+    _events, result = other.exec("import os; os._exit(1)")
+    assert result["status"] == "error" and result["restarted"] is True
+    assert _value(other, "1 + 1") == "2"
+    assert _value(client, "2 + 2") == "4"

@@ -24,6 +24,7 @@ import threading
 import time
 
 from . import bounds, constants, framing
+from .branches import Branches
 from .checkpoints import become_subreaper
 from .ops import Ops
 from .runner import Runner, log
@@ -56,6 +57,7 @@ class Conn:
         self.decoder = framing.FrameDecoder(min(frame_limit, HELLO_FRAME_LIMIT))
         self.out = bytearray()
         self.authed = False
+        self.branch = ""  # which fork this connection talks to ("": the session itself)
         self.nonces: bytes | None = None  # client + server nonce, from challenge to auth
         self.hello_deadline = hello_deadline
         self.closing = False  # answer sent; close once flushed
@@ -77,12 +79,9 @@ class Server(Ops):
         self.frame_limit = framing.frame_limit_from_env()
         self.sel = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
-        self.runner = Runner(
-            self.sel,
-            self.send,
-            self.frame_limit,
-            bounds.defaults(),
-            _env_float("CODEEXEC_INTERRUPT_GRACE", constants.INTERRUPT_GRACE),
+        grace = _env_float("CODEEXEC_INTERRUPT_GRACE", constants.INTERRUPT_GRACE)
+        self.runner = Branches(  # the session's runner, and its forks' (branches.py)
+            lambda: Runner(self.sel, self.send, self.frame_limit, bounds.defaults(), grace)
         )
         self.stopping = False
         self.last_activity = self.started = self.heartbeat = time.monotonic()

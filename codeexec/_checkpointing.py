@@ -10,8 +10,17 @@ container. ``files=True`` also saves /workspace (up to 100 MiB).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from . import _forking
 from ._checkpoint import Checkpoint
 from ._executing import Executing
+from .options import validate_name
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from .docker import Docker
 
 
 def _name(checkpoint: Checkpoint | str) -> str:
@@ -19,7 +28,10 @@ def _name(checkpoint: Checkpoint | str) -> str:
 
 
 class Checkpointing(Executing):
-    """``checkpoint``, ``restore``, ``checkpoints`` and ``drop``."""
+    """``checkpoint``, ``restore``, ``checkpoints``, ``drop`` and ``fork``."""
+
+    _docker: Docker
+    _forked = False
 
     def checkpoint(self, name: str | None = None, *, files: bool = False) -> Checkpoint:
         """Save the session's Python state (and /workspace with ``files``) under ``name``.
@@ -66,3 +78,40 @@ class Checkpointing(Executing):
         """
         with self._using() as client:
             client.drop(_name(checkpoint))
+
+    @property
+    def is_fork(self) -> bool:
+        """Whether this session is a fork (it runs in its source session's container)."""
+        return bool(self._channel.ref.branch)
+
+    def fork(self, name: str) -> Self:
+        """A second, independent session named ``name`` that starts as a copy of this one.
+
+        The copy is made by fork() inside this session's container: every variable,
+        import and object, in milliseconds; the two share memory pages until either
+        changes them, and share the container's files and limits. This session
+        keeps running and keeps its connections. ``name`` works like any session's
+        name (``attach``, ``codeexec exec -s NAME``, MCP tools); stopping the fork
+        ends only the fork, stopping this session ends its forks too.
+
+        Raises:
+            SessionExists: a session named ``name`` exists.
+            CheckpointError: the session has 8 forks (``fork_limit``), or fork() failed.
+            SessionBusy: code is running in the session.
+        """
+        validate_name(name)
+
+        def client_fork(branch: str) -> None:
+            with self._using() as client:
+                client.fork(branch)
+
+        def make(branch: str, ref: Any) -> Any:
+            return type(self)(  # type: ignore[call-arg]
+                name=branch, ref=ref, docker=self._docker, timeout=self.default_timeout,
+                output_limit=self.output_limit, result_limits=self.result_limits,
+                transport=self._channel.transport,
+            )  # fmt: skip
+
+        forked = _forking.fork(self, name, client_fork, make)
+        self._forked = True  # stop() removes the forks' markers with the container
+        return forked

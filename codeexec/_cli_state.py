@@ -1,18 +1,18 @@
-"""`codeexec checkpoint`, `restore` and `checkpoints`: a session's saved states
-(docs/snapshots.md, Tier 1). Each maps its arguments onto one ContainerSession
+"""`codeexec checkpoint`, `restore`, `checkpoints` and `fork`: a session's saved
+states and copies (docs/snapshots.md, Tier 1). Each maps its arguments onto one ContainerSession
 call and formats the answer; ``cli`` registers them on the Typer app."""
 
 from __future__ import annotations
 
 import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from . import _cli_output as out
 from ._checkpoint import Checkpoint
 from ._cli_options import JsonOpt, NameArg
-from .session import ContainerSession
+from .session import ContainerSession, validate_name
 
 TagArg = Annotated[
     str | None,
@@ -92,4 +92,34 @@ def checkpoints(
             print(_line(c))
 
 
-COMMANDS = (("checkpoint", checkpoint), ("restore", restore), ("checkpoints", checkpoints))
+COMMANDS: tuple[tuple[str, Any], ...] = (
+    ("checkpoint", checkpoint),
+    ("restore", restore),
+    ("checkpoints", checkpoints),
+)
+
+
+def fork(
+    source: Annotated[str, typer.Argument(metavar="SRC", help="The session to copy.")],
+    name: Annotated[str, typer.Argument(metavar="DST", help="The new session's name.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Start session DST as a copy of SRC's Python state (in SRC's container).
+
+    SRC keeps running. DST is a session like any other (exec, checkpoint, stop);
+    stopping SRC stops its forks too.
+    """
+    validate_name(name)
+    live = ContainerSession.attach(source)
+    try:
+        forked = live.fork(name)
+    finally:
+        live.close()
+    forked.close()
+    if as_json:
+        out.print_json({"name": forked.name, "source": source, "container": forked.container_id})
+    else:
+        print(forked.name)
+
+
+COMMANDS += (("fork", fork),)

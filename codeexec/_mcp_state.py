@@ -1,5 +1,5 @@
 """MCP tools for a session's saved states (docs/snapshots.md, Tier 1): save,
-restore, list and drop checkpoints. Each maps its arguments onto one
+restore, list and drop checkpoints, and fork a session. Each maps its arguments onto one
 ContainerSession call through the client's session access; ``build_server``
 registers them after the main tools."""
 
@@ -81,3 +81,23 @@ async def drop_checkpoint(ctx: Context, tag: Tag, name: SessionName = None) -> s
     use = await sessions.use(ctx, name)
     await sessions.call(ctx, use, lambda: use.session.drop(tag))
     return f"Dropped checkpoint {tag!r} of session {use.name!r}."
+
+
+@STATE_TOOLS.tool("Fork a session", idempotent=False)
+async def fork_session(
+    ctx: Context,
+    new_name: Annotated[str, Field(description="The new session's name.")],
+    name: SessionName = None,
+) -> str:
+    """Start a second, independent session that begins as an exact copy of this one's
+    Python state (variables, imports, objects), to try something without touching the
+    original. Both keep running; pass name=<new_name> to use the copy. It lives in the
+    same container: stopping the original stops its forks too."""
+    sessions = access(ctx)
+    use = await sessions.use(ctx, name)
+    forked = await sessions.call(ctx, use, lambda: use.session.fork(new_name))
+    forked.close()
+    return (
+        f"Started session {new_name!r} as a copy of {use.name!r}. execute_code(code, "
+        f"name={new_name!r}) runs code in the copy; the original is unchanged."
+    )

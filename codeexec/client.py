@@ -256,6 +256,21 @@ class ExecutorClient(Connection):
     def checkpoints(self) -> list[dict[str, Any]]:
         return list(self._checkpoint_call(protocol.checkpoints()).get("checkpoints") or [])
 
+    def fork(self, name: str) -> dict[str, Any]:
+        """Start fork ``name`` of this connection's branch inside the container."""
+        return self._checkpoint_call(protocol.fork(name))
+
+    def select_branch(self, name: str) -> None:
+        """Send this connection's later requests to the fork ``name``."""
+        self._call(
+            protocol.branch(name), f"checkpoint branch {name!r}", matcher("ack", "branch", None)
+        )
+
+    def close_fork(self, name: str) -> None:
+        self._call(
+            protocol.close_fork(name), "checkpoint close_fork", matcher("ack", "close_fork", None)
+        )
+
     def _checkpoint_call(self, message: protocol.Frame) -> dict[str, Any]:
         op = message["op"]
         return self._call(message, f"checkpoint {op}", matcher("checkpoint", op, None))

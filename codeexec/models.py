@@ -324,6 +324,7 @@ class SessionRef:
     image_id: str = ""
     engine: str = ""  # which docker engine (CLI, DOCKER_HOST, context) it runs on
     settings: Mapping[str, Any] = field(default_factory=dict)
+    branch: str = ""  # a fork inside this container (docs/snapshots.md), "" for the session
 
     @property
     def id(self) -> str:

@@ -267,3 +267,20 @@ def drop(name: str) -> Frame:
 
 def checkpoints() -> Frame:
     return {"op": "checkpoints"}
+
+
+# Forks (docs/snapshots.md, Tier 1): branches of one executor, each its own worker.
+
+
+def fork(name: str) -> Frame:
+    """A new branch ``name`` starting from a copy of this connection's branch."""
+    return {"op": "fork", "name": name}
+
+
+def branch(name: str) -> Frame:
+    """Talk to the fork ``name`` on this connection from now on."""
+    return {"op": "branch", "name": name}
+
+
+def close_fork(name: str) -> Frame:
+    return {"op": "close_fork", "name": name}

@@ -7,11 +7,12 @@ files and installs in ``_transfer.py`` (both mixins), and the decisions of
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _addrcache, _start
+from . import _addrcache, _forking, _start
 from ._channel import LOST_SETTLE as LOST_SETTLE, Channel, Connect
 from ._checkpointing import Checkpointing
 from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR, FilesAndPackages
@@ -169,9 +170,25 @@ class ContainerSession(FilesAndPackages, Checkpointing):
         if self._stopped:
             return
         self._stopped = True
+        if self._channel.ref.branch:  # a fork: its branch ends, the container stays
+            self._channel.close(interrupt=True)
+            _forking.stop_fork(self._docker, self._channel.ref, self._close_fork)
+            return
         self._channel.close(interrupt=True)
         _addrcache.forget(self.name, self.container_id)
-        self._docker.rm(self.container_id)
+        markers = _forking.markers_in(self._docker, self.container_id) if self._forked else []
+        self._docker.rm(self.container_id, *markers)
+
+    def _close_fork(self, branch: str) -> None:
+        replace_ref = dataclasses.replace(self._channel.ref, branch="")
+        channel = Channel(
+            name=self.name, ref=replace_ref, docker=self._docker, transport=self.transport
+        )
+        try:
+            with channel.using() as client:
+                client.close_fork(branch)
+        finally:
+            channel.close()
 
     def close(self) -> None:
         """Drop the connection but leave the container running."""

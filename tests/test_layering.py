@@ -41,6 +41,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "pool",
         "_start",
         "_executing",
+        "_forking",
         "_checkpointing",
         "_transfer",
         "session",

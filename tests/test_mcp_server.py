@@ -38,6 +38,7 @@ TOOLS = {
     "restore_checkpoint",
     "list_checkpoints",
     "drop_checkpoint",
+    "fork_session",
     "start_job",
     "get_job",
     "cancel_job",
@@ -69,6 +70,7 @@ class FakeSession:
         )
         self.files: dict[str, bytes] = {}
         self.stopped = False
+        self.is_fork = False
         self.interrupted = False
 
     def execute(
@@ -136,6 +138,9 @@ class RecordingDocker(Docker):
 
     def rm(self, *containers: str) -> None:
         self.removed.append(containers)
+
+    def fork_markers(self) -> dict[str, str]:
+        return {}
 
 
 class FakeRegistry(SessionRegistry):

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
 from .checkpoints import NAME, CheckpointError
+
+if TYPE_CHECKING:
+    from .runner import Runner
 
 MAX_FORKS = int(os.environ.get("CODEEXEC_MAX_FORKS", "8") or 8)
 
@@ -24,16 +28,20 @@ MAX_FORKS = int(os.environ.get("CODEEXEC_MAX_FORKS", "8") or 8)
 class Branches:
     def __init__(self, make_runner) -> None:
         self.make_runner = make_runner
-        self.main = make_runner()
-        self.forks: dict = {}
+        self.main: Runner = make_runner()
+        self.forks: dict[str, Runner] = {}
 
-    def all(self) -> list:
+    def all(self) -> list[Runner]:
         return [self.main, *self.forks.values()]
 
-    def get(self, name: str):
+    def get(self, name: str) -> Runner | None:
         return self.main if not name else self.forks.get(name)
 
     # -- what the server loop uses of a runner ------------------------------------
+
+    @property
+    def grace(self) -> float:
+        return float(self.main.grace)
 
     @property
     def worker(self):

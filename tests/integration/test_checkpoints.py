@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from mcp_types import TextContent
 
-from codeexec import CheckpointError, ContainerSession
+from codeexec import CheckpointError, ContainerSession, NoSuchSession
 from tests.conftest import RUN_ID, unique_name
 from tests.integration.test_cli_e2e import codeexec
 from tests.integration.test_mcp_stdio import _server, _until_built
@@ -146,7 +146,65 @@ async def test_mcp_checkpoint_tools_and_rollback() -> None:
         assert "rolled back" in _text(failed)
         listed = await client.call_tool("list_checkpoints", {"name": name})
         assert "m1" in _text(listed)
+        forked = await client.call_tool("fork_session", {"new_name": f"{name}-f", "name": name})
+        assert not forked.is_error, _text(forked)
+        r = await client.call_tool("execute_code", {"code": "w", "name": f"{name}-f"})
+        assert r.structured_content is not None and r.structured_content["value"] == "'a'"
+        stopped = await client.call_tool("stop_code_executer", {"name": f"{name}-f"})
+        assert not stopped.is_error, _text(stopped)
         dropped = await client.call_tool("drop_checkpoint", {"tag": "m1", "name": name})
         assert not dropped.is_error
         again = await client.call_tool("restore_checkpoint", {"tag": "m1", "name": name})
         assert again.is_error and "no checkpoint named 'm1'" in _text(again)
+
+
+def test_fork_is_an_independent_session_by_name(live: ContainerSession) -> None:
+    live.execute("import json\nshared = {'n': 1}")
+    name = f"{live.name}-f1"
+    forked = live.fork(name)
+    try:
+        assert forked.name == name and forked.container_id == live.container_id
+        assert forked.execute("shared['n'] = 2; shared, json.dumps(0)").value == "({'n': 2}, '0')"
+        assert live.execute("shared").value == "{'n': 1}"  # the source is untouched
+        # Found by name from another process: the CLI.
+        assert codeexec("exec", "-s", name, "shared['n']").stdout == "2\n"
+        assert name in {s.name for s in ContainerSession.list_sessions()}
+        again = ContainerSession.attach(name)
+        assert again.execute("shared").value == "{'n': 2}"
+        again.close()
+        forked.checkpoint("in-fork")
+        assert live.checkpoints() == []  # each has its own
+    finally:
+        forked.stop()
+    with pytest.raises(NoSuchSession):
+        ContainerSession.attach(name)
+    assert live.execute("shared").value == "{'n': 1}"  # the source survives its fork's stop
+
+
+def test_cli_fork_and_stop(live: ContainerSession) -> None:
+    name = f"{live.name}-f2"
+    assert codeexec("exec", "-s", live.name, "z = 7").returncode == 0
+    made = codeexec("fork", live.name, name)
+    assert made.returncode == 0 and made.stdout == f"{name}\n", made.stderr
+    assert codeexec("exec", "-s", name, "z + 1").stdout == "8\n"
+    taken = codeexec("fork", live.name, name)
+    assert taken.returncode != 0 and "exists" in taken.stderr
+    stopped = codeexec("stop", name)
+    assert stopped.returncode == 0, stopped.stderr
+    assert codeexec("exec", "-s", name, "z").returncode == 3
+    assert codeexec("exec", "-s", live.name, "z").stdout == "7\n"
+
+
+def test_stopping_the_source_ends_its_forks(docker_engine: None) -> None:
+    source = ContainerSession.start(f"m{RUN_ID}-src")
+    fork_name = f"m{RUN_ID}-src-f"
+    try:
+        source.execute("a = 1")
+        source.fork(fork_name).close()
+    finally:
+        source.close()
+        stopped = codeexec("stop", source.name)
+    assert stopped.returncode == 0, stopped.stderr
+    assert fork_name not in {s.name for s in ContainerSession.list_sessions()}
+    with pytest.raises(NoSuchSession):
+        ContainerSession.attach(fork_name)

@@ -186,3 +186,17 @@ def test_a_fork_survives_its_worker_dying(client, executor):
     assert result["status"] == "error" and result["restarted"] is True
     assert _value(other, "1 + 1") == "2"
     assert _value(client, "2 + 2") == "4"
+
+
+def test_restore_right_after_checkpoint_never_kills_the_parked_copy(client):
+    """The parked copy gets its own process group before its pid is known: a restore
+    at once (which kills the worker's group) must find it alive, round after round.
+    (The race this guards against showed at 100 MB in a container; see also
+    tests/integration/test_checkpoints.py.)"""
+    _value(client, "big = [bytes(1024) for _ in range(20000)]; n = 0")
+    for i in range(8):
+        assert client.request({"op": "checkpoint", "name": f"r{i}"})["type"] == "checkpoint"
+        answer = client.request({"op": "restore", "name": f"r{i}"})
+        assert answer["type"] == "checkpoint", answer
+        assert client.request({"op": "drop", "name": f"r{i}"})["type"] == "checkpoint"
+    assert _value(client, "len(big), n") == "(20000, 0)"

@@ -117,6 +117,25 @@ def _recv(sock: socket.socket, what: str) -> bytes:
     return data
 
 
+def _detach(runner) -> None:
+    """``runner.kill_worker`` without waiting for the killed process group to be
+    reaped: its teardown (unmapping a copy of every page) would double a restore's
+    time. The server loop reaps it, like any orphan, moments later."""
+    worker = runner.worker
+    if worker is None:
+        return
+    for name in list(worker.pipes):
+        runner._drain(name)
+    runner.worker = None
+    worker.kill()
+    for fd in (worker.ctrl_r, *worker.pipes.values()):
+        try:
+            runner.sel.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+    worker.close_fds()
+
+
 class Checkpoints:
     """The named checkpoints of one supervisor."""
 
@@ -218,7 +237,7 @@ class Checkpoints:
                 f"checkpoint {parked.name!r} is lost: its process was killed (probably at "
                 "the memory limit); drop it",
             )
-        runner.kill_worker()
+        _detach(runner)
 
         def hand_over(fds: list) -> int:
             try:

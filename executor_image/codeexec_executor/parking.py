@@ -6,9 +6,9 @@ object, module and computation state, sharing its memory pages with the worker
 park socket (a Unix socket pair, fd 4 of CODEEXEC_CTRL_FDS), handing over one end
 of a fresh socket pair with SCM_RIGHTS. The worker forks twice (the middle
 process exits at once) so the copy is an orphan, reaped by the supervisor (PID 1,
-or a child subreaper), and never the worker's child. The copy makes its own
-session and process group, so killing the worker's group leaves it alone, and
-then waits on its socket:
+or a child subreaper), and never the worker's child. The copy is put in a process
+group of its own before its pid is known, so killing the worker's group never
+catches it, and then waits on its socket:
 
 - a wake message carries the fds of a new worker (control pipes, stdout, stderr,
   park socket). The copy forks twice again: one process stays parked (so the
@@ -38,6 +38,13 @@ def _set_oom(value: bytes) -> None:
         pass
 
 
+def _own_group() -> None:
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+
+
 def _close(*fds: int) -> None:
     for fd in fds:
         try:
@@ -46,8 +53,10 @@ def _close(*fds: int) -> None:
             pass
 
 
-def _orphan() -> int:
-    """Fork twice; returns 0 in the grandchild (an orphan), else its pid (or -1)."""
+def _orphan() -> tuple:
+    """Fork twice: ``(0, 0)`` in the grandchild (an orphan), else ``(its pid or -1,
+    the middle process)``. The middle reports the pid, then exits; its exit (the
+    teardown of a copy of every mapping) is not waited for here: the caller reaps it."""
     r, w = os.pipe()
     middle = os.fork()
     if middle == 0:
@@ -58,19 +67,25 @@ def _orphan() -> int:
             os._exit(1)
         if pid == 0:
             os.close(w)
-            return 0
-        os.write(w, b"%d" % pid)
+            _own_group()
+            return 0, 0
+        # Its own process group before anyone learns its pid, so that killing the
+        # worker's group (a restore may follow at once) can never catch it.
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # it did so itself already
+        os.write(w, b"%d\n" % pid)
         os._exit(0)
     os.close(w)
     data = b""
-    while True:
+    while not data.endswith(b"\n"):
         chunk = os.read(r, 32)
         if not chunk:
             break
         data += chunk
     os.close(r)
-    os.waitpid(middle, 0)
-    return int(data) if data else -1
+    return (int(data) if data.strip() else -1), middle
 
 
 def handle(worker) -> bool:
@@ -87,7 +102,7 @@ def handle(worker) -> bool:
         return True
     worker.flush_streams()
     try:
-        pid = _orphan()
+        pid, middle = _orphan()
     except OSError as exc:
         _close(*fds)
         _reply(worker.park, b"error: " + str(exc).encode("utf-8", "replace"))
@@ -95,6 +110,7 @@ def handle(worker) -> bool:
     if pid == 0:
         _park(worker, fds[0])  # never returns in the parked copy; returns in a woken one
         return True
+    worker.forked.add(middle)  # reaped by the serve loop once it has exited
     _close(fds[0])
     _reply(worker.park, b"error: fork failed" if pid < 0 else b"ok %d" % pid)
     return True
@@ -109,8 +125,7 @@ def _reply(sock: socket.socket, data: bytes) -> None:
 
 def _park(worker, fd: int) -> None:
     """The parked copy: detach from the worker, then wait for wake-ups."""
-    os.setsid()  # its own session and process group: the worker's kill misses it
-    _set_oom(OOM_PARKED)
+    _set_oom(OOM_PARKED)  # its own process group already: the worker's kill misses it
     worker.park.close()
     _close(worker.ctrl_in, worker.ctrl_out, worker.ack_in, worker.reap_r, worker.reap_w)
     null = os.open(os.devnull, os.O_RDWR)
@@ -132,21 +147,22 @@ def _park(worker, fd: int) -> None:
             _close(*fds)
             continue
         try:
-            pid = _orphan()
+            pid, middle = _orphan()
         except OSError:
-            pid = -1
+            pid, middle = -1, 0
         if pid == 0:
             _become_worker(worker, chan, fds)
             return
         _close(*fds)
         if pid < 0:
             _reply(chan, b"error: fork failed")
+        if middle:
+            os.waitpid(middle, 0)
 
 
 def _become_worker(worker, chan: socket.socket, fds: list) -> None:
     """A woken copy: take the new worker's fds and go back to serving cells."""
-    os.setsid()
-    _set_oom(OOM_WORKER)
+    _set_oom(OOM_WORKER)  # a process group of its own, as the supervisor expects
     ctrl_in, ctrl_out, ack_in, out_w, err_w, park = fds
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)

@@ -51,6 +51,15 @@ def test_restore_brings_back_namespace_modules_and_objects(live: ContainerSessio
     assert [c.name for c in live.checkpoints()] == ["before"]
 
 
+def test_restore_at_once_after_checkpoint_with_100_mb(live: ContainerSession) -> None:
+    live.execute("big = [bytes(1024) for _ in range(100_000)]; n = 0")
+    for i in range(5):
+        live.restore(live.checkpoint(f"quick{i}"))
+        live.drop(f"quick{i}")
+    assert live.execute("len(big), n; del big").value is None
+    assert live.execute("n").value == "0"
+
+
 def test_drop_cap_and_unknown_names(live: ContainerSession) -> None:
     first = live.checkpoint()
     assert first.name.startswith("cp")
@@ -208,3 +217,28 @@ def test_stopping_the_source_ends_its_forks(docker_engine: None) -> None:
     assert fork_name not in {s.name for s in ContainerSession.list_sessions()}
     with pytest.raises(NoSuchSession):
         ContainerSession.attach(fork_name)
+
+
+FILL = "for i in range(0, len(data), 4096):\n    data[i] = {byte}\n"  # each page: its own copy
+
+
+def test_memory_filled_across_checkpoints_survives_and_restores(docker_engine: None) -> None:
+    """Each checkpoint keeps the pages the session changed after it: three copies of
+    48 MiB and then a 200 MiB allocation go past a 256 MiB limit. The kernel kills
+    the worker (never the supervisor, and the parked copies after the worker); the
+    call rolls back, and every checkpoint still restores."""
+    with ContainerSession.start(f"m{RUN_ID}-oom", memory="256m") as s:
+        assert s.execute("data = bytearray(b'a') * (48 * 2**20)").ok
+        s.checkpoint("a")
+        for tag, byte in (("b", ord("b")), ("c", ord("c"))):
+            assert s.execute(FILL.format(byte=byte)).ok
+            s.checkpoint(tag)
+        r = s.execute("big = bytearray(b'x') * (200 * 2**20)", rollback_on_error=True)
+        assert r.status == "error" and r.rolled_back and not r.restarted, r
+        assert r.error is not None and "memory" in r.error.evalue, r.error
+        assert s.execute("data[4096], 'big' in dir()").value == f"({ord('c')}, False)"
+        assert all(c.alive for c in s.checkpoints()), s.checkpoints()
+        s.restore("a")
+        assert s.execute("data[4096], data[-1]").value == f"({ord('a')}, {ord('a')})"
+        s.restore("b")
+        assert s.execute("data[4096]").value == str(ord("b"))

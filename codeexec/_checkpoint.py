@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import InvalidOption
+
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # the executor's rule (checkpoints.py)
+
+
+def validate_tag(tag: str) -> str:
+    """A checkpoint name as the executor accepts it, else ``InvalidOption``."""
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        raise InvalidOption(
+            f"bad checkpoint name {tag!r}: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return tag
 
 
 @dataclass(frozen=True)

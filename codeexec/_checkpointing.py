@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _forking
-from ._checkpoint import Checkpoint
+from ._checkpoint import Checkpoint, validate_tag
 from ._executing import Executing
 from .options import validate_name
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _name(checkpoint: Checkpoint | str) -> str:
-    return checkpoint.name if isinstance(checkpoint, Checkpoint) else str(checkpoint)
+    return validate_tag(checkpoint.name if isinstance(checkpoint, Checkpoint) else checkpoint)
 
 
 class Checkpointing(Executing):
@@ -47,6 +47,8 @@ class Checkpointing(Executing):
                 or /workspace is larger than 100 MiB with ``files`` (``files_too_large``).
             SessionBusy: code is running in the session.
         """
+        if name is not None:
+            validate_tag(name)
         with self._using() as client:
             return Checkpoint.from_wire(client.checkpoint(name, files=files))
 

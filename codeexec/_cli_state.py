@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import typer
 
 from . import _cli_output as out
-from ._checkpoint import Checkpoint
-from ._cli_options import JsonOpt, NameArg
-from .session import ContainerSession, validate_name
+from ._checkpoint import Checkpoint, validate_tag
+from ._cli_options import JsonOpt, NameArg, check_name
+from .session import ContainerSession
 
 TagArg = Annotated[
     str | None,
@@ -41,6 +41,8 @@ def checkpoint(
     Restore it with `codeexec restore NAME TAG`, as often as needed. Without
     --files the files in /workspace are not part of it.
     """
+    if tag is not None:
+        validate_tag(tag)  # before any docker call
     live = ContainerSession.attach(name)
     try:
         saved = live.checkpoint(tag, files=files)
@@ -58,6 +60,7 @@ def restore(
     as_json: JsonOpt = False,
 ) -> None:
     """Put the session back to checkpoint TAG; the checkpoint stays for later restores."""
+    validate_tag(tag)
     live = ContainerSession.attach(name)
     try:
         restored = live.restore(tag)
@@ -78,6 +81,8 @@ def checkpoints(
     as_json: JsonOpt = False,
 ) -> None:
     """List the session's checkpoints (name, time, files, private memory), or drop some."""
+    for tag in drop or []:
+        validate_tag(tag)
     live = ContainerSession.attach(name)
     try:
         for tag in drop or []:
@@ -100,8 +105,12 @@ COMMANDS: tuple[tuple[str, Any], ...] = (
 
 
 def fork(
-    source: Annotated[str, typer.Argument(metavar="SRC", help="The session to copy.")],
-    name: Annotated[str, typer.Argument(metavar="DST", help="The new session's name.")],
+    source: Annotated[
+        str, typer.Argument(callback=check_name, metavar="SRC", help="The session to copy.")
+    ],
+    name: Annotated[
+        str, typer.Argument(callback=check_name, metavar="DST", help="The new session's name.")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Start session DST as a copy of SRC's Python state (in SRC's container).
@@ -109,7 +118,6 @@ def fork(
     SRC keeps running. DST is a session like any other (exec, checkpoint, stop);
     stopping SRC stops its forks too.
     """
-    validate_name(name)
     live = ContainerSession.attach(source)
     try:
         forked = live.fork(name)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._checkpoint import Checkpoint as Checkpoint
     from .async_session import AsyncContainerSession as AsyncContainerSession
     from .errors import (
+        CheckpointError as CheckpointError,
         CodeexecError as CodeexecError,
         ConnectionLost as ConnectionLost,
         ContainerStartError as ContainerStartError,
@@ -50,10 +52,10 @@ if _typing.TYPE_CHECKING:
 # other callers of one submodule do not pay for the whole library (docs/performance.md).
 _WHERE = {
     **dict.fromkeys(
-        ("CodeexecError ConnectionLost ContainerStartError DockerError DockerNotAvailable "
-         "ExecutorError FileTransferError HandshakeError ImageBuildError InvalidDependency "
-         "InvalidOption NoSuchSession ProtocolError SessionBusy SessionExists "
-         "SnapshotError").split(),
+        ("CheckpointError CodeexecError ConnectionLost ContainerStartError DockerError "
+         "DockerNotAvailable ExecutorError FileTransferError HandshakeError ImageBuildError "
+         "InvalidDependency InvalidOption NoSuchSession ProtocolError SessionBusy "
+         "SessionExists SnapshotError").split(),
         "errors",
     ),
     **dict.fromkeys(
@@ -63,6 +65,7 @@ _WHERE = {
     ),
     "SessionOptions": "options",
     "AsyncContainerSession": "async_session",
+    "Checkpoint": "_checkpoint",
     "ContainerSession": "session",
     "list_sessions": "session",
     "Snapshot": "snapshot",
@@ -94,6 +97,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncContainerSession",
+    "Checkpoint",
+    "CheckpointError",
     "CodeexecError",
     "ConnectionLost",
     "ContainerSession",

@@ -44,23 +44,30 @@ _DONE = object()
 # "stream" an async iterator over the sync generator, interrupted on cancel;
 # "make"   a static method returning an AsyncContainerSession (awaitable or `async with`);
 # "static" a static method awaited in a thread;
-# "value"  a read-only property read from the sync session (no I/O).
-Kind = Literal["call", "cancel", "stream", "make", "static", "value"]
+# "value"  a read-only property read from the sync session (no I/O);
+# "branch" an awaitable method whose new ContainerSession comes back wrapped (fork).
+Kind = Literal["call", "cancel", "stream", "make", "static", "value", "branch"]
 MIRRORED: dict[str, Kind] = {
     "attach": "make",
+    "checkpoint": "call",
+    "checkpoints": "call",
     "close": "call",
     "download": "call",
+    "drop": "call",
     "execute": "cancel",
     "execute_stream": "stream",
+    "fork": "branch",
     "idle_seconds": "call",
     "install": "cancel",
     "interrupt": "call",
+    "is_fork": "value",
     "is_running": "call",
     "list_sessions": "static",
     "logs": "call",
     "ping": "call",
     "read_file": "call",
     "reset": "call",
+    "restore": "call",
     "resume": "make",
     "route": "value",
     "snapshot": "call",
@@ -116,10 +123,15 @@ class _Call(Generic[_P, _R]):
     """An async twin of a ``ContainerSession`` method (a descriptor on the async class)."""
 
     def __init__(
-        self, method: Callable[Concatenate[ContainerSession, _P], _R], *, cancel: bool = False
+        self,
+        method: Callable[Concatenate[ContainerSession, _P], _R],
+        *,
+        cancel: bool = False,
+        branch: bool = False,
     ) -> None:
         self.method = method
         self.cancel = cancel
+        self.branch = branch  # the result is a new ContainerSession: hand back its twin
         self.__doc__ = method.__doc__
 
     @overload
@@ -133,13 +145,14 @@ class _Call(Generic[_P, _R]):
     ) -> _Call[_P, _R] | Callable[_P, Coroutine[Any, Any, _R]]:
         if obj is None:
             return self
-        sync, method = obj.sync, self.method
+        sync, method, branch = obj.sync, self.method, self.branch
         stop = sync.interrupt if self.cancel else None
 
         @functools.wraps(method)
         async def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             await obj._settled()
-            return await in_thread(functools.partial(method, sync, *args, **kwargs), interrupt=stop)
+            done = await in_thread(functools.partial(method, sync, *args, **kwargs), interrupt=stop)
+            return cast(_R, AsyncContainerSession(cast(Any, done))) if branch else done
 
         return call
 
@@ -345,6 +358,10 @@ class AsyncContainerSession:
     def resume_failures(self) -> dict[str, str]:
         return self.sync.resume_failures
 
+    @property
+    def is_fork(self) -> bool:
+        return self.sync.is_fork
+
     async def __aenter__(self) -> AsyncContainerSession:
         return self
 
@@ -373,3 +390,8 @@ class AsyncContainerSession:
     close = _Call(ContainerSession.close)
     stop = _Call(ContainerSession.stop)
     snapshot = _Call(ContainerSession.snapshot)
+    checkpoint = _Call(ContainerSession.checkpoint)
+    restore = _Call(ContainerSession.restore)
+    checkpoints = _Call(ContainerSession.checkpoints)
+    drop = _Call(ContainerSession.drop)
+    fork = _Call(ContainerSession.fork, branch=True)  # -> AsyncContainerSession

@@ -36,6 +36,7 @@ from ._cli_options import (
 )
 from ._cli_output import EPILOG
 from ._cli_run import guarded, run_exec, run_ls
+from ._cli_state import COMMANDS as STATE_COMMANDS
 from .errors import CodeexecError
 from .models import ResultLimits
 from .options import SessionOptions
@@ -191,6 +192,9 @@ def exec_(
         ),
     ] = ResultLimits.output,
     display_limit: DisplayLimitOpt = ResultLimits.displays,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="If the code fails, undo what it changed.")
+    ] = False,
 ) -> int:
     """Run code in a session; its variables stay for the next exec.
 
@@ -199,7 +203,7 @@ def exec_(
     """
     return run_exec(
         read_code(code, file), session, timeout=timeout, as_json=as_json, save_dir=save_dir,
-        output_limit=output_limit, display_limit=display_limit,
+        output_limit=output_limit, display_limit=display_limit, rollback=rollback,
     )  # fmt: skip
 
 
@@ -355,6 +359,8 @@ def version() -> None:
 
 _command("mcp")(serve_mcp)
 _cli_snap.register(app, _command)
+for _name, _func in STATE_COMMANDS:
+    _command(_name)(_func)
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ its message is written for a person or a model to act on::
         │                          or refused the host's proof or protocol version
         ├── ConnectionLost         the connection dropped; the session may be gone
         ├── SessionBusy            another execution is running in this session
-        └── FileTransferError      upload/download refused (missing, too large, I/O)
+        ├── FileTransferError      upload/download refused (missing, too large, I/O)
+        └── CheckpointError        a checkpoint could not be made, restored or dropped
 
 An exception raised by the *user's* code is not a Python exception here: it comes
 back as data, ``ExecResult(status="error", error=...)``.
@@ -150,3 +151,13 @@ class FileTransferError(ExecutorError):
     def __init__(self, message: str, *, code: str = "") -> None:
         super().__init__(message)
         self.code = code  # the executor's code: not_found, too_large, io_error
+
+
+class CheckpointError(ExecutorError):
+    """A checkpoint could not be made, restored or dropped (``code`` says why)."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        # no_such_checkpoint, checkpoint_exists, checkpoint_limit, checkpoint_lost,
+        # files_too_large, checkpoint_failed, bad_request
+        self.code = code

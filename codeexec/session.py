@@ -7,12 +7,14 @@ files and installs in ``_transfer.py`` (both mixins), and the decisions of
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _addrcache, _start
+from . import _addrcache, _forking, _start
 from ._channel import LOST_SETTLE as LOST_SETTLE, Channel, Connect
+from ._checkpointing import Checkpointing
 from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR, FilesAndPackages
 from .docker import LABEL_MANAGED, Docker
 from .models import ResultLimits, SessionInfo, SessionRef, Transport
@@ -39,7 +41,7 @@ def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
     )
 
 
-class ContainerSession(FilesAndPackages):
+class ContainerSession(FilesAndPackages, Checkpointing):
     """A Python namespace that lives in a Docker container and persists between executions.
 
     Create one with :meth:`start` (builds or reuses the image, starts the container)
@@ -214,9 +216,25 @@ class ContainerSession(FilesAndPackages):
         if self._stopped:
             return
         self._stopped = True
+        if self._channel.ref.branch:  # a fork: its branch ends, the container stays
+            self._channel.close(interrupt=True)
+            _forking.stop_fork(self._docker, self._channel.ref, self._close_fork)
+            return
         self._channel.close(interrupt=True)
         _addrcache.forget(self.name, self.container_id)
-        self._docker.rm(self.container_id)
+        markers = _forking.markers_in(self._docker, self.container_id) if self._forked else []
+        self._docker.rm(self.container_id, *markers)
+
+    def _close_fork(self, branch: str) -> None:
+        replace_ref = dataclasses.replace(self._channel.ref, branch="")
+        channel = Channel(
+            name=self.name, ref=replace_ref, docker=self._docker, transport=self.transport
+        )
+        try:
+            with channel.using() as client:
+                client.close_fork(branch)
+        finally:
+            channel.close()
 
     def close(self) -> None:
         """Drop the connection but leave the container running."""

@@ -45,6 +45,7 @@ def test_every_public_member_of_container_session_has_an_async_twin() -> None:
             else:
                 assert inspect.iscoroutinefunction(twin), name
                 assert member.cancel == (kind == "cancel"), name  # cancelling interrupts
+                assert member.branch == (kind == "branch"), name  # fork: an async twin back
             assert twin.__doc__ == getattr(ContainerSession, name).__doc__, name
 
 

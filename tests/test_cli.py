@@ -514,9 +514,10 @@ class FakeSession:
 
     def execute(
         self, code: str, *, timeout: float | None = None, on_output: Any = None,
-        result_limits: Any = None,
+        result_limits: Any = None, rollback_on_error: bool = False,
     ) -> Any:  # fmt: skip
         self.codes.append(code)
+        self.rollback = rollback_on_error
         self.limits = result_limits
         for name, text in self.output:
             if on_output is not None:
@@ -751,3 +752,23 @@ def test_fast_path_leaves_debug_to_typer(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setenv("CODEEXEC_DEBUG", "0")
     assert plain_exec(["exec", "x"]) is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["checkpoint", "s1", "../x"],
+        ["restore", "s1", "-bad"],
+        ["checkpoints", "s1", "--drop", "a b"],
+        ["fork", "s1", "bad name!"],
+    ],
+)
+def test_state_commands_refuse_bad_names_before_any_docker_call(
+    args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_docker(*_a: object, **_k: object) -> None:
+        raise AssertionError("docker was called")
+
+    monkeypatch.setattr("codeexec.session.ContainerSession.attach", no_docker)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output

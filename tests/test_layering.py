@@ -21,7 +21,7 @@ EXECUTOR = ROOT / "executor_image" / "codeexec_executor"
 # Lowest first. "codeexec" is the package's __init__ (the public namespace).
 LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": ("errors", "_shared"),
-    "values": ("models",),
+    "values": ("models", "_checkpoint"),
     "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds", "_snapargs"),
     "seams": (
         "docker",
@@ -42,6 +42,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "pool",
         "_start",
         "_executing",
+        "_forking",
+        "_checkpointing",
         "_transfer",
         "session",
         "async_session",
@@ -79,10 +81,20 @@ PUBLIC_CORE = {
     "registry",
     "snapshot",
 }
+PUBLIC_CORE.add("_checkpoint")  # Checkpoint, a public value the faces format
 PUBLIC_CORE.add("_bounds")  # the result caps a face applies (MCP_LIMITS), and bounded logs
 # Pure modules compute; they open no process, socket, thread or file of their own.
-PURE = {"errors", "_shared", "models", "protocol", "_dockerargs", "_buildargs", "_bounds"}
-PURE.add("_snapargs")
+PURE = {
+    "_snapargs",
+    "errors",
+    "_shared",
+    "models",
+    "_checkpoint",
+    "protocol",
+    "_dockerargs",
+    "_buildargs",
+    "_bounds",
+}
 IMPURE_STDLIB = {"subprocess", "socket", "selectors", "threading", "multiprocessing", "asyncio"}
 IMPURE_STDLIB |= {"signal", "shutil", "tempfile", "pty"}
 PURE_MAY_IMPORT = {"protocol": {"models", "errors", "_shared"}}

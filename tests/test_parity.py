@@ -18,6 +18,10 @@ CLI_TO_MCP: dict[str, tuple[str, ...]] = {
     "ls": ("list_sessions",),
     "install": ("install_packages",),
     "cp": ("write_file", "read_file"),
+    "checkpoint": ("save_checkpoint",),
+    "restore": ("restore_checkpoint",),
+    "checkpoints": ("list_checkpoints", "drop_checkpoint"),
+    "fork": ("fork_session",),
     "restart": (),  # a model restarts by stop + start; a fresh namespace is one call away
     "logs": (),  # the executor's own log is for people debugging the host side
     "images": (),  # image housekeeping is the operator's job, not the model's

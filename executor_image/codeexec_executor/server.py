@@ -24,6 +24,8 @@ import threading
 import time
 
 from . import bounds, constants, framing
+from .branches import Branches
+from .checkpoints import become_subreaper
 from .ops import Ops
 from .pause import Pausing
 from .runner import Runner, log
@@ -56,6 +58,7 @@ class Conn:
         self.decoder = framing.FrameDecoder(min(frame_limit, HELLO_FRAME_LIMIT))
         self.out = bytearray()
         self.authed = False
+        self.branch = ""  # which fork this connection talks to ("": the session itself)
         self.nonces: bytes | None = None  # client + server nonce, from challenge to auth
         self.hello_deadline = hello_deadline
         self.closing = False  # answer sent; close once flushed
@@ -77,12 +80,9 @@ class Server(Pausing, Ops):
         self.frame_limit = framing.frame_limit_from_env()
         self.sel = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
-        self.runner = Runner(
-            self.sel,
-            self.send,
-            self.frame_limit,
-            bounds.defaults(),
-            _env_float("CODEEXEC_INTERRUPT_GRACE", constants.INTERRUPT_GRACE),
+        grace = _env_float("CODEEXEC_INTERRUPT_GRACE", constants.INTERRUPT_GRACE)
+        self.runner = Branches(  # the session's runner, and its forks' (branches.py)
+            lambda: Runner(self.sel, self.send, self.frame_limit, bounds.defaults(), grace)
         )
         self.stopping = False
         self.last_activity = self.started = self.heartbeat = time.monotonic()
@@ -127,6 +127,7 @@ class Server(Pausing, Ops):
         finally:
             if self.runner.worker is not None:
                 self.runner.worker.kill()
+            self.runner.checkpoints.close()
             self.runner.reap()
         return 0
 
@@ -357,4 +358,5 @@ def main() -> int:
     if not token:
         log("CODEEXEC_TOKEN is not set")
         return 2
+    become_subreaper()  # parked checkpoints are orphans: ours to reap
     return Server(token).serve()

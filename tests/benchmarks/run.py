@@ -33,7 +33,7 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _build, _cli, _mcp, _rt, _scale, _snap, _util as u  # noqa: E402
+from . import _build, _checkpoints, _cli, _mcp, _rt, _scale, _snap, _util as u  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -420,7 +420,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     )
     out.extend(_cli.targets(get))
     out += _rt.targets(r)
-    return out + _build.targets(r)
+    return out + _build.targets(r) + _checkpoints.targets(r)
 
 
 def table(r: dict[str, Any]) -> str:
@@ -475,6 +475,7 @@ def table(r: dict[str, Any]) -> str:
     rows += _scale.rows(r["scale"]) if r.get("scale") else []
     rows += _build.rows(r)
     rows += _snap.rows(r.get("snapshots") or [])
+    rows += _checkpoints.rows(r)
     width = max(len(a) for a, _ in rows)
     lines = [f"{a.ljust(width)}  {b}" for a, b in rows]
     lines.append("")
@@ -492,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma list: rt,cli,mcp,starts,stream,scale,build,snapshots",
+        help="comma list: rt,cli,mcp,starts,stream,scale,build,snapshots,checkpoints",
     )
     parser.add_argument("--scale", type=int, default=100, help="idle sessions (default 100)")
     parser.add_argument("--heavy", action="store_true", help="also build numpy+pandas+matplotlib")
@@ -521,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "snapshots",
                 lambda: bench.results.update(snapshots=_snap.measure(u.PREFIX, log, bench.quick)),
+                "checkpoints",
+                lambda: bench.results.update(_checkpoints.run(bench.name, IDLE, bench.quick, log)),
             ),
         ]
         for key, step in steps:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import __version__, _cli_output as out
+from ._cli_image import base_image
 from ._cli_mcp import serve_mcp
 from ._cli_options import (
     BaseImageOpt,
@@ -348,6 +349,7 @@ def version() -> None:
 
 
 _command("mcp")(serve_mcp)
+_command("base-image")(base_image)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ EXECUTOR = ROOT / "executor_image" / "codeexec_executor"
 
 # Lowest first. "codeexec" is the package's __init__ (the public namespace).
 LAYERS: dict[str, tuple[str, ...]] = {
-    "foundation": ("errors", "_shared"),
+    "foundation": ("errors", "_shared", "_urls"),
     "values": ("models",),
     "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds"),
     "seams": (
@@ -44,6 +44,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_transfer",
         "session",
         "maintenance",
+        "baseimage",
         "scope",
         "registry",
     ),
@@ -60,13 +61,14 @@ PUBLIC_CORE = {
     "session",
     "pool",
     "maintenance",
+    "baseimage",
     "images",
     "scope",
     "registry",
 }
 PUBLIC_CORE.add("_bounds")  # the result caps a face applies (MCP_LIMITS), and bounded logs
 # Pure modules compute; they open no process, socket, thread or file of their own.
-PURE = {"errors", "_shared", "models", "protocol", "_dockerargs", "_buildargs", "_bounds"}
+PURE = {"errors", "_shared", "_urls", "models", "protocol", "_dockerargs", "_buildargs", "_bounds"}
 IMPURE_STDLIB = {"subprocess", "socket", "selectors", "threading", "multiprocessing", "asyncio"}
 IMPURE_STDLIB |= {"signal", "shutil", "tempfile", "pty"}
 PURE_MAY_IMPORT = {"protocol": {"models", "errors", "_shared"}}

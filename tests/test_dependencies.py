@@ -44,11 +44,8 @@ def _declared() -> set[str]:
             if extra != "dev":
                 reqs += more
     else:  # 3.10 has no tomllib: the installed metadata is built from the same file
-        reqs = [
-            r
-            for r in importlib.metadata.requires("codeexec") or []
-            if "extra ==" not in r or 'extra == "dev"' not in r
-        ]
+        requires = importlib.metadata.requires("codeexec") or []
+        reqs = [r for r in requires if not re.search(r"extra\s*==\s*['\"]dev['\"]", r)]
     return {_canonical(re.split(r"[\s<>=!~\[;(]", r.strip(), maxsplit=1)[0]) for r in reqs}
 
 

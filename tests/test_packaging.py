@@ -140,5 +140,9 @@ def test_the_wheel_metadata_tells_licence_urls_and_pythons(wheel: Path) -> None:
     assert versions[0] == "3.10" and versions[-1] == "3.13", versions
     urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL"))
     assert urls["Repository"] == _urls.REPOSITORY
+    # No cap on Typer: it would downgrade Typer for every tool installed beside codeexec
+    # (docs/performance.md, "Typer without a pin").
+    (typer,) = [r for r in meta.get_all("Requires-Dist") if r.startswith("typer")]
+    assert "<" not in typer and "extra" not in typer, typer
     assert meta["Description-Content-Type"] == "text/markdown"
     assert "](docs/" not in meta.get_payload()

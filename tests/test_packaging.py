@@ -92,6 +92,15 @@ def test_readme_links_are_absolute() -> None:
             assert (ROOT / "docs" / page).is_file(), target
 
 
+def test_readme_renders_as_the_long_description() -> None:
+    # What `twine check` runs: None means the index would show the raw text.
+    from readme_renderer.markdown import render
+
+    html = render((ROOT / "README.md").read_text(encoding="utf-8"), variant="GFM")
+    assert html is not None
+    assert f'href="{_urls.doc("configuration", "images-without-a-registry")}"' in html
+
+
 def test_docs_anchors_used_in_messages_exist() -> None:
     # _urls.doc("configuration", "x") must land on a heading of that page.
     for path in sorted(PACKAGE.rglob("*.py")):

@@ -58,6 +58,12 @@ class _Seam:
     ) -> None:  # fmt: skip
         raise NotImplementedError
 
+    def _lines(
+        self, argv: list[str], each: Callable[[str], None], *, timeout: float,
+        env: Mapping[str, str] | None = None, input: str = "", max_line: int = -1,
+    ) -> tuple[int, bool]:  # fmt: skip
+        raise NotImplementedError
+
 
 class ImageVerbs(_Seam):
     """``image_exists``, ``image_id``, ``build``, ``commit``, ``images``, ``rmi`` …"""
@@ -104,6 +110,14 @@ class ImageVerbs(_Seam):
         finally:
             if os.path.exists(iidfile):  # docker removes it first, writes it on success
                 os.unlink(iidfile)
+
+    def run_base_image_script(
+        self, script: str, tag: str, *, suite: str, timeout: float, on_line: Callable[[str], None]
+    ) -> tuple[int, bool]:
+        """Run ``make_base_image.sh TAG`` (debootstrap, then ``docker import``) with this
+        engine's binary; returns its exit code and whether ``timeout`` ran out."""
+        env = {"CODEEXEC_DOCKER": self.binary, "DEBIAN_SUITE": suite}
+        return self._lines(["bash", script, tag], on_line, timeout=timeout, env=env)
 
     def commit(self, container: str, tag: str, changes: Sequence[str]) -> None:
         """Make the image ``tag`` from a stopped container."""

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import __version__, _cli_output as out, _cli_snap
+from ._cli_image import base_image
 from ._cli_mcp import serve_mcp
 from ._cli_options import (
     BaseImageOpt,
@@ -361,6 +362,7 @@ _command("mcp")(serve_mcp)
 _cli_snap.register(app, _command)
 for _name, _func in STATE_COMMANDS:
     _command(_name)(_func)
+_command("base-image")(base_image)
 
 
 def main() -> None:

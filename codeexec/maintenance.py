@@ -352,8 +352,8 @@ def doctor(
             False,
             f"{base} is not available locally",
             f"`{cli} pull {base}`, set CODEEXEC_BASE_IMAGE to an image with "
-            "Python 3.9+ you have, or build one without a registry with "
-            "executor_image/make_base_image.sh",
+            "Python 3.9+ you have, or build one without a registry: "
+            "`codeexec base-image` (as root)",
         )
         return
     yield Check("base image", True, base)

@@ -499,7 +499,7 @@ def test_doctor_names_the_fix(monkeypatch: pytest.MonkeyPatch, docker_log: Path)
     monkeypatch.setenv("CODEEXEC_BASE_IMAGE", "base:x")
     result = run("doctor")
     assert "FAIL base image" in result.stderr
-    assert "CODEEXEC_BASE_IMAGE" in result.stderr and "make_base_image.sh" in result.stderr
+    assert "CODEEXEC_BASE_IMAGE" in result.stderr and "`codeexec base-image`" in result.stderr
 
 
 # -- exec against a scripted session ----------------------------------------------------------

@@ -20,7 +20,7 @@ EXECUTOR = ROOT / "executor_image" / "codeexec_executor"
 
 # Lowest first. "codeexec" is the package's __init__ (the public namespace).
 LAYERS: dict[str, tuple[str, ...]] = {
-    "foundation": ("errors", "_shared"),
+    "foundation": ("errors", "_shared", "_urls"),
     "values": ("models", "_checkpoint"),
     "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds", "_snapargs"),
     "seams": (
@@ -48,6 +48,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "session",
         "async_session",
         "maintenance",
+        "baseimage",
         "scope",
         "registry",
         "_snapstore",
@@ -76,6 +77,7 @@ PUBLIC_CORE = {
     "async_session",
     "pool",
     "maintenance",
+    "baseimage",
     "images",
     "scope",
     "registry",
@@ -88,6 +90,7 @@ PURE = {
     "_snapargs",
     "errors",
     "_shared",
+    "_urls",
     "models",
     "_checkpoint",
     "protocol",

@@ -32,6 +32,7 @@ CLI_TO_MCP: dict[str, tuple[str, ...]] = {
     "snapshot": ("snapshot_session",),
     "resume": ("resume_snapshot",),
     "snapshots": ("list_snapshots", "remove_snapshot"),
+    "base-image": (),  # needs root and debootstrap on the host: the operator's job
 }
 # MCP tools that exist for the original server's clients and have no CLI twin:
 # `reuse_code_executer` attaches, which every CLI command does by name. The job tools

@@ -12,6 +12,11 @@ from __future__ import annotations
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._results import (
+        CommandResult as CommandResult,
+        DirTransfer as DirTransfer,
+        FileInfo as FileInfo,
+    )
     from .errors import (
         CodeexecError as CodeexecError,
         ConnectionLost as ConnectionLost,
@@ -57,6 +62,7 @@ _WHERE = {
          "StreamEvent").split(),
         "models",
     ),
+    **dict.fromkeys(("CommandResult", "DirTransfer", "FileInfo"), "_results"),
     "SessionOptions": "options",
     "ContainerSession": "session",
     "list_sessions": "session",
@@ -88,15 +94,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CodeexecError",
+    "CommandResult",
     "ConnectionLost",
     "ContainerSession",
     "ContainerStartError",
+    "DirTransfer",
     "Display",
     "DockerError",
     "DockerNotAvailable",
     "ExecError",
     "ExecResult",
     "ExecutorError",
+    "FileInfo",
     "FileTransferError",
     "HandshakeError",
     "ImageBuildError",

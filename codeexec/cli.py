@@ -36,6 +36,7 @@ from ._cli_options import (
 )
 from ._cli_output import EPILOG
 from ._cli_run import guarded, run_exec, run_ls
+from ._cli_sh import sh
 from .errors import CodeexecError
 from .models import ResultLimits
 from .options import SessionOptions
@@ -348,6 +349,7 @@ def version() -> None:
 
 
 _command("mcp")(serve_mcp)
+_command("sh")(sh)
 
 
 def main() -> None:

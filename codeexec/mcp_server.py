@@ -39,6 +39,7 @@ from . import __version__, images
 from ._mcp_access import Hub, ServerState, access, state
 from ._mcp_jobs import JOB_TOOLS
 from ._mcp_serve import DEFAULT_SESSION_ENV, serve as _serve
+from ._mcp_shell import SHELL_TOOLS
 from ._mcp_support import (
     MAX_CODE_BYTES,
     MAX_TIMEOUT,
@@ -368,6 +369,7 @@ def build_server(
     )
     TOOLS.add_to(mcp, maxima={"execute_code": {"timeout": max_timeout}})
     JOB_TOOLS.add_to(mcp)
+    SHELL_TOOLS.add_to(mcp)
     mcp.prompt(title="Mathematics Solver")(math_evaluation)
     return mcp
 

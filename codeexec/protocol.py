@@ -243,3 +243,15 @@ def put_file(id: str, path: str, data: bytes, mode: int) -> Frame:
 def get_file(id: str, path: str, max_bytes: int) -> Frame:
     """Read ``path`` from the container, refused if larger than ``max_bytes``."""
     return {"op": "get_file", "id": id, "path": path, "max_bytes": max_bytes}
+
+
+def run(
+    id: str, argv: list[str], *, cwd: str | None, env: dict[str, str] | None,
+    timeout: float | None, output_limit: int | None,
+) -> Frame:  # fmt: skip
+    """Run the program ``argv`` (no shell unless ``argv`` starts one) in the container."""
+    message: Frame = {"op": "run", "id": id, "argv": list(argv), "timeout": timeout}
+    for key, value in (("cwd", cwd), ("env", env), ("output_limit", output_limit)):
+        if value is not None:
+            message[key] = value
+    return message

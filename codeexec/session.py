@@ -1,8 +1,8 @@
 """ContainerSession: the one place where codeexec's behaviour lives.
 
 The class and its lifecycle verbs are here; running code is in ``_executing.py``,
-files and installs in ``_transfer.py`` (both mixins), and the decisions of
-``start``/``attach`` in ``_start.py``.
+files and installs in ``_transfer.py``, shell commands in ``_commands.py`` (all
+mixins), and the decisions of ``start``/``attach`` in ``_start.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _addrcache, _start
 from ._channel import LOST_SETTLE as LOST_SETTLE, Channel, Connect
+from ._commands import Commands
 from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR, FilesAndPackages
 from .docker import LABEL_MANAGED, Docker
 from .models import ResultLimits, SessionInfo, SessionRef, Transport
@@ -38,7 +39,7 @@ def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
     )
 
 
-class ContainerSession(FilesAndPackages):
+class ContainerSession(FilesAndPackages, Commands):
     """A Python namespace that lives in a Docker container and persists between executions.
 
     Create one with :meth:`start` (builds or reuses the image, starts the container)

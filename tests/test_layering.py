@@ -21,7 +21,7 @@ EXECUTOR = ROOT / "executor_image" / "codeexec_executor"
 # Lowest first. "codeexec" is the package's __init__ (the public namespace).
 LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": ("errors", "_shared"),
-    "values": ("models",),
+    "values": ("models", "_results"),
     "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds"),
     "seams": (
         "docker",
@@ -42,6 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_start",
         "_executing",
         "_transfer",
+        "_commands",
         "session",
         "maintenance",
         "scope",

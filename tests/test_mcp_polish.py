@@ -19,7 +19,14 @@ from tests.test_mcp_server import TOOLS, FakeRegistry, _text
 pytestmark = pytest.mark.anyio
 
 READ_ONLY = {"list_sessions", "read_file", "get_job"}
-DESTRUCTIVE = {"execute_code", "stop_code_executer", "write_file", "start_job", "cancel_job"}
+DESTRUCTIVE = {
+    "execute_code",
+    "stop_code_executer",
+    "write_file",
+    "start_job",
+    "cancel_job",
+    "run_command",
+}
 
 
 @pytest.fixture

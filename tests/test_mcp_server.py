@@ -37,6 +37,7 @@ TOOLS = {
     "start_job",
     "get_job",
     "cancel_job",
+    "run_command",
 }
 PNG = b"\x89PNG\r\n\x1a\nfake"
 

@@ -2,7 +2,7 @@
 
 A mixin of ``Server`` (server.py), which owns the loop, the connections and the
 timers: the handshake (``hello``, then ``auth``), then ``exec``, ``interrupt``,
-``ping``, ``reset``, ``put_file`` and ``get_file``.
+``ping``, ``reset``, ``put_file`` and ``get_file``, and ``run`` (commands.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from . import __version__, bounds, files, handshake
 
 if TYPE_CHECKING:
+    from .commands import Commands
     from .runner import Runner
     from .server import Conn
 
@@ -27,6 +28,7 @@ class Ops:
     token: bytes
     frame_limit: int
     runner: Runner
+    commands: Commands
 
     if TYPE_CHECKING:
 
@@ -166,10 +168,16 @@ class Ops:
     def _op_interrupt(self, conn: Conn, req: dict) -> None:
         ex = self.runner.exec
         req_id = req.get("id")
-        running = ex is not None and (req_id is None or req_id == ex.id)
-        if running:
+        running = req_id is not None and self.commands.interrupt(conn, req_id)
+        if not running and ex is not None and (req_id is None or req_id == ex.id):
+            running = True
             self.runner.interrupt("interrupted")
         self.send(conn, {"type": "ack", "op": "interrupt", "id": req_id, "running": running})
+
+    def _op_run(self, conn: Conn, req: dict) -> None:
+        refused = self.commands.begin(conn, req)
+        if refused is not None:
+            self.send(conn, refused)
 
     def _op_reset(self, conn: Conn, req: dict) -> None:
         self.runner.reset()

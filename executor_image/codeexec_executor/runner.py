@@ -63,6 +63,7 @@ class Runner:
         self.worker: WorkerProcess | None = None
         self.exec: Exec | None = None
         self.last_done = time.monotonic()
+        self.on_reaped = lambda pid, status: False  # other children (commands.py)
 
     def on_event(self, kind: str, obj) -> None:
         if kind == "pipe":
@@ -214,6 +215,8 @@ class Runner:
             if self.worker is not None and pid == self.worker.pid:
                 self.worker.set_status(status)
                 self._worker_lost()
+            else:
+                self.on_reaped(pid, status)
 
     def _reap_group(self, worker: WorkerProcess) -> None:
         """Reap the killed group's processes now, not at the loop's next batch: as
@@ -230,6 +233,8 @@ class Runner:
                     break
                 if pid == worker.pid:
                     worker.set_status(status)
+                else:
+                    self.on_reaped(pid, status)
             try:
                 os.killpg(worker.pid, 0)  # zombies count until reaped
             except (ProcessLookupError, PermissionError):

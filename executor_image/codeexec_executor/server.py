@@ -24,6 +24,7 @@ import threading
 import time
 
 from . import bounds, constants, framing
+from .commands import Commands
 from .ops import Ops
 from .runner import Runner, log
 
@@ -83,6 +84,8 @@ class Server(Ops):
             bounds.defaults(),
             _env_float("CODEEXEC_INTERRUPT_GRACE", constants.INTERRUPT_GRACE),
         )
+        self.commands = Commands(self.sel, self.send, bounds.defaults()["output_limit"])
+        self.runner.on_reaped = self.commands.reaped
         self.stopping = False
         self.last_activity = self.started = self.heartbeat = time.monotonic()
         self.reap_due = True  # a signal (SIGCHLD?) arrived: reap children
@@ -128,13 +131,18 @@ class Server(Ops):
                 for key, mask in self.sel.select(self._next_timeout()):
                     self._on_event(key.data, mask)
         finally:
+            self.commands.kill_all()
             if self.runner.worker is not None:
                 self.runner.worker.kill()
             self.runner.reap()
         return 0
 
     def _last_activity(self) -> float:
-        return max(self.last_activity, self.runner.last_done)
+        return max(self.last_activity, self.runner.last_done, self.commands.last_done)
+
+    def _busy(self) -> bool:
+        """Code or a command runs: the idle timeout waits."""
+        return self.runner.exec is not None or bool(self.commands.running)
 
     def _watchdog(self) -> None:
         """Exit the process when a limit is reached, whatever the loop is doing."""
@@ -147,7 +155,7 @@ class Server(Ops):
             elif self.idle_timeout > 0:
                 # Code that runs keeps the session alive only while the loop that
                 # watches it still turns: a wedged loop's "busy" counts for nothing.
-                busy = self.runner.exec is not None and now - self.heartbeat < STALE_LOOP
+                busy = self._busy() and now - self.heartbeat < STALE_LOOP
                 idle = now - self._last_activity()
                 if not busy and idle >= self.idle_timeout + WATCH_SLACK:
                     reason = f"idle for {self.idle_timeout:g} s (watchdog)"
@@ -172,6 +180,8 @@ class Server(Ops):
                 self._on_readable(obj)
         elif kind in ("pipe", "ctrl"):
             self.runner.on_event(kind, obj)
+        elif kind == "cmd":
+            self.commands.on_event(obj)
         elif kind == "listen":
             self._accept(obj)
         elif kind == "wake":
@@ -186,12 +196,12 @@ class Server(Ops):
         now = time.monotonic()
         deadlines = [c.hello_deadline for c in self.conns if not c.authed and not c.closing]
         deadlines += [c.close_at for c in self.conns if c.close_at is not None]
-        deadlines += self.runner.deadlines()
+        deadlines += self.runner.deadlines() + self.commands.deadlines()
         if self.reap_due:
             deadlines.append(self.next_reap)
-        if self.runner.exec is None and self.idle_timeout > 0:
+        if not self._busy() and self.idle_timeout > 0:
             deadlines.append(self._last_activity() + self.idle_timeout)
-        elif self.runner.exec is not None:
+        elif self._busy():
             deadlines.append(now + HEARTBEAT)  # keeps the watchdog's heartbeat fresh
         if not deadlines:
             return None
@@ -208,8 +218,9 @@ class Server(Ops):
                     conn, "unauthorized", f"no completed handshake within {self.hello_timeout:g} s"
                 )
         self.runner.tick(now)
+        self.commands.tick(now)
         if (
-            self.runner.exec is None
+            not self._busy()
             and self.idle_timeout > 0
             and now - self._last_activity() >= self.idle_timeout
         ):
@@ -323,6 +334,7 @@ class Server(Ops):
         conn.sock.close()
         conn.out = bytearray()
         self.runner.detach(conn)
+        self.commands.detach(conn)
 
 
 def make_undumpable() -> str | None:

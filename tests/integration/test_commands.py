@@ -1,0 +1,176 @@
+"""Shell commands as a first-class call (issue 15), against the real engine:
+``ContainerSession.run`` / ``run_stream``, ``codeexec sh`` and the MCP ``run_command``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from codeexec import CommandResult, ContainerSession, InvalidOption, StreamEvent
+from tests.conftest import RUN_ID
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def session(docker_engine: None) -> Iterator[ContainerSession]:
+    with ContainerSession.start(f"m{RUN_ID}-commands") as s:
+        yield s
+
+
+def codeexec(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "codeexec", *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def test_run_a_list_returns_output_exit_code_and_duration(session: ContainerSession) -> None:
+    r = session.run(["ls", "-la", "/workspace"])
+    assert isinstance(r, CommandResult)
+    assert r.ok and r.exit_code == 0 and r.stderr == ""
+    assert r.stdout.startswith("total ") and " ." in r.stdout
+    assert r.duration_ms > 0 and r.timed_out is False
+    failed = session.run(["ls", "/no/such/dir"])
+    assert failed.exit_code == 2 and "No such file" in failed.stderr and not failed.ok
+
+
+def test_a_list_is_not_interpolated_but_a_string_runs_in_sh(session: ContainerSession) -> None:
+    assert session.run(["echo", "$HOME", "*", "a;b"]).stdout == "$HOME * a;b\n"
+    assert session.run("echo $((6 * 7)) | tr 4 X").stdout == "X2\n"
+    assert session.run("echo '$HOME' x", shell=False).stdout == "$HOME x\n"
+    with pytest.raises(InvalidOption, match="shell=True takes the command as one string"):
+        session.run(["echo", "x"], shell=True)
+    with pytest.raises(InvalidOption, match="empty"):
+        session.run("  ")
+
+
+def test_runs_as_the_session_user_in_workspace_with_cwd_and_env(
+    session: ContainerSession,
+) -> None:
+    r = session.run(["sh", "-c", 'id -u; pwd; echo "$X"; echo "${CODEEXEC_TOKEN:-no token}"'],
+                    env={"X": "a b"})  # fmt: skip
+    assert r.stdout.splitlines() == ["10001", "/workspace", "a b", "no token"]
+    session.run(["mkdir", "-p", "sub"])
+    assert session.run(["pwd"], cwd="sub").stdout == "/workspace/sub\n"
+    missing = session.run(["true"], cwd="/nope")
+    assert missing.exit_code == 2 and "/nope" in missing.stderr
+    assert session.run(["no-such-program"]).exit_code == 127
+
+
+def test_timeout_kills_the_process_group(session: ContainerSession) -> None:
+    started = time.monotonic()
+    r = session.run("sleep 300 & sleep 300; echo never", timeout=1)
+    assert r.timed_out and r.signal == 15 and r.exit_code == 143, r
+    assert "never" not in r.stdout
+    assert time.monotonic() - started < 30
+    # Nothing of the group is left: no sleep runs any more.
+    deadline = time.monotonic() + 20
+    while "sleep" in session.run(["ps", "-eo", "comm"]).stdout:
+        assert time.monotonic() < deadline, session.run(["ps", "-ef"]).stdout
+        time.sleep(0.1)
+
+
+def test_output_streams_as_it_comes(session: ContainerSession) -> None:
+    seen: list[tuple[float, str]] = []
+    events = session.run_stream("echo first; sleep 1.5; echo second >&2")
+    for item in events:
+        if isinstance(item, StreamEvent):
+            seen.append((time.monotonic(), item.name + ":" + item.text))
+        else:
+            result = item
+    assert [text for _, text in seen] == ["stdout:first\n", "stderr:second\n"]
+    assert seen[1][0] - seen[0][0] > 1.0  # the first line came before the command ended
+    assert result.exit_code == 0 and result.stdout == ""
+    chunks: list[str] = []
+    r = session.run(["seq", "3"], on_output=lambda name, text: chunks.append(text))
+    assert "".join(chunks) == r.stdout == "1\n2\n3\n"
+
+
+def test_a_command_runs_while_python_code_runs(session: ContainerSession) -> None:
+    other = ContainerSession.attach(session.name)
+    try:
+        # The same session's Python state is untouched by commands.
+        session.execute("kept = 41")
+        assert other.run(["echo", "beside"]).stdout == "beside\n"
+        assert session.execute("kept + 1").value == "42"
+    finally:
+        other.close()
+
+
+def test_output_limit_and_interrupt(session: ContainerSession) -> None:
+    r = session.run("yes | head -c 1000000", output_limit=1000)
+    assert r.truncated and len(r.stdout) < 1200 and "truncated after 1000 bytes" in r.stdout
+    import threading
+
+    timer = threading.Timer(1.0, session.interrupt)
+    timer.start()
+    try:
+        r = session.run(["sleep", "300"], timeout=60)
+    finally:
+        timer.cancel()
+    assert r.interrupted and r.exit_code == 130 and not r.timed_out
+
+
+def test_cli_sh_passes_the_exit_code_and_streams(session: ContainerSession) -> None:
+    done = codeexec("sh", session.name, "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (done.returncode, done.stdout) == (7, "out\n")
+    assert "err\n" in done.stderr
+    listed = codeexec("sh", session.name, "--", "echo", "$HOME")
+    assert (listed.returncode, listed.stdout) == (0, "$HOME\n")
+    shell = codeexec("sh", session.name, "-c", "echo $((1 + 2))")
+    assert (shell.returncode, shell.stdout) == (0, "3\n")
+    as_json = codeexec("sh", session.name, "--json", "--", "sh", "-c", "echo hi; exit 3")
+    data = json.loads(as_json.stdout)
+    assert as_json.returncode == 3
+    assert data["exit_code"] == 3 and data["stdout"] == "hi\n" and data["timed_out"] is False
+    timed = codeexec("sh", session.name, "--timeout", "1", "--", "sleep", "60")
+    assert timed.returncode == 124 and "timed out" in timed.stderr
+
+
+def test_cli_sh_refuses_bad_input_before_any_docker_call() -> None:
+    done = codeexec("sh", "no such name", "--", "ls")
+    assert done.returncode == 2
+    none = codeexec("sh", "default")
+    assert none.returncode == 2 and "command" in none.stderr
+
+
+def test_mcp_run_command(docker_engine: None) -> None:
+    import anyio
+    from mcp import Client
+
+    from codeexec.mcp_server import build_server
+    from codeexec.registry import SessionRegistry
+    from tests.conftest import unique_name
+
+    name = unique_name()
+    registry = SessionRegistry(default_name=name)
+
+    async def calls() -> None:
+        async with Client(build_server(registry)) as client:
+            done = await client.call_tool(
+                "run_command", {"command": "echo $((2 + 3)); echo e >&2; exit 4"}
+            )
+            assert not done.is_error, done
+            assert done.structured_content is not None
+            out = done.structured_content
+            assert (out["exit_code"], out["stdout"], out["stderr"]) == (4, "5\n", "e\n")
+            listed = await client.call_tool("run_command", {"command": ["echo", "$HOME"]})
+            assert listed.structured_content is not None
+            assert listed.structured_content["stdout"] == "$HOME\n"
+            timed = await client.call_tool("run_command", {"command": "sleep 30", "timeout": 1})
+            assert timed.structured_content is not None
+            assert timed.structured_content["timed_out"] is True
+
+    try:
+        anyio.run(calls)
+    finally:
+        entry = registry.known(name)
+        if entry is not None and entry.session is not None:
+            entry.session.close()  # the server's process would end here
+        registry.close()

@@ -28,6 +28,7 @@ from .errors import (
 
 CLOSE_WAIT = 2.0
 _FILE_ERRORS = ("not_found", "too_large", "io_error")
+_FILE_VERBS = ("upload", "download", "listing", "removal", "creation")
 
 
 class Connection:
@@ -191,22 +192,28 @@ class Connection:
     ) -> protocol.Frame:
         self._acquire()
         try:
-            deadline = time.monotonic() + self.request_timeout
-            self._send(message, deadline=deadline)
-            while True:
-                frame = self._read(deadline, "answer")
-                if match(frame):
-                    return frame
-                if frame.get("type") == "error" and frame.get("id") in (None, message.get("id")):
-                    self._raise_error(frame, what)
+            return self._exchange(message, what, match)
         finally:
             self._call_lock.release()
+
+    def _exchange(
+        self, message: protocol.Frame, what: str, match: Callable[[protocol.Frame], bool]
+    ) -> protocol.Frame:
+        """One request and its answer, the call lock already held (``_call``)."""
+        deadline = time.monotonic() + self.request_timeout
+        self._send(message, deadline=deadline)
+        while True:
+            frame = self._read(deadline, "answer")
+            if match(frame):
+                return frame
+            if frame.get("type") == "error" and frame.get("id") in (None, message.get("id")):
+                self._raise_error(frame, what)
 
     def _raise_error(self, frame: protocol.Frame, what: str) -> None:
         code = str(frame.get("code") or "error")
         if code == "busy":
             raise self._busy()
-        if code in _FILE_ERRORS and frame.get("id") and what.startswith(("upload", "download")):
+        if code in _FILE_ERRORS and frame.get("id") and what.startswith(_FILE_VERBS):
             raise FileTransferError(
                 f"the {what} in {self._label} failed ({detail(frame)})", code=code
             )

@@ -6,7 +6,7 @@ Each maps its arguments onto one ``ContainerSession`` call (``run``,
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
@@ -19,6 +19,7 @@ from ._mcp_support import MAX_TIMEOUT, ToolSet, structured
 SHELL_TOOLS = ToolSet()
 MAX_COMMAND_OUTPUT = 2**20  # bytes of output a command returns into the model's context
 COMMAND_TIMEOUT = 60.0
+MAX_LISTED = 5000  # entries a listing returns into the model's context
 
 SessionName = Annotated[
     str | None,
@@ -83,3 +84,42 @@ async def run_command(
     )  # fmt: skip
     how = f"timed out after {timeout:g} s" if result.timed_out else f"exit code {result.exit_code}"
     return structured(f"{how} (session {use.name!r})", dict(output))
+
+
+class FileEntry(TypedDict):
+    """One entry of a listing; ``path`` is what read_file takes."""
+
+    path: str
+    kind: Literal["file", "directory", "symlink", "other"]
+    size: int
+    mtime: float
+
+
+class FilesOutput(TypedDict):
+    session: str
+    files: list[FileEntry]
+
+
+@SHELL_TOOLS.tool("List files in a session", structured=True, read_only=True)
+async def list_files(
+    ctx: Context,
+    path: Annotated[
+        str, Field(description="A directory (or file); relative paths are under /workspace.")
+    ] = ".",
+    recursive: Annotated[bool, Field(description="List the whole tree.")] = False,
+    name: SessionName = None,
+) -> Annotated[CallToolResult, FilesOutput]:
+    """List the files in a session's directory: path, kind ('file', 'directory',
+    'symlink', 'other'), size in bytes and modification time. Symlinks are shown as
+    themselves. Read one with read_file."""
+    sessions = access(ctx)
+    use = await sessions.use(ctx, name)
+    listed = await sessions.call(
+        ctx, use, lambda: use.session.files.list(path, recursive=recursive)
+    )
+    entries = [FileEntry(path=f.path, kind=f.kind, size=f.size, mtime=f.mtime) for f in listed][
+        :MAX_LISTED
+    ]
+    lines = [f"{len(listed)} entries in {path} (session {use.name!r})"]
+    lines += [f"{e['path']}{'/' if e['kind'] == 'directory' else ''}" for e in entries[:200]]
+    return structured("\n".join(lines), dict(FilesOutput(session=use.name, files=entries)))

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import __version__, _cli_output as out
+from ._cli_files import FILES_COMMANDS, files_app
 from ._cli_mcp import serve_mcp
 from ._cli_options import (
     BaseImageOpt,
@@ -58,7 +59,7 @@ class _State:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _command(name: str | None = None) -> Callable[[F], F]:
+def _command(name: str | None = None, group: typer.Typer | None = None) -> Callable[[F], F]:
     """Register a command behind the one wrapper that turns CodeexecError into exit codes.
 
     A command returns its exit status (None for 0).
@@ -71,7 +72,7 @@ def _command(name: str | None = None) -> Callable[[F], F]:
             if status:
                 raise typer.Exit(status)
 
-        app.command(name)(run)
+        (group or app).command(name)(run)
         return func
 
     return register
@@ -309,12 +310,19 @@ def cp(
     dst: Annotated[
         str, typer.Argument(metavar="DST", help="Destination: a host path or SESSION:PATH.")
     ],
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Copy a directory and its contents.")
+    ] = False,
 ) -> None:
-    """Copy one file between the host and a session (relative paths are in /workspace)."""
+    """Copy a file (or with -r a directory) between the host and a session.
+
+    Relative paths in a session are in /workspace. A DST that ends with / (or is an
+    existing host directory) receives SRC under its own name, like cp.
+    """
     from ._cli_copy import copy, plan_copy, remote_display
 
     try:
-        plan = plan_copy(src, dst)
+        plan = plan_copy(src, dst, recursive=recursive)
     except (ValueError, CodeexecError) as exc:
         raise typer.BadParameter(str(exc)) from None
     out.report_copy(copy(plan), remote_display(plan))
@@ -350,6 +358,9 @@ def version() -> None:
 
 _command("mcp")(serve_mcp)
 _command("sh")(sh)
+for _name, _func in FILES_COMMANDS:
+    _command(_name, files_app)(_func)
+app.add_typer(files_app, name="files")
 
 
 def main() -> None:

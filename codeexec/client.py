@@ -9,7 +9,6 @@ are the one place where ``OSError``, timeouts and bad frames become
 
 from __future__ import annotations
 
-import base64
 import io
 import socket
 import time
@@ -21,13 +20,13 @@ from typing import IO, Any
 
 from . import protocol
 from ._bounds import Budget
-from ._connection import CLOSE_WAIT, Connection, describe, matcher
+from ._connection import CLOSE_WAIT, describe, matcher
+from ._fileclient import FileVerbs
 from ._results import CommandResult
 from ._shared import constants
 from ._transport import PipeTransport, SocketTransport
 from .errors import (
     ConnectionLost,
-    FileTransferError,
     ProtocolError,
 )
 from .models import Display, ExecResult, ResultLimits, StreamEvent
@@ -36,7 +35,7 @@ INTERRUPT_GRACE = constants.INTERRUPT_GRACE  # the executor's default
 RESULT_MARGIN = 10.0  # a killed worker is replaced before the result is sent
 
 
-class ExecutorClient(Connection):
+class ExecutorClient(FileVerbs):
     """One persistent, authenticated connection to one executor.
 
     Build it with :meth:`connect_tcp` or :meth:`over_pipes`. Calls are serialized
@@ -246,35 +245,6 @@ class ExecutorClient(Connection):
     def reset(self) -> None:
         """Replace the executor's Python process: every variable is gone."""
         self._call(protocol.reset(), "reset", matcher("ack", "reset", None))
-
-    def put_file(self, path: str, data: bytes, mode: int = 0o644) -> int:
-        """Write ``data`` to ``path`` in the container; return the size written.
-
-        Raises:
-            FileTransferError: the executor refused or failed (``.code`` says why).
-        """
-        fid = f"f{next(self._ids)}"
-        message = protocol.put_file(fid, path, data, mode)
-        if len(message["data"]) + len(path) + 256 > self.frame_limit:
-            raise FileTransferError(
-                f"{path!r} is too large to upload in one frame ({len(data)} bytes; the limit "
-                f"is about {self.frame_limit * 3 // 4} bytes)", code="too_large")  # fmt: skip
-        frame = self._call(message, f"upload of {path!r}", matcher("ack", "put_file", fid))
-        return int(frame.get("size", len(data)))
-
-    def get_file(self, path: str, max_bytes: int) -> bytes:
-        """Read ``path`` from the container, refused when larger than ``max_bytes``.
-
-        Raises:
-            FileTransferError: missing, too large, or unreadable (``.code`` says why).
-        """
-        fid = f"f{next(self._ids)}"
-        message = protocol.get_file(fid, path, max_bytes)
-        frame = self._call(message, f"download of {path!r}", matcher("file", None, fid))
-        try:
-            return base64.b64decode(frame["data"], validate=True)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"the executor sent {path!r} in a bad encoding") from exc
 
     def __enter__(self) -> ExecutorClient:
         return self

@@ -1,7 +1,7 @@
 """ContainerSession: the one place where codeexec's behaviour lives.
 
 The class and its lifecycle verbs are here; running code is in ``_executing.py``,
-files and installs in ``_transfer.py``, shell commands in ``_commands.py`` (all
+files and installs in ``_transfer.py`` and ``_filetree.py``, shell commands in ``_commands.py`` (all
 mixins), and the decisions of ``start``/``attach`` in ``_start.py``.
 """
 
@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from . import _addrcache, _start
 from ._channel import LOST_SETTLE as LOST_SETTLE, Channel, Connect
 from ._commands import Commands
-from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR, FilesAndPackages
+from ._filetree import FileTree
+from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR
 from .docker import LABEL_MANAGED, Docker
 from .models import ResultLimits, SessionInfo, SessionRef, Transport
 from .options import (  # re-exported: callers import them from here
@@ -39,7 +40,7 @@ def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
     )
 
 
-class ContainerSession(FilesAndPackages, Commands):
+class ContainerSession(FileTree, Commands):
     """A Python namespace that lives in a Docker container and persists between executions.
 
     Create one with :meth:`start` (builds or reuses the image, starts the container)

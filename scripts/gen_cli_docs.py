@@ -54,6 +54,9 @@ def render() -> str:
     parts = [HEADER, "## codeexec\n", "```console", help_text([]), "```\n"]
     for name in names:
         parts += [f"## codeexec {name}\n", "```console", help_text([name]), "```\n"]
+        for sub in getattr(getattr(group, "commands", {})[name], "commands", {}):  # a group
+            parts += [f"### codeexec {name} {sub}\n", "```console"]
+            parts += [help_text([name, sub]), "```\n"]
     return "\n".join(parts)
 
 

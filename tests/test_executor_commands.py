@@ -3,6 +3,8 @@ the file ops added with it, run against the executor as a local process: no dock
 
 from __future__ import annotations
 
+import base64
+import os
 import time
 
 import pytest
@@ -161,3 +163,83 @@ def test_background_child_that_keeps_the_pipe_does_not_hang_the_result(client):
     out, _, done = _run(client, ["sh", "-c", "sleep 30 & echo started"])
     assert out == "started\n" and done["exit_code"] == 0
     assert time.monotonic() - started < 15
+
+
+# -- files: chunks, listing, removal ------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_put_and_get_in_chunks(client, tmp_path):
+    first = client.request({"op": "put_file", "id": "p", "path": str(tmp_path / "big"),
+                            "data": _b64(b"a" * 10), "mode": 0o600, "offset": 0})  # fmt: skip
+    assert first["offset"] == 0 and first["size"] == 10
+    more = client.request({"op": "put_file", "id": "p", "path": str(tmp_path / "big"),
+                           "data": _b64(b"b" * 5), "offset": 10})  # fmt: skip
+    assert more["type"] == "ack" and (tmp_path / "big").read_bytes() == b"a" * 10 + b"b" * 5
+    assert oct((tmp_path / "big").stat().st_mode & 0o777) == "0o600"
+    wrong = client.request({"op": "put_file", "id": "p", "path": str(tmp_path / "big"),
+                            "data": _b64(b"c"), "offset": 3})  # fmt: skip
+    assert wrong["code"] == "io_error" and "changed during the upload" in wrong["message"]
+    missing = client.request({"op": "put_file", "id": "p", "path": str(tmp_path / "nope"),
+                              "data": _b64(b"c"), "offset": 3})  # fmt: skip
+    assert missing["code"] == "io_error"
+    part = client.request({"op": "get_file", "id": "g", "path": str(tmp_path / "big"),
+                           "offset": 8, "length": 4})  # fmt: skip
+    assert base64.b64decode(part["data"]) == b"aabb" and part["total"] == 15
+    end = client.request({"op": "get_file", "id": "g", "path": str(tmp_path / "big"),
+                          "offset": 15, "length": 4})  # fmt: skip
+    assert end["size"] == 0 and end["total"] == 15
+    capped = client.request({"op": "get_file", "id": "g", "path": str(tmp_path / "big"),
+                             "offset": 0, "length": 4, "max_bytes": 14})  # fmt: skip
+    assert capped["code"] == "too_large"
+
+
+def test_list_files(client, tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "a.txt").write_text("abc")
+    (tmp_path / "d" / "sub" / "b.txt").write_text("b")
+    os.symlink("/etc", tmp_path / "d" / "link")
+    flat = client.request({"op": "list_files", "id": "l", "path": str(tmp_path / "d")})
+    assert [(e["path"], e["kind"]) for e in flat["entries"]] == [
+        ("a.txt", "file"), ("link", "symlink"), ("sub", "directory"),
+    ]  # fmt: skip
+    assert flat["entries"][0]["size"] == 3 and flat["truncated"] is False
+    deep = client.request(
+        {"op": "list_files", "id": "l", "path": str(tmp_path / "d"), "recursive": True}
+    )
+    assert [e["path"] for e in deep["entries"]] == ["a.txt", "link", "sub", "sub/b.txt"]
+    cut = client.request({"op": "list_files", "id": "l", "path": str(tmp_path / "d"),
+                          "recursive": True, "limit": 2})  # fmt: skip
+    assert len(cut["entries"]) == 2 and cut["truncated"] is True
+    one = client.request({"op": "list_files", "id": "l", "path": str(tmp_path / "d/a.txt")})
+    assert [(e["path"], e["kind"]) for e in one["entries"]] == [("", "file")]
+    gone = client.request({"op": "list_files", "id": "l", "path": str(tmp_path / "none")})
+    assert gone["code"] == "not_found"
+
+
+def test_remove_file_never_follows_symlinks(client, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "f").write_text("x")
+    os.symlink(outside, tree / "sub" / "link")
+    full = client.request({"op": "remove_file", "id": "x", "path": str(tree)})
+    assert full["code"] == "io_error" and "not empty" in full["message"]
+    done = client.request({"op": "remove_file", "id": "x", "path": str(tree), "recursive": True})
+    assert done["type"] == "ack" and not tree.exists()
+    assert (outside / "keep.txt").read_text() == "keep"
+    link = tmp_path / "link"
+    os.symlink(outside, link)
+    assert client.request({"op": "remove_file", "id": "x", "path": str(link)})["type"] == "ack"
+    assert outside.exists() and not link.exists()
+    assert client.request({"op": "remove_file", "id": "x", "path": "."})["code"] == "io_error"
+    assert client.request({"op": "remove_file", "id": "x", "path": "/proc/self/environ"})[
+        "code"
+    ] in ("io_error", "not_found")
+    made = client.request({"op": "make_dir", "id": "m", "path": str(tmp_path / "n/e/w")})
+    assert made["type"] == "ack" and (tmp_path / "n/e/w").is_dir()

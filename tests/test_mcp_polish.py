@@ -18,7 +18,7 @@ from tests.test_mcp_server import TOOLS, FakeRegistry, _text
 
 pytestmark = pytest.mark.anyio
 
-READ_ONLY = {"list_sessions", "read_file", "get_job"}
+READ_ONLY = {"list_sessions", "read_file", "get_job", "list_files"}
 DESTRUCTIVE = {
     "execute_code",
     "stop_code_executer",

@@ -38,6 +38,7 @@ TOOLS = {
     "get_job",
     "cancel_job",
     "run_command",
+    "list_files",
 }
 PNG = b"\x89PNG\r\n\x1a\nfake"
 

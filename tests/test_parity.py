@@ -26,6 +26,7 @@ CLI_TO_MCP: dict[str, tuple[str, ...]] = {
     "version": (),
     "mcp": (),  # launches this server
     "sh": ("run_command",),
+    "files": ("list_files",),
 }
 # MCP tools that exist for the original server's clients and have no CLI twin:
 # `reuse_code_executer` attaches, which every CLI command does by name. The job tools

@@ -2,7 +2,8 @@
 
 A mixin of ``Server`` (server.py), which owns the loop, the connections and the
 timers: the handshake (``hello``, then ``auth``), then ``exec``, ``interrupt``,
-``ping``, ``reset``, ``put_file`` and ``get_file``, and ``run`` (commands.py).
+``ping``, ``reset``, ``put_file`` and ``get_file`` (files.py), ``list_files``,
+``remove_file`` and ``make_dir`` (fileops.py), and ``run`` (commands.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import platform
 import time
 from typing import TYPE_CHECKING
 
-from . import __version__, bounds, files, handshake
+from . import __version__, bounds, fileops, files, handshake
 
 if TYPE_CHECKING:
     from .commands import Commands
@@ -189,3 +190,12 @@ class Ops:
     def _op_get_file(self, conn: Conn, req: dict) -> None:
         default = self.frame_limit * 3 // 4 - 64 * 1024
         self.send(conn, files.get_file(req, default))
+
+    def _op_list_files(self, conn: Conn, req: dict) -> None:
+        self.send(conn, fileops.list_files(req))
+
+    def _op_remove_file(self, conn: Conn, req: dict) -> None:
+        self.send(conn, fileops.remove_file(req))
+
+    def _op_make_dir(self, conn: Conn, req: dict) -> None:
+        self.send(conn, fileops.make_dir(req))

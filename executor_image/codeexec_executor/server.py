@@ -186,6 +186,7 @@ class Server(Ops):
             self._accept(obj)
         elif kind == "wake":
             self.reap_due = True
+            self.commands.poll()
             try:
                 while obj.recv(4096):
                     pass

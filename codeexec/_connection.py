@@ -217,6 +217,11 @@ class Connection:
             raise FileTransferError(
                 f"the {what} in {self._label} failed ({detail(frame)})", code=code
             )
+        if code == "unknown_op":
+            raise ProtocolError(
+                f"the executor of {self._label} cannot do the {what}: it is older than this "
+                "codeexec; stop the session and start it again"
+            )
         if code in ("too_large", "bad_frame"):
             self.close()  # a refused frame: the executor closes the connection
         raise ProtocolError(f"the executor of {self._label} refused the {what} ({detail(frame)})")

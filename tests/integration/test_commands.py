@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from codeexec import CommandResult, ContainerSession, InvalidOption, StreamEvent
-from tests.conftest import RUN_ID
+from tests.conftest import RUN_ID, unique_name
 
 pytestmark = pytest.mark.docker
 
@@ -146,7 +148,6 @@ def test_mcp_run_command(docker_engine: None) -> None:
 
     from codeexec.mcp_server import build_server
     from codeexec.registry import SessionRegistry
-    from tests.conftest import unique_name
 
     name = unique_name()
     registry = SessionRegistry(default_name=name)
@@ -174,3 +175,15 @@ def test_mcp_run_command(docker_engine: None) -> None:
         if entry is not None and entry.session is not None:
             entry.session.close()  # the server's process would end here
         registry.close()
+
+
+def test_commands_and_files_through_the_exec_relay(tmp_path: Path) -> None:
+    # network="none": the host reaches the executor through `docker exec` pipes.
+    with ContainerSession.start(unique_name(), network="none") as s:
+        assert s.route == "exec"
+        r = s.run("echo relayed; exit 5")
+        assert (r.exit_code, r.stdout) == (5, "relayed\n")
+        data = os.urandom(3 * 2**20 + 7)
+        assert s.write_file("r.bin", data) == len(data)
+        assert s.download("r.bin", f"{tmp_path}/new/").read_bytes() == data
+        assert [f.name for f in s.files.list()] == ["r.bin"]

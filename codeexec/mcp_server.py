@@ -294,7 +294,7 @@ async def write_file(
     name: SessionName = None,
 ) -> str:
     """Write a file into a session, where code run by execute_code can open it. Files
-    persist with the session; the size limit is 32 MiB."""
+    persist with the session. list_files shows what is there."""
     data = decode_content(content, encoding)
     sessions = access(ctx)
     use = await sessions.use(ctx, name)

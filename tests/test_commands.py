@@ -66,3 +66,26 @@ def test_parse_env() -> None:
     for bad in ("A", "=x"):
         with pytest.raises(typer.BadParameter, match="is not KEY=VALUE"):
             parse_env([bad])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sh", "default"], "give the command after `--`"),
+        (["sh", "default", "-c", "ls", "--", "ls"], "not both"),
+        (["sh", "default", "-e", "NOEQUALS", "--", "ls"], "is not KEY=VALUE"),
+        (["sh", "bad name", "--", "ls"], "bad name"),
+        (["files", "rm", "default"], "Missing argument"),
+    ],
+)
+def test_cli_usage_errors_come_before_any_docker_call(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from codeexec.cli import app
+
+    monkeypatch.setenv("CODEEXEC_DOCKER", "/nonexistent/docker")  # any docker call fails
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output

@@ -113,6 +113,23 @@ def test_interrupt_sends_sigint_to_the_command(client):
     assert done["interrupted"] is True and done["signal"] == 2 and done["exit_code"] == 130
 
 
+def test_interrupt_also_ends_background_jobs_that_ignore_sigint(client, tmp_path):
+    pidfile = tmp_path / "bg.pid"
+    script = f"trap '' TERM; sleep 300 & echo $! > {pidfile}; wait"
+    client.send({"op": "run", "id": "bg", "argv": ["sh", "-c", script]})
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    client.send({"op": "interrupt", "id": "bg"})
+    frames = [client.recv(), client.recv()]
+    assert any(f["type"] == "exit" and f["interrupted"] for f in frames), frames
+    child = int(pidfile.read_text())
+    while _alive(child):
+        assert time.monotonic() < deadline + 10, "a background job outlived the interrupt"
+        time.sleep(0.05)
+
+
 def test_output_cap_and_streaming_order(client):
     out, _, done = _run(client, ["sh", "-c", "yes x | head -c 100000"], output_limit=1000)
     assert done["truncated"] is True

@@ -273,6 +273,10 @@ class Commands:
     def _finish(self, cmd: Command) -> None:
         del self.running[cmd.pid]
         self.last_done = time.monotonic()
+        if cmd.reason is not None:
+            # Stopped on purpose: what is left of its group goes too (a background
+            # job of `sh -c` ignores SIGINT, one may ignore SIGTERM).
+            self._killpg(cmd, signal.SIGKILL)
         for name in list(cmd.pipes):
             self._close_pipe(cmd, name)
         if not cmd.truncated:

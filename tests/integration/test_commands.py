@@ -65,17 +65,33 @@ def test_runs_as_the_session_user_in_workspace_with_cwd_and_env(
     assert session.run(["no-such-program"]).exit_code == 127
 
 
+def processes(session: ContainerSession) -> str:
+    """The command lines of every process in the container (the image has no ps)."""
+    return session.run("cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout
+
+
+def wait_gone(session: ContainerSession, needle: str) -> None:
+    deadline = time.monotonic() + 20
+    while needle in processes(session):
+        assert time.monotonic() < deadline, f"{needle!r} still runs"
+        time.sleep(0.1)
+
+
+def test_background_jobs_of_a_command_that_exits_keep_running(session: ContainerSession) -> None:
+    # Also the control for the checks below: `processes` sees a running sleep.
+    r = session.run("sleep 304 > /dev/null 2>&1 & echo $! > bg.pid")
+    assert r.ok and "sleep 304" in processes(session)
+    session.run("kill $(cat bg.pid)")
+    wait_gone(session, "sleep 304")
+
+
 def test_timeout_kills_the_process_group(session: ContainerSession) -> None:
     started = time.monotonic()
-    r = session.run("sleep 300 & sleep 300; echo never", timeout=1)
+    r = session.run("sleep 302 & sleep 302; echo never", timeout=1)
     assert r.timed_out and r.signal == 15 and r.exit_code == 143, r
     assert "never" not in r.stdout
     assert time.monotonic() - started < 30
-    # Nothing of the group is left: no sleep runs any more.
-    deadline = time.monotonic() + 20
-    while "sleep" in session.run(["ps", "-eo", "comm"]).stdout:
-        assert time.monotonic() < deadline, session.run(["ps", "-ef"]).stdout
-        time.sleep(0.1)
+    wait_gone(session, "sleep 302")  # nothing of the group is left
 
 
 def test_output_streams_as_it_comes(session: ContainerSession) -> None:
@@ -95,14 +111,23 @@ def test_output_streams_as_it_comes(session: ContainerSession) -> None:
 
 
 def test_a_command_runs_while_python_code_runs(session: ContainerSession) -> None:
+    import threading
+
     other = ContainerSession.attach(session.name)
+    session.execute("kept = 41")
+    slow = threading.Thread(target=lambda: session.execute("import time; time.sleep(3)"))
     try:
-        # The same session's Python state is untouched by commands.
-        session.execute("kept = 41")
+        slow.start()
+        while other.ping()["busy"] is False and slow.is_alive():
+            time.sleep(0.02)  # until the sleep runs (ping on the other connection)
+        started = time.monotonic()
         assert other.run(["echo", "beside"]).stdout == "beside\n"
-        assert session.execute("kept + 1").value == "42"
+        assert time.monotonic() - started < 2.5  # it did not wait for the execution
+        assert slow.is_alive()
     finally:
+        slow.join(30)
         other.close()
+    assert session.execute("kept + 1").value == "42"  # commands leave the namespace be
 
 
 def test_output_limit_and_interrupt(session: ContainerSession) -> None:
@@ -187,3 +212,25 @@ def test_commands_and_files_through_the_exec_relay(tmp_path: Path) -> None:
         assert s.write_file("r.bin", data) == len(data)
         assert s.download("r.bin", f"{tmp_path}/new/").read_bytes() == data
         assert [f.name for f in s.files.list()] == ["r.bin"]
+
+
+def test_ctrl_c_in_cli_sh_interrupts_the_command(session: ContainerSession) -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "codeexec", "sh", session.name, "--", "sleep", "301"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "sleep 301" not in processes(session):
+            assert time.monotonic() < deadline and proc.poll() is None, "no sleep started"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupting" in err
+    wait_gone(session, "sleep 301")

@@ -13,6 +13,11 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from ._checkpoint import Checkpoint as Checkpoint
+    from ._results import (
+        CommandResult as CommandResult,
+        DirTransfer as DirTransfer,
+        FileInfo as FileInfo,
+    )
     from .async_session import AsyncContainerSession as AsyncContainerSession
     from .errors import (
         CheckpointError as CheckpointError,
@@ -63,6 +68,7 @@ _WHERE = {
          "StreamEvent").split(),
         "models",
     ),
+    **dict.fromkeys(("CommandResult", "DirTransfer", "FileInfo"), "_results"),
     "SessionOptions": "options",
     "AsyncContainerSession": "async_session",
     "Checkpoint": "_checkpoint",
@@ -100,15 +106,18 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CodeexecError",
+    "CommandResult",
     "ConnectionLost",
     "ContainerSession",
     "ContainerStartError",
+    "DirTransfer",
     "Display",
     "DockerError",
     "DockerNotAvailable",
     "ExecError",
     "ExecResult",
     "ExecutorError",
+    "FileInfo",
     "FileTransferError",
     "HandshakeError",
     "ImageBuildError",

@@ -7,6 +7,7 @@ them as ``write_file`` / ``read_file``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -22,6 +23,7 @@ class CopyPlan:
     session: str
     local: str
     remote: str
+    recursive: bool = False
 
 
 def _split_remote(arg: str) -> tuple[str, str] | None:
@@ -32,11 +34,16 @@ def _split_remote(arg: str) -> tuple[str, str] | None:
     return head, tail
 
 
-def plan_copy(src: str, dst: str) -> CopyPlan:
+def plan_copy(src: str, dst: str, *, recursive: bool = False) -> CopyPlan:
     """Parse ``docker cp``-style arguments: exactly one side is ``SESSION:PATH``.
 
+    A destination that ends with ``/`` (or, for a download, is an existing host
+    directory) receives the source under its own name, like ``cp``; with
+    ``recursive`` the source is a directory.
+
     Raises:
-        ValueError: neither or both sides name a session, or a path is empty.
+        ValueError: neither or both sides name a session, a path is empty, or a
+            local directory is given without ``recursive``.
     """
     s, d = _split_remote(src), _split_remote(dst)
     if (s is None) == (d is None):
@@ -47,12 +54,17 @@ def plan_copy(src: str, dst: str) -> CopyPlan:
     if s is not None:
         if not s[1]:
             raise ValueError(f"{src!r} names no file in the session")
-        return CopyPlan("download", s[0], dst, s[1])
+        local = dst
+        if recursive and (dst.endswith(("/", os.sep)) or Path(dst).is_dir()):
+            local = str(Path(dst) / PurePosixPath(s[1].rstrip("/")).name)
+        return CopyPlan("download", s[0], local, s[1], recursive)
     assert d is not None
+    if Path(src).is_dir() and not recursive:
+        raise ValueError(f"{src} is a directory: copy it with -r (--recursive)")
     remote = d[1]
     if not remote or remote.endswith("/"):
-        remote += Path(src).name
-    return CopyPlan("upload", d[0], src, remote)
+        remote += Path(src).resolve().name if recursive else Path(src).name
+    return CopyPlan("upload", d[0], src, remote, recursive)
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,8 @@ class CopyResult:
     plan: CopyPlan
     local_path: str
     size: int = field(default=0)
+    files: int = 1
+    skipped: tuple[str, ...] = ()
 
 
 def copy(plan: CopyPlan) -> CopyResult:
@@ -71,6 +85,13 @@ def copy(plan: CopyPlan) -> CopyResult:
     """
     session = ContainerSession.attach(plan.session)
     try:
+        if plan.recursive:
+            moved = (
+                session.upload_dir(plan.local, plan.remote)
+                if plan.direction == "upload"
+                else session.download_dir(plan.remote, plan.local)
+            )
+            return CopyResult(plan, plan.local, moved.bytes, moved.files, moved.skipped)
         if plan.direction == "upload":
             size = session.upload(plan.local, plan.remote)
             return CopyResult(plan, plan.local, size)

@@ -331,4 +331,8 @@ def report_checks(checks: Sequence[Check]) -> int:
 def report_copy(done: CopyResult, remote: str) -> None:
     local = done.local_path
     arrow = f"{local} -> {remote}" if done.plan.direction == "upload" else f"{remote} -> {local}"
-    note(f"copied {done.size} bytes: {arrow}")
+    files = f"{done.files} files, " if done.plan.recursive else ""
+    note(f"copied {files}{done.size} bytes: {arrow}")
+    if done.skipped:
+        note(f"skipped {len(done.skipped)} symlink(s) or special file(s): "
+             + ", ".join(done.skipped[:10]) + (" …" if len(done.skipped) > 10 else ""))  # fmt: skip

@@ -29,6 +29,7 @@ from .errors import (
 
 CLOSE_WAIT = 2.0
 _FILE_ERRORS = ("not_found", "too_large", "io_error")
+_FILE_VERBS = ("upload", "download", "listing", "removal", "creation")
 
 
 class Connection:
@@ -192,27 +193,38 @@ class Connection:
     ) -> protocol.Frame:
         self._acquire()
         try:
-            deadline = time.monotonic() + self.request_timeout
-            self._send(message, deadline=deadline)
-            while True:
-                frame = self._read(deadline, "answer")
-                if match(frame):
-                    return frame
-                if frame.get("type") == "error" and frame.get("id") in (None, message.get("id")):
-                    self._raise_error(frame, what)
+            return self._exchange(message, what, match)
         finally:
             self._call_lock.release()
+
+    def _exchange(
+        self, message: protocol.Frame, what: str, match: Callable[[protocol.Frame], bool]
+    ) -> protocol.Frame:
+        """One request and its answer, the call lock already held (``_call``)."""
+        deadline = time.monotonic() + self.request_timeout
+        self._send(message, deadline=deadline)
+        while True:
+            frame = self._read(deadline, "answer")
+            if match(frame):
+                return frame
+            if frame.get("type") == "error" and frame.get("id") in (None, message.get("id")):
+                self._raise_error(frame, what)
 
     def _raise_error(self, frame: protocol.Frame, what: str) -> None:
         code = str(frame.get("code") or "error")
         if code == "busy":
             raise self._busy()
-        if code in _FILE_ERRORS and frame.get("id") and what.startswith(("upload", "download")):
+        if code in _FILE_ERRORS and frame.get("id") and what.startswith(_FILE_VERBS):
             raise FileTransferError(
                 f"the {what} in {self._label} failed ({detail(frame)})", code=code
             )
         if what.startswith("checkpoint") and code != "bad_frame":
             raise CheckpointError(f"{frame.get('message') or code}", code=code)
+        if code == "unknown_op":
+            raise ProtocolError(
+                f"the executor of {self._label} cannot do the {what}: it is older than this "
+                "codeexec; stop the session and start it again"
+            )
         if code in ("too_large", "bad_frame"):
             self.close()  # a refused frame: the executor closes the connection
         raise ProtocolError(f"the executor of {self._label} refused the {what} ({detail(frame)})")

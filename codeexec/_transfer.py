@@ -9,16 +9,20 @@ settings and CA bundle.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import secrets
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from . import images
 from ._executing import Executing
+from ._fileclient import CHUNK
 from ._shared import constants
 from .errors import CodeexecError, FileTransferError, InvalidDependency
 from .models import ExecResult, SessionInfo
 
-MAX_FILE_BYTES = 32 * 2**20  # one transfer travels in one frame (base64 inside 64 MiB)
+MAX_FILE_BYTES = 32 * 2**20  # read_file's default cap: it returns the bytes in memory
+UNLIMITED = 2**62  # download's cap when none is given
 SITE_DIR = constants.SITE_DIR  # runtime installs; the worker appends it to sys.path
 _INSTALL_CODE = """\
 def __codeexec_install():
@@ -49,67 +53,80 @@ class FilesAndPackages(Executing):
     def write_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> int:
         """Write ``data`` to ``remote_path`` in the container (relative to /workspace).
 
+        Any size: it travels in chunks of a few MiB.
+
         Raises:
-            FileTransferError: too large (over ``MAX_FILE_BYTES``) or not writable there.
+            FileTransferError: not writable there (``.code`` says why).
         """
-        if len(data) > MAX_FILE_BYTES:
-            raise FileTransferError(
-                f"{len(data)} bytes is over the {MAX_FILE_BYTES} byte "
-                f"({MAX_FILE_BYTES // 2**20} MiB) limit for one file transfer; split it, "
-                "or install it with the image",
-                code="too_large",
-            )
         with self._using() as client:
             return client.put_file(remote_path, data, mode)
 
     def read_file(self, remote_path: str, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
         """The bytes of ``remote_path`` in the container (relative to /workspace).
 
+        ``max_bytes`` (default 32 MiB) guards this process's memory: the whole file
+        is returned at once. Raise it, or use :meth:`download`, which streams to disk.
+
         Raises:
             FileTransferError: missing, larger than ``max_bytes``, or unreadable.
         """
         with self._using() as client:
-            return client.get_file(remote_path, min(max_bytes, MAX_FILE_BYTES))
+            return client.get_file(remote_path, max_bytes)
 
     def upload(self, local_path: str | os.PathLike[str], remote_path: str) -> int:
         """Copy a host file into the container; returns the bytes written.
 
         A ``remote_path`` that is empty or ends with ``/`` names a directory: the file
         keeps its name there (like ``cp``). An existing directory without the slash is
-        refused (``FileTransferError``), never replaced.
+        refused (``FileTransferError``), never replaced. Any size: the file is read
+        and sent in chunks, so memory stays bounded.
         """
         path = Path(local_path)
         if not remote_path or remote_path.endswith("/"):
             remote_path += path.name
         try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise FileTransferError(
-                    f"{path} is {size} bytes, over the {MAX_FILE_BYTES} byte "
-                    f"({MAX_FILE_BYTES // 2**20} MiB) limit for one file transfer",
-                    code="too_large",
-                )
-            data = path.read_bytes()
+            f = path.open("rb")
+            mode = os.fstat(f.fileno()).st_mode & 0o777
         except OSError as exc:
             raise FileTransferError(f"cannot read {path}: {exc.strerror}") from None
-        return self.write_file(remote_path, data, mode=path.stat().st_mode & 0o777)
+        with f, self._using() as client:
+            return client.put_stream(remote_path, _chunks(f, path), mode)
 
     def download(
         self,
         remote_path: str,
         local_path: str | os.PathLike[str],
         *,
-        max_bytes: int = MAX_FILE_BYTES,
+        max_bytes: int | None = None,
     ) -> Path:
-        """Copy a file out of the container to ``local_path`` (a directory keeps the name)."""
-        data = self.read_file(remote_path, max_bytes=max_bytes)
-        target = Path(local_path)
-        if target.is_dir():
-            target = target / PurePosixPath(remote_path).name
+        """Copy a file out of the container to ``local_path``; returns the file's path.
+
+        An existing directory, or a path that ends with ``/`` (created if missing),
+        keeps the remote file's name inside it, like ``cp``. Any size (``max_bytes``
+        caps it, default none): it streams to a temporary file next to the target,
+        renamed into place once complete, so a failed download leaves nothing.
+
+        Raises:
+            FileTransferError: missing, too large, unreadable, or not writable here.
+        """
+        target = local_target(local_path, PurePosixPath(remote_path).name)
+        limit = UNLIMITED if max_bytes is None else max_bytes
+        temp = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
         try:
-            target.write_bytes(data)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # The umask applies, as to a file cp writes; O_EXCL never follows a link.
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except OSError as exc:
             raise FileTransferError(f"cannot write {target}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as f, self._using() as client:
+                client.get_stream(remote_path, limit, f.write)
+            os.replace(temp, target)
+        except OSError as exc:
+            raise FileTransferError(f"cannot write {target}: {exc.strerror}") from None
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
         return target
 
     def install(
@@ -141,3 +158,27 @@ class FilesAndPackages(Executing):
             )
         code = _INSTALL_CODE.format(packages=list(specs), target=SITE_DIR)
         return self.execute(code, timeout=timeout, on_output=on_output)
+
+
+def local_target(local_path: str | os.PathLike[str], name: str) -> Path:
+    """Where a download of ``name`` lands: inside ``local_path`` when it is a
+    directory or ends with a separator (then it is created), else at ``local_path``."""
+    text = os.fspath(local_path)
+    target = Path(text)
+    if text.endswith(("/", os.sep)) or target.is_dir():
+        if not name or name in (".", ".."):
+            raise FileTransferError(f"give the file to download, not a directory ({name!r})")
+        return target / name
+    return target
+
+
+def _chunks(f: BinaryIO, path: Path) -> Iterator[bytes]:
+    try:
+        chunk = f.read(CHUNK)
+        yield chunk  # at least one, empty for an empty file
+        while chunk:
+            chunk = f.read(CHUNK)
+            if chunk:
+                yield chunk
+    except OSError as exc:
+        raise FileTransferError(f"cannot read {path}: {exc.strerror}") from None

@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
+from ._async_files import AsyncRemoteFiles
 from .models import SessionInfo, Transport
 from .session import ContainerSession
 
@@ -48,34 +49,19 @@ _DONE = object()
 # "branch" an awaitable method whose new ContainerSession comes back wrapped (fork).
 Kind = Literal["call", "cancel", "stream", "make", "static", "value", "branch"]
 MIRRORED: dict[str, Kind] = {
-    "attach": "make",
-    "checkpoint": "call",
-    "checkpoints": "call",
-    "close": "call",
-    "download": "call",
-    "drop": "call",
-    "execute": "cancel",
-    "execute_stream": "stream",
+    **dict.fromkeys(("attach", "resume", "start"), "make"),
+    **dict.fromkeys(("execute", "install", "run"), "cancel"),
+    **dict.fromkeys(("execute_stream", "run_stream"), "stream"),
+    **dict.fromkeys(("files", "is_fork", "route"), "value"),
     "fork": "branch",
-    "idle_seconds": "call",
-    "install": "cancel",
-    "interrupt": "call",
-    "is_fork": "value",
-    "is_running": "call",
     "list_sessions": "static",
-    "logs": "call",
-    "ping": "call",
-    "read_file": "call",
-    "reset": "call",
-    "restore": "call",
-    "resume": "make",
-    "route": "value",
-    "snapshot": "call",
-    "start": "make",
-    "stop": "call",
-    "upload": "call",
-    "write_file": "call",
-}
+    **dict.fromkeys(
+        ("checkpoint checkpoints close download download_dir drop idle_seconds interrupt "
+         "is_running logs ping read_file reset restore snapshot stop upload upload_dir "
+         "write_file").split(),
+        "call",
+    ),
+}  # fmt: skip
 
 
 async def in_thread(call: Callable[[], _R], *, interrupt: Callable[[], None] | None = None) -> _R:
@@ -362,6 +348,10 @@ class AsyncContainerSession:
     def is_fork(self) -> bool:
         return self.sync.is_fork
 
+    @property
+    def files(self) -> AsyncRemoteFiles:
+        return AsyncRemoteFiles(self.sync.files, in_thread)
+
     async def __aenter__(self) -> AsyncContainerSession:
         return self
 
@@ -395,3 +385,7 @@ class AsyncContainerSession:
     checkpoints = _Call(ContainerSession.checkpoints)
     drop = _Call(ContainerSession.drop)
     fork = _Call(ContainerSession.fork, branch=True)  # -> AsyncContainerSession
+    run = _Call(ContainerSession.run, cancel=True)
+    run_stream = _Stream(ContainerSession.run_stream)
+    upload_dir = _Call(ContainerSession.upload_dir)
+    download_dir = _Call(ContainerSession.download_dir)

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import __version__, _cli_output as out, _cli_snap
+from ._cli_files import FILES_COMMANDS, files_app
 from ._cli_image import base_image
 from ._cli_mcp import serve_mcp
 from ._cli_options import (
@@ -37,6 +38,7 @@ from ._cli_options import (
 )
 from ._cli_output import EPILOG
 from ._cli_run import guarded, run_exec, run_ls
+from ._cli_sh import sh
 from ._cli_state import COMMANDS as STATE_COMMANDS
 from .errors import CodeexecError
 from .models import ResultLimits
@@ -59,7 +61,7 @@ class _State:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _command(name: str | None = None) -> Callable[[F], F]:
+def _command(name: str | None = None, group: typer.Typer | None = None) -> Callable[[F], F]:
     """Register a command behind the one wrapper that turns CodeexecError into exit codes.
 
     A command returns its exit status (None for 0).
@@ -72,7 +74,7 @@ def _command(name: str | None = None) -> Callable[[F], F]:
             if status:
                 raise typer.Exit(status)
 
-        app.command(name)(run)
+        (group or app).command(name)(run)
         return func
 
     return register
@@ -319,12 +321,19 @@ def cp(
     dst: Annotated[
         str, typer.Argument(metavar="DST", help="Destination: a host path or SESSION:PATH.")
     ],
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Copy a directory and its contents.")
+    ] = False,
 ) -> None:
-    """Copy one file between the host and a session (relative paths are in /workspace)."""
+    """Copy a file (or with -r a directory) between the host and a session.
+
+    Relative paths in a session are in /workspace. A DST that ends with / (or is an
+    existing host directory) receives SRC under its own name, like cp.
+    """
     from ._cli_copy import copy, plan_copy, remote_display
 
     try:
-        plan = plan_copy(src, dst)
+        plan = plan_copy(src, dst, recursive=recursive)
     except (ValueError, CodeexecError) as exc:
         raise typer.BadParameter(str(exc)) from None
     out.report_copy(copy(plan), remote_display(plan))
@@ -363,6 +372,10 @@ _cli_snap.register(app, _command)
 for _name, _func in STATE_COMMANDS:
     _command(_name)(_func)
 _command("base-image")(base_image)
+_command("sh")(sh)
+for _name, _func in FILES_COMMANDS:
+    _command(_name, files_app)(_func)
+app.add_typer(files_app, name="files")
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ are the one place where ``OSError``, timeouts and bad frames become
 
 from __future__ import annotations
 
-import base64
 import io
 import socket
 import time
@@ -21,12 +20,13 @@ from typing import IO, Any
 
 from . import protocol
 from ._bounds import Budget
-from ._connection import CLOSE_WAIT, Connection, describe, matcher
+from ._connection import CLOSE_WAIT, describe, matcher
+from ._fileclient import FileVerbs
+from ._results import CommandResult
 from ._shared import constants
 from ._transport import PipeTransport, SocketTransport
 from .errors import (
     ConnectionLost,
-    FileTransferError,
     ProtocolError,
 )
 from .models import Display, ExecResult, ResultLimits, StreamEvent
@@ -35,7 +35,7 @@ INTERRUPT_GRACE = constants.INTERRUPT_GRACE  # the executor's default
 RESULT_MARGIN = 10.0  # a killed worker is replaced before the result is sent
 
 
-class ExecutorClient(Connection):
+class ExecutorClient(FileVerbs):
     """One persistent, authenticated connection to one executor.
 
     Build it with :meth:`connect_tcp` or :meth:`over_pipes`. Calls are serialized
@@ -182,6 +182,46 @@ class ExecutorClient(Connection):
             if held:
                 self._call_lock.release()
 
+    def run(
+        self, argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None,
+        timeout: float | None = None, output_limit: int | None = None,
+    ) -> Generator[StreamEvent | CommandResult, None, None]:  # fmt: skip
+        """Run the program ``argv`` in the container, yielding its output as
+        ``StreamEvent`` items, then its ``CommandResult`` (without the output).
+
+        :meth:`interrupt` sends SIGINT to it; closing the generator early kills it.
+        Raises like :meth:`execute`.
+        """
+        limit = ResultLimits().output if output_limit is None else output_limit
+        self._acquire()
+        held = True
+        run_id = f"r{next(self._ids)}"
+        deadline = None if timeout is None else time.monotonic() + timeout + 2 * RESULT_MARGIN
+        used = 0
+        try:
+            message = protocol.run(run_id, argv, cwd=cwd, env=env, timeout=timeout,
+                                   output_limit=output_limit)  # fmt: skip
+            self._send(message, running=run_id)
+            while True:
+                item = self._run_item(self._read(deadline, "exit status"), run_id)
+                if isinstance(item, CommandResult):
+                    self._current_id, held = None, False
+                    self._call_lock.release()
+                    yield item
+                    return
+                if item is not None and used <= limit:  # the executor cut it already
+                    used += len(item.text)
+                    yield item
+        except BaseException:
+            if self._current_id == run_id and not self._closed:
+                self.close()  # the executor kills the command of a closed connection
+            raise
+        finally:
+            if self._current_id == run_id:
+                self._current_id = None
+            if held:
+                self._call_lock.release()
+
     def interrupt(self) -> None:
         """Raise ``KeyboardInterrupt`` in the running code; a no-op if nothing runs.
 
@@ -218,35 +258,6 @@ class ExecutorClient(Connection):
         """
         self._call({"op": "quiesce", "seconds": seconds}, "quiesce",
                    matcher("ack", "quiesce", None))  # fmt: skip
-
-    def put_file(self, path: str, data: bytes, mode: int = 0o644) -> int:
-        """Write ``data`` to ``path`` in the container; return the size written.
-
-        Raises:
-            FileTransferError: the executor refused or failed (``.code`` says why).
-        """
-        fid = f"f{next(self._ids)}"
-        message = protocol.put_file(fid, path, data, mode)
-        if len(message["data"]) + len(path) + 256 > self.frame_limit:
-            raise FileTransferError(
-                f"{path!r} is too large to upload in one frame ({len(data)} bytes; the limit "
-                f"is about {self.frame_limit * 3 // 4} bytes)", code="too_large")  # fmt: skip
-        frame = self._call(message, f"upload of {path!r}", matcher("ack", "put_file", fid))
-        return int(frame.get("size", len(data)))
-
-    def get_file(self, path: str, max_bytes: int) -> bytes:
-        """Read ``path`` from the container, refused when larger than ``max_bytes``.
-
-        Raises:
-            FileTransferError: missing, too large, or unreadable (``.code`` says why).
-        """
-        fid = f"f{next(self._ids)}"
-        message = protocol.get_file(fid, path, max_bytes)
-        frame = self._call(message, f"download of {path!r}", matcher("file", None, fid))
-        try:
-            return base64.b64decode(frame["data"], validate=True)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"the executor sent {path!r} in a bad encoding") from exc
 
     def checkpoint(self, name: str | None = None, *, files: bool = False) -> dict[str, Any]:
         """Park a copy of the Python process (docs/snapshots.md); returns its description.
@@ -309,6 +320,28 @@ class ExecutorClient(Connection):
         except ProtocolError:
             self.close()
             raise
+
+    def _run_item(self, frame: protocol.Frame, run_id: str) -> StreamEvent | CommandResult | None:
+        kind = frame.get("type")
+        if kind == "error" and frame.get("id") in (None, run_id):
+            self._current_id = None
+            self._raise_error(frame, "command")
+        if frame.get("id") != run_id or kind not in ("stream", "exit"):
+            return None  # acks, and frames of other requests
+        try:
+            if kind == "stream":
+                event = protocol.parse_event(frame)
+                assert isinstance(event, StreamEvent)
+                return event
+            sig = frame.get("signal")
+            return CommandResult(
+                exit_code=int(frame["exit_code"]), duration_ms=float(frame["duration_ms"]),
+                timed_out=bool(frame.get("timed_out")), signal=None if sig is None else int(sig),
+                interrupted=bool(frame.get("interrupted")), truncated=bool(frame.get("truncated")),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError, AssertionError) as exc:
+            self.close()
+            raise ProtocolError(f"received a malformed {kind} frame: {exc!r}") from exc
 
     def _abandon(self, exec_id: str) -> None:
         """Interrupt an execution nobody waits for and drain it, or drop the connection."""

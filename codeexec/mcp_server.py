@@ -39,6 +39,7 @@ from . import __version__, images
 from ._mcp_access import Hub, ServerState, access, state
 from ._mcp_jobs import JOB_TOOLS
 from ._mcp_serve import DEFAULT_SESSION_ENV, serve as _serve
+from ._mcp_shell import SHELL_TOOLS
 from ._mcp_snap import SNAPSHOT_TOOLS
 from ._mcp_state import STATE_TOOLS
 from ._mcp_support import (
@@ -299,7 +300,7 @@ async def write_file(
     name: SessionName = None,
 ) -> str:
     """Write a file into a session, where code run by execute_code can open it. Files
-    persist with the session; the size limit is 32 MiB."""
+    persist with the session. list_files shows what is there."""
     data = decode_content(content, encoding)
     sessions = access(ctx)
     use = await sessions.use(ctx, name)
@@ -376,6 +377,7 @@ def build_server(
     JOB_TOOLS.add_to(mcp)
     SNAPSHOT_TOOLS.add_to(mcp)
     STATE_TOOLS.add_to(mcp)
+    SHELL_TOOLS.add_to(mcp)
     mcp.prompt(title="Mathematics Solver")(math_evaluation)
     return mcp
 

@@ -233,20 +233,33 @@ def reset() -> Frame:
     return {"op": "reset"}
 
 
-def put_file(id: str, path: str, data: bytes, mode: int) -> Frame:
-    """Write ``data`` to ``path`` in the container (relative to ``/workspace``)."""
-    return {
+def put_file(id: str, path: str, data: bytes, mode: int, *, offset: int | None = None) -> Frame:
+    """Write ``data`` to ``path`` in the container (relative to ``/workspace``).
+
+    With ``offset``, a chunk: 0 creates (truncates) the file, a later chunk appends
+    at ``offset``, which must be the file's size.
+    """
+    message: Frame = {
         "op": "put_file",
         "id": id,
         "path": path,
         "data": base64.b64encode(data).decode("ascii"),
         "mode": mode,
     }
+    if offset is not None:
+        message["offset"] = offset
+    return message
 
 
-def get_file(id: str, path: str, max_bytes: int) -> Frame:
-    """Read ``path`` from the container, refused if larger than ``max_bytes``."""
-    return {"op": "get_file", "id": id, "path": path, "max_bytes": max_bytes}
+def get_file(
+    id: str, path: str, max_bytes: int, *, offset: int | None = None, length: int | None = None
+) -> Frame:
+    """Read ``path`` from the container, refused if larger than ``max_bytes``; with
+    ``length``, the chunk of at most ``length`` bytes from ``offset``."""
+    message: Frame = {"op": "get_file", "id": id, "path": path, "max_bytes": max_bytes}
+    if length is not None:
+        message.update(offset=offset or 0, length=length)
+    return message
 
 
 # Checkpoints (docs/snapshots.md, Tier 1): answered by a ``checkpoint`` frame.
@@ -284,3 +297,30 @@ def branch(name: str) -> Frame:
 
 def close_fork(name: str) -> Frame:
     return {"op": "close_fork", "name": name}
+
+
+def list_files(id: str, path: str, *, recursive: bool, limit: int) -> Frame:
+    """The entries under ``path`` (the whole tree with ``recursive``), at most ``limit``."""
+    return {"op": "list_files", "id": id, "path": path, "recursive": recursive, "limit": limit}
+
+
+def remove_file(id: str, path: str, *, recursive: bool) -> Frame:
+    """Remove a file, a symlink or an empty directory (a whole tree with ``recursive``)."""
+    return {"op": "remove_file", "id": id, "path": path, "recursive": recursive}
+
+
+def make_dir(id: str, path: str) -> Frame:
+    """Create a directory and its parents."""
+    return {"op": "make_dir", "id": id, "path": path}
+
+
+def run(
+    id: str, argv: list[str], *, cwd: str | None, env: dict[str, str] | None,
+    timeout: float | None, output_limit: int | None,
+) -> Frame:  # fmt: skip
+    """Run the program ``argv`` (no shell unless ``argv`` starts one) in the container."""
+    message: Frame = {"op": "run", "id": id, "argv": list(argv), "timeout": timeout}
+    for key, value in (("cwd", cwd), ("env", env), ("output_limit", output_limit)):
+        if value is not None:
+            message[key] = value
+    return message

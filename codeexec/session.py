@@ -1,8 +1,8 @@
 """ContainerSession: the one place where codeexec's behaviour lives.
 
 The class and its lifecycle verbs are here; running code is in ``_executing.py``,
-files and installs in ``_transfer.py`` (both mixins), and the decisions of
-``start``/``attach`` in ``_start.py``.
+files and installs in ``_transfer.py`` and ``_filetree.py``, shell commands in ``_commands.py`` (all
+mixins), and the decisions of ``start``/``attach`` in ``_start.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from . import _addrcache, _forking, _start
 from ._channel import LOST_SETTLE as LOST_SETTLE, Channel, Connect
 from ._checkpointing import Checkpointing
-from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR, FilesAndPackages
+from ._commands import Commands
+from ._filetree import FileTree
+from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR
 from .docker import LABEL_MANAGED, Docker
 from .models import ResultLimits, SessionInfo, SessionRef, Transport
 from .options import (  # re-exported: callers import them from here
@@ -41,7 +43,7 @@ def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
     )
 
 
-class ContainerSession(FilesAndPackages, Checkpointing):
+class ContainerSession(FileTree, Commands, Checkpointing):
     """A Python namespace that lives in a Docker container and persists between executions.
 
     Create one with :meth:`start` (builds or reuses the image, starts the container)

@@ -21,13 +21,14 @@ EXECUTOR = ROOT / "executor_image" / "codeexec_executor"
 # Lowest first. "codeexec" is the package's __init__ (the public namespace).
 LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": ("errors", "_shared", "_urls"),
-    "values": ("models", "_checkpoint"),
+    "values": ("models", "_checkpoint", "_results"),
     "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds", "_snapargs"),
     "seams": (
         "docker",
         "_dockerverbs",
         "_transport",
         "_connection",
+        "_fileclient",
         "client",
         "images",
         "_hostindex",
@@ -45,7 +46,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_forking",
         "_checkpointing",
         "_transfer",
+        "_filetree",
+        "_commands",
         "session",
+        "_async_files",
         "async_session",
         "maintenance",
         "baseimage",

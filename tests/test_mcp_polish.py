@@ -19,9 +19,10 @@ from tests.test_mcp_server import TOOLS, FakeRegistry, _text
 pytestmark = pytest.mark.anyio
 
 READ_ONLY = {"list_sessions", "read_file", "get_job", "list_snapshots", "list_checkpoints"}
+READ_ONLY |= {"list_files"}
 DESTRUCTIVE = {
     "execute_code", "stop_code_executer", "write_file", "start_job", "cancel_job",
-    "restore_checkpoint", "drop_checkpoint", "remove_snapshot",
+    "restore_checkpoint", "drop_checkpoint", "remove_snapshot", "run_command",
 }  # fmt: skip
 
 

@@ -46,6 +46,8 @@ TOOLS = {
     "resume_snapshot",
     "list_snapshots",
     "remove_snapshot",
+    "run_command",
+    "list_files",
 }
 PNG = b"\x89PNG\r\n\x1a\nfake"
 

@@ -33,6 +33,8 @@ CLI_TO_MCP: dict[str, tuple[str, ...]] = {
     "resume": ("resume_snapshot",),
     "snapshots": ("list_snapshots", "remove_snapshot"),
     "base-image": (),  # needs root and debootstrap on the host: the operator's job
+    "sh": ("run_command",),
+    "files": ("list_files",),
 }
 # MCP tools that exist for the original server's clients and have no CLI twin:
 # `reuse_code_executer` attaches, which every CLI command does by name. The job tools

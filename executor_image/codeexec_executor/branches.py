@@ -27,8 +27,16 @@ MAX_FORKS = int(os.environ.get("CODEEXEC_MAX_FORKS", "8") or 8)
 
 class Branches:
     def __init__(self, make_runner) -> None:
-        self.make_runner = make_runner
-        self.main: Runner = make_runner()
+        # Children that are no branch's worker (commands.py's) go to on_reaped.
+        self.on_reaped = lambda pid, status: False
+
+        def make() -> Runner:
+            runner: Runner = make_runner()
+            runner.on_reaped = lambda pid, status: self.on_reaped(pid, status)
+            return runner
+
+        self.make_runner = make
+        self.main: Runner = make()
         self.forks: dict[str, Runner] = {}
 
     def all(self) -> list[Runner]:
@@ -97,6 +105,9 @@ class Branches:
                 if runner.worker is not None and runner.worker.pid == pid:
                     runner.worker.set_status(status)
                     runner._worker_lost()
+                    break
+            else:
+                self.on_reaped(pid, status)
 
     # -- forks ----------------------------------------------------------------------
 

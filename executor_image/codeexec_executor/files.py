@@ -1,4 +1,5 @@
-"""put_file / get_file: small, synchronous file transfers relative to the cwd.
+"""put_file / get_file: synchronous file transfers relative to the cwd, whole or
+in chunks (``offset``; ``length`` for reads), so no file needs one frame.
 
 They run inside the supervisor's single-threaded loop, so they must never block:
 every open is non-blocking (a FIFO without a peer fails instead of waiting; one
@@ -74,9 +75,21 @@ def _path(req: dict) -> str | None:
     return os.path.abspath(path)  # relative paths are relative to the cwd
 
 
+def _offset(req: dict, key: str = "offset") -> int | None:
+    value = req.get(key, 0)
+    if value is None:
+        value = 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
 def put_file(req: dict) -> dict:
     path = _path(req)
     data, mode = req.get("data"), req.get("mode", 0o644)
+    offset = _offset(req)
+    if offset is None:
+        return _error(req, "bad_request", "'offset' must be an integer >= 0")
     if path is None:
         return _error(req, "bad_request", "'path' must be a non-empty string")
     if req["path"].endswith("/"):  # abspath would drop the slash and write a file
@@ -96,32 +109,49 @@ def put_file(req: dict) -> dict:
     except (binascii.Error, ValueError) as exc:
         return _error(req, "bad_request", f"'data' is not valid base64: {exc}")
     try:
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        # O_TRUNC does nothing to a FIFO or a device, and they are refused below
-        # before anything is written.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, mode)
+        if offset == 0:
+            parent = os.path.dirname(path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            # O_TRUNC does nothing to a FIFO or a device, and they are refused below
+            # before anything is written.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, mode)
+        else:  # a later chunk: the file the first one made, exactly that long
+            fd = os.open(path, os.O_WRONLY | _OPEN_FLAGS)
         refused = _checked(fd, req["path"])
         if refused:
             return _error(req, "io_error", f"cannot write: {refused}")
         with os.fdopen(fd, "wb") as f:
+            if offset and os.fstat(fd).st_size != offset:
+                return _error(req, "io_error", f"{req['path']} changed during the upload")
+            f.seek(offset)
             f.write(raw)
-            os.fchmod(fd, mode)
+            if offset == 0:
+                os.fchmod(fd, mode)
     except OSError as exc:
         return _error(req, "io_error", f"cannot write {req.get('path')}: {_os_problem(exc)}")
-    return {"type": "ack", "op": "put_file", "id": req.get("id"), "size": len(raw)}
+    ack = {"type": "ack", "op": "put_file", "id": req.get("id"), "size": len(raw)}
+    if "offset" in req:
+        ack["offset"] = offset  # tells the host that this executor writes in chunks
+    return ack
 
 
 def get_file(req: dict, default_max: int) -> dict:
+    """The whole file (at most ``max_bytes``), or with ``length`` one chunk of it:
+    at most ``length`` bytes (and a frame's worth) from ``offset``, with ``total``."""
     path = _path(req)
     max_bytes = req.get("max_bytes", default_max)
     if max_bytes is None:
         max_bytes = default_max
+    offset, length = _offset(req), _offset(req, "length")
     if path is None:
         return _error(req, "bad_request", "'path' must be a non-empty string")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
         return _error(req, "bad_request", "'max_bytes' must be an integer >= 0")
+    if offset is None or length is None:
+        return _error(req, "bad_request", "'offset' and 'length' must be integers >= 0")
+    if "length" in req and req["length"] is not None:
+        return _chunk(req, path, max_bytes, offset, min(length, default_max))
     name: str = req["path"]  # a string: _path checked it
     try:
         fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
@@ -147,4 +177,34 @@ def get_file(req: dict, default_max: int) -> dict:
         "path": name,
         "data": base64.b64encode(raw).decode("ascii"),
         "size": len(raw),
+    }
+
+
+def _chunk(req: dict, path: str, max_bytes: int, offset: int, length: int) -> dict:
+    name: str = req["path"]
+    try:
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+        refused = _checked(fd, name)
+        if refused:
+            return _error(req, "io_error", refused)
+        with os.fdopen(fd, "rb") as f:
+            total = os.fstat(fd).st_size
+            if total > max_bytes:
+                return _error(
+                    req, "too_large", f"{name} is {total} bytes, more than the limit of {max_bytes}"
+                )
+            f.seek(offset)
+            raw = f.read(length)
+    except FileNotFoundError:
+        return _error(req, "not_found", f"no such file: {name}")
+    except OSError as exc:
+        return _error(req, "io_error", f"cannot read {name}: {_os_problem(exc)}")
+    return {
+        "type": "file",
+        "id": req.get("id"),
+        "path": name,
+        "data": base64.b64encode(raw).decode("ascii"),
+        "size": len(raw),
+        "offset": offset,
+        "total": total,
     }

@@ -2,8 +2,9 @@
 
 A mixin of ``Server`` (server.py), which owns the loop, the connections and the
 timers: the handshake (``hello``, then ``auth``), then ``exec``, ``interrupt``,
-``ping``, ``reset``, ``put_file``, ``get_file``, and the checkpoint ops
-``checkpoint``, ``restore``, ``drop`` and ``checkpoints``.
+``ping``, ``reset``, ``put_file`` and ``get_file`` (files.py), ``list_files``,
+``remove_file`` and ``make_dir`` (fileops.py), ``run`` (commands.py), and the
+checkpoint ops ``checkpoint``, ``restore``, ``drop`` and ``checkpoints``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import platform
 import time
 from typing import TYPE_CHECKING
 
-from . import __version__, bounds, files, handshake
+from . import __version__, bounds, fileops, files, handshake
 from .checkpoints import CheckpointError
 
 if TYPE_CHECKING:
     from .branches import Branches
+    from .commands import Commands
     from .runner import Runner
     from .server import Conn
 
@@ -30,6 +32,7 @@ class Ops:
     token: bytes
     frame_limit: int
     runner: Branches
+    commands: Commands
 
     if TYPE_CHECKING:
 
@@ -178,10 +181,16 @@ class Ops:
     def _op_interrupt(self, conn: Conn, req: dict) -> None:
         ex = self._runner(conn).exec
         req_id = req.get("id")
-        running = ex is not None and (req_id is None or req_id == ex.id)
-        if running:
+        running = req_id is not None and self.commands.interrupt(conn, req_id)
+        if not running and ex is not None and (req_id is None or req_id == ex.id):
+            running = True
             self._runner(conn).interrupt("interrupted")
         self.send(conn, {"type": "ack", "op": "interrupt", "id": req_id, "running": running})
+
+    def _op_run(self, conn: Conn, req: dict) -> None:
+        refused = self.commands.begin(conn, req)
+        if refused is not None:
+            self.send(conn, refused)
 
     def _op_reset(self, conn: Conn, req: dict) -> None:
         self._runner(conn).reset()
@@ -251,3 +260,14 @@ class Ops:
 
     def _op_forks(self, conn: Conn, req: dict) -> None:
         self.send(conn, {"type": "ack", "op": "forks", "forks": sorted(self.runner.forks)})
+
+    # -- files (fileops.py) -----------------------------------------------------
+
+    def _op_list_files(self, conn: Conn, req: dict) -> None:
+        self.send(conn, fileops.list_files(req))
+
+    def _op_remove_file(self, conn: Conn, req: dict) -> None:
+        self.send(conn, fileops.remove_file(req))
+
+    def _op_make_dir(self, conn: Conn, req: dict) -> None:
+        self.send(conn, fileops.make_dir(req))

@@ -67,6 +67,7 @@ class Runner:
         self.exec: Exec | None = None
         self.last_done = time.monotonic()
         self.checkpoints = Checkpoints(self)
+        self.on_reaped = lambda pid, status: False  # other children (commands.py)
 
     def on_event(self, kind: str, obj) -> None:
         if kind == "pipe":
@@ -237,6 +238,8 @@ class Runner:
             if self.worker is not None and pid == self.worker.pid:
                 self.worker.set_status(status)
                 self._worker_lost()
+            else:
+                self.on_reaped(pid, status)
 
     def _reap_group(self, worker: WorkerProcess) -> None:
         """Reap the killed group's processes now, not at the loop's next batch: as
@@ -253,6 +256,8 @@ class Runner:
                     break
                 if pid == worker.pid:
                     worker.set_status(status)
+                else:
+                    self.on_reaped(pid, status)
             try:
                 os.killpg(worker.pid, 0)  # zombies count until reaped
             except (ProcessLookupError, PermissionError):

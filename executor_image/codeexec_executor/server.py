@@ -26,6 +26,7 @@ import time
 from . import bounds, constants, framing
 from .branches import Branches
 from .checkpoints import become_subreaper
+from .commands import Commands
 from .ops import Ops
 from .pause import Pausing
 from .runner import Runner, log
@@ -84,6 +85,8 @@ class Server(Pausing, Ops):
         self.runner = Branches(  # the session's runner, and its forks' (branches.py)
             lambda: Runner(self.sel, self.send, self.frame_limit, bounds.defaults(), grace)
         )
+        self.commands = Commands(self.sel, self.send, bounds.defaults()["output_limit"])
+        self.runner.on_reaped = self.commands.reaped
         self.stopping = False
         self.last_activity = self.started = self.heartbeat = time.monotonic()
         self.reap_due = True  # a signal (SIGCHLD?) arrived: reap children
@@ -125,6 +128,7 @@ class Server(Pausing, Ops):
                 for key, mask in self.sel.select(self._next_timeout()):
                     self._on_event(key.data, mask)
         finally:
+            self.commands.kill_all()
             if self.runner.worker is not None:
                 self.runner.worker.kill()
             self.runner.checkpoints.close()
@@ -132,7 +136,11 @@ class Server(Pausing, Ops):
         return 0
 
     def _last_activity(self) -> float:
-        return max(self.last_activity, self.runner.last_done)
+        return max(self.last_activity, self.runner.last_done, self.commands.last_done)
+
+    def _busy(self) -> bool:
+        """Code or a command runs: the idle timeout waits."""
+        return self.runner.exec is not None or bool(self.commands.running)
 
     def _watchdog(self) -> None:
         """Exit the process when a limit is reached, whatever the loop is doing."""
@@ -145,7 +153,7 @@ class Server(Pausing, Ops):
             elif self.idle_timeout > 0:
                 # Code that runs keeps the session alive only while the loop that
                 # watches it still turns: a wedged loop's "busy" counts for nothing.
-                busy = self.runner.exec is not None and now - self.heartbeat < STALE_LOOP
+                busy = self._busy() and now - self.heartbeat < STALE_LOOP
                 idle = now - self._last_activity()
                 if not busy and idle >= self.idle_timeout + WATCH_SLACK:
                     reason = f"idle for {self.idle_timeout:g} s (watchdog)"
@@ -170,10 +178,13 @@ class Server(Pausing, Ops):
                 self._on_readable(obj)
         elif kind in ("pipe", "ctrl"):
             self.runner.on_event(kind, obj)
+        elif kind == "cmd":
+            self.commands.on_event(obj)
         elif kind == "listen":
             self._accept(obj)
         elif kind == "wake":
             self.reap_due = True
+            self.commands.poll()
             try:
                 while obj.recv(4096):
                     pass
@@ -184,14 +195,14 @@ class Server(Pausing, Ops):
         now = time.monotonic()
         deadlines = [c.hello_deadline for c in self.conns if not c.authed and not c.closing]
         deadlines += [c.close_at for c in self.conns if c.close_at is not None]
-        deadlines += self.runner.deadlines()
+        deadlines += self.runner.deadlines() + self.commands.deadlines()
         if self.reap_due:
             deadlines.append(self.next_reap)
         if self.relisten_at is not None:
             deadlines.append(self.relisten_at)
-        if self.runner.exec is None and self.idle_timeout > 0:
+        if not self._busy() and self.idle_timeout > 0:
             deadlines.append(self._last_activity() + self.idle_timeout)
-        elif self.runner.exec is not None:
+        elif self._busy():
             deadlines.append(now + HEARTBEAT)  # keeps the watchdog's heartbeat fresh
         if not deadlines:
             return None
@@ -208,8 +219,9 @@ class Server(Pausing, Ops):
                     conn, "unauthorized", f"no completed handshake within {self.hello_timeout:g} s"
                 )
         self.runner.tick(now)
+        self.commands.tick(now)
         if (
-            self.runner.exec is None
+            not self._busy()
             and self.idle_timeout > 0
             and now - self._last_activity() >= self.idle_timeout
         ):
@@ -323,6 +335,7 @@ class Server(Pausing, Ops):
         conn.sock.close()
         conn.out = bytearray()
         self.runner.detach(conn)
+        self.commands.detach(conn)
 
 
 def make_undumpable() -> str | None:

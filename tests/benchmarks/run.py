@@ -33,7 +33,7 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _build, _checkpoints, _cli, _mcp, _rt, _scale, _snap, _util as u  # noqa: E402
+from . import _build, _checkpoints, _cli, _mcp, _rt, _scale, _shfiles, _snap, _util as u  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -419,7 +419,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         lambda v: v <= 500,
     )
     out.extend(_cli.targets(get))
-    out += _rt.targets(r)
+    out += _rt.targets(r) + _shfiles.targets(r)
     return out + _build.targets(r) + _checkpoints.targets(r)
 
 
@@ -434,7 +434,7 @@ def table(r: dict[str, Any]) -> str:
     lat("floor: raw TCP echo round trip (published port)", "floor_ms")
     lat("docker exec <c> python3 -c pass", "docker_exec_ms")
     lat("library execute('pass')", "lib_pass_ms")
-    rows += _rt.rows(r)
+    rows += _rt.rows(r) + _shfiles.rows(r)
     lat("library execute('x += 1')", "lib_incr_ms")
     lat("ExecutorClient.execute('pass') (no session layer)", "client_pass_ms")
     lat("codeexec exec -s NAME 'pass' (whole process)", "cli_exec_ms")
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma list: rt,cli,mcp,starts,stream,scale,build,snapshots,checkpoints",
+        help="comma list: rt,shfiles,cli,mcp,starts,stream,scale,build,snapshots,checkpoints",
     )
     parser.add_argument("--scale", type=int, default=100, help="idle sessions (default 100)")
     parser.add_argument("--heavy", action="store_true", help="also build numpy+pandas+matplotlib")
@@ -512,6 +512,10 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "rt",
                 lambda: bench.results.update(_rt.measure(bench.echo, bench.lib.name, bench.n_fast)),
+            ),
+            (
+                "shfiles",
+                lambda: bench.results.update(_shfiles.measure(bench.lib.name, bench.n_slow * 10)),
             ),
             ("cli", bench.cli),
             ("mcp", bench.mcp),

@@ -78,7 +78,7 @@ def test_inspector_cli_lists_and_calls(tmp_path: Path) -> None:
         [str(inspector), "--cli", *server, "--method", "tools/list"], env, timeout=120
     )
     tools = json.loads(listed.stdout)["tools"]
-    assert len(tools) == 11 and all(t.get("annotations") for t in tools)
+    assert len(tools) == 13 and all(t.get("annotations") for t in tools)
     called = run_client(
         [
             str(inspector),

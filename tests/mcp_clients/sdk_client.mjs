@@ -113,7 +113,7 @@ if (flow === "ping") {
   check(!ran.isError && ran.structuredContent.value === "'done'", text(ran));
   console.log(`long run: ${((Date.now() - began) / 1000).toFixed(0)} s, ${notices} progress notifications`);
 } else {
-  check(tools.length === 11, `11 tools, got ${tools.length}`);
+  check(tools.length === 13, `13 tools, got ${tools.length}`);
   for (const tool of tools) {
     check(tool.title && tool.annotations, `${tool.name} has a title and annotations`);
   }
@@ -147,6 +147,13 @@ if (flow === "ping") {
   check(!wrote.isError, text(wrote));
   const read = await call("read_file", { path: "notes.txt" });
   check(text(read) === "héllo", text(read));
+  const files = await call("list_files", {});
+  check(files.structuredContent.files.some((f) => f.path === "./notes.txt"), text(files));
+  // Shell commands: output-schema checked by this client.
+  const shell = await call("run_command", { command: "echo $((6 * 7)); exit 3" });
+  check(shell.structuredContent.exit_code === 3 && shell.structuredContent.stdout === "42\n", text(shell));
+  const argv = await call("run_command", { command: ["echo", "$HOME"] });
+  check(argv.structuredContent.stdout === "$HOME\n", text(argv));
   // List: both sessions.
   const listed = await call("list_sessions", {});
   const names = listed.structuredContent.sessions.map((s) => s.name);

@@ -12,6 +12,7 @@ from __future__ import annotations
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._events import ClearOutput as ClearOutput
     from .errors import (
         CodeexecError as CodeexecError,
         ConnectionLost as ConnectionLost,
@@ -57,6 +58,7 @@ _WHERE = {
          "StreamEvent").split(),
         "models",
     ),
+    "ClearOutput": "_events",
     "SessionOptions": "options",
     "ContainerSession": "session",
     "list_sessions": "session",
@@ -87,6 +89,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClearOutput",
     "CodeexecError",
     "ConnectionLost",
     "ContainerSession",

@@ -37,9 +37,20 @@ def run_exec(
             timeout=timeout,
             on_output=None if as_json else out.echo_stream,
             result_limits=limits,
+            on_input=ask_terminal if sys.stdin.isatty() else None,
         )
     live.close()
     return out.report_exec(result, timeout, save_dir, as_json=as_json)
+
+
+def ask_terminal(prompt: str) -> str | None:
+    """Answer the code's ``input(prompt)`` from the terminal: the prompt on stderr
+    (stdout holds only the code's output), one line back; None at end of input."""
+    sys.stdout.flush()
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    return line.removesuffix("\n") if line else None
 
 
 def run_ls(as_json: bool) -> None:

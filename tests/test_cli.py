@@ -514,9 +514,10 @@ class FakeSession:
 
     def execute(
         self, code: str, *, timeout: float | None = None, on_output: Any = None,
-        result_limits: Any = None,
+        result_limits: Any = None, on_input: Any = None,
     ) -> Any:  # fmt: skip
         self.codes.append(code)
+        self.on_input = on_input
         self.limits = result_limits
         for name, text in self.output:
             if on_output is not None:

@@ -21,8 +21,8 @@ EXECUTOR = ROOT / "executor_image" / "codeexec_executor"
 # Lowest first. "codeexec" is the package's __init__ (the public namespace).
 LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": ("errors", "_shared"),
-    "values": ("models",),
-    "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds"),
+    "values": ("models", "_events"),
+    "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds", "_cells"),
     "seams": (
         "docker",
         "_dockerverbs",
@@ -67,9 +67,10 @@ PUBLIC_CORE = {
 PUBLIC_CORE.add("_bounds")  # the result caps a face applies (MCP_LIMITS), and bounded logs
 # Pure modules compute; they open no process, socket, thread or file of their own.
 PURE = {"errors", "_shared", "models", "protocol", "_dockerargs", "_buildargs", "_bounds"}
+PURE |= {"_events", "_cells"}
 IMPURE_STDLIB = {"subprocess", "socket", "selectors", "threading", "multiprocessing", "asyncio"}
 IMPURE_STDLIB |= {"signal", "shutil", "tempfile", "pty"}
-PURE_MAY_IMPORT = {"protocol": {"models", "errors", "_shared"}}
+PURE_MAY_IMPORT = {"protocol": {"models", "_events", "errors", "_shared"}}
 
 # Edges that break the rules today and are being removed by another helper of
 # issue 11. Each must still exist (so a stale entry fails too): delete it on merge.

@@ -2,7 +2,7 @@
 
 A mixin of ``Server`` (server.py), which owns the loop, the connections and the
 timers: the handshake (``hello``, then ``auth``), then ``exec``, ``interrupt``,
-``ping``, ``reset``, ``put_file`` and ``get_file``.
+``ping``, ``reset``, ``put_file``, ``get_file`` and ``input_reply``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import platform
 import time
 from typing import TYPE_CHECKING
 
-from . import __version__, bounds, files, handshake
+from . import __version__, bounds, files, handshake, notebook
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -161,7 +161,10 @@ class Ops:
             self._error(conn, "bad_request", problem, req_id)
             return
         assert isinstance(code, str)  # checked above
-        self.runner.begin(conn, req_id, code, timeout, limits)
+        # Notebook flags (docs/protocol.md): whether the client answers input(), and
+        # whether the cell counts (execution_count, `_`).
+        flags = {k: v for k in ("allow_stdin", "store_history") if isinstance(v := req.get(k), bool)}
+        self.runner.begin(conn, req_id, code, timeout, limits, flags)
 
     def _op_interrupt(self, conn: Conn, req: dict) -> None:
         ex = self.runner.exec
@@ -170,6 +173,12 @@ class Ops:
         if running:
             self.runner.interrupt("interrupted")
         self.send(conn, {"type": "ack", "op": "interrupt", "id": req_id, "running": running})
+
+    def _op_input_reply(self, conn: Conn, req: dict) -> None:
+        """The client's answer to the running execution's input()."""
+        problem = notebook.reply_input(self.runner.exec, self.runner.worker, conn, req)
+        if problem is not None:
+            self._error(conn, "bad_request", problem, req.get("id"))
 
     def _op_reset(self, conn: Conn, req: dict) -> None:
         self.runner.reset()

@@ -10,7 +10,7 @@ import selectors
 import sys
 import time
 
-from . import bounds, framing
+from . import bounds, framing, notebook
 from .workerproc import WorkerProcess, describe_status
 
 DRAIN_READS = 64  # bounded drain: more than a pipe buffer, never endless
@@ -42,6 +42,8 @@ class Exec:
         self.displays = bounds.DisplayBudget(limits["display_limit"])
         self.reason: str | None = None  # "timeout" | "interrupted" | "disconnected"
         self.kill_at: float | None = None
+        self.count = None  # the worker's execution count, from its result
+        self.input_seq = None  # the input_request waiting for the client's reply
         self.decoders = {
             name: codecs.getincrementaldecoder("utf-8")(errors="replace")
             for name in ("stdout", "stderr")
@@ -90,7 +92,7 @@ class Runner:
             status = "timeout" if ex.reason == "timeout" else "interrupted"
             self._replace_worker(status, "ExecutorRestarted", RESTARTED)
 
-    def begin(self, conn, req_id, code: str, timeout, limits: dict) -> None:
+    def begin(self, conn, req_id, code: str, timeout, limits: dict, flags=None) -> None:
         self.exec = Exec(conn, req_id, timeout, dict(self.limits, **limits))
         if self.worker is None and not self.start_worker():
             self._finish(
@@ -106,7 +108,7 @@ class Runner:
             return
         assert self.worker is not None  # started just above
         try:
-            self.worker.send_exec(code, self.exec.limits)
+            self.worker.send_exec(code, dict(self.exec.limits, **(flags or {})))
         except OSError:
             self._worker_lost()
 
@@ -275,17 +277,22 @@ class Runner:
             # Everything the worker printed before this frame is in the pipes.
             for name in worker.ready_pipes():
                 self._drain(name)
-            if frame.get("type") == "display":
+            kind = frame.get("type")
+            if kind == "display":
                 # The worker's own cap is not trusted: user code runs there.
                 data = self.exec.displays.admit(frame.get("data") or {})
                 if data is not frame.get("data"):
                     self.exec.clipped = True
                 if data is not None:
-                    self.send(self.exec.conn, {"type": "display", "id": self.exec.id, "data": data})
-                if frame.get("sync"):
-                    worker.ack()
-            elif frame.get("type") == "result":
+                    self.send(self.exec.conn, notebook.display_frame(self.exec.id, data, frame))
+            elif kind in ("clear_output", "input_request"):
+                self.send(self.exec.conn, notebook.forward(self.exec, frame))
+            if frame.get("sync") and kind != "result":
+                worker.ack()
+            if kind == "result":
                 self.exec.clipped = self.exec.clipped or bool(frame.get("truncated"))
+                if isinstance(frame.get("execution_count"), int):
+                    self.exec.count = frame["execution_count"]
                 self._finish(frame.get("status", "error"), frame.get("value"), frame.get("error"))
 
     def _drain(self, name: str) -> None:
@@ -365,5 +372,6 @@ class Runner:
                 "duration_ms": round((time.monotonic() - ex.start) * 1000, 3),
                 "truncated": ex.truncated or ex.clipped,
                 "restarted": restarted,
+                "execution_count": ex.count,
             },
         )

@@ -81,7 +81,7 @@ def _is_shell(stripped: str) -> bool:
     if stripped.startswith("!") and not stripped.startswith("!="):
         return True
     match = _ASSIGN.match(stripped)
-    return bool(match) and not match.group(2).startswith("=")
+    return match is not None and not match.group(2).startswith("=")
 
 
 def transform(code: str) -> str:
@@ -190,6 +190,7 @@ NO_HANDLER = (
     "pass on_input=<function> to ContainerSession.execute() (codeexec exec answers from "
     "its terminal); otherwise put the value in the code"
 )
+NOT_MAIN = "input() is answered only in the cell's own thread, not in other threads"
 
 
 def new_display_id() -> str:

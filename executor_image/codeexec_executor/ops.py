@@ -163,7 +163,9 @@ class Ops:
         assert isinstance(code, str)  # checked above
         # Notebook flags (docs/protocol.md): whether the client answers input(), and
         # whether the cell counts (execution_count, `_`).
-        flags = {k: v for k in ("allow_stdin", "store_history") if isinstance(v := req.get(k), bool)}
+        flags = {
+            k: v for k in ("allow_stdin", "store_history") if isinstance(v := req.get(k), bool)
+        }
         self.runner.begin(conn, req_id, code, timeout, limits, flags)
 
     def _op_interrupt(self, conn: Conn, req: dict) -> None:

@@ -89,7 +89,6 @@ class Worker:
         self.count = 0  # the execution count: cells run with store_history
         self.inbox = notebook.Inbox(ctrl_in)
         self.allow_stdin = False  # the exec frame says whether the host answers input()
-        self.input_lock = threading.Lock()
         self.input_seq = 0
 
     # -- signals ---------------------------------------------------------
@@ -161,21 +160,20 @@ class Worker:
                 pass
 
     def input(self, prompt="") -> str:
-        """input() answered by the host's handler (Jupyter's input_request)."""
-        if not self.allow_stdin or not self.running:
-            raise EOFError(notebook.NO_HANDLER)
+        """input() answered by the host's handler (Jupyter's input_request). Only
+        the cell's own thread may ask: it alone reads the control pipe then."""
+        if not self.allow_stdin or not self._sync():
+            raise EOFError(notebook.NOT_MAIN if self.allow_stdin else notebook.NO_HANDLER)
         self.flush_streams()
-        with self.input_lock:
-            self.input_seq += 1
-            seq = self.input_seq
-            frame = {"type": "input_request", "prompt": str(prompt), "seq": seq}
-            self.send_ordered(frame, self._sync())
-            while True:
-                msg = self.inbox.next()
-                if msg is None:
-                    raise EOFError("the supervisor is gone")
-                if msg.get("op") == "input_reply" and msg.get("seq") == seq:
-                    break  # earlier, interrupted requests' replies are dropped
+        self.input_seq += 1
+        frame = {"type": "input_request", "prompt": str(prompt), "seq": self.input_seq}
+        self.send_ordered(frame, True)
+        while True:
+            msg = self.inbox.next()
+            if msg is None:
+                raise EOFError("the supervisor is gone")
+            if msg.get("op") == "input_reply" and msg.get("seq") == self.input_seq:
+                break  # earlier, interrupted requests' replies are dropped
         value = msg.get("value")
         if not isinstance(value, str):
             raise EOFError("the caller's input handler gave no answer (it returned None)")

@@ -84,8 +84,13 @@ def _is_shell(stripped: str) -> bool:
     return match is not None and not match.group(2).startswith("=")
 
 
+_MAYBE_SPECIAL = re.compile(r"^[ \t]*[!%]|=[ \t]*!", re.M)
+
+
 def transform(code: str) -> str:
     """The cell with `!` lines as calls; raises UsageError on a `%` line."""
+    if not _MAYBE_SPECIAL.search(code):
+        return code  # the common case: no line to look at closely
     lines = code.splitlines(True)
     for index, line in special_lines(code):
         stripped = line.lstrip()

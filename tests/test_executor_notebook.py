@@ -6,6 +6,7 @@ docs/protocol.md). Raw frames through the contract harness, then the real
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ import pytest
 
 from codeexec._events import ClearOutput
 from codeexec.client import ExecutorClient
-from codeexec.models import Display
+from codeexec.models import Display, ExecResult, ResultLimits
 from tests.test_executor_contract import DEADLINE, Executor, _stdout
 
 
@@ -82,6 +83,7 @@ def test_other_magics_are_refused_before_anything_runs(client: ExecutorClient, l
     result = client.execute(f"print('ran')\n{line}\n")
     assert result.status == "error" and result.error is not None
     assert result.error.ename == "UsageError"
+    assert re.match(r"UsageError: line [23]: .*%", result.error.traceback[-1])
     assert "`!command`" in result.error.evalue and "%pip install" in result.error.evalue
     assert result.stdout == ""
 
@@ -237,3 +239,17 @@ def test_clear_output_is_an_event_in_the_stream(client: ExecutorClient) -> None:
     runs = [kind for i, kind in enumerate(kinds) if i == 0 or kinds[i - 1] != kind]
     assert runs == ["StreamEvent", "ClearOutput", "StreamEvent", "ExecResult"]
     assert ClearOutput(wait=False) in events
+
+
+def test_clear_output_floods_stop_at_the_display_cap(client: ExecutorClient) -> None:
+    # Each clear counts like an empty display (512 bytes): 10 KiB allow about 20.
+    events = list(
+        client.stream(
+            "for _ in range(1000):\n    clear_output()",
+            limits=ResultLimits(displays=10_240),
+        )
+    )
+    clears = [e for e in events if isinstance(e, ClearOutput)]
+    assert 0 < len(clears) <= 20
+    result = events[-1]
+    assert isinstance(result, ExecResult) and result.truncated

@@ -31,6 +31,9 @@ SUPPORTED = (
 class UsageError(Exception):
     """A `%magic` the session does not support."""
 
+    # Shown as IPython shows it, `UsageError: ...`, not under the executor's module.
+    __module__ = "builtins"
+
 
 def _scan_line(line: str, state: list) -> None:
     """Advance [quote, depth, continued] over one physical line of Python."""
@@ -234,9 +237,15 @@ def display_frame(exec_id, data: dict, frame: dict) -> dict:
     return out
 
 
-def forward(ex, frame: dict) -> dict:
-    """A worker's clear_output or input_request frame, as the client gets it."""
+def forward(ex, frame: dict):
+    """A worker's clear_output or input_request frame, as the client gets it; None
+    when it is not sent. Each clear counts against the display cap like an empty
+    display: a loop of clear_output() cannot flood the client."""
     if frame.get("type") == "clear_output":
+        empty: dict = {}
+        if ex.displays.admit(empty) is not empty:
+            ex.clipped = True
+            return None
         return {"type": "clear_output", "id": ex.id, "wait": frame.get("wait") is True}
     seq = frame.get("seq") if isinstance(frame.get("seq"), int) else 0
     ex.input_seq = seq

@@ -286,7 +286,9 @@ class Runner:
                 if data is not None:
                     self.send(self.exec.conn, notebook.display_frame(self.exec.id, data, frame))
             elif kind in ("clear_output", "input_request"):
-                self.send(self.exec.conn, notebook.forward(self.exec, frame))
+                forwarded = notebook.forward(self.exec, frame)
+                if forwarded is not None:
+                    self.send(self.exec.conn, forwarded)
             if frame.get("sync") and kind != "result":
                 worker.ack()
             if kind == "result":

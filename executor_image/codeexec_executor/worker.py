@@ -113,7 +113,7 @@ class Worker:
         display_id (a string, or True for a new one) return a DisplayHandle."""
         if display_id is True:
             display_id = notebook.new_display_id()
-        display_id = None if display_id in (None, False) else str(display_id)
+        display_id = None if display_id is None or display_id is False else str(display_id)
         for obj in objs:
             self.send_display(mime_bundle(obj), self._sync(), display_id)
         return None if display_id is None else notebook.DisplayHandle(self, display_id)
@@ -279,7 +279,7 @@ class Worker:
 
     def run_cell(self, code: str, store_history: bool = True) -> dict:
         self.cell += 1
-        self.count += store_history
+        self.count += 1 if store_history else 0
         filename = f"<cell-{self.cell}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         result: dict = {"type": "result", "status": "ok", "value": None, "error": None}

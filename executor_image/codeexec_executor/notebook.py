@@ -169,6 +169,9 @@ class Inbox:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.decoder = framing.FrameDecoder(limit=1 << 31)
+        # Read into one buffer: a fresh os.read(fd, n) would allocate (and, when
+        # large, mmap) n bytes for every read.
+        self.buf = bytearray(256 * 1024)
 
     def next(self):
         """The next frame (blocking); None at EOF."""
@@ -180,12 +183,12 @@ class Inbox:
             old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
                 try:
-                    data = os.read(self.fd, 1 << 20)
+                    size = os.readv(self.fd, [self.buf])
                 except BlockingIOError:
                     continue
-                if not data:
+                if not size:
                     return None
-                self.decoder.feed(data)
+                self.decoder.feed(memoryview(self.buf)[:size])
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old)
 

@@ -7,7 +7,9 @@ a plain ``exec`` prints the same bytes and exits with the same status either way
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,11 +47,18 @@ def run_exec(
 
 def ask_terminal(prompt: str) -> str | None:
     """Answer the code's ``input(prompt)`` from the terminal: the prompt on stderr
-    (stdout holds only the code's output), one line back; None at end of input."""
-    sys.stdout.flush()
-    sys.stderr.write(prompt)
-    sys.stderr.flush()
-    line = sys.stdin.readline()
+    (stdout holds only the code's output), one line back; None at end of input.
+    Ctrl-C at the prompt abandons the execution (it is interrupted) at once."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+    try:
+        sys.stdout.flush()
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
     return line.removesuffix("\n") if line else None
 
 

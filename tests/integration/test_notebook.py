@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -129,6 +130,33 @@ def test_cli_answers_input_from_its_terminal(nb: ContainerSession) -> None:
         os.close(slave)
     assert (proc.returncode, out) == (0, "got Grace\n"), err
     assert "Name? " in err  # the prompt goes to stderr: stdout is the code's output
+
+
+def test_ctrl_c_at_the_cli_prompt_abandons_the_execution(nb: ContainerSession) -> None:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [EXE, "exec", "-s", nb.name, "input('Name? ')\nprint('not reached')"],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+    )
+    try:
+        assert proc.stderr is not None
+        seen, deadline = b"", time.monotonic() + 120
+        while b"Name? " not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+            seen += os.read(proc.stderr.fileno(), 4096)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 130 and b"not reached" not in out, seen + err
+    assert nb.execute("1 + 1").value == "2"  # the session was left ready
 
 
 def test_cli_without_a_terminal_says_how(nb: ContainerSession) -> None:

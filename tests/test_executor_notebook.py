@@ -152,6 +152,22 @@ def test_a_handler_returning_none_is_end_of_input(client: ExecutorClient) -> Non
     assert result.error is not None and result.error.ename == "EOFError"
 
 
+def test_a_long_answer_arrives_whole(client: ExecutorClient) -> None:
+    # Longer than a pipe's buffer: the worker reads the reply in several pieces.
+    answer = "é" * 300_000
+    result = client.execute("s = input()\n(len(s), s == 'é' * 300_000)", on_input=lambda p: answer)
+    assert result.value == "(300000, True)"
+
+
+def test_a_failing_handler_interrupts_the_code_and_raises(client: ExecutorClient) -> None:
+    def broken(prompt: str) -> str:
+        raise RuntimeError("no terminal")
+
+    with pytest.raises(RuntimeError, match="no terminal"):
+        client.execute("input('x? ')\nprint('not reached')", on_input=broken)
+    assert client.execute("1 + 1").value == "2"  # interrupted and drained: ready again
+
+
 def test_input_in_another_thread_and_a_timeout_while_waiting(
     client: ExecutorClient, executor: Executor
 ) -> None:

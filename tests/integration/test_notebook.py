@@ -60,6 +60,8 @@ def test_pip_line_installs_then_the_cell_imports(nb: ContainerSession) -> None:
     assert r.value == "('six', 'kept')"
     assert "Successfully installed six" in r.stdout or "already satisfied" in r.stdout
     assert r.execution_count == before + 1  # the whole cell counts once
+    assert nb.install(["six"]).ok
+    assert nb.execute("_").execution_count == before + 2  # install() does not count
 
 
 def test_bad_pip_lines_are_refused_before_anything_runs(nb: ContainerSession) -> None:

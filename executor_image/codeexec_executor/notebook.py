@@ -204,6 +204,27 @@ NO_HANDLER = (
 NOT_MAIN = "input() is answered only in the cell's own thread, not in other threads"
 
 
+def ask(worker, prompt="") -> str:
+    """input(), answered by the host's handler (Jupyter's input_request). Only the
+    cell's own thread may ask: it alone reads the control pipe then."""
+    if not worker.allow_stdin or not worker._sync():
+        raise EOFError(NOT_MAIN if worker.allow_stdin else NO_HANDLER)
+    worker.flush_streams()
+    worker.input_seq += 1
+    frame = {"type": "input_request", "prompt": str(prompt), "seq": worker.input_seq}
+    worker.send_ordered(frame, True)
+    while True:
+        msg = worker.inbox.next()
+        if msg is None:
+            raise EOFError("the supervisor is gone")
+        if msg.get("op") == "input_reply" and msg.get("seq") == worker.input_seq:
+            break  # earlier, interrupted requests' replies are dropped
+    value = msg.get("value")
+    if not isinstance(value, str):
+        raise EOFError("the caller's input handler gave no answer (it returned None)")
+    return value
+
+
 def new_display_id() -> str:
     return uuid.uuid4().hex
 

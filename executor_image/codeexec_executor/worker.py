@@ -159,26 +159,6 @@ class Worker:
             while not select.select([self.ack_in], [], [])[0] or not self._drain_acks():
                 pass
 
-    def input(self, prompt="") -> str:
-        """input() answered by the host's handler (Jupyter's input_request). Only
-        the cell's own thread may ask: it alone reads the control pipe then."""
-        if not self.allow_stdin or not self._sync():
-            raise EOFError(notebook.NOT_MAIN if self.allow_stdin else notebook.NO_HANDLER)
-        self.flush_streams()
-        self.input_seq += 1
-        frame = {"type": "input_request", "prompt": str(prompt), "seq": self.input_seq}
-        self.send_ordered(frame, True)
-        while True:
-            msg = self.inbox.next()
-            if msg is None:
-                raise EOFError("the supervisor is gone")
-            if msg.get("op") == "input_reply" and msg.get("seq") == self.input_seq:
-                break  # earlier, interrupted requests' replies are dropped
-        value = msg.get("value")
-        if not isinstance(value, str):
-            raise EOFError("the caller's input handler gave no answer (it returned None)")
-        return value
-
     def _drain_acks(self) -> bool:
         """Read pending ack bytes (stale ones from an interrupted display too)."""
         got = False
@@ -372,7 +352,11 @@ def main() -> int:
     builtins.display = worker.display  # type: ignore[attr-defined]
     builtins.update_display = worker.update_display  # type: ignore[attr-defined]
     builtins.clear_output = worker.clear_output  # type: ignore[attr-defined]
-    builtins.input = worker.input
+
+    def input(prompt=""):  # the builtin, answered by the host (notebook.ask)
+        return notebook.ask(worker, prompt)
+
+    builtins.input = input
     # The code's own modules in the working directory import as they did under
     # `python -m`, but after the standard library and the image's packages: the
     # worker runs by path so that nothing there can replace the executor.

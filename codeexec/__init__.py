@@ -13,6 +13,7 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from ._checkpoint import Checkpoint as Checkpoint
+    from ._events import ClearOutput as ClearOutput
     from ._results import (
         CommandResult as CommandResult,
         DirTransfer as DirTransfer,
@@ -69,6 +70,7 @@ _WHERE = {
         "models",
     ),
     **dict.fromkeys(("CommandResult", "DirTransfer", "FileInfo"), "_results"),
+    "ClearOutput": "_events",
     "SessionOptions": "options",
     "AsyncContainerSession": "async_session",
     "Checkpoint": "_checkpoint",
@@ -105,6 +107,7 @@ __all__ = [
     "AsyncContainerSession",
     "Checkpoint",
     "CheckpointError",
+    "ClearOutput",
     "CodeexecError",
     "CommandResult",
     "ConnectionLost",

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import protocol
 from ._shared import constants
-from .models import Display, ResultLimits, StreamEvent
+from .models import Display, ExecResult, ResultLimits, StreamEvent
 
 # What the MCP server keeps per call: all of it goes into a model's context.
 MCP_LIMITS = ResultLimits(output=100_000, displays=8 * 2**20, value=100_000, error=100_000)
@@ -167,7 +167,7 @@ class Budget:
         result = protocol.parse_event(frame)
         if result is None or not (self.truncated or cut_value or cut_error):
             return result
-        assert not isinstance(result, (StreamEvent, Display))
+        assert isinstance(result, ExecResult)
         return replace(result, truncated=True)
 
 

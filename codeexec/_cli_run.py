@@ -7,7 +7,9 @@ a plain ``exec`` prints the same bytes and exits with the same status either way
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,9 +41,27 @@ def run_exec(
             on_output=None if as_json else out.echo_stream,
             result_limits=limits,
             rollback_on_error=rollback,
+            on_input=ask_terminal if sys.stdin.isatty() else None,
         )
     live.close()
     return out.report_exec(result, timeout, save_dir, as_json=as_json)
+
+
+def ask_terminal(prompt: str) -> str | None:
+    """Answer the code's ``input(prompt)`` from the terminal: the prompt on stderr
+    (stdout holds only the code's output), one line back; None at end of input.
+    Ctrl-C at the prompt abandons the execution (it is interrupted) at once."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+    try:
+        sys.stdout.flush()
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    return line.removesuffix("\n") if line else None
 
 
 def run_ls(as_json: bool) -> None:

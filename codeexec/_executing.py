@@ -9,14 +9,20 @@ second caller with ``SessionBusy`` at once; across processes the executor's own
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
+from . import _cells
+from ._cells import collect
 from ._channel import Channel
-from .client import ExecutorClient
+from ._events import ClearOutput
+from .client import ExecutorClient, InputHandler
 from .errors import NoSuchSession
 from .models import Display, ExecResult, ResultLimits, StreamEvent
+
+INSTALL_TIMEOUT = 600.0  # install()'s default, and a %pip line's when the cell has none
 
 
 class Executing:
@@ -38,12 +44,15 @@ class Executing:
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
         rollback_on_error: bool = False,
+        on_input: InputHandler | None = None,
     ) -> ExecResult:
         """Run ``code`` in the session's namespace and return its result.
 
         An exception in the code is data: ``status="error"`` with ``error`` set. On
         timeout the code is interrupted and the namespace kept; code that ignores
         the interrupt is ended by restarting the executor (``restarted=True``).
+        Notebook lines work (docs/outputs.md): ``!command`` runs in the container's
+        shell, ``%pip install NAME...`` goes through :meth:`install`'s checks first.
 
         Args:
             code: Python source; the value of a final expression is returned as ``value``.
@@ -57,20 +66,23 @@ class Executing:
                 the Python process (say out of memory), put the session back to its
                 state before this call (``rolled_back=True`` in the result). Costs a
                 fork() of the process per call (docs/snapshots.md).
+            on_input: answers the code's ``input(prompt)``: called with the prompt,
+                returns the line (without newline), or None for end of input. Without
+                it ``input()`` raises ``EOFError``.
 
         Raises:
             SessionBusy: another execution runs in this session.
             NoSuchSession: the container is gone (stopped, removed or idle-timed out).
+            InvalidDependency: a ``%pip install`` line is malformed (nothing ran).
         """
-        with self._using() as client:
-            return client.execute(
-                code,
-                timeout=self._timeout(timeout),
-                on_output=on_output,
-                output_limit=output_limit or self.output_limit,
-                limits=result_limits or self.result_limits,
-                rollback=rollback_on_error,
-            )
+        return collect(
+            self.execute_stream(
+                code, timeout=timeout, output_limit=output_limit,
+                result_limits=result_limits, on_input=on_input,
+                rollback_on_error=rollback_on_error,
+            ),
+            on_output,
+        )  # fmt: skip
 
     def execute_stream(
         self,
@@ -79,20 +91,45 @@ class Executing:
         timeout: float | None = None,
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
+        on_input: InputHandler | None = None,
         rollback_on_error: bool = False,
-    ) -> Iterator[StreamEvent | Display | ExecResult]:
+    ) -> Iterator[StreamEvent | Display | ClearOutput | ExecResult]:
         """Like :meth:`execute`, yielding output events as they come; the last is the result.
 
         Each event is already cut to the caps, and nothing is kept between them.
+        ``Display`` events may carry a ``display_id`` (``update=True``: it replaces
+        what that id showed) and ``ClearOutput`` drops what came before.
         """
+        # Every %pip line is checked before anything runs.
+        segments = [
+            (kind, self._install_code(part) if kind == "pip" else part)
+            for kind, part in _cells.split(code)
+        ]
+        timeout = self._timeout(timeout)
+        total = 0.0
         with self._using() as client:
-            yield from client.stream(
-                code,
-                timeout=self._timeout(timeout),
-                output_limit=output_limit or self.output_limit,
-                limits=result_limits or self.result_limits,
-                rollback=rollback_on_error,
-            )
+            for number, (kind, source) in enumerate(segments, start=1):
+                last = number == len(segments)
+                for event in client.stream(
+                    str(source),
+                    timeout=timeout if kind == "python" else timeout or INSTALL_TIMEOUT,
+                    output_limit=output_limit or self.output_limit,
+                    limits=result_limits or self.result_limits,
+                    on_input=on_input,
+                    store_history=last,  # one count per cell, as in Jupyter
+                    rollback=rollback_on_error,
+                ):
+                    if not isinstance(event, ExecResult):
+                        yield event
+                        continue
+                    total += event.duration_ms
+                    if last or not event.ok:
+                        yield replace(event, duration_ms=round(total, 3))
+                        return
+
+    def _install_code(self, packages: Sequence[str]) -> str:
+        """The code that installs ``packages`` (checked as :meth:`install` checks them)."""
+        raise NotImplementedError  # FilesAndPackages (_transfer.py) provides it
 
     def interrupt(self) -> None:
         """Raise KeyboardInterrupt in the running code (safe from another thread)."""

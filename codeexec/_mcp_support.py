@@ -73,6 +73,7 @@ class ExecOutput(TypedDict):
     displays: int
     display_mime_types: list[list[str]]
     started_session: bool
+    execution_count: int | None
 
 
 class SessionsOutput(TypedDict):
@@ -359,4 +360,5 @@ def exec_output(result: ExecResult, name: str, started: bool) -> ExecOutput:
         displays=len(result.displays),
         display_mime_types=[list(d.mime_types) for d in result.displays],
         started_session=started,
+        execution_count=result.execution_count,
     )

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from . import images
-from ._executing import Executing
+from ._executing import INSTALL_TIMEOUT, Executing
 from ._fileclient import CHUNK
 from ._shared import constants
 from .errors import CodeexecError, FileTransferError, InvalidDependency
@@ -133,7 +133,7 @@ class FilesAndPackages(Executing):
         self,
         packages: Sequence[str],
         *,
-        timeout: float | None = 600.0,
+        timeout: float | None = INSTALL_TIMEOUT,
         on_output: Callable[[str, str], None] | None = None,
         allow_urls: bool = False,
     ) -> ExecResult:
@@ -148,6 +148,14 @@ class FilesAndPackages(Executing):
             InvalidDependency: a string is not a plain requirement (nothing ran).
             CodeexecError: the session has no network (``network="none"``).
         """
+        code = self._install_code(packages, allow_urls=allow_urls)
+        with self._using() as client:
+            return client.execute(
+                code, timeout=timeout, on_output=on_output, output_limit=self.output_limit,
+                limits=self.result_limits, store_history=False,
+            )  # fmt: skip
+
+    def _install_code(self, packages: Sequence[str], *, allow_urls: bool = False) -> str:
         specs = images.normalize_dependencies(packages, allow_urls=allow_urls)
         if not specs:
             raise InvalidDependency("install() needs at least one package")
@@ -156,8 +164,7 @@ class FilesAndPackages(Executing):
                 f"session {self.name!r} runs with network 'none', so it cannot download "
                 "packages; start a session with them as dependencies instead"
             )
-        code = _INSTALL_CODE.format(packages=list(specs), target=SITE_DIR)
-        return self.execute(code, timeout=timeout, on_output=on_output)
+        return _INSTALL_CODE.format(packages=list(specs), target=SITE_DIR)
 
 
 def local_target(local_path: str | os.PathLike[str], name: str) -> Path:

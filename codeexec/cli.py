@@ -202,7 +202,9 @@ def exec_(
     """Run code in a session; its variables stay for the next exec.
 
     Output streams live; then the value of a final expression is printed. A Python
-    error prints its traceback on stderr and exits 1.
+    error prints its traceback on stderr and exits 1. Notebook lines work: `!cmd`
+    runs a shell command, `%pip install NAME` installs; `input()` is answered from
+    the terminal when stdin is one.
     """
     return run_exec(
         read_code(code, file), session, timeout=timeout, as_json=as_json, save_dir=save_dir,

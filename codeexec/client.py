@@ -9,17 +9,16 @@ are the one place where ``OSError``, timeouts and bad frames become
 
 from __future__ import annotations
 
-import io
 import socket
 import time
 from collections.abc import Callable, Generator
-from contextlib import closing
 from dataclasses import replace
 from types import TracebackType
 from typing import IO, Any
 
 from . import protocol
 from ._bounds import Budget
+from ._cells import collect
 from ._connection import CLOSE_WAIT, describe, matcher
 from ._fileclient import FileVerbs
 from ._results import CommandResult
@@ -33,6 +32,7 @@ from .models import Display, ExecResult, ResultLimits, StreamEvent
 
 INTERRUPT_GRACE = constants.INTERRUPT_GRACE  # the executor's default
 RESULT_MARGIN = 10.0  # a killed worker is replaced before the result is sent
+InputHandler = Callable[[str], "str | None"]  # the prompt of input() -> the answer
 
 
 class ExecutorClient(FileVerbs):
@@ -99,48 +99,34 @@ class ExecutorClient(FileVerbs):
         self, code: str, *, timeout: float | None = None, output_limit: int | None = None,
         on_output: Callable[[str, str], None] | None = None,
         on_display: Callable[[Display], None] | None = None,
-        limits: ResultLimits | None = None, rollback: bool = False,
+        limits: ResultLimits | None = None, on_input: InputHandler | None = None,
+        store_history: bool = True, rollback: bool = False,
     ) -> ExecResult:  # fmt: skip
         """Run ``code``; return its result with stdout, stderr and displays collected.
 
         ``on_output(name, text)`` and ``on_display(display)`` see each event as it
         is kept. ``limits`` caps what is kept (``ResultLimits``: 16 MiB of output,
         32 MiB of displays, 1 MiB each of value and traceback by default);
-        ``output_limit`` overrides its ``output``.
+        ``output_limit`` overrides its ``output``. ``on_input(prompt)`` answers the
+        code's ``input()`` (a ``str``, or None for end of input); without it ``input()``
+        raises ``EOFError``. Displays and ``clear_output`` are folded as in ``_cells.collect``.
+        ``store_history=False``: the run does not count (``execution_count``, ``_``).
 
         Raises:
             SessionBusy: another execution is running in the session.
             ConnectionLost: the executor went away or sent no result in time.
             ProtocolError: the executor sent something malformed.
         """
-        # StringIO, not a list of pieces: a flood of tiny frames must not cost an
-        # object each.
-        parts = {"stdout": io.StringIO(), "stderr": io.StringIO()}
-        displays: list[Display] = []
-        result = ExecResult(status="error")
         events = self.stream(
-            code, timeout=timeout, output_limit=output_limit, limits=limits, rollback=rollback
-        )
-        with closing(events):
-            for event in events:
-                if isinstance(event, StreamEvent):
-                    if on_output is not None:
-                        on_output(event.name, event.text)
-                    parts[event.name].write(event.text)
-                elif isinstance(event, Display):
-                    if on_display is not None:
-                        on_display(event)
-                    displays.append(event)
-                else:
-                    result = event
-        return replace(
-            result, stdout=parts["stdout"].getvalue(), stderr=parts["stderr"].getvalue(),
-            displays=tuple(displays),
+            code, timeout=timeout, output_limit=output_limit, limits=limits,
+            on_input=on_input, store_history=store_history, rollback=rollback,
         )  # fmt: skip
+        return collect(events, on_output, on_display)
 
     def stream(
         self, code: str, *, timeout: float | None = None, output_limit: int | None = None,
-        limits: ResultLimits | None = None, rollback: bool = False,
+        limits: ResultLimits | None = None, on_input: InputHandler | None = None,
+        store_history: bool = True, rollback: bool = False,
     ) -> Generator[protocol.Event, None, None]:  # fmt: skip
         """Run ``code``, yielding ``StreamEvent`` and ``Display`` items, then the ``ExecResult``.
 
@@ -160,11 +146,17 @@ class ExecutorClient(FileVerbs):
         deadline = None if timeout is None else time.monotonic() + timeout + slack
         try:
             message = protocol.exec_(
-                exec_id, code, timeout, limits.output, limits=limits, rollback=rollback
-            )
+                exec_id, code, timeout, limits.output, limits=limits,
+                allow_stdin=on_input is not None, store_history=store_history,
+                rollback=rollback,
+            )  # fmt: skip
             self._send(message, running=exec_id)
             while True:
-                item = self._exec_item(self._read(deadline, "result"), exec_id, budget)
+                frame = self._read(deadline, "result")
+                if frame.get("type") == "input_request" and frame.get("id") == exec_id:
+                    self._answer_input(exec_id, frame, on_input)
+                    continue
+                item = self._exec_item(frame, exec_id, budget)
                 if isinstance(item, ExecResult):
                     self._current_id, held = None, False
                     self._call_lock.release()
@@ -342,6 +334,16 @@ class ExecutorClient(FileVerbs):
         except (KeyError, TypeError, ValueError, AssertionError) as exc:
             self.close()
             raise ProtocolError(f"received a malformed {kind} frame: {exc!r}") from exc
+
+    def _answer_input(
+        self, exec_id: str, frame: protocol.Frame, on_input: InputHandler | None
+    ) -> None:
+        """Ask ``on_input`` for the answer to the code's ``input(prompt)`` and send it."""
+        seq = frame.get("seq")
+        if type(seq) is not int:
+            raise ProtocolError("the executor sent an input_request without a 'seq'")
+        answer = None if on_input is None else on_input(str(frame.get("prompt") or ""))
+        self._send(protocol.input_reply(exec_id, seq, None if answer is None else str(answer)))
 
     def _abandon(self, exec_id: str) -> None:
         """Interrupt an execution nobody waits for and drain it, or drop the connection."""

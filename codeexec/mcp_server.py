@@ -144,7 +144,8 @@ async def execute_code(
         Field(
             description=(
                 "Python source, run like a notebook cell: the value of a final expression is "
-                f"returned. At most {MAX_CODE_BYTES // 2**20} MiB."
+                "returned; `!cmd` lines run shell commands, `%pip install NAME` lines install "
+                f"packages. At most {MAX_CODE_BYTES // 2**20} MiB."
             )
         ),
     ],

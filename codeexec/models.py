@@ -67,9 +67,13 @@ class Display:
     """A rich output (a plot, an image, HTML): MIME type -> content.
 
     Binary types (``image/png``, ``image/jpeg``) hold ``bytes``; text types hold ``str``.
+    ``display_id`` is set by ``display(obj, display_id=...)``; ``update`` marks an
+    ``update_display()`` event (docs/outputs.md).
     """
 
     data: Mapping[str, bytes | str]
+    display_id: str | None = None
+    update: bool = False
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Display:
@@ -118,6 +122,7 @@ class ExecResult:
     the failed code's changes were undone: the session is as before. ``truncated``
     means something went past a cap of ``ResultLimits`` (output, displays, value or
     traceback) and was replaced by a marker.
+    ``execution_count`` numbers the session's cells, as in Jupyter (None: unknown).
     """
 
     status: Status
@@ -130,6 +135,7 @@ class ExecResult:
     truncated: bool = False
     restarted: bool = False
     rolled_back: bool = False
+    execution_count: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -15,6 +15,7 @@ import json
 import struct
 from typing import Any, Literal, Protocol
 
+from ._events import ClearOutput
 from ._shared import constants
 from .errors import ConnectionLost, ProtocolError
 from .models import Display, ExecError, ExecResult, ResultLimits, StreamEvent
@@ -26,7 +27,7 @@ NONCE_BYTES = constants.NONCE_BYTES
 PROOF_BYTES = constants.PROOF_BYTES
 
 Frame = dict[str, Any]
-Event = StreamEvent | Display | ExecResult
+Event = StreamEvent | Display | ClearOutput | ExecResult
 
 _HEADER = struct.Struct(">I")
 _MAX_LENGTH = 2**32 - 1
@@ -111,7 +112,7 @@ def _read_exact(stream: Readable, n: int, *, allow_eof: bool) -> bytes | None:
 
 
 def parse_event(frame: Frame) -> Event | None:
-    """Turn a ``stream``, ``display`` or ``result`` frame into its model.
+    """Turn a ``stream``, ``display``, ``clear_output`` or ``result`` frame into its model.
 
     Returns ``None`` for every other type (``ack``, ``error``, future additions).
     The result carries no output: that arrived in the stream and display frames.
@@ -126,9 +127,18 @@ def parse_event(frame: Frame) -> Event | None:
             if name in ("stdout", "stderr") and isinstance(text, str):
                 return StreamEvent(name=name, text=text)
         elif kind == "display":
-            return Display.from_wire(frame["data"])
+            display = Display.from_wire(frame["data"])
+            if isinstance(frame.get("display_id"), str):
+                display = Display(display.data, frame["display_id"], frame.get("update") is True)
+            return display
+        elif kind == "clear_output":
+            return ClearOutput(wait=frame.get("wait") is True)
         elif kind == "result":
-            error, value = frame.get("error"), frame.get("value")
+            error, value, count = (
+                frame.get("error"),
+                frame.get("value"),
+                frame.get("execution_count"),
+            )
             if frame.get("status") in _STATUSES:
                 return ExecResult(
                     status=frame["status"],
@@ -138,6 +148,7 @@ def parse_event(frame: Frame) -> Event | None:
                     truncated=bool(frame.get("truncated")),
                     restarted=bool(frame.get("restarted")),
                     rolled_back=bool(frame.get("rolled_back")),
+                    execution_count=count if type(count) is int else None,
                 )
         else:
             return None
@@ -200,16 +211,23 @@ def unb64(value: object, size: int) -> bytes | None:
 
 def exec_(
     id: str, code: str, timeout: float | None, output_limit: int | None,
-    *, limits: ResultLimits | None = None, rollback: bool = False,
+    *, limits: ResultLimits | None = None, allow_stdin: bool = False, store_history: bool = True,
+    rollback: bool = False,
 ) -> Frame:  # fmt: skip
     """Run ``code``; ``timeout=None`` means no timeout, ``output_limit=None`` the default.
 
-    ``limits`` adds the caps on displays, the value and the error (``ResultLimits``);
-    ``rollback`` undoes the code's changes if it fails (docs/snapshots.md).
+    ``limits`` adds the caps on displays, the value and the error (``ResultLimits``).
+    ``allow_stdin``: the client answers ``input_request`` frames; ``store_history=False``:
+    the cell neither counts (``execution_count``) nor sets ``_``; ``rollback`` undoes
+    the code's changes if it fails (docs/snapshots.md).
     """
     message: Frame = {"op": "exec", "id": id, "code": code, "timeout": timeout}
     if rollback:
         message["rollback"] = True
+    if allow_stdin:
+        message["allow_stdin"] = True
+    if not store_history:
+        message["store_history"] = False
     if output_limit is not None:
         message["output_limit"] = output_limit
     if limits is not None:
@@ -217,6 +235,11 @@ def exec_(
         message["value_limit"] = limits.value
         message["error_limit"] = limits.error
     return message
+
+
+def input_reply(id: str, seq: int, value: str | None) -> Frame:
+    """The answer to the ``input_request`` ``seq`` of execution ``id`` (None: EOF)."""
+    return {"op": "input_reply", "id": id, "seq": seq, "value": value}
 
 
 def interrupt(id: str) -> Frame:

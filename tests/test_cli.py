@@ -514,10 +514,11 @@ class FakeSession:
 
     def execute(
         self, code: str, *, timeout: float | None = None, on_output: Any = None,
-        result_limits: Any = None, rollback_on_error: bool = False,
+        result_limits: Any = None, rollback_on_error: bool = False, on_input: Any = None,
     ) -> Any:  # fmt: skip
         self.codes.append(code)
         self.rollback = rollback_on_error
+        self.on_input = on_input
         self.limits = result_limits
         for name, text in self.output:
             if on_output is not None:

@@ -3,8 +3,9 @@
 A mixin of ``Server`` (server.py), which owns the loop, the connections and the
 timers: the handshake (``hello``, then ``auth``), then ``exec``, ``interrupt``,
 ``ping``, ``reset``, ``put_file`` and ``get_file`` (files.py), ``list_files``,
-``remove_file`` and ``make_dir`` (fileops.py), ``run`` (commands.py), and the
-checkpoint ops ``checkpoint``, ``restore``, ``drop`` and ``checkpoints``.
+``remove_file`` and ``make_dir`` (fileops.py), ``run`` (commands.py), ``input_reply``
+(notebook.py), and the checkpoint ops ``checkpoint``, ``restore``, ``drop`` and
+``checkpoints``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import platform
 import time
 from typing import TYPE_CHECKING
 
-from . import __version__, bounds, fileops, files, handshake
+from . import __version__, bounds, fileops, files, handshake, notebook
 from .checkpoints import CheckpointError
 
 if TYPE_CHECKING:
@@ -176,7 +177,13 @@ class Ops:
             self._error(conn, "bad_request", problem, req_id)
             return
         assert isinstance(code, str)  # checked above
-        runner.begin(conn, req_id, code, timeout, limits, rollback=req.get("rollback") is True)
+        # Notebook flags (docs/protocol.md): whether the client answers input(), and
+        # whether the cell counts (execution_count, `_`).
+        flags = {
+            k: v for k in ("allow_stdin", "store_history") if isinstance(v := req.get(k), bool)
+        }
+        rollback = req.get("rollback") is True
+        runner.begin(conn, req_id, code, timeout, limits, flags, rollback=rollback)
 
     def _op_interrupt(self, conn: Conn, req: dict) -> None:
         ex = self._runner(conn).exec
@@ -191,6 +198,13 @@ class Ops:
         refused = self.commands.begin(conn, req)
         if refused is not None:
             self.send(conn, refused)
+
+    def _op_input_reply(self, conn: Conn, req: dict) -> None:
+        """The client's answer to the running execution's input()."""
+        runner = self._runner(conn)
+        problem = notebook.reply_input(runner.exec, runner.worker, conn, req)
+        if problem is not None:
+            self._error(conn, "bad_request", problem, req.get("id"))
 
     def _op_reset(self, conn: Conn, req: dict) -> None:
         self._runner(conn).reset()

@@ -25,6 +25,8 @@ import os
 import socket
 import sys
 
+from . import notebook
+
 WAKE_FDS = 6  # ctrl in, ctrl out, ack in, stdout, stderr, park socket
 OOM_WORKER = b"1000"  # the worker dies first at the memory limit...
 OOM_PARKED = b"0"  # ...a parked copy only after it
@@ -171,6 +173,7 @@ def _become_worker(worker, chan: socket.socket, fds: list) -> None:
         os.set_inheritable(fd, False)
     os.set_blocking(ack_in, False)
     worker.ctrl_in, worker.ctrl_out, worker.ack_in = ctrl_in, ctrl_out, ack_in
+    worker.inbox = notebook.Inbox(ctrl_in)  # its frames come on the new pipe
     worker.park = socket.socket(fileno=park)
     worker.park.setblocking(True)
     worker.reap_r, worker.reap_w = os.pipe()

@@ -3,15 +3,14 @@ execution, its output (batched, capped, decoded) and its result."""
 
 from __future__ import annotations
 
-import codecs
 import errno
 import os
 import selectors
-import sys
 import time
 
-from . import bounds, framing
-from .checkpoints import RESTART_TEXT, ROLLBACK_TEXT, CheckpointError, Checkpoints, Parked
+from . import bounds, framing, notebook
+from .checkpoints import RESTART_TEXT, ROLLBACK_TEXT, CheckpointError, Checkpoints
+from .execution import Exec, log
 from .workerproc import WorkerProcess, describe_status
 
 DRAIN_READS = 64  # bounded drain: more than a pipe buffer, never endless
@@ -21,34 +20,6 @@ RESTARTED = (
     "the code did not stop after an interrupt, so the Python process was "
     "restarted: all variables and imports are lost"
 )
-
-
-def log(message: str) -> None:
-    sys.stderr.write(f"codeexec: {message}\n")
-    sys.stderr.flush()
-
-
-class Exec:
-    def __init__(self, conn, req_id, timeout, limits: dict):
-        self.conn = conn
-        self.id = req_id
-        self.start = time.monotonic()
-        self.timeout = timeout
-        self.deadline = None if timeout is None else self.start + timeout
-        self.limits = limits
-        self.limit = limits["output_limit"]
-        self.used = 0
-        self.truncated = False  # output reached its cap: the rest is discarded
-        self.clipped = False  # a display, the value or the error was cut
-        self.displays = bounds.DisplayBudget(limits["display_limit"])
-        self.reason: str | None = None  # "timeout" | "interrupted" | "disconnected"
-        self.kill_at: float | None = None
-        self.rollback: Parked | None = None  # a parked copy to go back to if the code fails
-        self.rolled_back = False
-        self.decoders = {
-            name: codecs.getincrementaldecoder("utf-8")(errors="replace")
-            for name in ("stdout", "stderr")
-        }
 
 
 class Runner:
@@ -95,7 +66,9 @@ class Runner:
             status = "timeout" if ex.reason == "timeout" else "interrupted"
             self._replace_worker(status, "ExecutorRestarted", RESTARTED)
 
-    def begin(self, conn, req_id, code: str, timeout, limits: dict, rollback=False) -> None:
+    def begin(
+        self, conn, req_id, code: str, timeout, limits: dict, flags=None, rollback=False
+    ) -> None:
         self.exec = Exec(conn, req_id, timeout, dict(self.limits, **limits))
         if self.worker is None and not self.start_worker():
             self._finish(
@@ -117,7 +90,7 @@ class Runner:
                 return self._finish("error", None, error)
         assert self.worker is not None  # started just above
         try:
-            self.worker.send_exec(code, self.exec.limits)
+            self.worker.send_exec(code, dict(self.exec.limits, **(flags or {})))
         except OSError:
             self._worker_lost()
 
@@ -303,17 +276,24 @@ class Runner:
             # Everything the worker printed before this frame is in the pipes.
             for name in worker.ready_pipes():
                 self._drain(name)
-            if frame.get("type") == "display":
+            kind = frame.get("type")
+            if kind == "display":
                 # The worker's own cap is not trusted: user code runs there.
                 data = self.exec.displays.admit(frame.get("data") or {})
                 if data is not frame.get("data"):
                     self.exec.clipped = True
                 if data is not None:
-                    self.send(self.exec.conn, {"type": "display", "id": self.exec.id, "data": data})
-                if frame.get("sync"):
-                    worker.ack()
-            elif frame.get("type") == "result":
+                    self.send(self.exec.conn, notebook.display_frame(self.exec.id, data, frame))
+            elif kind in ("clear_output", "input_request"):
+                forwarded = notebook.forward(self.exec, frame)
+                if forwarded is not None:
+                    self.send(self.exec.conn, forwarded)
+            if frame.get("sync") and kind != "result":
+                worker.ack()
+            if kind == "result":
                 self.exec.clipped = self.exec.clipped or bool(frame.get("truncated"))
+                if isinstance(frame.get("execution_count"), int):
+                    self.exec.count = frame["execution_count"]
                 self._finish(frame.get("status", "error"), frame.get("value"), frame.get("error"))
 
     def _drain(self, name: str) -> None:
@@ -401,5 +381,6 @@ class Runner:
                 "truncated": ex.truncated or ex.clipped,
                 "restarted": restarted,
                 "rolled_back": ex.rolled_back,
+                "execution_count": ex.count,
             },
         )

@@ -27,9 +27,10 @@ from . import bounds, constants, framing
 from .branches import Branches
 from .checkpoints import become_subreaper
 from .commands import Commands
+from .execution import log
 from .ops import Ops
 from .pause import Pausing
-from .runner import Runner, log
+from .runner import Runner
 
 RECV_SIZE = 256 * 1024
 SEND_BUFFER_LIMIT = 64 * 1024 * 1024

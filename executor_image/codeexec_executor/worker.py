@@ -26,7 +26,7 @@ import sys
 import threading
 import types
 
-from . import bounds, constants, framing, parking
+from . import bounds, constants, framing, notebook, parking
 from .cells import compile_cell, error_info, mime_bundle, safe_repr
 
 # Runtime-installed packages land here (pip install --target); on sys.path
@@ -87,6 +87,12 @@ class Worker:
         main_module.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = main_module
         self.namespace = main_module.__dict__
+        self.namespace[notebook.SHELL_CALL] = notebook.shell
+        self.history = notebook.History(self.namespace)
+        self.count = 0  # the execution count: cells run with store_history
+        self.inbox = notebook.Inbox(ctrl_in)
+        self.allow_stdin = False  # the exec frame says whether the host answers input()
+        self.input_seq = 0
 
     # -- signals ---------------------------------------------------------
 
@@ -105,30 +111,52 @@ class Worker:
         with self.send_lock:
             framing.write_all_fd(self.ctrl_out, data)
 
-    def display(self, *objs) -> None:
-        """Show rich representations of objects (like IPython's display())."""
+    def display(self, *objs, display_id=None):
+        """Show rich representations of objects (like IPython's display()); with
+        display_id (a string, or True for a new one) return a DisplayHandle."""
+        if display_id is True:
+            display_id = notebook.new_display_id()
+        display_id = None if display_id is None or display_id is False else str(display_id)
+        for obj in objs:
+            self.send_display(mime_bundle(obj), self._sync(), display_id)
+        return None if display_id is None else notebook.DisplayHandle(self, display_id)
+
+    def update_display(self, obj, *, display_id) -> None:
+        """Replace what the display with this id shows (IPython's update_display)."""
+        self.send_display(mime_bundle(obj), self._sync(), str(display_id), update=True)
+
+    def clear_output(self, wait: bool = False) -> None:
+        """Clear the cell's output so far (with wait: once the next output comes)."""
+        self.flush_streams()
+        self.send_ordered({"type": "clear_output", "wait": bool(wait)}, self._sync())
+
+    def _sync(self) -> bool:
         # In the cell's own thread, wait until the supervisor has forwarded
         # what was printed before, so the display keeps its place in the output.
-        sync = self.running and threading.current_thread() is self.main_thread
-        for obj in objs:
-            self.send_display(mime_bundle(obj), sync)
+        return self.running and threading.current_thread() is self.main_thread
 
-    def send_display(self, data: dict, sync: bool = False) -> None:
+    def send_display(self, data: dict, sync: bool = False, display_id=None, update=False) -> None:
         admitted = self.displays.admit(data)
         if admitted is not data:
             self.clipped = True
             if admitted is None:
                 return  # past the display cap: nothing more is sent
         frame = {"type": "display", "data": admitted}
-        if sync:
-            self._drain_acks()
-            frame["sync"] = True
+        if display_id is not None:
+            frame["display_id"] = display_id[:200]
+            frame["update"] = update
         size = len(framing.encode_body(frame))
         if size > self.frame_limit - 4096:
             frame["data"] = {
                 "text/plain": f"[codeexec: display output of {size} bytes omitted: "
                 "larger than the frame limit]"
             }
+        self.send_ordered(frame, sync)
+
+    def send_ordered(self, frame: dict, sync: bool) -> None:
+        if sync:
+            self._drain_acks()
+            frame["sync"] = True
         self.send(frame)
         if sync:
             while not select.select([self.ack_in], [], [])[0] or not self._drain_acks():
@@ -150,7 +178,7 @@ class Worker:
 
     def serve(self) -> None:
         while True:
-            timeout = 0.05 if self.forked else None
+            timeout = 0 if self.inbox.buffered() else 0.05 if self.forked else None
             watched: list = [self.ctrl_in, self.reap_r, self.park]
             ready = select.select(watched, [], [], timeout)[0]
             if self.forked or self.reap_r in ready:
@@ -159,14 +187,16 @@ class Worker:
                 if not parking.handle(self):
                     return
                 continue  # a woken checkpoint comes back here with new fds
-            if self.ctrl_in not in ready:
+            if self.ctrl_in not in ready and not self.inbox.buffered():
                 continue
-            msg = framing.read_frame_fd(self.ctrl_in, limit=1 << 31)
+            msg = self.inbox.next()
             if msg is None:
                 return
             if msg.get("op") == "exec":
                 self.set_limits(msg)
-                result = self.run_cell(str(msg.get("code", "")))
+                self.allow_stdin = msg.get("allow_stdin") is True
+                counts = msg.get("store_history") is not False
+                result = self.run_cell(str(msg.get("code", "")), counts)
                 self.flush_streams()
                 if os.getpid() != self.pid:
                     self._exit_forked_child(result)
@@ -235,16 +265,18 @@ class Worker:
         # Keep interrupts working even if an earlier cell replaced the handler.
         self._install_sigint()
 
-    def run_cell(self, code: str) -> dict:
+    def run_cell(self, code: str, store_history: bool = True) -> dict:
         self.cell += 1
+        self.count += 1 if store_history else 0
         filename = f"<cell-{self.cell}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         result: dict = {"type": "result", "status": "ok", "value": None, "error": None}
+        result["execution_count"] = self.count
         try:
             self.prepare()
             try:
-                body, last = compile_cell(code, filename)
-            except (SyntaxError, ValueError, OverflowError) as exc:
+                body, last = compile_cell(notebook.transform(code), filename)
+            except (SyntaxError, ValueError, OverflowError, notebook.UsageError) as exc:
                 result["status"] = "error"
                 result["error"] = error_info(exc, only=True)
                 return result
@@ -255,6 +287,8 @@ class Worker:
                 if last is not None:
                     value = eval(last, self.namespace)
                 if value is not None:
+                    if store_history:
+                        self.history.push(value)
                     self.show_value(value, result)  # reprs can hang too
             finally:
                 self.running = False
@@ -325,6 +359,13 @@ def main() -> int:
     sys.stdout = sys.__stdout__ = _text_stream(1)  # type: ignore[misc]
     sys.stderr = sys.__stderr__ = _text_stream(2)  # type: ignore[misc]
     builtins.display = worker.display  # type: ignore[attr-defined]
+    builtins.update_display = worker.update_display  # type: ignore[attr-defined]
+    builtins.clear_output = worker.clear_output  # type: ignore[attr-defined]
+
+    def input(prompt=""):  # the builtin, answered by the host (notebook.ask)
+        return notebook.ask(worker, prompt)
+
+    builtins.input = input
     # The code's own modules in the working directory import as they did under
     # `python -m`, but after the standard library and the image's packages: the
     # worker runs by path so that nothing there can replace the executor.

@@ -37,8 +37,10 @@ def _run(argv: list[str], stdin: str | None) -> tuple[int, str, str]:
 
 
 def _same(text: str) -> str:
-    """Without what differs between two runs of one code: cell numbers and durations."""
+    """Without what differs between two runs of one code: cell numbers, durations and
+    execution counts."""
     text = re.sub(r"<cell-[0-9]+>", "<cell-N>", text)
+    text = re.sub(r'"execution_count": [0-9]+', '"execution_count": N', text)
     return re.sub(r'"duration_ms": [0-9.]+', '"duration_ms": D', text)
 
 

@@ -1,0 +1,44 @@
+"""One execution in the supervisor: where its result goes, its deadlines, its output
+budget and decoders, its rollback copy (runner.py drives it)."""
+
+from __future__ import annotations
+
+import codecs
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from . import bounds
+
+if TYPE_CHECKING:
+    from .checkpoints import Parked
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"codeexec: {message}\n")
+    sys.stderr.flush()
+
+
+class Exec:
+    def __init__(self, conn, req_id, timeout, limits: dict):
+        self.conn = conn
+        self.id = req_id
+        self.start = time.monotonic()
+        self.timeout = timeout
+        self.deadline = None if timeout is None else self.start + timeout
+        self.limits = limits
+        self.limit = limits["output_limit"]
+        self.used = 0
+        self.truncated = False  # output reached its cap: the rest is discarded
+        self.clipped = False  # a display, the value or the error was cut
+        self.displays = bounds.DisplayBudget(limits["display_limit"])
+        self.reason: str | None = None  # "timeout" | "interrupted" | "disconnected"
+        self.kill_at: float | None = None
+        self.rollback: Parked | None = None  # a parked copy to go back to if the code fails
+        self.rolled_back = False
+        self.count = None  # the worker's execution count, from its result
+        self.input_seq = None  # the input_request waiting for the client's reply
+        self.decoders = {
+            name: codecs.getincrementaldecoder("utf-8")(errors="replace")
+            for name in ("stdout", "stderr")
+        }

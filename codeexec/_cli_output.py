@@ -25,7 +25,7 @@ from .models import ExecResult, ImageInfo, SessionInfo
 
 if TYPE_CHECKING:
     from ._cli_copy import CopyResult
-    from .maintenance import Check, GcReport, ListedSession, StopReport
+    from .maintenance import Check, GcReport, Listing, StopReport
 
 EXIT_OK, EXIT_RAISED, EXIT_USAGE, EXIT_TROUBLE = 0, 1, 2, 3
 EXIT_TIMEOUT, EXIT_INTERRUPTED = 124, 130
@@ -235,6 +235,8 @@ def session_row(s: SessionInfo, idle: float | None = None) -> list[str]:
     idle_text = "-" if idle is None else duration(idle) if idle >= 1 else "0s"
     return [
         s.name,
+        s.engine or "-",
+        s.route or "-",
         s.status,
         deps,
         f"{age(s.created)} / {duration(s.max_lifetime)}",
@@ -265,10 +267,14 @@ def report_error(exc: CodeexecError, *, debug: bool) -> int:
     return EXIT_USAGE if isinstance(exc, InvalidOption) else EXIT_TROUBLE
 
 
-def report_sessions(listed: Sequence[ListedSession], as_json: bool) -> None:
-    headers = ["NAME", "STATUS", "DEPENDENCIES", "AGE / LIFETIME", "IDLE / TIMEOUT", "IMAGE"]
+def report_sessions(listing: Listing, as_json: bool) -> None:
+    headers = ["NAME", "ENGINE", "ROUTE", "STATUS", "DEPENDENCIES", "AGE / LIFETIME"]
+    headers += ["IDLE / TIMEOUT", "IMAGE"]
+    listed = listing.sessions
     rows = [session_row(s.info, s.idle_seconds) for s in listed]
     _listing(listed, rows, headers, as_json, "no sessions; start one with `codeexec start`")
+    for line in listing.unreachable:
+        note(f"engine not answering: {line}", "yellow")
 
 
 def report_images(found: Sequence[ImageInfo], as_json: bool) -> None:

@@ -24,6 +24,7 @@ from ._cli_options import (
     BaseImageOpt,
     CpusOpt,
     DisplayLimitOpt,
+    EngineOpt,
     IdleTimeoutOpt,
     JsonOpt,
     MaxLifetimeOpt,
@@ -129,6 +130,7 @@ def start(
             "--replace", help="Replace a running session of that name whose settings differ."
         ),
     ] = False,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a session (building its image if needed) and print its name.
@@ -143,7 +145,9 @@ def start(
         runtime=runtime, build_timeout=build_timeout,
     )  # fmt: skip
     with out.progress() as on_progress:
-        session = ContainerSession.start(name, options, replace=replace, on_progress=on_progress)
+        session = ContainerSession.start(
+            name, options, replace=replace, on_progress=on_progress, engine=engine
+        )
     session.close()
     if as_json:
         out.print_json(session.info.to_dict())

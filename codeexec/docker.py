@@ -51,6 +51,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     classify as classify,
     confine as confine,
     container_env as container_env,
+    engine_args as engine_args,
     image_info as image_info,
     parse_inspect as parse_inspect,
     parse_ref as parse_ref,
@@ -59,7 +60,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     relay_argv as relay_argv,
     run_argv as run_argv,
 )
-from ._dockerverbs import ImageVerbs, SessionLookup
+from ._dockerverbs import EngineVerbs, ImageVerbs, SessionLookup
 from ._fds import (
     DESCRIPTOR_HEADROOM as DESCRIPTOR_HEADROOM,
     check_descriptors as check_descriptors,
@@ -106,23 +107,36 @@ class RelayProcess:
             self._proc.wait()
 
 
-class Docker(ImageVerbs, SessionLookup):
+class Docker(EngineVerbs, ImageVerbs, SessionLookup):
     """The docker CLI, one method per docker verb; inject a fake one in tests.
 
     The verbs that read images and find sessions are in ``_dockerverbs.py``.
     """
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(
+        self, binary: str | None = None, *, host: str = "", context: str = "", name: str = ""
+    ) -> None:
+        """``host`` (a DOCKER_HOST value) or ``context`` (a docker context) picks an
+        engine other than the environment's; ``name`` is what ``ls`` calls it."""
         self._binary_name = binary or os.environ.get("CODEEXEC_DOCKER") or "docker"
         self._binary: str | None = None
         self._lock = threading.Lock()
+        self.host, self.context = host, context
+        self.name = name or context or host or "default"
+        self._global = engine_args(host, context)
 
     @property
     def engine(self) -> str:
         """Which engine this CLI talks to: the same session name on two is two sessions."""
+        if self.host or self.context:
+            return "\0".join([self._binary_name, self.host, self.context])
         return "\0".join(
             [self._binary_name, *(os.environ.get(k, "") for k in ("DOCKER_HOST", "DOCKER_CONTEXT"))]
         )
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        """The full command line of one docker call on this engine."""
+        return [self.binary, *self._global, *args]
 
     @property
     def binary(self) -> str:
@@ -147,7 +161,7 @@ class Docker(ImageVerbs, SessionLookup):
         env: Mapping[str, str] | None = None,
         check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        argv = [self.binary, *args]
+        argv = self.argv(args)
         full_env = {**os.environ, **env} if env else None
         try:
             proc = subprocess.run(
@@ -185,7 +199,7 @@ class Docker(ImageVerbs, SessionLookup):
         )
         if proc.returncode != 0:
             err = classify(
-                [self.binary, "version"],
+                self.argv(["version"]),
                 proc.returncode,
                 proc.stdout,
                 proc.stderr,
@@ -217,7 +231,7 @@ class Docker(ImageVerbs, SessionLookup):
         Raises:
             ImageBuildError: the step failed or timed out (``log_tail`` holds its end).
         """
-        argv = [self.binary, *args]
+        argv = self.argv(args)
         tail: list[str] = []
 
         def keep(line: str) -> None:
@@ -313,7 +327,7 @@ class Docker(ImageVerbs, SessionLookup):
         proc = self._run(["rm", "--force", *containers], check=False)
         if proc.returncode != 0 and "no such container" not in proc.stderr.lower():
             raise classify(
-                [self.binary, "rm"],
+                self.argv(["rm"]),
                 proc.returncode,
                 proc.stdout,
                 proc.stderr,
@@ -332,7 +346,7 @@ class Docker(ImageVerbs, SessionLookup):
         Streamed, so a huge log never sits whole in memory; older lines beyond
         ``max_bytes`` are dropped and a marker says so.
         """
-        argv = [self.binary, *Command(["logs"]).opt("--tail", tail), container]
+        argv = self.argv([*Command(["logs"]).opt("--tail", tail), container])
         kept: deque[str] = deque()
         size = dropped = 0
 
@@ -367,7 +381,7 @@ class Docker(ImageVerbs, SessionLookup):
 
     def open_relay(self, container: str, command: Sequence[str]) -> RelayProcess:
         """Start ``docker exec -i`` with binary pipes for the exec-relay transport."""
-        argv = [self.binary, *relay_argv(container, command)]
+        argv = self.argv(relay_argv(container, command))
         try:
             proc = subprocess.Popen(
                 argv,

@@ -293,6 +293,8 @@ class SessionInfo:
     idle_timeout: float | None = None
     max_lifetime: float | None = None  # seconds from the container's start (0: none)
     labels: Mapping[str, str] = field(default_factory=dict)
+    engine: str = ""  # the engine's name (engines.py); route: "bridge"/"published"/"exec"
+    route: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -8,13 +8,15 @@ files and installs in ``_transfer.py`` (both mixins), and the decisions of
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace as _replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _addrcache, _start
+from . import _addrcache, _start, engines
 from ._channel import LOST_SETTLE as LOST_SETTLE, Channel, Connect
 from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR, FilesAndPackages
-from .docker import LABEL_MANAGED, Docker
+from .docker import Docker
+from .errors import DockerNotAvailable, NoSuchSession
 from .models import ResultLimits, SessionInfo, SessionRef, Transport
 from .options import (  # re-exported: callers import them from here
     DEFAULT_IDLE_TIMEOUT as DEFAULT_IDLE_TIMEOUT,
@@ -30,12 +32,11 @@ if TYPE_CHECKING:  # loads when a session starts with a pool
 
 
 def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
-    """Every running or stopped codeexec session, found through Docker labels."""
-    docker = docker or Docker()
-    return sorted(
-        (s for s in docker.ps({LABEL_MANAGED: "1"}) if s.name),
-        key=lambda s: s.name,
-    )
+    """Every running or stopped codeexec session, found through Docker labels, on
+    ``docker`` or every configured engine that answers (``info.engine`` says which)."""
+    everywhere = [docker] if docker is not None else engines.configured()
+    answers = engines.ask(everywhere, engines.sessions_on)
+    return sorted((s for a in answers for s in a.value or []), key=lambda s: (s.name, s.engine))
 
 
 class ContainerSession(FilesAndPackages):
@@ -55,7 +56,7 @@ class ContainerSession(FilesAndPackages):
     ) -> None:  # fmt: skip
         self.name = name
         self._docker = docker
-        self.info: SessionInfo = ref.info
+        self._info: SessionInfo = ref.info
         self.container_id: str = ref.id
         self.default_timeout = timeout
         self.output_limit = output_limit
@@ -63,7 +64,6 @@ class ContainerSession(FilesAndPackages):
         self._channel = channel or Channel(
             name=name, ref=ref, docker=docker, transport=transport, connect=connect
         )
-        self.transport: Transport = self._channel.transport
         self.created = False
         self._stopped = False
 
@@ -85,6 +85,7 @@ class ContainerSession(FilesAndPackages):
         on_progress: Callable[[str], None] | None = None,
         docker: Docker | None = None,
         connect: Connect | None = None,
+        engine: str | None = None,
         **overrides: Any,
     ) -> ContainerSession:
         """Build (or reuse) the image and start the session's container.
@@ -108,6 +109,9 @@ class ContainerSession(FilesAndPackages):
                 claim one in tens of milliseconds; or a ``WarmPool`` to claim from
                 (its settings apply). 0 (default): no pool.
             on_progress: receives build and start progress lines.
+            engine: the configured engine (``CODEEXEC_ENGINES``, ``codeexec.engines``)
+                to start on; default: where the name runs already, else the least
+                loaded engine. A name is unique across the engines.
             docker, connect: the docker CLI and the executor connection (injected in
                 tests; see ``_channel.Connect``).
 
@@ -126,9 +130,17 @@ class ContainerSession(FilesAndPackages):
         """
         validate_name(name)
         options = SessionOptions.of(options, **overrides)
+        everywhere = [docker] if docker is not None else engines.configured()
+        if engine is not None:
+            engines.named(engine, everywhere)  # a clear error before any docker call
+        if len(everywhere) == 1 and engine is None:
+            return _start.start(
+                cls, name, options, docker=everywhere[0], pool=pool, replace=replace,
+                connect=connect, on_progress=on_progress,
+            )  # fmt: skip
         return _start.start(
-            cls, name, options, docker=docker or Docker(), pool=pool, replace=replace,
-            connect=connect, on_progress=on_progress,
+            cls, name, options, docker=lambda: engines.place(name, everywhere, engine),
+            pool=pool, replace=replace, connect=connect, on_progress=on_progress,
         )  # fmt: skip
 
     @classmethod
@@ -152,15 +164,27 @@ class ContainerSession(FilesAndPackages):
         Raises:
             NoSuchSession: no running session has that name (in ``scope``).
         """
-        return _start.attach(
-            cls, name, docker=docker or Docker(), scope=scope, connect=connect,
-            timeout=timeout, output_limit=output_limit, result_limits=result_limits,
-            transport=transport,
-        )  # fmt: skip
+
+        def on(engine: Docker) -> ContainerSession:
+            return _start.attach(
+                cls, name, docker=engine, scope=scope, connect=connect, timeout=timeout,
+                output_limit=output_limit, result_limits=result_limits, transport=transport,
+            )  # fmt: skip
+
+        if docker is not None:
+            return on(docker)
+        remembered = engines.for_session(name)
+        try:
+            return on(remembered)
+        except (NoSuchSession, DockerNotAvailable):  # the cache's engine no longer has it
+            found = engines.for_session(name, hint=False)
+            if found is remembered:
+                raise
+            return on(found)
 
     @classmethod
     def list_sessions(cls, *, docker: Docker | None = None) -> list[SessionInfo]:
-        """Every codeexec session on this engine, found through Docker labels."""
+        """Every codeexec session on ``docker`` or every configured engine."""
         return list_sessions(docker=docker)
 
     def stop(self) -> None:
@@ -186,6 +210,16 @@ class ContainerSession(FilesAndPackages):
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    @property
+    def info(self) -> SessionInfo:
+        """What Docker knows of the session, with its ``engine`` and ``route``."""
+        return _replace(self._info, engine=self._docker.name, route=self.route)
+
+    @property
+    def transport(self) -> Transport:
+        """``"tcp"`` or ``"exec"`` (``"auto"`` until the first connection decides)."""
+        return self._channel.transport
 
     @property
     def route(self) -> str:

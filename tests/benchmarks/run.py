@@ -33,7 +33,7 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _build, _cli, _mcp, _rt, _scale, _util as u  # noqa: E402
+from . import _build, _cli, _mcp, _relay, _rt, _scale, _util as u  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -419,7 +419,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         lambda v: v <= 500,
     )
     out.extend(_cli.targets(get))
-    out += _rt.targets(r)
+    out += _rt.targets(r) + _relay.targets(r)
     return out + _build.targets(r)
 
 
@@ -473,6 +473,7 @@ def table(r: dict[str, Any]) -> str:
             )
         )
     rows += _scale.rows(r["scale"]) if r.get("scale") else []
+    rows += _relay.rows(r)
     rows += _build.rows(r)
     width = max(len(a) for a, _ in rows)
     lines = [f"{a.ljust(width)}  {b}" for a, b in rows]
@@ -489,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer iterations, 20 MB stream")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
-        "--skip", default="", help="comma list: rt,cli,mcp,starts,stream,scale,build"
+        "--skip", default="", help="comma list: rt,relay,cli,mcp,starts,stream,scale,build"
     )
     parser.add_argument("--scale", type=int, default=100, help="idle sessions (default 100)")
     parser.add_argument("--heavy", action="store_true", help="also build numpy+pandas+matplotlib")
@@ -508,6 +509,14 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "rt",
                 lambda: bench.results.update(_rt.measure(bench.echo, bench.lib.name, bench.n_fast)),
+            ),
+            (
+                "relay",
+                lambda: bench.results.update(
+                    _relay.measure(
+                        bench.lib.name, bench.n_fast, 20 if args.quick else 100, u.PREFIX, IDLE
+                    )
+                ),
             ),
             ("cli", bench.cli),
             ("mcp", bench.mcp),

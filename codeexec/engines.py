@@ -126,7 +126,7 @@ def ask(
         try:
             answers.append(Answer(engine, future.result(max(0.0, deadline - time.monotonic()))))
         except FutureTimeout:
-            answers.append(Answer(engine, problem=f"did not answer within {timeout:.0f} s"))
+            answers.append(Answer(engine, problem=f"did not answer within {timeout:g} s"))
         except CodeexecError as exc:
             answers.append(Answer(engine, problem=" ".join(exc.message.split())[:300]))
     return answers

@@ -235,13 +235,13 @@ def session_row(s: SessionInfo, idle: float | None = None) -> list[str]:
     idle_text = "-" if idle is None else duration(idle) if idle >= 1 else "0s"
     return [
         s.name,
-        s.engine or "-",
-        s.route or "-",
         s.status,
         deps,
         f"{age(s.created)} / {duration(s.max_lifetime)}",
         f"{idle_text} / {duration(s.idle_timeout)}",
         s.image,
+        s.engine or "-",
+        s.route or "-",
     ]
 
 
@@ -268,8 +268,8 @@ def report_error(exc: CodeexecError, *, debug: bool) -> int:
 
 
 def report_sessions(listing: Listing, as_json: bool) -> None:
-    headers = ["NAME", "ENGINE", "ROUTE", "STATUS", "DEPENDENCIES", "AGE / LIFETIME"]
-    headers += ["IDLE / TIMEOUT", "IMAGE"]
+    headers = ["NAME", "STATUS", "DEPENDENCIES", "AGE / LIFETIME", "IDLE / TIMEOUT", "IMAGE"]
+    headers += ["ENGINE", "ROUTE"]
     listed = listing.sessions
     rows = [session_row(s.info, s.idle_seconds) for s in listed]
     _listing(listed, rows, headers, as_json, "no sessions; start one with `codeexec start`")

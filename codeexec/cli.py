@@ -209,7 +209,7 @@ def exec_(
 
 @_command("ls")
 def ls(as_json: JsonOpt = False) -> None:
-    """List sessions: name, status, dependencies, age / max lifetime, idle / timeout, image."""
+    """List sessions: name, status, dependencies, age, idle time, image, engine, route."""
     run_ls(as_json)
 
 

@@ -199,7 +199,8 @@ def test_every_verb_works_on_the_remote_engine_without_touching_this_hosts_loopb
         ran = cli("exec", "-s", session_name, "x * 2", env=env)
         assert ran.returncode == 0 and ran.stdout.strip() == "84", ran.stderr
         listing = cli("ls", env=env)
-        assert session_name in listing.stdout and " exec " in listing.stdout, listing.stderr
+        row = next(r for r in listing.stdout.splitlines() if r.startswith(session_name + " "))
+        assert row.split()[-2:] == ["default", "exec"], listing.stderr  # ENGINE, ROUTE
         assert cli("logs", session_name, env=env).returncode == 0
         assert stranger.knocks() == 0  # nobody dialled the remote port on this host
     finally:

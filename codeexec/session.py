@@ -130,6 +130,8 @@ class ContainerSession(FilesAndPackages):
         """
         validate_name(name)
         options = SessionOptions.of(options, **overrides)
+        if docker is None and not isinstance(pool, int):
+            docker = pool.docker  # a pool's containers run on its engine
         everywhere = [docker] if docker is not None else engines.configured()
         if engine is not None:
             engines.named(engine, everywhere)  # a clear error before any docker call

@@ -105,6 +105,27 @@ def test_one_engine_raises_its_own_error_as_before() -> None:
         engines.ask([Docker(binary="/bin/true")], question)
 
 
+def test_a_new_session_goes_where_its_name_runs_pinned_or_to_the_least_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configured = engines.parse("a=x, b=y, c=z")
+    loads = {"a": (3, -8), "b": (1, -2), "c": (1, -4)}  # (running sessions, -free memory)
+    runs_on: dict[str, str] = {}
+
+    monkeypatch.setattr(engines, "_load", lambda engine: loads[engine.name])
+    monkeypatch.setattr(
+        engines, "home", lambda name, engines_, all=False: next(
+            (e for e in engines_ if runs_on.get(name) == e.name), None
+        ),
+    )  # fmt: skip
+    assert engines.place("new", configured).name == "c"  # fewest sessions, then most memory
+    assert engines.place("new", configured, pinned="a").name == "a"
+    runs_on["old"] = "b"
+    assert engines.place("old", configured).name == "b"  # a name is unique across engines
+    with pytest.raises(InvalidOption, match="already runs on engine 'b'"):
+        engines.place("old", configured, pinned="a")
+
+
 # -- where an engine is --------------------------------------------------------------------
 
 

@@ -280,6 +280,9 @@ def test_ten_sessions_over_two_engines_and_one_engine_stops(
         listing = cli("ls")
         assert time.monotonic() - started < 60
         assert "engine not answering: e2" in listing.stderr, listing.stderr
+        checked = cli("doctor")
+        assert checked.returncode == 3 and "FAIL engine e2" in checked.stderr, checked.stderr
+        assert "ok   engine host" in checked.stderr and "session handshake" in checked.stderr
         for name in names:
             ran = cli("exec", "-s", name, "1 + 1")
             if where[name] == "host":

@@ -20,6 +20,7 @@ whose ports a port driver forwards here).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -43,7 +44,7 @@ def locality(docker: Docker) -> Locality:
         return "local"
     if forced in ("0", "false", "no"):
         return "remote"
-    key = docker.engine
+    key = _key(docker)
     with _lock:
         if key in _known:
             return _known[key]
@@ -62,15 +63,32 @@ def locality(docker: Docker) -> Locality:
 
 def settle(docker: Docker, found: Locality) -> None:
     """Record what a probe (``_channel.py``) proved of ``docker``'s engine."""
+    key = _key(docker)
     with _lock:
-        _known[docker.engine] = found
-    _addrcache.remember_engine(docker.engine, found)
+        _known[key] = found
+    _addrcache.remember_engine(key, found)
 
 
 def forget() -> None:
     """Drop what this process knows (tests)."""
     with _lock:
         _known.clear()
+
+
+def _key(docker: Docker) -> str:
+    """``docker.engine``, plus the CLI's current context when nothing else names the
+    engine: `docker context use other` must not inherit what was known of the last one."""
+    if docker.host or docker.context or os.environ.get("DOCKER_HOST"):
+        return docker.engine
+    if os.environ.get("DOCKER_CONTEXT"):
+        return docker.engine
+    config = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    try:
+        with open(os.path.join(config, "config.json"), encoding="utf-8") as f:
+            current = json.load(f).get("currentContext") or ""
+    except (OSError, ValueError, AttributeError):
+        current = ""
+    return f"{docker.engine}\0{current}"
 
 
 def _peer_namespace(endpoint: str) -> Locality:

@@ -156,7 +156,7 @@ def test_a_decided_place_is_remembered_per_engine(monkeypatch: pytest.MonkeyPatc
     other = Docker(binary="/bin/true", host="ssh://me@other", name="other")
     _locality.settle(other, "local")
     _locality.forget()
-    assert _addrcache.recall_engine(other.engine) == "local"
+    assert _addrcache.recall_engine(_locality._key(other)) == "local"
     assert _locality.locality(other) == "local"
     monkeypatch.setenv("CODEEXEC_ENGINE_LOCAL", "0")
     assert _locality.locality(other) == "remote"
@@ -209,3 +209,20 @@ def _fake_calls(state: Path) -> list[list[str]]:
 
     log = state.parent / "calls.jsonl"
     return [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+
+
+def test_switching_the_current_context_forgets_what_was_known(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    (tmp_path / "config.json").write_text('{"currentContext": "laptop"}')
+    docker = Docker(binary="/bin/true")
+    _locality.settle(docker, "local")
+    _locality.forget()
+    monkeypatch.setattr(_locality, "_peer_namespace", lambda endpoint: "unknown")
+    assert _locality.locality(docker) == "local"
+    (tmp_path / "config.json").write_text('{"currentContext": "big"}')  # docker context use big
+    _locality.forget()
+    assert _locality.locality(docker) == "unknown"

@@ -269,6 +269,11 @@ def test_ten_sessions_over_two_engines_and_one_engine_stops(
         for name in names:  # every one usable by name alone, wherever it lives
             ran = cli("exec", "-s", name, f"'{name}'")
             assert ran.returncode == 0 and ran.stdout.strip() == f"'{name}'", ran.stderr
+        on_e2 = next(n for n in names if where[n] == "e2")
+        copied = cli("cp", str(SCRIPT), f"{on_e2}:/workspace/copied.sh")
+        assert copied.returncode == 0, copied.stderr
+        back = cli("exec", "-s", on_e2, "len(open('/workspace/copied.sh').read())")
+        assert back.stdout.strip() == str(len(SCRIPT.read_text())), back.stderr
         dup = ContainerSession.start  # a name is unique across engines
         other = "host" if where[names[1]] == "e2" else "e2"
         with pytest.raises(Exception, match="already runs on engine"):

@@ -25,6 +25,7 @@ def run_exec(
     save_dir: Path | None = None,
     output_limit: int = ResultLimits.output,
     display_limit: int = ResultLimits.displays,
+    rollback: bool = False,
 ) -> int:
     """``codeexec exec``'s work once its arguments are read; returns the exit status."""
     from .session import ContainerSession
@@ -37,6 +38,7 @@ def run_exec(
             timeout=timeout,
             on_output=None if as_json else out.echo_stream,
             result_limits=limits,
+            rollback_on_error=rollback,
         )
     live.close()
     return out.report_exec(result, timeout, save_dir, as_json=as_json)

@@ -74,8 +74,8 @@ def doctor(
             False,
             f"{base} is not available locally",
             f"`{cli} pull {base}`, set CODEEXEC_BASE_IMAGE to an image with "
-            "Python 3.9+ you have, or build one without a registry with "
-            "executor_image/make_base_image.sh",
+            "Python 3.9+ you have, or build one without a registry: "
+            "`codeexec base-image` (as root)",
         )
         return
     yield Check("base image", True, base)
@@ -97,6 +97,9 @@ def doctor(
         )
         return
     yield Check("session handshake", True, f"{name} started and answered 1+1 = 2")
+    from .snapshot import doctor_check
+
+    yield Check("snapshots", True, *doctor_check(docker))
 
 
 def _engines() -> Generator[Check, None, Docker | None]:

@@ -37,6 +37,7 @@ class Executing:
         on_output: Callable[[str, str], None] | None = None,
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
+        rollback_on_error: bool = False,
     ) -> ExecResult:
         """Run ``code`` in the session's namespace and return its result.
 
@@ -52,6 +53,10 @@ class Executing:
             result_limits: caps on output, displays, value and traceback (default: the
                 session's, else ``ResultLimits()``); past a cap an item is replaced by a
                 marker and the result says ``truncated``.
+            rollback_on_error: when the code raises, times out, is interrupted or kills
+                the Python process (say out of memory), put the session back to its
+                state before this call (``rolled_back=True`` in the result). Costs a
+                fork() of the process per call (docs/snapshots.md).
 
         Raises:
             SessionBusy: another execution runs in this session.
@@ -64,6 +69,7 @@ class Executing:
                 on_output=on_output,
                 output_limit=output_limit or self.output_limit,
                 limits=result_limits or self.result_limits,
+                rollback=rollback_on_error,
             )
 
     def execute_stream(
@@ -73,6 +79,7 @@ class Executing:
         timeout: float | None = None,
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
+        rollback_on_error: bool = False,
     ) -> Iterator[StreamEvent | Display | ExecResult]:
         """Like :meth:`execute`, yielding output events as they come; the last is the result.
 
@@ -84,6 +91,7 @@ class Executing:
                 timeout=self._timeout(timeout),
                 output_limit=output_limit or self.output_limit,
                 limits=result_limits or self.result_limits,
+                rollback=rollback_on_error,
             )
 
     def interrupt(self) -> None:

@@ -18,7 +18,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__, _cli_output as out
+from . import __version__, _cli_output as out, _cli_snap
+from ._cli_image import base_image
 from ._cli_mcp import serve_mcp
 from ._cli_options import (
     BaseImageOpt,
@@ -37,6 +38,7 @@ from ._cli_options import (
 )
 from ._cli_output import EPILOG
 from ._cli_run import guarded, run_exec, run_ls
+from ._cli_state import COMMANDS as STATE_COMMANDS
 from .errors import CodeexecError
 from .models import ResultLimits
 from .options import SessionOptions
@@ -195,6 +197,9 @@ def exec_(
         ),
     ] = ResultLimits.output,
     display_limit: DisplayLimitOpt = ResultLimits.displays,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="If the code fails, undo what it changed.")
+    ] = False,
 ) -> int:
     """Run code in a session; its variables stay for the next exec.
 
@@ -203,7 +208,7 @@ def exec_(
     """
     return run_exec(
         read_code(code, file), session, timeout=timeout, as_json=as_json, save_dir=save_dir,
-        output_limit=output_limit, display_limit=display_limit,
+        output_limit=output_limit, display_limit=display_limit, rollback=rollback,
     )  # fmt: skip
 
 
@@ -282,6 +287,10 @@ def gc(
             metavar="SECONDS", help="Also stop running sessions idle for at least this long."
         ),
     ] = None,
+    snapshots_older_than: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="Also remove snapshots this old (0: all)."),
+    ] = None,
 ) -> None:
     """Remove exited, overdue (and, with --idle-for, idle) sessions and unused env images.
 
@@ -294,6 +303,8 @@ def gc(
     from . import maintenance
 
     out.report_gc(maintenance.gc(dry_run=dry_run, all_images=all_images, idle_for=idle_for))
+    if snapshots_older_than is not None:
+        _cli_snap.report_pruned(snapshots_older_than, dry_run)
 
 
 @_command()
@@ -352,6 +363,10 @@ def version() -> None:
 
 
 _command("mcp")(serve_mcp)
+_cli_snap.register(app, _command)
+for _name, _func in STATE_COMMANDS:
+    _command(_name)(_func)
+_command("base-image")(base_image)
 
 
 def main() -> None:

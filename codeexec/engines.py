@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from . import _addrcache
+from . import _addrcache, _urls
 from .docker import LABEL_MANAGED, Docker
 from .errors import CodeexecError, DockerError, InvalidOption, NoSuchSession
 from .models import SessionInfo, SessionRef
@@ -102,7 +102,8 @@ def named(name: str, engines: Sequence[Docker] | None = None) -> Docker:
             return engine
     raise InvalidOption(
         f"no engine named {name!r}; the configured ones are "
-        f"{', '.join(e.name for e in engines)} (CODEEXEC_ENGINES, docs/configuration.md)"
+        f"{', '.join(e.name for e in engines)} (CODEEXEC_ENGINES, "
+        f"{_urls.doc('configuration', 'several-engines')})"
     )
 
 

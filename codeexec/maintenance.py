@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from . import _addrcache, engines
+from . import _addrcache, _forking, engines
 from ._doctor import Check as Check, doctor as doctor  # re-exported: the faces call them
 from .docker import LABEL_CACHE, LABEL_IMAGE, LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, DockerError, DockerNotAvailable, NoSuchSession
@@ -161,22 +161,22 @@ def stop_sessions(
     or ``all``) to the sessions an MCP server of that scope started. Warm pool
     containers (not yet sessions) are left to the process that owns them.
     """
-    answers = engines.ask(_engines(docker), engines.sessions_on)  # named sessions only
-    sessions = [
-        (s, a.engine) for a in answers for s in a.value or []
-        if scope is None or s.labels.get(LABEL_SCOPE) == scope
-    ]  # fmt: skip
-    if all:
-        chosen = [(s, e) for s, e in sessions if s.name.startswith(prefix)]
-        missing: list[str] = []
-    else:
-        wanted = {validate_name(n) for n in names}
-        chosen = [(s, e) for s, e in sessions if s.name in wanted]
-        missing = sorted(wanted - {s.name for s, _ in chosen})
-    for engine in {id(e): e for _, e in chosen}.values():
-        owned = {s.container_id: s.name for s, e in chosen if e is engine}
-        remove_containers(owned, docker=engine)
-    return StopReport(stopped=tuple(sorted({s.name for s, _ in chosen})), missing=tuple(missing))
+    wanted = set() if all else {validate_name(n) for n in names}
+    found: set[str] = set()
+    stopped: set[str] = set()
+    for answer in engines.ask(_engines(docker), engines.sessions_on):  # named ones only
+        sessions = [
+            s for s in answer.value or [] if scope is None or s.labels.get(LABEL_SCOPE) == scope
+        ]  # fmt: skip
+        chosen = [s for s in sessions if (s.name.startswith(prefix) if all else s.name in wanted)]
+        found |= {s.name for s in chosen}
+        chosen, forks = _forking.with_forks(chosen, sessions)
+        for name in forks:  # forks of sessions that keep running: only their branch ends
+            _forking.stop_by_name(name, answer.engine, ContainerSession.attach)
+        remove_containers({s.container_id: s.name for s in chosen}, docker=answer.engine)
+        stopped |= {s.name for s in chosen} | set(forks)
+    missing = sorted(wanted - found)
+    return StopReport(stopped=tuple(sorted(stopped)), missing=tuple(missing))
 
 
 def running_in_scope(scope: str, *, docker: Docker | None = None) -> set[str]:
@@ -187,16 +187,20 @@ def running_in_scope(scope: str, *, docker: Docker | None = None) -> set[str]:
 
 
 def remove_containers(owned: Mapping[str, str], *, docker: Docker | None = None) -> None:
-    """Stop many sessions as ``ContainerSession.stop`` stops one, in one ``docker rm -f``.
+    """Stop many sessions as ``ContainerSession.stop`` stops one, in one ``docker rm -f``
+    (with the markers of their forks).
 
     ``owned`` maps each container id to its session name, whose address-cache entry
     is forgotten first, so no later process knocks at a gone address. Missing
     containers are not an error.
     """
+    docker = docker or Docker()
     for container_id, name in owned.items():
         if _is_name(name):  # a label names the cache file: never let it be a path
             _addrcache.forget(name, container_id)
-    (docker or Docker()).rm(*owned)
+    # The forks in these containers end with them: their markers go too (_forking.py).
+    markers = [m for m, source in docker.fork_markers().items() if source in owned]
+    docker.rm(*dict.fromkeys([*owned, *markers]))
 
 
 def _is_name(name: str) -> bool:

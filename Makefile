@@ -6,7 +6,9 @@ BIN    := $(VENV)/bin
 # Debian packages (executor_image/make_base_image.sh). Real users keep python:3.12-slim.
 export CODEEXEC_BASE_IMAGE ?= codeexec-base:bookworm
 
-.PHONY: help venv engine image setup npm-clients demo check lint types unit test test-fast test-pythons bench docs clean
+# A second engine in its own network namespace (root): tests/integration/test_remote_engine.py
+# starts it itself; this target is for trying it by hand.
+.PHONY: help venv engine engine2 image setup npm-clients demo check lint types unit test test-fast test-pythons bench docs clean
 
 help:
 	@echo "make demo   - set up and run a session end to end"
@@ -28,6 +30,9 @@ venv: $(BIN)/codeexec
 
 engine:
 	bash scripts/ensure_docker.sh
+
+engine2: image
+	bash scripts/second_engine.sh start
 
 image: engine
 	bash executor_image/make_base_image.sh "$(CODEEXEC_BASE_IMAGE)"

@@ -159,3 +159,46 @@ def session_lock(name: str, on_wait: Callable[[str], None] | None = None) -> Ite
     finally:
         if fd >= 0:
             os.close(fd)  # releases the lock
+
+
+def _engine_file(engine: str, *, create: bool = False) -> Path | None:
+    """Where what is known of one engine's place (``_locality.py``) is kept."""
+    directory = _directory(create=create)
+    if directory is None:
+        return None
+    return directory / f"{zlib.crc32(engine.encode()):08x}.engine"
+
+
+def recall_engine(engine: str) -> str:
+    """``"local"`` or ``"remote"`` as remembered for ``engine``; "" when unknown."""
+    path = _engine_file(engine)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK) if path else -1
+    except OSError:
+        return ""
+    if fd < 0:
+        return ""
+    try:
+        with os.fdopen(fd, encoding="utf-8") as f:
+            if not _ours(os.fstat(f.fileno()), stat.S_ISREG):
+                return ""
+            data = json.loads(f.read())
+    except (OSError, ValueError):
+        return ""
+    found = data.get("place") if isinstance(data, dict) and data.get("engine") == engine else ""
+    return found if found in ("local", "remote") else ""
+
+
+def remember_engine(engine: str, place: str) -> None:
+    path = _engine_file(engine, create=True)
+    if path is None:
+        return
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"engine": engine, "place": place}, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass

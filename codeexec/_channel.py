@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from . import _addrcache
+from . import _addrcache, _locality
 from ._dockerargs import executor_command
 from .client import ExecutorClient
 from .docker import Docker
@@ -56,9 +56,10 @@ class Channel:
         self.container_id = ref.id
         self._docker = docker
         register_secret(ref.token)
-        if transport == "auto":
+        if connect is not None and transport == "auto":  # an injected connection: no probe
             transport = "exec" if ref.info.network == "none" else "tcp"
-        self.transport: Transport = transport
+        # "auto" stays until the first connection proves where the engine is (_probe).
+        self.transport: Transport = _resolve(transport, ref, docker)
         self._connect = connect
         self._client: ExecutorClient | None = None
         self._lock = threading.Lock()
@@ -234,19 +235,49 @@ class Channel:
     def _open(self, deadline: float) -> ExecutorClient:
         if self._connect is not None:
             return self._connect(self.ref, deadline)
+        if self.transport == "auto":
+            return self._probe(deadline)
         if self.transport == "exec":
-            relay = self._docker.open_relay(self.container_id, RELAY_COMMAND)
-            try:
-                return ExecutorClient.over_pipes(
-                    relay.stdout,
-                    relay.stdin,
-                    self.ref.token,
-                    on_close=relay.close,
-                    session=self.name or None,
-                )
-            except BaseException:
-                relay.close()
-                raise
+            return self._relay()
+        return self._tcp(deadline)
+
+    def _relay(self) -> ExecutorClient:
+        relay = self._docker.open_relay(self.container_id, RELAY_COMMAND)
+        try:
+            client = ExecutorClient.over_pipes(
+                relay.stdout, relay.stdin, self.ref.token, on_close=relay.close,
+                session=self.name or None,
+            )  # fmt: skip
+        except BaseException:
+            relay.close()
+            raise
+        if self.ref.route != "exec":
+            self.ref = replace(self.ref, route="exec")
+        return client
+
+    def _probe(self, deadline: float) -> ExecutorClient:
+        """An engine not known to be local: the relay first (it always reaches the
+        executor), then the published address once. Only an executor proving the
+        token there makes the engine local (and TCP the route); anything else keeps
+        the relay, and this engine's published ports are never dialled again."""
+        relay = self._relay()  # the executor listens once this handshake is done
+        if self.ref.address is None:
+            self.ref = self._docker.inspect(self.container_id)
+        address = self.ref.address
+        try:
+            if address is None:
+                raise ConnectionLost("no published executor port")
+            tcp = self._dial(address, deadline, "published", dial=1.0)
+        except (ConnectionLost, HandshakeError):
+            _locality.settle(self._docker, "remote")
+            self.transport, self.ref = "exec", replace(self.ref, route="exec")
+            return relay
+        _locality.settle(self._docker, "local")
+        relay.close()
+        self.transport = "tcp"
+        return tcp
+
+    def _tcp(self, deadline: float) -> ExecutorClient:
         if self.ref.address is None and self.ref.bridge is None:
             self.ref = self._docker.inspect(self.container_id)
         address, bridge = self.ref.address, self._bridge()
@@ -294,3 +325,15 @@ class Channel:
         if self.ref.route != route:
             self.ref = replace(self.ref, route=route)
         return client
+
+
+def _resolve(transport: Transport, ref: SessionRef, docker: Docker) -> Transport:
+    """``tcp`` or ``exec`` for ``auto`` (or ``auto`` again: to be probed, ``_probe``)."""
+    if transport != "auto":
+        return transport
+    if ref.info.network == "none" or ref.route == "exec":
+        return "exec"
+    if ref.route in ("bridge", "published"):  # remembered from a proven connection
+        return "tcp"
+    place = _locality.locality(docker)
+    return "tcp" if place == "local" else "exec" if place == "remote" else "auto"

@@ -81,3 +81,12 @@ MaxLifetimeOpt = Annotated[
         help="Seconds after its start when a session removes itself even if busy; 0 = no limit.",
     ),
 ]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="ENGINE",
+        help="The configured engine to start on (CODEEXEC_ENGINES) [default: where the "
+        "name runs, else the least loaded].",
+        show_default=False,
+    ),
+]

@@ -25,7 +25,7 @@ from .models import ExecResult, ImageInfo, SessionInfo
 
 if TYPE_CHECKING:
     from ._cli_copy import CopyResult
-    from .maintenance import Check, GcReport, ListedSession, StopReport
+    from .maintenance import Check, GcReport, Listing, StopReport
 
 EXIT_OK, EXIT_RAISED, EXIT_USAGE, EXIT_TROUBLE = 0, 1, 2, 3
 EXIT_TIMEOUT, EXIT_INTERRUPTED = 124, 130
@@ -242,6 +242,8 @@ def session_row(s: SessionInfo, idle: float | None = None) -> list[str]:
         f"{age(s.created)} / {duration(s.max_lifetime)}",
         f"{idle_text} / {duration(s.idle_timeout)}",
         s.image,
+        s.engine or "-",
+        s.route or "-",
     ]
 
 
@@ -267,10 +269,14 @@ def report_error(exc: CodeexecError, *, debug: bool) -> int:
     return EXIT_USAGE if isinstance(exc, InvalidOption) else EXIT_TROUBLE
 
 
-def report_sessions(listed: Sequence[ListedSession], as_json: bool) -> None:
+def report_sessions(listing: Listing, as_json: bool) -> None:
     headers = ["NAME", "STATUS", "DEPENDENCIES", "AGE / LIFETIME", "IDLE / TIMEOUT", "IMAGE"]
+    headers += ["ENGINE", "ROUTE"]
+    listed = listing.sessions
     rows = [session_row(s.info, s.idle_seconds) for s in listed]
     _listing(listed, rows, headers, as_json, "no sessions; start one with `codeexec start`")
+    for line in listing.unreachable:
+        note(f"engine not answering: {line}", "yellow")
 
 
 def report_images(found: Sequence[ImageInfo], as_json: bool) -> None:

@@ -68,7 +68,7 @@ def run_ls(as_json: bool) -> None:
     """``codeexec ls``: every session, each running one asked for its idle time."""
     from . import maintenance
 
-    out.report_sessions(maintenance.list_idle(), as_json)
+    out.report_sessions(maintenance.list_everywhere(), as_json)
 
 
 def guarded(work: Callable[[], int | None], *, debug: bool) -> int:

@@ -145,6 +145,13 @@ def confine(cmd: Command, limits: Limits, *, uid: int) -> Command:
     return cmd
 
 
+def engine_args(host: str, context: str) -> list[str]:
+    """The global options that pick an engine: ``--context`` wins over ``-H``."""
+    if context:
+        return ["--context", context]
+    return ["--host", host] if host else []
+
+
 def relay_argv(container: str, command: Sequence[str]) -> list[str]:
     """The ``docker exec`` arguments of an exec relay.
 

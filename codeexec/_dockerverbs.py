@@ -46,6 +46,12 @@ class _Seam:
     def engine(self) -> str:
         raise NotImplementedError
 
+    host: str
+    context: str
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        raise NotImplementedError
+
     def _run(
         self, args: Sequence[str], *, timeout: float = 30.0, what: str = "",
         input: str | None = None, env: Mapping[str, str] | None = None, check: bool = True,
@@ -80,7 +86,7 @@ class ImageVerbs(_Seam):
         if "no such image" in low or "no such object" in low:
             return None
         raise classify(
-            [self.binary, "image", "inspect", ref],
+            self.argv(["image", "inspect", ref]),
             proc.returncode,
             proc.stdout,
             proc.stderr,
@@ -165,6 +171,40 @@ class ImageVerbs(_Seam):
 
     def volume_rm(self, name: str) -> None:
         self._run(["volume", "rm", name], what="removing a volume")
+
+
+class EngineVerbs(_Seam):
+    """Which engine, and where: ``engine``, ``argv``, ``endpoint``, ``mem_total``."""
+
+    _binary_name: str
+    _global: list[str]
+
+    @property
+    def engine(self) -> str:
+        """Which engine this CLI talks to: the same session name on two is two sessions."""
+        if self.host or self.context:
+            return "\0".join([self._binary_name, self.host, self.context])
+        return "\0".join(
+            [self._binary_name, *(os.environ.get(k, "") for k in ("DOCKER_HOST", "DOCKER_CONTEXT"))]
+        )
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        """The full command line of one docker call on this engine."""
+        return [self.binary, *self._global, *args]
+
+    def endpoint(self) -> str:
+        """The engine's address (``unix://…``, ``tcp://…``, ``ssh://…``); "" if unknown."""
+        host = self.host or ("" if self.context else os.environ.get("DOCKER_HOST", ""))
+        if host:
+            return host
+        args = ["context", "inspect", "--format", "{{.Endpoints.docker.Host}}"]
+        proc = self._run([*args, *([self.context] if self.context else [])], check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    def mem_total(self, timeout: float = 10.0) -> int:
+        """The engine's memory in bytes (``docker info``); raises when it does not answer."""
+        out = self._run(["info", "--format", "{{.MemTotal}}"], timeout=timeout).stdout
+        return int(out.strip() or 0)
 
 
 LABEL_FORK_OF = "codeexec.fork-of"  # a fork's marker: the container the fork runs in

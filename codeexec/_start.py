@@ -38,7 +38,7 @@ def start(
     name: str,
     options: SessionOptions,
     *,
-    docker: Docker,
+    docker: Docker | Callable[[], Docker],
     pool: int | WarmPool = 0,
     replace: bool = False,
     connect: Connect | None = None,
@@ -47,7 +47,9 @@ def start(
     """``ContainerSession.start`` (see there), under the name's lock."""
     check_descriptors()  # a clear error before any docker call, not EMFILE halfway
     with _addrcache.session_lock(validate_name(name), on_progress):
-        return _start(cls, name, options, docker, pool, replace, connect, on_progress)
+        # Several engines: the one to use is chosen under the name's lock (engines.place).
+        engine = docker if isinstance(docker, Docker) else docker()
+        return _start(cls, name, options, engine, pool, replace, connect, on_progress)
 
 
 def _start(

@@ -48,7 +48,9 @@ finally:
 class FilesAndPackages(Executing):
     """``write_file``, ``read_file``, ``upload``, ``download`` and ``install``."""
 
-    info: SessionInfo
+    @property
+    def info(self) -> SessionInfo:  # ContainerSession's
+        raise NotImplementedError
 
     def write_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> int:
         """Write ``data`` to ``remote_path`` in the container (relative to /workspace).

@@ -52,7 +52,7 @@ MIRRORED: dict[str, Kind] = {
     **dict.fromkeys(("attach", "resume", "start"), "make"),
     **dict.fromkeys(("execute", "install", "run"), "cancel"),
     **dict.fromkeys(("execute_stream", "run_stream"), "stream"),
-    **dict.fromkeys(("files", "is_fork", "route"), "value"),
+    **dict.fromkeys(("files", "info", "is_fork", "route", "transport"), "value"),
     "fork": "branch",
     "list_sessions": "static",
     **dict.fromkeys(

@@ -26,6 +26,7 @@ from ._cli_options import (
     BaseImageOpt,
     CpusOpt,
     DisplayLimitOpt,
+    EngineOpt,
     IdleTimeoutOpt,
     JsonOpt,
     MaxLifetimeOpt,
@@ -133,6 +134,7 @@ def start(
             "--replace", help="Replace a running session of that name whose settings differ."
         ),
     ] = False,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a session (building its image if needed) and print its name.
@@ -147,7 +149,9 @@ def start(
         runtime=runtime, build_timeout=build_timeout,
     )  # fmt: skip
     with out.progress() as on_progress:
-        session = ContainerSession.start(name, options, replace=replace, on_progress=on_progress)
+        session = ContainerSession.start(
+            name, options, replace=replace, on_progress=on_progress, engine=engine
+        )
     session.close()
     if as_json:
         out.print_json(session.info.to_dict())
@@ -214,7 +218,7 @@ def exec_(
 
 @_command("ls")
 def ls(as_json: JsonOpt = False) -> None:
-    """List sessions: name, status, dependencies, age / max lifetime, idle / timeout, image."""
+    """List sessions: name, status, dependencies, age, idle time, image, engine, route."""
     run_ls(as_json)
 
 

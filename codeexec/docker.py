@@ -51,6 +51,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     classify as classify,
     confine as confine,
     container_env as container_env,
+    engine_args as engine_args,
     image_info as image_info,
     parse_inspect as parse_inspect,
     parse_ref as parse_ref,
@@ -59,7 +60,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     relay_argv as relay_argv,
     run_argv as run_argv,
 )
-from ._dockerverbs import ImageVerbs, SessionLookup
+from ._dockerverbs import EngineVerbs, ImageVerbs, SessionLookup
 from ._fds import (
     DESCRIPTOR_HEADROOM as DESCRIPTOR_HEADROOM,
     check_descriptors as check_descriptors,
@@ -107,23 +108,23 @@ class RelayProcess:
             self._proc.wait()
 
 
-class Docker(ImageVerbs, SessionLookup, SnapshotVerbs):
+class Docker(EngineVerbs, ImageVerbs, SessionLookup, SnapshotVerbs):
     """The docker CLI, one method per docker verb; inject a fake one in tests.
 
     The verbs that read images and find sessions are in ``_dockerverbs.py``.
     """
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(
+        self, binary: str | None = None, *, host: str = "", context: str = "", name: str = ""
+    ) -> None:
+        """``host`` (a DOCKER_HOST value) or ``context`` (a docker context) picks an
+        engine other than the environment's; ``name`` is what ``ls`` calls it."""
         self._binary_name = binary or os.environ.get("CODEEXEC_DOCKER") or "docker"
         self._binary: str | None = None
         self._lock = threading.Lock()
-
-    @property
-    def engine(self) -> str:
-        """Which engine this CLI talks to: the same session name on two is two sessions."""
-        return "\0".join(
-            [self._binary_name, *(os.environ.get(k, "") for k in ("DOCKER_HOST", "DOCKER_CONTEXT"))]
-        )
+        self.host, self.context = host, context
+        self.name = name or context or host or "default"
+        self._global = engine_args(host, context)
 
     @property
     def binary(self) -> str:
@@ -148,7 +149,7 @@ class Docker(ImageVerbs, SessionLookup, SnapshotVerbs):
         env: Mapping[str, str] | None = None,
         check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        argv = [self.binary, *args]
+        argv = self.argv(args)
         full_env = {**os.environ, **env} if env else None
         try:
             proc = subprocess.run(
@@ -186,7 +187,7 @@ class Docker(ImageVerbs, SessionLookup, SnapshotVerbs):
         )
         if proc.returncode != 0:
             err = classify(
-                [self.binary, "version"],
+                self.argv(["version"]),
                 proc.returncode,
                 proc.stdout,
                 proc.stderr,
@@ -218,7 +219,7 @@ class Docker(ImageVerbs, SessionLookup, SnapshotVerbs):
         Raises:
             ImageBuildError: the step failed or timed out (``log_tail`` holds its end).
         """
-        argv = [self.binary, *args]
+        argv = self.argv(args)
         tail: list[str] = []
 
         def keep(line: str) -> None:
@@ -315,7 +316,7 @@ class Docker(ImageVerbs, SessionLookup, SnapshotVerbs):
         err = proc.stderr.lower()
         if proc.returncode and "no such container" not in err and "in progress" not in err:
             raise classify(
-                [self.binary, "rm"],
+                self.argv(["rm"]),
                 proc.returncode,
                 proc.stdout,
                 proc.stderr,
@@ -334,7 +335,7 @@ class Docker(ImageVerbs, SessionLookup, SnapshotVerbs):
         Streamed, so a huge log never sits whole in memory; older lines beyond
         ``max_bytes`` are dropped and a marker says so.
         """
-        argv = [self.binary, *Command(["logs"]).opt("--tail", tail), container]
+        argv = self.argv([*Command(["logs"]).opt("--tail", tail), container])
         kept: deque[str] = deque()
         size = dropped = 0
 
@@ -370,7 +371,7 @@ class Docker(ImageVerbs, SessionLookup, SnapshotVerbs):
     def pipe(self, args: Sequence[str], *, source: IO[bytes] | None = None,
              sink: IO[bytes] | None = None, timeout: float, what: str) -> None:  # fmt: skip
         """Run ``args`` with binary files as stdin/stdout (snapshots stream through)."""
-        argv = [self.binary, *args]
+        argv = self.argv(args)
         try:
             proc = subprocess.run(argv, stdin=source or subprocess.DEVNULL,
                                   stdout=sink or subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -385,7 +386,7 @@ class Docker(ImageVerbs, SessionLookup, SnapshotVerbs):
 
     def open_relay(self, container: str, command: Sequence[str]) -> RelayProcess:
         """Start ``docker exec -i`` with binary pipes for the exec-relay transport."""
-        argv = [self.binary, *relay_argv(container, command)]
+        argv = self.argv(relay_argv(container, command))
         try:
             proc = subprocess.Popen(
                 argv,

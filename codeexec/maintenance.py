@@ -8,17 +8,16 @@ optional ``docker`` (default: the ``CODEEXEC_DOCKER`` CLI), so tests swap the en
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from . import _addrcache, _forking, images
+from . import _addrcache, _forking, engines
+from ._doctor import Check as Check, doctor as doctor  # re-exported: the faces call them
 from .docker import LABEL_CACHE, LABEL_IMAGE, LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, DockerError, DockerNotAvailable, NoSuchSession
-from .models import ImageInfo, SessionInfo
+from .models import ImageInfo, SessionInfo, SessionRef
 from .options import validate_name
 from .session import ContainerSession, list_sessions
 
@@ -30,18 +29,28 @@ _PROBES = 32  # sessions asked for their idle time at once (each mostly waits)
 
 
 def find_session(name: str, *, docker: Docker | None = None) -> SessionInfo:
-    """The session called ``name`` (running or not), without connecting to it.
+    """The session called ``name`` (running or not, on any engine), without connecting.
 
     Raises:
         NoSuchSession: no container carries that session name.
     """
-    found = (docker or Docker()).find_session(validate_name(name), all=True)
+    return _find(name, docker)[0].info
+
+
+def _find(name: str, docker: Docker | None) -> tuple[SessionRef, Docker]:
+    everywhere = _engines(docker)
+    found = engines.locate(validate_name(name), everywhere, all=True)
     if not found:
         raise NoSuchSession(
             f"no session named {name!r}: `codeexec ls` lists them, "
             f"`codeexec start {name}` starts one"
         )
-    return found[0].info  # a running one first
+    return found[0], engines.by_key(found[0].engine, everywhere) or everywhere[0]
+
+
+def _engines(docker: Docker | None) -> list[Docker]:
+    """``docker`` alone, or (None) every configured engine (``engines.py``)."""
+    return [docker] if docker is not None else engines.configured()
 
 
 def session_logs(name: str, *, tail: int | None = 200, docker: Docker | None = None) -> str:
@@ -50,8 +59,8 @@ def session_logs(name: str, *, tail: int | None = 200, docker: Docker | None = N
     Raises:
         NoSuchSession: no container carries that session name.
     """
-    docker = docker or Docker()
-    return docker.logs(find_session(name, docker=docker).container_id, tail=tail)
+    ref, home = _find(name, docker)
+    return home.logs(ref.id, tail=tail)
 
 
 @dataclass(frozen=True)
@@ -65,12 +74,30 @@ class ListedSession:
         return {**self.info.to_dict(), "idle_seconds": self.idle_seconds}
 
 
+@dataclass(frozen=True)
+class Listing:
+    """``ls``: the sessions of every engine that answered, and the ones that did not."""
+
+    sessions: tuple[ListedSession, ...]
+    unreachable: tuple[str, ...] = ()  # "engine: why"
+
+
 def list_idle(*, docker: Docker | None = None) -> list[ListedSession]:
     """Every session (sorted by name), each running one asked for its idle time."""
-    docker = docker or Docker()
-    sessions = list_sessions(docker=docker)
-    idle = probe_idle(sessions, docker=docker)
-    return [ListedSession(s, seconds) for s, seconds in zip(sessions, idle, strict=True)]
+    return list(list_everywhere(docker=docker).sessions)
+
+
+def list_everywhere(*, docker: Docker | None = None) -> Listing:
+    """``list_idle`` over every configured engine (each asked at once, bounded)."""
+    answers = engines.ask(_engines(docker), engines.sessions_on)
+    pairs = [(s, a.engine) for a in answers for s in a.value or []]
+    pairs.sort(key=lambda p: (p[0].name, p[0].engine))
+    probed = _probe_pairs(pairs)
+    listed = tuple(
+        ListedSession(replace(s, route=route), idle)
+        for (s, _), (idle, route) in zip(pairs, probed, strict=True)
+    )
+    return Listing(listed, tuple(engines.unreachable(answers)))
 
 
 def probe_idle(
@@ -84,26 +111,30 @@ def probe_idle(
     seconds (``ContainerSession.attach``'s bound), or one that is not running.
     """
     docker = docker or Docker()
-    running = [s for s in sessions if s.status == "running"]
-    if len(running) < 2:
-        return [_idle_seconds(s, docker) for s in sessions]
+    return [idle for idle, _ in _probe_pairs([(s, docker) for s in sessions])]
+
+
+def _probe_pairs(pairs: Sequence[tuple[SessionInfo, Docker]]) -> list[tuple[float | None, str]]:
+    if sum(s.status == "running" for s, _ in pairs) < 2:
+        return [_idle_seconds(s, d) for s, d in pairs]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(min(len(running), _PROBES), "codeexec-probe") as probes:
-        return list(probes.map(lambda s: _idle_seconds(s, docker), sessions))
+    with ThreadPoolExecutor(min(len(pairs), _PROBES), "codeexec-probe") as probes:
+        return list(probes.map(lambda p: _idle_seconds(*p), pairs))
 
 
-def _idle_seconds(info: SessionInfo, docker: Docker) -> float | None:
+def _idle_seconds(info: SessionInfo, docker: Docker) -> tuple[float | None, str]:
+    """The idle time and the route the executor was reached by (``""``: not asked)."""
     if info.status != "running":
-        return None
+        return None, ""
     try:
         session = ContainerSession.attach(info.name, docker=docker)
     except CodeexecError:
-        return None
+        return None, ""
     try:
-        return session.idle_seconds()
+        return session.idle_seconds(), session.route
     except CodeexecError:
-        return None
+        return None, session.route
     finally:
         session.close()
 
@@ -130,30 +161,29 @@ def stop_sessions(
     or ``all``) to the sessions an MCP server of that scope started. Warm pool
     containers (not yet sessions) are left to the process that owns them.
     """
-    docker = docker or Docker()
-    sessions = [
-        s for s in list_sessions(docker=docker)  # unclaimed pool containers have no name
-        if scope is None or s.labels.get(LABEL_SCOPE) == scope
-    ]  # fmt: skip
-    if all:
-        chosen = [s for s in sessions if s.name.startswith(prefix)]
-        missing: list[str] = []
-    else:
-        wanted = {validate_name(n) for n in names}
-        chosen = [s for s in sessions if s.name in wanted]
-        missing = sorted(wanted - {s.name for s in chosen})
-    chosen, forks = _forking.with_forks(chosen, sessions)
-    for name in forks:  # forks of sessions that keep running: only their branch ends
-        _forking.stop_by_name(name, docker, ContainerSession.attach)
-    remove_containers({s.container_id: s.name for s in chosen}, docker=docker)
-    stopped = {s.name for s in chosen} | set(forks)
+    wanted = set() if all else {validate_name(n) for n in names}
+    found: set[str] = set()
+    stopped: set[str] = set()
+    for answer in engines.ask(_engines(docker), engines.sessions_on):  # named ones only
+        sessions = [
+            s for s in answer.value or [] if scope is None or s.labels.get(LABEL_SCOPE) == scope
+        ]  # fmt: skip
+        chosen = [s for s in sessions if (s.name.startswith(prefix) if all else s.name in wanted)]
+        found |= {s.name for s in chosen}
+        chosen, forks = _forking.with_forks(chosen, sessions)
+        for name in forks:  # forks of sessions that keep running: only their branch ends
+            _forking.stop_by_name(name, answer.engine, ContainerSession.attach)
+        remove_containers({s.container_id: s.name for s in chosen}, docker=answer.engine)
+        stopped |= {s.name for s in chosen} | set(forks)
+    missing = sorted(wanted - found)
     return StopReport(stopped=tuple(sorted(stopped)), missing=tuple(missing))
 
 
 def running_in_scope(scope: str, *, docker: Docker | None = None) -> set[str]:
     """The names of the running sessions labelled with ``scope``: what its quota counts."""
-    running = (docker or Docker()).ps({LABEL_MANAGED: "1", LABEL_SCOPE: scope}, all=False)
-    return {s.name for s in running if s.name}
+    labels = {LABEL_MANAGED: "1", LABEL_SCOPE: scope}
+    answers = engines.ask(_engines(docker), lambda e: e.ps(labels, all=False))
+    return {s.name for a in answers for s in a.value or [] if s.name}
 
 
 def remove_containers(owned: Mapping[str, str], *, docker: Docker | None = None) -> None:
@@ -230,6 +260,23 @@ def gc(
     idle_for: float | None = None,
     docker: Docker | None = None,
 ) -> GcReport:
+    """``_gc`` on every configured engine (or ``docker``); one that does not answer
+    is named in ``failed``."""
+    answers = engines.ask(
+        _engines(docker), lambda e: _gc(e, dry_run, all_images, idle_for), timeout=600
+    )
+    done = [a.value for a in answers if a.value is not None]
+    unreachable = tuple(f"engine {line}" for line in engines.unreachable(answers))
+    return GcReport(
+        containers=tuple(c for r in done for c in r.containers),
+        images=tuple(i for r in done for i in r.images),
+        kept_images=tuple(i for r in done for i in r.kept_images),
+        failed=tuple(f for r in done for f in r.failed) + unreachable,
+        dry_run=dry_run, volumes=tuple(v for r in done for v in r.volumes),
+    )  # fmt: skip
+
+
+def _gc(docker: Docker, dry_run: bool, all_images: bool, idle_for: float | None) -> GcReport:
     """Remove exited, dead or overdue codeexec containers and env images no container uses.
 
     Running containers past their maximum lifetime always go. ``idle_for`` also
@@ -241,7 +288,6 @@ def gc(
     dependencies. ``all_images`` removes every unused env image and the package
     cache volumes of image builds.
     """
-    docker = docker or Docker()
     now = datetime.now(timezone.utc)
     infos = [ref.info for ref in docker.ps_inspect({LABEL_MANAGED: "1"})]
     gone = tuple(
@@ -294,87 +340,3 @@ def gc(
         containers=gone, images=removable, kept_images=kept, failed=tuple(failed),
         dry_run=dry_run, volumes=volumes,
     )  # fmt: skip
-
-
-# -- doctor --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Check:
-    """One doctor check: what was checked, whether it passed, and how to fix it."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
-def doctor(
-    *,
-    docker: Docker | None = None,
-    base_image: str | None = None,
-    on_progress: Callable[[str], None] | None = None,
-) -> Iterator[Check]:
-    """Check, in order, what a session needs; stop at the first failure.
-
-    The last check starts a throwaway session ``codeexec-doctor-<hex>``, runs
-    ``1+1`` in it and removes it.
-    """
-    docker = docker or Docker()
-    cli = os.environ.get("CODEEXEC_DOCKER") or "docker"
-    try:
-        yield Check("docker CLI", True, docker.binary)
-    except DockerNotAvailable as exc:
-        yield Check(
-            "docker CLI",
-            False,
-            exc.message,
-            f"install Docker (or podman) so `{cli}` is on PATH, or set "
-            "CODEEXEC_DOCKER to the CLI's full path",
-        )
-        return
-    try:
-        yield Check("Docker engine", True, f"server version {docker.version()}")
-    except DockerError as exc:
-        where = os.environ.get("DOCKER_HOST") or "the current `docker context`"
-        yield Check(
-            "Docker engine",
-            False,
-            exc.message,
-            f"start the engine, or point DOCKER_HOST / `docker context use` at a "
-            f"running one (now: {where})",
-        )
-        return
-    base = base_image or images.default_base_image()
-    if not docker.image_exists(base):
-        yield Check(
-            "base image",
-            False,
-            f"{base} is not available locally",
-            f"`{cli} pull {base}`, set CODEEXEC_BASE_IMAGE to an image with "
-            "Python 3.9+ you have, or build one without a registry: "
-            "`codeexec base-image` (as root)",
-        )
-        return
-    yield Check("base image", True, base)
-    name = f"codeexec-doctor-{secrets.token_hex(3)}"
-    try:
-        with ContainerSession.start(
-            name, base_image=base, idle_timeout=300, on_progress=on_progress, docker=docker
-        ) as session:
-            result = session.execute("1+1", timeout=30)
-        if result.value != "2":
-            raise CodeexecError(f"`1+1` gave {result.status} {result.value!r}")
-    except CodeexecError as exc:
-        yield Check(
-            "session handshake",
-            False,
-            exc.message,
-            "run `codeexec start --debug` to see the build and container logs; "
-            "check the base image has Python 3.9+",
-        )
-        return
-    yield Check("session handshake", True, f"{name} started and answered 1+1 = 2")
-    from .snapshot import doctor_check
-
-    yield Check("snapshots", True, *doctor_check(docker))

@@ -115,13 +115,11 @@ class Display:
 class ExecResult:
     """The outcome of one execution.
 
-    ``status`` is ``ok``, ``error`` (the code raised: see ``error``), ``timeout`` or
-    ``interrupted``. ``value`` is the ``repr()`` of the last expression, like the
-    Python REPL. ``restarted`` means the Python process was replaced and every
-    variable is gone; ``rolled_back`` (``execute(..., rollback_on_error=True)``) that
-    the failed code's changes were undone: the session is as before. ``truncated``
-    means something went past a cap of ``ResultLimits`` (output, displays, value or
-    traceback) and was replaced by a marker.
+    ``status``: ``ok``, ``error`` (the code raised: see ``error``), ``timeout`` or
+    ``interrupted``. ``value``: the ``repr()`` of the last expression. ``restarted``:
+    the Python process was replaced, every variable is gone; ``rolled_back``
+    (``rollback_on_error=True``): the failed code's changes were undone. ``truncated``:
+    something went past a cap of ``ResultLimits`` and was replaced by a marker.
     ``execution_count`` numbers the session's cells, as in Jupyter (None: unknown).
     """
 
@@ -302,6 +300,8 @@ class SessionInfo:
     idle_timeout: float | None = None
     max_lifetime: float | None = None  # seconds from the container's start (0: none)
     labels: Mapping[str, str] = field(default_factory=dict)
+    engine: str = ""  # the engine's name (engines.py); route: "bridge"/"published"/"exec"
+    route: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -79,7 +79,7 @@ class WarmPool:
         self.options = SessionOptions.of(options, **overrides)
         self.size = max(0, int(size))
         self.image = ""  # the tag, known after start()
-        self._docker = docker or Docker()
+        self._docker = self.docker = docker or Docker()  # the engine it starts on
         self._on_progress = on_progress
         self._connect = connect
         self._ready: deque[Launched] = deque()
@@ -260,7 +260,7 @@ def shared_pool(
 ) -> WarmPool:
     """The process-wide pool for these options, started on first use (size grows only)."""
     options = SessionOptions.of(options, base_image=options.image_base)
-    key = options.pool_key()
+    key = f"{options.pool_key()}\0{docker.engine}"  # one pool per engine
     with _shared_lock:
         pool = _shared.get(key)
         if pool is None:

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import replace as _replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _addrcache, _forking, _start
+from . import _addrcache, _forking, _start, engines
 from ._channel import LOST_SETTLE as LOST_SETTLE, Channel, Connect
 from ._checkpointing import Checkpointing
 from ._commands import Commands
 from ._filetree import FileTree
 from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR
-from .docker import LABEL_MANAGED, Docker
+from .docker import Docker
+from .errors import DockerNotAvailable, NoSuchSession
 from .models import ResultLimits, SessionInfo, SessionRef, Transport
 from .options import (  # re-exported: callers import them from here
     DEFAULT_IDLE_TIMEOUT as DEFAULT_IDLE_TIMEOUT,
@@ -35,12 +37,11 @@ if TYPE_CHECKING:  # loads when a session starts with a pool
 
 
 def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
-    """Every running or stopped codeexec session, found through Docker labels."""
-    docker = docker or Docker()
-    return sorted(
-        (s for s in docker.ps({LABEL_MANAGED: "1"}) if s.name),
-        key=lambda s: s.name,
-    )
+    """Every running or stopped codeexec session, found through Docker labels, on
+    ``docker`` or every configured engine that answers (``info.engine`` says which)."""
+    everywhere = [docker] if docker is not None else engines.configured()
+    answers = engines.ask(everywhere, engines.sessions_on)
+    return sorted((s for a in answers for s in a.value or []), key=lambda s: (s.name, s.engine))
 
 
 class ContainerSession(FileTree, Commands, Checkpointing):
@@ -60,7 +61,7 @@ class ContainerSession(FileTree, Commands, Checkpointing):
     ) -> None:  # fmt: skip
         self.name = name
         self._docker = docker
-        self.info: SessionInfo = ref.info
+        self._info: SessionInfo = ref.info
         self.container_id: str = ref.id
         self.default_timeout = timeout
         self.output_limit = output_limit
@@ -68,7 +69,6 @@ class ContainerSession(FileTree, Commands, Checkpointing):
         self._channel = channel or Channel(
             name=name, ref=ref, docker=docker, transport=transport, connect=connect
         )
-        self.transport: Transport = self._channel.transport
         self.created = False
         self._stopped = False
         self.resume_failures: dict[str, str] = {}  # names a portable resume could not load
@@ -91,6 +91,7 @@ class ContainerSession(FileTree, Commands, Checkpointing):
         on_progress: Callable[[str], None] | None = None,
         docker: Docker | None = None,
         connect: Connect | None = None,
+        engine: str | None = None,
         **overrides: Any,
     ) -> ContainerSession:
         """Build (or reuse) the image and start the session's container.
@@ -114,6 +115,9 @@ class ContainerSession(FileTree, Commands, Checkpointing):
                 claim one in tens of milliseconds; or a ``WarmPool`` to claim from
                 (its settings apply). 0 (default): no pool.
             on_progress: receives build and start progress lines.
+            engine: the configured engine (``CODEEXEC_ENGINES``, ``codeexec.engines``)
+                to start on; default: where the name runs already, else the least
+                loaded engine. A name is unique across the engines.
             docker, connect: the docker CLI and the executor connection (injected in
                 tests; see ``_channel.Connect``).
 
@@ -132,9 +136,19 @@ class ContainerSession(FileTree, Commands, Checkpointing):
         """
         validate_name(name)
         options = SessionOptions.of(options, **overrides)
+        if docker is None and not isinstance(pool, int):
+            docker = pool.docker  # a pool's containers run on its engine
+        everywhere = [docker] if docker is not None else engines.configured()
+        if engine is not None:
+            engines.named(engine, everywhere)  # a clear error before any docker call
+        if len(everywhere) == 1 and engine is None:
+            return _start.start(
+                cls, name, options, docker=everywhere[0], pool=pool, replace=replace,
+                connect=connect, on_progress=on_progress,
+            )  # fmt: skip
         return _start.start(
-            cls, name, options, docker=docker or Docker(), pool=pool, replace=replace,
-            connect=connect, on_progress=on_progress,
+            cls, name, options, docker=lambda: engines.place(name, everywhere, engine),
+            pool=pool, replace=replace, connect=connect, on_progress=on_progress,
         )  # fmt: skip
 
     @classmethod
@@ -158,11 +172,23 @@ class ContainerSession(FileTree, Commands, Checkpointing):
         Raises:
             NoSuchSession: no running session has that name (in ``scope``).
         """
-        return _start.attach(
-            cls, name, docker=docker or Docker(), scope=scope, connect=connect,
-            timeout=timeout, output_limit=output_limit, result_limits=result_limits,
-            transport=transport,
-        )  # fmt: skip
+
+        def on(engine: Docker) -> ContainerSession:
+            return _start.attach(
+                cls, name, docker=engine, scope=scope, connect=connect, timeout=timeout,
+                output_limit=output_limit, result_limits=result_limits, transport=transport,
+            )  # fmt: skip
+
+        if docker is not None:
+            return on(docker)
+        remembered = engines.for_session(name)
+        try:
+            return on(remembered)
+        except (NoSuchSession, DockerNotAvailable):  # the cache's engine no longer has it
+            found = engines.for_session(name, hint=False)
+            if found is remembered:
+                raise
+            return on(found)
 
     def snapshot(
         self, name: str | None = None, *, method: str = "auto", stop: bool = False
@@ -210,7 +236,7 @@ class ContainerSession(FileTree, Commands, Checkpointing):
 
     @classmethod
     def list_sessions(cls, *, docker: Docker | None = None) -> list[SessionInfo]:
-        """Every codeexec session on this engine, found through Docker labels."""
+        """Every codeexec session on ``docker`` or every configured engine."""
         return list_sessions(docker=docker)
 
     def stop(self) -> None:
@@ -254,6 +280,16 @@ class ContainerSession(FileTree, Commands, Checkpointing):
         self.stop()
 
     @property
+    def info(self) -> SessionInfo:
+        """What Docker knows of the session, with its ``engine`` and ``route``."""
+        return _replace(self._info, engine=self._docker.name, route=self.route)
+
+    @property
+    def transport(self) -> Transport:
+        """``"tcp"`` or ``"exec"`` (``"auto"`` until the first connection decides)."""
+        return self._channel.transport
+
+    @property
     def route(self) -> str:
         """How the executor is reached: ``"bridge"`` (the container's own address,
         when this host reaches it), ``"published"`` (the published port, through
@@ -272,7 +308,7 @@ class ContainerSession(FileTree, Commands, Checkpointing):
     def _rebind(self, ref: SessionRef, channel: Channel) -> None:
         """Continue in another container (a checkpoint snapshot resumed in place)."""
         self._channel.close()
-        self._channel, self.info, self.container_id = channel, ref.info, ref.id
+        self._channel, self._info, self.container_id = channel, ref.info, ref.id
         self._remember()
 
     def _remember(self) -> None:

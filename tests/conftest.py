@@ -137,3 +137,14 @@ def local_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.delenv("CODEEXEC_SESSION_CACHE", raising=False)
     yield state
     fake_engine.remove_all(state)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_engine_places() -> Iterator[None]:
+    """What this process learnt of where each engine is (codeexec/_locality.py) does
+    not leak from one test into the next."""
+    from codeexec import _locality
+
+    _locality.forget()
+    yield
+    _locality.forget()

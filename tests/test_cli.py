@@ -212,17 +212,22 @@ def test_ls_table_and_json(docker_log: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert table.exit_code == 0
     header, alpha, beta = table.stdout.splitlines()
     assert header.split()[:3] == ["NAME", "STATUS", "DEPENDENCIES"]
+    assert header.split()[-2:] == ["ENGINE", "ROUTE"]
     assert alpha.split()[:2] == ["alpha", "running"] and "numpy==2.*, pandas" in alpha
     assert "1h" in alpha and "codeexec-env:abc" in alpha
-    assert beta.split()[:2] == ["beta", "exited"]
+    assert alpha.split()[-2:] == ["default", "-"]
+    assert beta.split()[:2] == ["beta", "exited"] and beta.split()[-2:] == ["default", "-"]
     data = json.loads(run("ls", "--json").stdout)
     assert [s["name"] for s in data] == ["alpha", "beta"]
     assert data[0]["dependencies"] == ["numpy==2.*", "pandas"]
+    assert data[0]["engine"] == "default" and data[0]["route"] == ""
     assert "secret-token-value" not in table.output + json.dumps(data)
 
 
 class _Idle:
     """Stands in for an attached session that has been idle for 42 s."""
+
+    route = "published"
 
     def idle_seconds(self) -> float:
         return 42.0

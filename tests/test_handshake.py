@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +244,8 @@ def test_reconnect_to_an_impostor_says_the_session_is_gone(
 def test_attach_through_the_address_cache_refuses_an_impostor(
     fake_docker: Docker, impostor: Impostor
 ) -> None:
-    _addrcache.remember("demo", parse_ref(_container(impostor.port)))
+    # An entry as a connection over the published port leaves it (the route it used).
+    _addrcache.remember("demo", replace(parse_ref(_container(impostor.port)), route="published"))
     with pytest.raises(NoSuchSession, match="no running session named 'demo'") as gone:
         ContainerSession.attach("demo", docker=fake_docker)
     assert "a program that is not its executor now answers on its last known address" in str(

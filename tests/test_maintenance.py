@@ -84,6 +84,8 @@ def test_remove_containers_never_takes_a_session_name_for_a_path(
 class _Probed:
     """Stands in for an attached session; answers only once ``ready`` sessions ask at once."""
 
+    route = "published"
+
     def __init__(self, name: str, ready: threading.Barrier) -> None:
         self.name, self.ready = name, ready
 

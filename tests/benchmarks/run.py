@@ -33,7 +33,7 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _build, _checkpoints, _cli, _mcp, _rt, _scale, _shfiles, _snap, _util as u  # noqa: E402
+from . import _build, _checkpoints, _cli, _mcp, _relay, _rt, _scale, _shfiles, _snap, _util as u  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -419,7 +419,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         lambda v: v <= 500,
     )
     out.extend(_cli.targets(get))
-    out += _rt.targets(r) + _shfiles.targets(r)
+    out += _rt.targets(r) + _shfiles.targets(r) + _relay.targets(r)
     return out + _build.targets(r) + _checkpoints.targets(r)
 
 
@@ -473,6 +473,7 @@ def table(r: dict[str, Any]) -> str:
             )
         )
     rows += _scale.rows(r["scale"]) if r.get("scale") else []
+    rows += _relay.rows(r)
     rows += _build.rows(r)
     rows += _snap.rows(r.get("snapshots") or [])
     rows += _checkpoints.rows(r)
@@ -493,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma list: rt,shfiles,cli,mcp,starts,stream,scale,build,snapshots,checkpoints",
+        help="comma list: rt,shfiles,relay,cli,mcp,starts,stream,scale,build,snapshots,checkpoints",
     )
     parser.add_argument("--scale", type=int, default=100, help="idle sessions (default 100)")
     parser.add_argument("--heavy", action="store_true", help="also build numpy+pandas+matplotlib")
@@ -517,6 +518,14 @@ def main(argv: list[str] | None = None) -> int:
                 "shfiles",
                 lambda: bench.results.update(_shfiles.measure(bench.lib.name, bench.n_slow * 10)),
             ),
+            (
+                "relay",
+                lambda: bench.results.update(
+                    _relay.measure(
+                        bench.lib.name, bench.n_fast, 20 if args.quick else 100, u.PREFIX, IDLE
+                    )
+                ),
+            ),
             ("cli", bench.cli),
             ("mcp", bench.mcp),
             ("stream", bench.throughput),
@@ -526,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "snapshots",
                 lambda: bench.results.update(snapshots=_snap.measure(u.PREFIX, log, bench.quick)),
+            ),
+            (
                 "checkpoints",
                 lambda: bench.results.update(_checkpoints.run(bench.name, IDLE, bench.quick, log)),
             ),

@@ -43,8 +43,7 @@ POOL_CONTAINER_PREFIX = "codeexec_pool_"
 _CLAIMED_POOL_NAME = re.compile(r"^codeexec-([A-Za-z0-9][A-Za-z0-9_.-]{0,62})-[0-9a-f]{6}$")
 EXECUTOR_PORT = constants.EXECUTOR_PORT
 EXECUTOR_UID = constants.EXECUTOR_UID
-# A container's docker log (json-file, so `docker logs` reads it) stays under
-# LOG_MAX_FILES x LOG_MAX_SIZE on the host's disk whatever the code writes to it.
+# A container's docker log (json-file, read by `docker logs`) stays under MAX_FILES x SIZE.
 LOG_MAX_SIZE = "5m"
 LOG_MAX_FILES = 2
 
@@ -192,7 +191,26 @@ _CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
         "the image is not available locally and cannot be pulled: build a base image "
         "with executor_image/make_base_image.sh or set CODEEXEC_BASE_IMAGE to one you have",
     ),
+    (
+        ("unknown runtime specified",),
+        DockerError,
+        "the Docker engine has no runtime of that name (--runtime, runtime=): use one "
+        "that `docker info` lists under Runtimes, or leave it unset",
+    ),
+    (
+        ("error response from daemon: network ",),
+        DockerError,
+        "no such Docker network (--network, network=): `docker network ls` lists them; "
+        "use 'bridge', 'none' or one made with `docker network create`",
+    ),
 ]
+
+
+def reason(stderr: str, returncode: int | None) -> str:
+    """The line of docker's stderr that says what went wrong (not its usage trailer)."""
+    lines = stderr.strip().splitlines() or [f"exit code {returncode}"]
+    said = [ln for ln in lines if ln.strip() and not ln.startswith(("Run '", "See '", "Usage:"))]
+    return (said or lines)[-1].strip()
 
 
 def classify(
@@ -200,7 +218,7 @@ def classify(
 ) -> DockerError:
     """Turn a failed docker call into the most specific ``DockerError`` with a hint."""
     low = stderr.lower()
-    detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {returncode}"
+    detail = reason(stderr, returncode)
     for needles, cls, hint in _CLASSIFY:
         if any(n in low for n in needles):
             return cls(

@@ -21,12 +21,13 @@ from .errors import CodeexecError
 _SESSION_FLAGS = ("-s", "--session")
 
 
-def plain_exec(args: list[str]) -> tuple[str, str] | None:
+def plain_exec(args: list[str], *, piped: bool = False) -> tuple[str, str] | None:
     """``(session, code)`` when ``args`` is ``exec [-s NAME] CODE`` in a plain form, else None.
 
     Plain: each token is ``exec``, a session flag with its valid name, or one CODE
     that is ``-`` or does not start with ``-``; nothing is repeated. Anything that
-    Click might read differently is left to it.
+    Click might read differently is left to it. With ``piped`` (stdin is not a
+    terminal) a missing CODE reads stdin, as ``-`` does.
     """
     if not args or args[0] != "exec" or os.environ.get("CODEEXEC_DEBUG") is not None:
         return None
@@ -43,9 +44,37 @@ def plain_exec(args: list[str]) -> tuple[str, str] | None:
             code = token
         else:
             return None
-    if code is None:
-        return None
+    if code is None:  # `… | codeexec exec`: the code comes on stdin
+        if not piped:
+            return None
+        code = "-"
     return session or "default", code
+
+
+# Options of the group that people also type after the command, and the one of the
+# commands they type before it; Click reads each only on its own side of the name.
+_GROUP_FLAGS = ("--debug", "--version")
+
+
+def normalize(args: list[str]) -> list[str]:
+    """``args`` with ``--debug``/``--version`` moved before the command and ``--json`` after.
+
+    Only tokens before a ``--`` move; everything else keeps its order.
+    """
+    end = args.index("--") if "--" in args else len(args)
+    head, tail = args[:end], args[end:]
+    group = [a for a in head if a in _GROUP_FLAGS]
+    rest = [a for a in head if a not in _GROUP_FLAGS]
+    command = next((i for i, a in enumerate(rest) if not a.startswith("-")), None)
+    if command is not None and "--json" in rest[:command]:
+        rest.remove("--json")
+        rest.insert(command, "--json")  # the name moved one to the left
+    return [*group, *rest, *tail]
+
+
+def wants_json(args: list[str]) -> bool:
+    """Whether ``--json`` was asked for (before any ``--``)."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
 
 
 def _valid_name(name: str) -> bool:
@@ -61,10 +90,13 @@ def _valid_name(name: str) -> bool:
 def main() -> None:
     """Entry point of the ``codeexec`` console script."""
     args = sys.argv[1:]
-    if args in (["ls"], ["ls", "--json"]) and os.environ.get("CODEEXEC_DEBUG") is None:
-        sys.exit(guarded(lambda: run_ls(as_json=len(args) == 2), debug=False))
-    plan = plain_exec(args)
-    if plan is None:
+    if args in (["ls"], ["ls", "--json"], ["ls", "-q"]) and "CODEEXEC_DEBUG" not in os.environ:
+        as_json, quiet = args[1:] == ["--json"], args[1:] == ["-q"]
+        sys.exit(guarded(lambda: run_ls(as_json, quiet=quiet), debug=False, as_json=as_json))
+    plan = plain_exec(args, piped=sys.stdin is not None and not sys.stdin.isatty())
+    source = sys.stdin.read() if plan is not None and plan[1] == "-" else None
+    if plan is None or (source is not None and not source.strip() and "-" not in args):
+        # (empty piped stdin and no CODE: Typer, reading the same empty stdin, says so)
         from .cli import main as full
 
         full()
@@ -72,6 +104,6 @@ def main() -> None:
     session, code = plan
 
     def work() -> int:
-        return run_exec(sys.stdin.read() if code == "-" else code, session)
+        return run_exec(code if source is None else source, session)
 
     sys.exit(guarded(work, debug=False))

@@ -13,12 +13,12 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__, _cli_output as out
+from . import __version__, _cli_options as opt, _cli_output as out
+from ._cli_fast import normalize, wants_json
 from ._cli_mcp import serve_mcp
 from ._cli_options import (
     BaseImageOpt,
@@ -47,6 +47,7 @@ app = typer.Typer(
     epilog=EPILOG,
     pretty_exceptions_show_locals=False,  # locals may hold a session token
     rich_markup_mode=None,  # plain help: exit-status lines stay as written
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -57,7 +58,7 @@ class _State:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _command(name: str | None = None) -> Callable[[F], F]:
+def _command(name: str | None = None, **settings: Any) -> Callable[[F], F]:
     """Register a command behind the one wrapper that turns CodeexecError into exit codes.
 
     A command returns its exit status (None for 0).
@@ -66,11 +67,12 @@ def _command(name: str | None = None) -> Callable[[F], F]:
     def register(func: F) -> F:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
-            status = guarded(lambda: func(*args, **kwargs), debug=_State.debug)
+            work = functools.partial(func, *args, **kwargs)
+            status = guarded(work, debug=_State.debug, as_json=kwargs.get("as_json", False))
             if status:
                 raise typer.Exit(status)
 
-        app.command(name)(run)
+        app.command(name, **settings)(run)
         return func
 
     return register
@@ -82,7 +84,9 @@ def _main(
         bool,
         typer.Option("--debug", envvar="CODEEXEC_DEBUG", help="Show Python tracebacks of errors."),
     ] = False,
+    _version: opt.VersionOpt = False,
 ) -> None:
+    """Global options may also follow the command (``codeexec start --debug``)."""
     _State.debug = debug
 
 
@@ -92,21 +96,8 @@ def _main(
 @_command()
 def start(
     name: NameArg = "default",
-    dep: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--dep",
-            "-d",
-            metavar="REQUIREMENT",
-            help="A pip requirement such as 'numpy==2.*' (repeatable).",
-        ),
-    ] = None,
-    requirements: Annotated[
-        Path | None,
-        typer.Option(
-            "--requirements", "-r", metavar="FILE", help="A requirements.txt file.", dir_okay=False
-        ),
-    ] = None,
+    dep: opt.DepOpt = None,
+    requirements: opt.RequirementsOpt = None,
     base_image: BaseImageOpt = None,
     memory: MemoryOpt = "1g",
     cpus: CpusOpt = 1.0,
@@ -117,30 +108,28 @@ def start(
     allow_urls: Annotated[
         bool, typer.Option("--allow-urls", help="Accept URL requirements (pkg @ https://…).")
     ] = False,
-    runtime: Annotated[
-        str | None, typer.Option(metavar="RUNTIME", help="Docker runtime, e.g. runsc.")
-    ] = None,
-    build_timeout: Annotated[
-        float, typer.Option(metavar="SECONDS", help="Seconds allowed for the build.")
-    ] = 1800,
-    replace: Annotated[
-        bool,
-        typer.Option(
-            "--replace", help="Replace a running session of that name whose settings differ."
-        ),
-    ] = False,
+    runtime: opt.RuntimeOpt = None,
+    build_timeout: opt.BuildTimeoutOpt = 1800,
+    timeout: opt.TimeoutOpt = None,
+    output_limit: opt.OutputLimitOpt = None,
+    read_only: opt.ReadOnlyOpt = True,
+    transport: opt.TransportOpt = "auto",
+    env: opt.EnvOpt = None,
+    replace: opt.ReplaceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a session (building its image if needed) and print its name.
 
     Starting a running session again with the same settings just reuses it; other
     settings are refused unless --replace is given.
+    Example: codeexec start --dep numpy --memory 2g -e MPLBACKEND=Agg analysis
     """
     options = SessionOptions.of(
         dependencies=dep or [], requirements_file=str(requirements or "") or None,
         base_image=base_image, network=network, memory=memory, cpus=cpus, pids=pids,
         idle_timeout=idle_timeout, max_lifetime=max_lifetime, allow_urls=allow_urls,
-        runtime=runtime, build_timeout=build_timeout,
+        runtime=runtime, build_timeout=build_timeout, timeout=timeout,
+        output_limit=output_limit, read_only=read_only, transport=transport,
     )  # fmt: skip
     with out.progress() as on_progress:
         session = ContainerSession.start(name, options, replace=replace, on_progress=on_progress)
@@ -153,49 +142,21 @@ def start(
 
 @_command("exec")
 def exec_(
-    code: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="CODE",
-            help="Python code to run; '-' reads it from stdin.",
-            show_default=False,
-        ),
-    ] = None,
-    file: Annotated[
-        Path | None,
-        typer.Option(
-            "--file", "-f", metavar="FILE", help="Run the code in this file.", dir_okay=False
-        ),
-    ] = None,
+    code: opt.CodeArg = None,
+    file: opt.FileOpt = None,
     session: SessionOpt = "default",
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            metavar="SECONDS",
-            help="Seconds before the code is interrupted (exit 124) [default: no limit].",
-        ),
-    ] = None,
+    timeout: opt.ExecTimeoutOpt = None,
     as_json: JsonOpt = False,
-    save_dir: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="DIR",
-            help="Where to save plots and other rich outputs [default: a new temp dir].",
-            file_okay=False,
-        ),
-    ] = None,
-    output_limit: Annotated[
-        int,
-        typer.Option(
-            metavar="BYTES", min=0, help="Bytes of stdout+stderr kept; the rest is dropped."
-        ),
-    ] = ResultLimits.output,
+    save_dir: opt.SaveDirOpt = None,
+    output_limit: opt.ExecOutputLimitOpt = ResultLimits.output,
     display_limit: DisplayLimitOpt = ResultLimits.displays,
 ) -> int:
     """Run code in a session; its variables stay for the next exec.
 
     Output streams live; then the value of a final expression is printed. A Python
-    error prints its traceback on stderr and exits 1.
+    error prints its traceback on stderr and exits 1. The session "default" is
+    started if it is not running (as MCP's execute_code does); other names are not.
+    Example: echo 'print(6 * 7)' | codeexec exec -s default
     """
     return run_exec(
         read_code(code, file), session, timeout=timeout, as_json=as_json, save_dir=save_dir,
@@ -204,16 +165,33 @@ def exec_(
 
 
 @_command("ls")
-def ls(as_json: JsonOpt = False) -> None:
-    """List sessions: name, status, dependencies, age / max lifetime, idle / timeout, image."""
-    run_ls(as_json)
+def ls(
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the names.")] = False,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--format", metavar="TEMPLATE", help="One line per session: '{name} {status}'."
+        ),
+    ] = None,
+) -> None:
+    """List sessions: name, status, dependencies, age / max lifetime, idle / timeout, image.
+
+    Example: codeexec ls --format '{name} {status}'  (fields: those of --json)
+    """
+    run_ls(as_json, quiet=quiet, template=template)
 
 
 @_command()
 def stop(
     names: Annotated[
         list[str] | None,
-        typer.Argument(metavar="NAME", help="Sessions to stop.", show_default=False),
+        typer.Argument(
+            metavar="NAME...",
+            help="Sessions to stop.",
+            show_default=False,
+            autocompletion=opt.complete_names,
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Stop every session.")] = False,
     prefix: Annotated[
@@ -222,42 +200,73 @@ def stop(
             metavar="PREFIX", help="With --all: only sessions whose name starts with this."
         ),
     ] = "",
+    as_json: JsonOpt = False,
 ) -> int:
-    """Stop sessions: their containers and every variable in them are removed."""
+    """Stop sessions: their containers and every variable in them are removed.
+
+    Example: codeexec stop default  (or: codeexec stop --all --prefix test-)
+    """
     from . import maintenance
 
     if bool(names) == all_ or (prefix and not all_):
-        raise typer.BadParameter("name sessions to stop, or give --all (with --prefix)")
+        raise typer.BadParameter(
+            "name sessions to stop, or give --all (with --prefix)",
+            param_hint=["NAME...", "--all", "--prefix"],
+        )
     report = maintenance.stop_sessions(check_names(names), all=all_, prefix=prefix)
-    return out.report_stop(report, all_=all_)
+    return out.report_stop(report, all_=all_, as_json=as_json)
 
 
 @_command()
 def logs(
     name: NameArg = "default",
-    tail: Annotated[
-        int, typer.Option(metavar="N", help="Lines from the end; 0 for all (at most 4 MiB).")
-    ] = 200,
+    tail: Annotated[str, typer.Option(metavar="N|all", help="Lines from the end.")] = "200",
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Show a session container's log (the executor's messages, not the code's output)."""
+    """Show a session container's log (the executor's messages, not the code's output).
+
+    Example: codeexec logs -f --tail 0 default  (only the lines from now on)
+    """
     from . import maintenance
 
-    log = maintenance.session_logs(name, tail=tail or None)
-    sys.stdout.write(out.for_terminal(log, sys.stdout))
+    if follow and as_json:
+        raise typer.BadParameter("give one of them", param_hint=["--follow", "--json"])
+    lines = opt.tail_lines(tail)
+    log = maintenance.session_logs(name, tail=lines, follow=out.echo_line if follow else None)
+    if as_json:
+        out.print_json({"name": name, "log": log})
+    elif not follow:
+        out.echo_line(log)
 
 
 @_command()
-def restart(name: NameArg = "default") -> None:
-    """Restart a session's Python process: same container and image, no variables."""
+def reset(name: NameArg = "default", as_json: JsonOpt = False) -> None:
+    """Restart a session's Python process: same container and image, no variables.
+
+    `restart` is the same command (its older name); the API calls it reset().
+    Example: codeexec reset default
+    """
     session = ContainerSession.attach(name)
     session.reset()
     session.close()
-    out.note(f"session {name!r} restarted: every variable is gone")
+    if as_json:
+        out.print_json({"name": name, "reset": True})
+    else:
+        out.note(f"session {name!r} restarted: every variable is gone")
+
+
+_command("restart", short_help="The same as reset (its older name).")(reset)
 
 
 @_command()
 def images(as_json: JsonOpt = False) -> None:
-    """List the environment images codeexec built (reused for equal dependencies)."""
+    """List the environment images codeexec built (reused for equal dependencies).
+
+    Example: codeexec images --json
+    """
     from . import maintenance
 
     out.report_images(maintenance.list_images(), as_json)
@@ -278,6 +287,7 @@ def gc(
             metavar="SECONDS", help="Also stop running sessions idle for at least this long."
         ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Remove exited, overdue (and, with --idle-for, idle) sessions and unused env images.
 
@@ -286,20 +296,25 @@ def gc(
 
     Without --all-images only untagged (superseded) images go; tagged images are the
     build cache that makes the next start with the same dependencies instant.
+    Example: codeexec gc --dry-run --idle-for 3600
     """
     from . import maintenance
 
-    out.report_gc(maintenance.gc(dry_run=dry_run, all_images=all_images, idle_for=idle_for))
+    report = maintenance.gc(dry_run=dry_run, all_images=all_images, idle_for=idle_for)
+    out.print_json(out.jsonable(report)) if as_json else out.report_gc(report)
 
 
 @_command()
-def doctor() -> int:
-    """Check that codeexec can run here, step by step, with a fix for each problem."""
+def doctor(as_json: JsonOpt = False) -> int:
+    """Check that codeexec can run here, step by step, with a fix for each problem.
+
+    Example: codeexec doctor --json
+    """
     from . import maintenance
 
     with out.progress() as on_progress:
         checks = list(maintenance.doctor(on_progress=on_progress))
-    return out.report_checks(checks)
+    return out.report_checks(checks, as_json=as_json)
 
 
 @_command()
@@ -308,21 +323,26 @@ def cp(
     dst: Annotated[
         str, typer.Argument(metavar="DST", help="Destination: a host path or SESSION:PATH.")
     ],
+    as_json: JsonOpt = False,
 ) -> None:
-    """Copy one file between the host and a session (relative paths are in /workspace)."""
+    """Copy one file between the host and a session (relative paths are in /workspace).
+
+    Example: codeexec cp data.csv default:data.csv  (and back: cp default:out.png .)
+    """
     from ._cli_copy import copy, plan_copy, remote_display
 
     try:
         plan = plan_copy(src, dst)
     except (ValueError, CodeexecError) as exc:
-        raise typer.BadParameter(str(exc)) from None
-    out.report_copy(copy(plan), remote_display(plan))
+        raise typer.BadParameter(str(exc), param_hint=["SRC", "DST"]) from None
+    done = copy(plan)
+    out.print_json(out.jsonable(done)) if as_json else out.report_copy(done, remote_display(plan))
 
 
 @_command()
 def install(
     packages: Annotated[
-        list[str], typer.Argument(metavar="PACKAGE", help="pip requirements to install.")
+        list[str], typer.Argument(metavar="PACKAGE...", help="pip requirements to install.")
     ],
     session: SessionOpt = "default",
     timeout: Annotated[
@@ -331,25 +351,46 @@ def install(
     allow_urls: Annotated[
         bool, typer.Option("--allow-urls", help="Accept URL requirements.")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> int:
-    """Install packages into a running session; they import without a restart."""
+    """Install packages into a running session; they import without a restart.
+
+    Example: codeexec install -s default 'pandas>=2' requests
+    """
     live = ContainerSession.attach(session)
-    result = live.install(
-        packages, timeout=timeout, on_output=out.echo_stream, allow_urls=allow_urls
-    )
+    shown = None if as_json else out.echo_stream
+    result = live.install(packages, timeout=timeout, on_output=shown, allow_urls=allow_urls)
     live.close()
-    return out.report_install(result)
+    return (
+        out.report_exec(result, None, None, as_json=True) if as_json else out.report_install(result)
+    )
 
 
 @_command()
-def version() -> None:
-    """Print codeexec's version."""
-    print(f"codeexec {__version__}")
+def version(as_json: JsonOpt = False) -> None:
+    """Print codeexec's version (also: codeexec --version)."""
+    out.print_json({"version": __version__}) if as_json else print(f"codeexec {__version__}")
 
 
 _command("mcp")(serve_mcp)
 
 
 def main() -> None:
-    """Entry point of the ``codeexec`` console script."""
-    app()
+    """Entry point of the ``codeexec`` console script (global options go anywhere).
+
+    With ``--json`` a usage error, too, is one JSON document on stdout.
+    """
+    args = normalize(sys.argv[1:])
+    if not wants_json(args):
+        app(args=args, prog_name="codeexec")
+        return
+    try:
+        status = app(args=args, prog_name="codeexec", standalone_mode=False)
+    except Exception as exc:  # Click's UsageError: Typer vendors Click, so no import of it
+        if not hasattr(exc, "format_message"):
+            raise
+        exc.show()  # type: ignore[attr-defined]
+        code = int(getattr(exc, "exit_code", out.EXIT_USAGE))
+        out.print_json(out.error_document("UsageError", exc.format_message(), code))
+        sys.exit(code)
+    sys.exit(status or 0)

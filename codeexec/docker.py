@@ -76,6 +76,7 @@ from .models import Limits
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _QUICK = 30.0  # seconds for calls that answer at once (inspect, ps, rm)
 LOGS_MAX_BYTES = 4 * 2**20  # of a container log read into memory (codeexec logs)
+FOLLOW_TIMEOUT = 7 * 86400.0  # `codeexec logs -f`: a bound, as every call has one
 
 
 def _cannot_run(argv: Sequence[str], exc: OSError) -> DockerError:
@@ -326,13 +327,18 @@ class Docker(ImageVerbs, SessionLookup):
     def kill(self, container: str, signal: str = "KILL") -> None:
         self._run(["kill", "--signal", signal, container], what="killing container")
 
-    def logs(self, container: str, tail: int | None = 200, max_bytes: int = LOGS_MAX_BYTES) -> str:
+    def logs(
+        self, container: str, tail: int | None = 200, max_bytes: int = LOGS_MAX_BYTES,
+        follow: Callable[[str], None] | None = None,
+    ) -> str:  # fmt: skip
         """The last ``tail`` lines (None: all) of a container's log, at most ``max_bytes``.
 
         Streamed, so a huge log never sits whole in memory; older lines beyond
-        ``max_bytes`` are dropped and a marker says so.
+        ``max_bytes`` are dropped and a marker says so. With ``follow``, each line
+        goes there as it comes until the container ends (``docker logs --follow``).
         """
-        argv = [self.binary, *Command(["logs"]).opt("--tail", tail), container]
+        args = Command(["logs"]).opt("--tail", tail).flag("--follow", follow is not None)
+        argv = [self.binary, *args, container]
         kept: deque[str] = deque()
         size = dropped = 0
 
@@ -344,7 +350,8 @@ class Docker(ImageVerbs, SessionLookup):
                 size -= len(kept.popleft())
                 dropped += 1
 
-        returncode, _ = self._lines(argv, keep, timeout=_QUICK * 4, max_line=max_bytes)
+        wait = _QUICK * 4 if follow is None else FOLLOW_TIMEOUT
+        returncode, _ = self._lines(argv, follow or keep, timeout=wait, max_line=max_bytes)
         text = "".join(kept)
         if returncode != 0:
             raise classify(argv, returncode, "", text, f"reading the log of {container}")

@@ -44,14 +44,19 @@ def find_session(name: str, *, docker: Docker | None = None) -> SessionInfo:
     return found[0].info  # a running one first
 
 
-def session_logs(name: str, *, tail: int | None = 200, docker: Docker | None = None) -> str:
+def session_logs(
+    name: str, *, tail: int | None = 200, docker: Docker | None = None,
+    follow: Callable[[str], None] | None = None,
+) -> str:  # fmt: skip
     """The last ``tail`` lines (None: all, at most 4 MiB) of session ``name``'s container log.
+
+    With ``follow``, those lines and each later one go there (``Docker.logs``).
 
     Raises:
         NoSuchSession: no container carries that session name.
     """
     docker = docker or Docker()
-    return docker.logs(find_session(name, docker=docker).container_id, tail=tail)
+    return docker.logs(find_session(name, docker=docker).container_id, tail=tail, follow=follow)
 
 
 @dataclass(frozen=True)

@@ -177,13 +177,15 @@ class Limits:
         cpus = self.cpus
         if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus < 1e6:
             raise InvalidOption(
-                f"cpus limit {cpus!r} is not a positive number: use e.g. 1, 2 or 0.5"
+                f"cpus limit {cpus!r} is not a positive number: use e.g. 1, 2 or 0.5",
+                option="cpus",
             )
         pids = self.pids
         if isinstance(pids, bool) or not isinstance(pids, int) or pids <= 0:
             raise InvalidOption(
                 f"pids limit {pids!r} is not a positive whole number: use e.g. 256 "
-                "(docker reads 0 or -1 as no limit at all)"
+                "(docker reads 0 or -1 as no limit at all)",
+                option="pids",
             )
 
 
@@ -199,11 +201,12 @@ def _check_size(what: str, value: object, minimum: int = 1) -> None:
     if match is None:
         raise InvalidOption(
             f"{what} {value!r} is not a size: use a number with an optional unit k, m or g, "
-            "such as '512m' or '2g' (nothing else, no mount options)"
+            "such as '512m' or '2g' (nothing else, no mount options)",
+            option=what,
         )
     if float(match.group(1)) * _UNITS[match.group(2).lower()] < minimum:
         shown = "6m" if minimum == _MIN_MEMORY else "1"
-        raise InvalidOption(f"{what} {value!r} is too small: give at least {shown}")
+        raise InvalidOption(f"{what} {value!r} is too small: give at least {shown}", option=what)
 
 
 def check_network(network: str) -> str:
@@ -216,18 +219,21 @@ def check_network(network: str) -> str:
         raise InvalidOption(
             "network 'host' would give the code the host's own network stack and is "
             "refused: use 'bridge' (default), 'none', or a network made with "
-            "`docker network create`"
+            "`docker network create`",
+            option="network",
         )
     if isinstance(network, str) and network.startswith("container:"):
         raise InvalidOption(
             f"network {network!r} would join another container's network namespace and "
             "is refused: use 'bridge' (default), 'none', or a network made with "
-            "`docker network create`"
+            "`docker network create`",
+            option="network",
         )
     if not isinstance(network, str) or not _NETWORK.match(network):
         raise InvalidOption(
             f"network {network!r} is not a docker network name: use 'bridge' (default), "
-            "'none', or the name of a network made with `docker network create`"
+            "'none', or the name of a network made with `docker network create`",
+            option="network",
         )
     return network
 
@@ -241,7 +247,8 @@ def check_image_ref(ref: str) -> str:
     if not isinstance(ref, str) or not _IMAGE_REF.match(ref):
         raise InvalidOption(
             f"base image {ref!r} is not an image reference (whitespace, newlines, control "
-            "characters and a leading '-' are refused): give one such as 'python:3.12-slim'"
+            "characters and a leading '-' are refused): give one such as 'python:3.12-slim'",
+            option="base_image",
         )
     return ref
 

@@ -22,6 +22,7 @@ DEFAULT_MAX_LIFETIME = 24 * 3600.0
 READY_TIMEOUT = 30.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _TRANSPORTS = ("auto", "tcp", "exec")
+_RUNTIME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _LIMIT_KEYWORDS = ("memory", "cpus", "pids")
 
 
@@ -34,17 +35,30 @@ def validate_name(name: str) -> str:
     return name
 
 
-def validate_lifetime(max_lifetime: float | None) -> float | None:
-    """``max_lifetime`` as seconds (None: no limit), or a clear error."""
+def validate_lifetime(max_lifetime: float | None, what: str = "max_lifetime") -> float | None:
+    """``max_lifetime`` (or another ``what``) as seconds (None: no limit), or a clear error."""
     if max_lifetime is None:
         return None
     if isinstance(max_lifetime, bool) or not isinstance(max_lifetime, int | float):
-        raise CodeexecError(f"max_lifetime must be a number of seconds, not {max_lifetime!r}")
+        raise InvalidOption(
+            f"{what} must be a number of seconds, not {max_lifetime!r}", option=what
+        )
     if not max_lifetime >= 0:
-        raise CodeexecError(
-            f"max_lifetime must be >= 0 seconds (0 or None: no limit), not {max_lifetime}"
+        raise InvalidOption(
+            f"{what} must be >= 0 seconds (0 or None: no limit), not {max_lifetime}", option=what
         )
     return float(max_lifetime) or None
+
+
+def check_runtime(runtime: str | None) -> str | None:
+    """``runtime`` if it can name a docker runtime (whether the engine has it, docker says)."""
+    if runtime is not None and not (isinstance(runtime, str) and _RUNTIME.match(runtime)):
+        raise InvalidOption(
+            f"runtime {runtime!r} is not a docker runtime name: give one that `docker info` "
+            "lists under Runtimes, such as 'runc' or 'runsc'",
+            option="runtime",
+        )
+    return runtime
 
 
 @dataclass(frozen=True)
@@ -94,9 +108,13 @@ class SessionOptions:
         check_network(self.network)
         check_image_ref(self.base_image or images.default_base_image())
         set_(self, "max_lifetime", validate_lifetime(self.max_lifetime))
+        idle = validate_lifetime(self.idle_timeout, "idle_timeout")
+        set_(self, "idle_timeout", self.idle_timeout if idle is None else idle)
+        check_runtime(self.runtime)
         if self.transport not in _TRANSPORTS:
             raise InvalidOption(
-                f"transport {self.transport!r} is not one of {', '.join(_TRANSPORTS)}"
+                f"transport {self.transport!r} is not one of {', '.join(_TRANSPORTS)}",
+                option="transport",
             )
 
     @classmethod

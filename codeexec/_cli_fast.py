@@ -51,32 +51,6 @@ def plain_exec(args: list[str], *, piped: bool = False) -> tuple[str, str] | Non
     return session or "default", code
 
 
-# Options of the group that people also type after the command, and the one of the
-# commands they type before it; Click reads each only on its own side of the name.
-_GROUP_FLAGS = ("--debug", "--version")
-
-
-def normalize(args: list[str]) -> list[str]:
-    """``args`` with ``--debug``/``--version`` moved before the command and ``--json`` after.
-
-    Only tokens before a ``--`` move; everything else keeps its order.
-    """
-    end = args.index("--") if "--" in args else len(args)
-    head, tail = args[:end], args[end:]
-    group = [a for a in head if a in _GROUP_FLAGS]
-    rest = [a for a in head if a not in _GROUP_FLAGS]
-    command = next((i for i, a in enumerate(rest) if not a.startswith("-")), None)
-    if command is not None and "--json" in rest[:command]:
-        rest.remove("--json")
-        rest.insert(command, "--json")  # the name moved one to the left
-    return [*group, *rest, *tail]
-
-
-def wants_json(args: list[str]) -> bool:
-    """Whether ``--json`` was asked for (before any ``--``)."""
-    return "--json" in (args[: args.index("--")] if "--" in args else args)
-
-
 def _valid_name(name: str) -> bool:
     from .options import validate_name
 

@@ -227,6 +227,13 @@ ExecOutputLimitOpt = Annotated[
     int,
     typer.Option(metavar="BYTES", min=0, help="Bytes of stdout+stderr kept; the rest is dropped."),
 ]
+ExecEnvOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--env", "-e", metavar="KEY=VALUE",
+        help="Environment variable set for this execution only (repeatable).",
+    ),
+]  # fmt: skip
 VersionOpt = Annotated[
     bool,
     typer.Option("--version", is_eager=True, callback=print_version, help="Print the version."),

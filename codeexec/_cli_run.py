@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,7 @@ def run_exec(
     save_dir: Path | None = None,
     output_limit: int = ResultLimits.output,
     display_limit: int = ResultLimits.displays,
+    env: Mapping[str, str] | None = None,
 ) -> int:
     """``codeexec exec``'s work once its arguments are read; returns the exit status."""
     live = attach_or_start(session)
@@ -42,9 +43,11 @@ def run_exec(
             timeout=timeout,
             on_output=None if as_json else out.echo_stream,
             result_limits=limits,
+            env=env,
         )
     live.close()
-    return out.report_exec(result, timeout, save_dir, as_json=as_json)
+    shown = live.default_timeout if timeout is None else timeout  # (the recorded one)
+    return out.report_exec(result, shown, save_dir, as_json=as_json)
 
 
 def attach_or_start(name: str) -> ContainerSession:

@@ -29,16 +29,14 @@ LABEL_MAX_LIFETIME = "codeexec.max_lifetime"
 LABEL_IMAGE = "codeexec.image"
 LABEL_BASE = "codeexec.base"
 LABEL_POOL = "codeexec.pool"
-# The settings with no label of their own (base image, limits, runtime, read-only),
-# as JSON: `start` compares them with the options asked for (options.py).
+# Settings without a label of their own, as JSON: `start` compares them (options.py).
 LABEL_SETTINGS = "codeexec.settings"
-_SETTINGS_KEYS = ("base_image", "limits", "runtime", "read_only")
-# Who may reach a session besides a person: an MCP server reaches only the sessions
-# labelled with its scope (registry.py); the CLI and the library reach all.
+_SETTINGS_KEYS = ("base_image", "limits", "runtime", "read_only", "env")
+_RECORDED = (*_SETTINGS_KEYS, "timeout", "output_limit")  # these two: defaults, not compared
+# An MCP server reaches only the sessions labelled with its scope (registry.py).
 LABEL_SCOPE = "codeexec.scope"
-# An unclaimed warm-pool container is named POOL_CONTAINER_PREFIX + hex; claiming it
-# renames it to ``codeexec-<session name>-<6 hex>`` (labels cannot change on a
-# running container, so the name carries the session identity: see pool.py).
+# An unclaimed warm-pool container is POOL_CONTAINER_PREFIX + hex; claiming renames it
+# to codeexec-<session>-<6 hex> (a running container's labels cannot change: pool.py).
 POOL_CONTAINER_PREFIX = "codeexec_pool_"
 _CLAIMED_POOL_NAME = re.compile(r"^codeexec-([A-Za-z0-9][A-Za-z0-9_.-]{0,62})-[0-9a-f]{6}$")
 EXECUTOR_PORT = constants.EXECUTOR_PORT
@@ -263,7 +261,7 @@ def parse_ref(data: Mapping[str, Any], engine: str = "") -> SessionRef:
     except ValueError:
         recorded = {}
     if isinstance(recorded, dict):
-        settings.update({k: recorded[k] for k in _SETTINGS_KEYS if k in recorded})
+        settings.update({k: recorded[k] for k in _RECORDED if k in recorded})
     return SessionRef(
         info=info,
         running=bool((data.get("State") or {}).get("Running")),
@@ -369,7 +367,7 @@ def session_run_spec(
     """
     idle = str(float(options.idle_timeout or 0))
     lifetime = str(float(options.max_lifetime or 0))
-    settings = options.container_settings()
+    settings = {**options.container_settings(), **options.exec_defaults()}
     labels = {
         LABEL_MANAGED: "1",
         LABEL_DEPS: json.dumps(list(options.dependencies)),
@@ -377,7 +375,9 @@ def session_run_spec(
         LABEL_CREATED: created,
         LABEL_IDLE: idle,
         LABEL_MAX_LIFETIME: lifetime,
-        LABEL_SETTINGS: json.dumps({k: settings[k] for k in _SETTINGS_KEYS}, sort_keys=True),
+        LABEL_SETTINGS: json.dumps(
+            {k: settings[k] for k in _RECORDED if k in settings}, sort_keys=True
+        ),
     }
     if options.scope is not None:
         labels[LABEL_SCOPE] = options.scope
@@ -392,7 +392,7 @@ def session_run_spec(
         container_name=container_name,
         labels=labels,
         env={"CODEEXEC_IDLE_TIMEOUT": idle, "CODEEXEC_MAX_LIFETIME": lifetime},
-        secret_env=("CODEEXEC_TOKEN",),
+        secret_env=("CODEEXEC_TOKEN", "CODEEXEC_ENV") if options.env else ("CODEEXEC_TOKEN",),
         network=options.network,
         limits=options.limits,
         runtime=options.runtime,

@@ -9,7 +9,7 @@ second caller with ``SessionBusy`` at once; across processes the executor's own
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ from ._channel import Channel
 from .client import ExecutorClient
 from .errors import NoSuchSession
 from .models import Display, ExecResult, ResultLimits, StreamEvent
+from .options import check_env
 
 
 class Executing:
@@ -37,6 +38,7 @@ class Executing:
         on_output: Callable[[str, str], None] | None = None,
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> ExecResult:
         """Run ``code`` in the session's namespace and return its result.
 
@@ -52,6 +54,7 @@ class Executing:
             result_limits: caps on output, displays, value and traceback (default: the
                 session's, else ``ResultLimits()``); past a cap an item is replaced by a
                 marker and the result says ``truncated``.
+            env: environment variables set for this execution only (then restored).
 
         Raises:
             SessionBusy: another execution runs in this session.
@@ -64,6 +67,7 @@ class Executing:
                 on_output=on_output,
                 output_limit=output_limit or self.output_limit,
                 limits=result_limits or self.result_limits,
+                env=check_env(env),
             )
 
     def execute_stream(
@@ -73,6 +77,7 @@ class Executing:
         timeout: float | None = None,
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Iterator[StreamEvent | Display | ExecResult]:
         """Like :meth:`execute`, yielding output events as they come; the last is the result.
 
@@ -84,6 +89,7 @@ class Executing:
                 timeout=self._timeout(timeout),
                 output_limit=output_limit or self.output_limit,
                 limits=result_limits or self.result_limits,
+                env=check_env(env),
             )
 
     def interrupt(self) -> None:

@@ -151,10 +151,12 @@ def attach(
     """``ContainerSession.attach`` (see there)."""
     validate_name(name)
 
-    def make(ref: SessionRef) -> _S:
+    def make(ref: SessionRef) -> _S:  # unset: the defaults its start recorded
         return cls(
-            name=name, ref=ref, docker=docker, connect=connect, timeout=timeout,
-            output_limit=output_limit, result_limits=result_limits, transport=transport,
+            name=name, ref=ref, docker=docker, connect=connect,
+            timeout=ref.settings.get("timeout") if timeout is None else timeout,
+            output_limit=output_limit or ref.settings.get("output_limit"),
+            result_limits=result_limits, transport=transport,
         )  # fmt: skip
 
     cached = _addrcache.recall(name)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import __version__, _cli_options as opt, _cli_output as out
-from ._cli_fast import normalize, wants_json
+from ._cli_argv import normalize, wants_json
 from ._cli_mcp import serve_mcp
 from ._cli_options import (
     BaseImageOpt,
@@ -130,6 +130,7 @@ def start(
         idle_timeout=idle_timeout, max_lifetime=max_lifetime, allow_urls=allow_urls,
         runtime=runtime, build_timeout=build_timeout, timeout=timeout,
         output_limit=output_limit, read_only=read_only, transport=transport,
+        env=opt.parse_env(env),
     )  # fmt: skip
     with out.progress() as on_progress:
         session = ContainerSession.start(name, options, replace=replace, on_progress=on_progress)
@@ -150,6 +151,7 @@ def exec_(
     save_dir: opt.SaveDirOpt = None,
     output_limit: opt.ExecOutputLimitOpt = ResultLimits.output,
     display_limit: DisplayLimitOpt = ResultLimits.displays,
+    env: opt.ExecEnvOpt = None,
 ) -> int:
     """Run code in a session; its variables stay for the next exec.
 
@@ -160,7 +162,7 @@ def exec_(
     """
     return run_exec(
         read_code(code, file), session, timeout=timeout, as_json=as_json, save_dir=save_dir,
-        output_limit=output_limit, display_limit=display_limit,
+        output_limit=output_limit, display_limit=display_limit, env=opt.parse_env(env),
     )  # fmt: skip
 
 

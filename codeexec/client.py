@@ -13,7 +13,7 @@ import base64
 import io
 import socket
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from contextlib import closing
 from dataclasses import replace
 from types import TracebackType
@@ -99,14 +99,14 @@ class ExecutorClient(Connection):
         self, code: str, *, timeout: float | None = None, output_limit: int | None = None,
         on_output: Callable[[str, str], None] | None = None,
         on_display: Callable[[Display], None] | None = None,
-        limits: ResultLimits | None = None,
+        limits: ResultLimits | None = None, env: Mapping[str, str] | None = None,
     ) -> ExecResult:  # fmt: skip
         """Run ``code``; return its result with stdout, stderr and displays collected.
 
         ``on_output(name, text)`` and ``on_display(display)`` see each event as it
         is kept. ``limits`` caps what is kept (``ResultLimits``: 16 MiB of output,
         32 MiB of displays, 1 MiB each of value and traceback by default);
-        ``output_limit`` overrides its ``output``.
+        ``output_limit`` overrides its ``output``; ``env`` is set for this run only.
 
         Raises:
             SessionBusy: another execution is running in the session.
@@ -118,7 +118,9 @@ class ExecutorClient(Connection):
         parts = {"stdout": io.StringIO(), "stderr": io.StringIO()}
         displays: list[Display] = []
         result = ExecResult(status="error")
-        events = self.stream(code, timeout=timeout, output_limit=output_limit, limits=limits)
+        events = self.stream(
+            code, timeout=timeout, output_limit=output_limit, limits=limits, env=env
+        )
         with closing(events):
             for event in events:
                 if isinstance(event, StreamEvent):
@@ -138,7 +140,7 @@ class ExecutorClient(Connection):
 
     def stream(
         self, code: str, *, timeout: float | None = None, output_limit: int | None = None,
-        limits: ResultLimits | None = None,
+        limits: ResultLimits | None = None, env: Mapping[str, str] | None = None,
     ) -> Generator[protocol.Event, None, None]:  # fmt: skip
         """Run ``code``, yielding ``StreamEvent`` and ``Display`` items, then the ``ExecResult``.
 
@@ -157,7 +159,7 @@ class ExecutorClient(Connection):
         slack = INTERRUPT_GRACE + RESULT_MARGIN
         deadline = None if timeout is None else time.monotonic() + timeout + slack
         try:
-            message = protocol.exec_(exec_id, code, timeout, limits.output, limits=limits)
+            message = protocol.exec_(exec_id, code, timeout, limits.output, limits=limits, env=env)
             self._send(message, running=exec_id)
             while True:
                 item = self._exec_item(self._read(deadline, "result"), exec_id, budget)

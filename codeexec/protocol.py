@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import struct
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from ._shared import constants
@@ -199,11 +200,12 @@ def unb64(value: object, size: int) -> bytes | None:
 
 def exec_(
     id: str, code: str, timeout: float | None, output_limit: int | None,
-    *, limits: ResultLimits | None = None,
+    *, limits: ResultLimits | None = None, env: Mapping[str, str] | None = None,
 ) -> Frame:  # fmt: skip
     """Run ``code``; ``timeout=None`` means no timeout, ``output_limit=None`` the default.
 
-    ``limits`` adds the caps on displays, the value and the error (``ResultLimits``).
+    ``limits`` adds the caps on displays, the value and the error (``ResultLimits``);
+    ``env`` environment variables set for this execution only.
     """
     message: Frame = {"op": "exec", "id": id, "code": code, "timeout": timeout}
     if output_limit is not None:
@@ -212,6 +214,8 @@ def exec_(
         message["display_limit"] = limits.displays
         message["value_limit"] = limits.value
         message["error_limit"] = limits.error
+    if env:
+        message["env"] = dict(env)
     return message
 
 

@@ -517,16 +517,18 @@ def test_doctor_names_the_fix(monkeypatch: pytest.MonkeyPatch, docker_log: Path)
 class FakeSession:
     """Stands in for ContainerSession.attach(): replays one scripted result."""
 
+    default_timeout = None
+
     def __init__(self, result: Any, output: Sequence[tuple[str, str]] = ()) -> None:
         self.result, self.output = result, list(output)
         self.codes: list[str] = []
 
     def execute(
         self, code: str, *, timeout: float | None = None, on_output: Any = None,
-        result_limits: Any = None,
+        result_limits: Any = None, env: Any = None,
     ) -> Any:  # fmt: skip
         self.codes.append(code)
-        self.limits = result_limits
+        self.limits, self.env = result_limits, env
         for name, text in self.output:
             if on_output is not None:
                 on_output(name, text)

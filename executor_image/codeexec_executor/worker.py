@@ -158,7 +158,11 @@ class Worker:
                 return
             if msg.get("op") == "exec":
                 self.set_limits(msg)
-                result = self.run_cell(str(msg.get("code", "")))
+                saved = _set_env(msg.get("env") or {})
+                try:
+                    result = self.run_cell(str(msg.get("code", "")))
+                finally:
+                    _set_env(saved)
                 self.flush_streams()
                 if os.getpid() != self.pid:
                     self._exit_forked_child(result)
@@ -328,3 +332,14 @@ def main() -> int:
     except BrokenPipeError:
         pass
     return 0
+
+
+def _set_env(env: dict) -> dict:
+    """Set ``env`` in os.environ (None: unset); returns what it replaced, to undo it."""
+    saved = {name: os.environ.get(name) for name in env}
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    return saved

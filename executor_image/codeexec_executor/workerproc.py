@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -79,6 +80,7 @@ class WorkerProcess:
         err_r, err_w = os.pipe()
         env = dict(os.environ)
         env.pop("CODEEXEC_TOKEN", None)  # user code has no use for the session token
+        env.update(_session_env(env.pop("CODEEXEC_ENV", "")))  # start(env=...)
         env["CODEEXEC_CTRL_FDS"] = f"{to_worker_r},{from_worker_w},{ack_r}"
         env.setdefault("MPLBACKEND", "Agg")
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -218,3 +220,18 @@ class WorkerProcess:
             except OSError:
                 pass
         self.pipes = {}
+
+
+def _session_env(text: str) -> dict:
+    """The variables the session was started with (JSON from the host), as strings."""
+    try:
+        env = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    if not isinstance(env, dict):
+        return {}
+    return {
+        k: v
+        for k, v in env.items()
+        if isinstance(k, str) and isinstance(v, str) and not k.startswith("CODEEXEC_")
+    }

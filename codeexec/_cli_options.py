@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +23,13 @@ def check_name(value: str) -> str:
 
 def check_names(values: list[str] | None) -> list[str]:
     return [check_name(v) for v in values or []]
+
+
+def help_text(func: Callable[..., object]) -> str:
+    """A command's docstring as its --help, a last ``Example: …`` line set apart, unwrapped."""
+    doc = inspect.getdoc(func) or ""
+    body, sep, example = doc.rpartition("\nExample: ")
+    return f"{body.rstrip()}\n\n\b\nExample:\n  {example}" if sep else doc
 
 
 def print_version(asked: bool) -> None:
@@ -69,7 +78,9 @@ def tail_lines(value: str) -> int | None:
     if value == "all":
         return None
     if not value.isdigit():
-        raise typer.BadParameter(f"{value!r} is not a number of lines or 'all'")
+        raise typer.BadParameter(
+            f"{value!r} is not a number of lines or 'all'", param_hint=["--tail"]
+        )
     return int(value)
 
 
@@ -234,6 +245,10 @@ ExecEnvOpt = Annotated[
         help="Environment variable set for this execution only (repeatable).",
     ),
 ]  # fmt: skip
+DebugOpt = Annotated[
+    bool,
+    typer.Option("--debug", envvar="CODEEXEC_DEBUG", help="Show Python tracebacks of errors."),
+]
 VersionOpt = Annotated[
     bool,
     typer.Option("--version", is_eager=True, callback=print_version, help="Print the version."),

@@ -1,6 +1,6 @@
 """The ``codeexec`` command: each command maps its arguments onto one core call.
 
-The calls go to ``ContainerSession`` (start, exec, restart, install, and cp through
+The calls go to ``ContainerSession`` (start, exec, reset, install, and cp through
 ``_cli_copy``, which parses its ``SESSION:PATH`` arguments) and to ``maintenance``
 (ls, stop, logs, images, gc, doctor); ``_cli_output`` formats what they return and
 picks the exit status; ``_cli_options`` holds the arguments several commands share.
@@ -72,7 +72,7 @@ def _command(name: str | None = None, **settings: Any) -> Callable[[F], F]:
             if status:
                 raise typer.Exit(status)
 
-        app.command(name, **settings)(run)
+        app.command(name, help=opt.help_text(func), **settings)(run)
         return func
 
     return register
@@ -80,20 +80,15 @@ def _command(name: str | None = None, **settings: Any) -> Callable[[F], F]:
 
 @app.callback()
 def _main(
-    debug: Annotated[
-        bool,
-        typer.Option("--debug", envvar="CODEEXEC_DEBUG", help="Show Python tracebacks of errors."),
-    ] = False,
-    _version: opt.VersionOpt = False,
-) -> None:
-    """Global options may also follow the command (``codeexec start --debug``)."""
+    debug: opt.DebugOpt = False, _version: opt.VersionOpt = False
+) -> None:  # both may follow the command too (main: _cli_argv.normalize)
     _State.debug = debug
 
 
 # -- commands --------------------------------------------------------------------------
 
 
-@_command()
+@_command(short_help="Start a session, building its image if needed.")
 def start(
     name: NameArg = "default",
     dep: opt.DepOpt = None,
@@ -141,7 +136,7 @@ def start(
         print(session.name)
 
 
-@_command("exec")
+@_command("exec", short_help="Run code in a session; its variables persist.")
 def exec_(
     code: opt.CodeArg = None,
     file: opt.FileOpt = None,
@@ -166,7 +161,7 @@ def exec_(
     )  # fmt: skip
 
 
-@_command("ls")
+@_command("ls", short_help="List sessions, their state, idle time and image.")
 def ls(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the names.")] = False,
@@ -184,7 +179,7 @@ def ls(
     run_ls(as_json, quiet=quiet, template=template)
 
 
-@_command()
+@_command(short_help="Stop sessions and remove their containers.")
 def stop(
     names: Annotated[
         list[str] | None,
@@ -219,7 +214,7 @@ def stop(
     return out.report_stop(report, all_=all_, as_json=as_json)
 
 
-@_command()
+@_command(short_help="Show a session container's (executor's) log.")
 def logs(
     name: NameArg = "default",
     tail: Annotated[str, typer.Option(metavar="N|all", help="Lines from the end.")] = "200",
@@ -244,7 +239,7 @@ def logs(
         out.echo_line(log)
 
 
-@_command()
+@_command(short_help="Restart a session's Python process: no variables.")
 def reset(name: NameArg = "default", as_json: JsonOpt = False) -> None:
     """Restart a session's Python process: same container and image, no variables.
 
@@ -263,7 +258,7 @@ def reset(name: NameArg = "default", as_json: JsonOpt = False) -> None:
 _command("restart", short_help="The same as reset (its older name).")(reset)
 
 
-@_command()
+@_command(short_help="List the environment images codeexec built.")
 def images(as_json: JsonOpt = False) -> None:
     """List the environment images codeexec built (reused for equal dependencies).
 
@@ -274,7 +269,7 @@ def images(as_json: JsonOpt = False) -> None:
     out.report_images(maintenance.list_images(), as_json)
 
 
-@_command()
+@_command(short_help="Remove old sessions and unused images.")
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
     all_images: Annotated[
@@ -306,7 +301,7 @@ def gc(
     out.print_json(out.jsonable(report)) if as_json else out.report_gc(report)
 
 
-@_command()
+@_command(short_help="Check that codeexec can run here, with fixes.")
 def doctor(as_json: JsonOpt = False) -> int:
     """Check that codeexec can run here, step by step, with a fix for each problem.
 
@@ -319,7 +314,7 @@ def doctor(as_json: JsonOpt = False) -> int:
     return out.report_checks(checks, as_json=as_json)
 
 
-@_command()
+@_command(short_help="Copy a file between the host and a session.")
 def cp(
     src: Annotated[str, typer.Argument(metavar="SRC", help="Source: a host path or SESSION:PATH.")],
     dst: Annotated[
@@ -341,7 +336,7 @@ def cp(
     out.print_json(out.jsonable(done)) if as_json else out.report_copy(done, remote_display(plan))
 
 
-@_command()
+@_command(short_help="Install packages into a running session.")
 def install(
     packages: Annotated[
         list[str], typer.Argument(metavar="PACKAGE...", help="pip requirements to install.")
@@ -370,11 +365,14 @@ def install(
 
 @_command()
 def version(as_json: JsonOpt = False) -> None:
-    """Print codeexec's version (also: codeexec --version)."""
+    """Print codeexec's version (also: codeexec --version).
+
+    Example: codeexec version --json
+    """
     out.print_json({"version": __version__}) if as_json else print(f"codeexec {__version__}")
 
 
-_command("mcp")(serve_mcp)
+_command("mcp", short_help="Serve the MCP tools over stdio or HTTP.")(serve_mcp)
 
 
 def main() -> None:

@@ -275,11 +275,11 @@ def test_commit_gives_back_the_stage_images_user_workdir_and_command() -> None:
             "network nosuchnet not found — no such Docker network (--network",
         ),
         (
-            "invalid argument \"banana\" for \"-m, --memory\" flag: invalid size: 'banana'\n"
+            'invalid argument "banana" for "-m, --memory" flag: invalid size: \'banana\'\n'
             "\nUsage:  docker run [OPTIONS] IMAGE [COMMAND] [ARG...]\n\n"
             "Run 'docker run --help' for more information",
             DockerError,
-            "doing x failed: invalid argument \"banana\" for \"-m, --memory\" flag",
+            'doing x failed: invalid argument "banana" for "-m, --memory" flag',
         ),
         ("\nRun 'docker run --help' for more information\n", DockerError, "Run 'docker run"),
     ],

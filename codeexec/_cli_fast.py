@@ -1,12 +1,13 @@
 """The ``codeexec`` console script: ``exec`` in its plain forms, and ``ls``, without Typer.
 
-``codeexec exec [-s NAME] CODE`` (CODE may be ``-`` for stdin) is the command people
+``codeexec exec [-s NAME] CODE`` (CODE may be ``-`` for stdin, or left out when stdin
+is piped: ``echo 'print(1)' | codeexec exec``) is the command people
 and scripts run in a loop, and Typer, Click and Rich take longer to import than the
 execution takes (docs/performance.md). This entry point recognises exactly those
 forms and runs them through the same steps as the Typer command (``_cli_run``), so
 output bytes and exit statuses are the same. Everything else (another command, any
 other option, ``--debug`` or ``CODEEXEC_DEBUG``, a name that does not validate,
-anything Click would have to parse) goes to the full Typer app. ``ls`` and
+anything Click would have to parse) goes to the full Typer app. ``ls``, ``ls -q`` and
 ``ls --json`` (no arguments to read) are the other command taken here.
 """
 

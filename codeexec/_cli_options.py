@@ -173,7 +173,10 @@ ReadOnlyOpt = Annotated[
 ]
 TransportOpt = Annotated[
     str,
-    typer.Option(metavar="auto|tcp|exec", help="How the host reaches the executor."),
+    typer.Option(
+        metavar="auto|tcp|exec",
+        help="How this start connects: tcp, or exec (the docker exec relay).",
+    ),
 ]
 EnvOpt = Annotated[
     list[str] | None,

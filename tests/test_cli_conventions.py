@@ -87,7 +87,7 @@ def test_debug_after_the_command_works(
 ) -> None:
     monkeypatch.setenv("FAKE_DOCKER_FAIL", "all")
     monkeypatch.setenv("FAKE_DOCKER_STDERR", ENGINE_DOWN)
-    status, _, err = main(monkeypatch, capsys, "ls", "--debug")  # doctor's own hint has this form
+    status, _, err = main(monkeypatch, capsys, "start", "s1", "--debug")  # as doctor's hint says
     assert status == 3 and "Traceback" in err and "DockerNotAvailable" in err
 
 

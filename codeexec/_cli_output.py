@@ -219,8 +219,11 @@ def report_exec(
     return EXIT_BY_STATUS[result.status]
 
 
-def report_install(result: ExecResult) -> int:
+def report_install(result: ExecResult, *, as_json: bool = False) -> int:
     """pip's output went by live; a failure adds its error. Returns the exit status."""
+    if as_json:
+        print_json(result.to_dict())
+        return EXIT_BY_STATUS[result.status]
     if result.error is not None:
         note(result.error.format(), "red")
     return EXIT_BY_STATUS[result.status]
@@ -335,7 +338,10 @@ def report_stop(report: StopReport, *, all_: bool, as_json: bool = False) -> int
     return EXIT_TROUBLE if report.missing else EXIT_OK
 
 
-def report_gc(report: GcReport) -> None:
+def report_gc(report: GcReport, *, as_json: bool = False) -> None:
+    if as_json:
+        print_json(jsonable(report))
+        return
     verb = "would remove" if report.dry_run else "removed"
     for c in report.containers:
         print(f"{verb} container {c.container_name} (session {c.name}, {c.status})")
@@ -362,7 +368,10 @@ def report_checks(checks: Sequence[Check], *, as_json: bool = False) -> int:
     return EXIT_OK if all(c.ok for c in checks) else EXIT_TROUBLE
 
 
-def report_copy(done: CopyResult, remote: str) -> None:
+def report_copy(done: CopyResult, remote: str, *, as_json: bool = False) -> None:
+    if as_json:
+        print_json(jsonable(done))
+        return
     local = done.local_path
     arrow = f"{local} -> {remote}" if done.plan.direction == "upload" else f"{remote} -> {local}"
     note(f"copied {done.size} bytes: {arrow}")

@@ -298,7 +298,7 @@ def gc(
     from . import maintenance
 
     report = maintenance.gc(dry_run=dry_run, all_images=all_images, idle_for=idle_for)
-    out.print_json(out.jsonable(report)) if as_json else out.report_gc(report)
+    out.report_gc(report, as_json=as_json)
 
 
 @_command(short_help="Check that codeexec can run here, with fixes.")
@@ -333,7 +333,7 @@ def cp(
     except (ValueError, CodeexecError) as exc:
         raise typer.BadParameter(str(exc), param_hint=["SRC", "DST"]) from None
     done = copy(plan)
-    out.print_json(out.jsonable(done)) if as_json else out.report_copy(done, remote_display(plan))
+    out.report_copy(done, remote_display(plan), as_json=as_json)
 
 
 @_command(short_help="Install packages into a running session.")
@@ -358,9 +358,7 @@ def install(
     shown = None if as_json else out.echo_stream
     result = live.install(packages, timeout=timeout, on_output=shown, allow_urls=allow_urls)
     live.close()
-    return (
-        out.report_exec(result, None, None, as_json=True) if as_json else out.report_install(result)
-    )
+    return out.report_install(result, as_json=as_json)
 
 
 @_command()
@@ -369,7 +367,10 @@ def version(as_json: JsonOpt = False) -> None:
 
     Example: codeexec version --json
     """
-    out.print_json({"version": __version__}) if as_json else print(f"codeexec {__version__}")
+    if as_json:
+        out.print_json({"version": __version__})
+    else:
+        print(f"codeexec {__version__}")
 
 
 _command("mcp", short_help="Serve the MCP tools over stdio or HTTP.")(serve_mcp)

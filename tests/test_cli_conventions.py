@@ -399,3 +399,13 @@ def test_attach_defaults_to_the_recorded_timeout_and_output_limit(local_engine: 
         given.close()
         assert given.default_timeout == 1
         assert s.execute("import os; os.environ.get('X')", env={"X": "y"}).value == "'y'"
+
+
+def test_cp_json_is_one_document(local_engine: Path, tmp_path: Path) -> None:
+    assert run("start", "files", "--idle-timeout", "300").exit_code == 0
+    (tmp_path / "a.txt").write_text("hello")
+    copied = run("cp", str(tmp_path / "a.txt"), "files:a.txt", "--json")
+    assert copied.exit_code == 0, copied.stderr
+    done = json.loads(copied.stdout)
+    assert done["size"] == 5 and done["plan"]["direction"] == "upload"
+    assert run("stop", "files").exit_code == 0

@@ -6,12 +6,13 @@ BIN    := $(VENV)/bin
 # Debian packages (executor_image/make_base_image.sh). Real users keep python:3.12-slim.
 export CODEEXEC_BASE_IMAGE ?= codeexec-base:bookworm
 
-.PHONY: help venv engine image setup npm-clients demo check lint types unit test test-fast bench docs clean
+.PHONY: help venv engine image setup npm-clients demo check lint types unit test test-fast test-pythons bench docs clean
 
 help:
 	@echo "make demo   - set up and run a session end to end"
 	@echo "make test   - every test, Docker ones included"
 	@echo "make check  - lint, types, unit tests (no Docker)"
+	@echo "make test-pythons - unit and end-to-end tests on Python 3.10 and 3.13"
 	@echo "make bench  - benchmarks (docs/performance.md)"
 	@echo "make docs   - regenerate docs/cli.md"
 	@echo "make image  - build the offline base image"
@@ -62,6 +63,11 @@ test: setup npm-clients
 test-fast: setup npm-clients
 	$(BIN)/pytest -q --require-docker -m "not slow"
 
+# The lowest and highest supported Pythons, each in its own .venv-3.X
+# (scripts/test_pythons.sh says where the interpreters come from).
+test-pythons: setup npm-clients
+	bash scripts/test_pythons.sh
+
 bench: setup npm-clients
 	$(BIN)/python -m tests.benchmarks.run
 
@@ -69,4 +75,4 @@ docs: venv
 	$(BIN)/python scripts/gen_cli_docs.py > docs/cli.md
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV)-3.* build dist .pytest_cache .mypy_cache .ruff_cache

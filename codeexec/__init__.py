@@ -12,7 +12,10 @@ from __future__ import annotations
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._checkpoint import Checkpoint as Checkpoint
+    from .async_session import AsyncContainerSession as AsyncContainerSession
     from .errors import (
+        CheckpointError as CheckpointError,
         CodeexecError as CodeexecError,
         ConnectionLost as ConnectionLost,
         ContainerStartError as ContainerStartError,
@@ -28,6 +31,7 @@ if _typing.TYPE_CHECKING:
         ProtocolError as ProtocolError,
         SessionBusy as SessionBusy,
         SessionExists as SessionExists,
+        SnapshotError as SnapshotError,
     )
     from .models import (
         Display as Display,
@@ -42,14 +46,16 @@ if _typing.TYPE_CHECKING:
     )
     from .options import SessionOptions as SessionOptions
     from .session import ContainerSession as ContainerSession, list_sessions as list_sessions
+    from .snapshot import Snapshot as Snapshot
 
 # Each public name loads its module on first use (PEP 562), so `codeexec exec` and
 # other callers of one submodule do not pay for the whole library (docs/performance.md).
 _WHERE = {
     **dict.fromkeys(
-        ("CodeexecError ConnectionLost ContainerStartError DockerError DockerNotAvailable "
-         "ExecutorError FileTransferError HandshakeError ImageBuildError InvalidDependency "
-         "InvalidOption NoSuchSession ProtocolError SessionBusy SessionExists").split(),
+        ("CheckpointError CodeexecError ConnectionLost ContainerStartError DockerError "
+         "DockerNotAvailable ExecutorError FileTransferError HandshakeError ImageBuildError "
+         "InvalidDependency InvalidOption NoSuchSession ProtocolError SessionBusy "
+         "SessionExists SnapshotError").split(),
         "errors",
     ),
     **dict.fromkeys(
@@ -58,8 +64,11 @@ _WHERE = {
         "models",
     ),
     "SessionOptions": "options",
+    "AsyncContainerSession": "async_session",
+    "Checkpoint": "_checkpoint",
     "ContainerSession": "session",
     "list_sessions": "session",
+    "Snapshot": "snapshot",
 }  # fmt: skip
 
 
@@ -87,6 +96,9 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncContainerSession",
+    "Checkpoint",
+    "CheckpointError",
     "CodeexecError",
     "ConnectionLost",
     "ContainerSession",
@@ -112,6 +124,8 @@ __all__ = [
     "SessionInfo",
     "SessionOptions",
     "SessionRef",
+    "Snapshot",
+    "SnapshotError",
     "StreamEvent",
     "__version__",
     "list_sessions",

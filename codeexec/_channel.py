@@ -96,7 +96,7 @@ class Channel:
             if self._client is not None and not self._client.closed:
                 return self._client
             try:
-                self._client = self._open(deadline or time.monotonic() + 10.0)
+                self._client = self._open_branch(deadline or time.monotonic() + 10.0)
             except (ConnectionLost, HandshakeError) as exc:
                 if check_gone:
                     self.raise_if_gone(exc)
@@ -108,7 +108,7 @@ class Channel:
 
         A hello is not activity, so this does not reset the idle timer (``ping`` does).
         """
-        client = self._open(time.monotonic() + 10.0)
+        client = self._open_branch(time.monotonic() + 10.0)
         try:
             return dict(client.hello)
         finally:
@@ -219,6 +219,17 @@ class Channel:
             "(killed from outside, out of memory, or idle timeout). Start it again "
             f"with `codeexec start {self.name}`.{impostor}"
         ) from exc
+
+    def _open_branch(self, deadline: float) -> ExecutorClient:
+        """A connection, switched to the session's fork if it is one (docs/snapshots.md)."""
+        client = self._open(deadline)
+        if self.ref.branch:
+            try:
+                client.select_branch(self.ref.branch)
+            except BaseException:
+                client.close()
+                raise
+        return client
 
     def _open(self, deadline: float) -> ExecutorClient:
         if self._connect is not None:

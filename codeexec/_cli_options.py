@@ -248,6 +248,36 @@ ExecEnvOpt = Annotated[
         help="Environment variable set for this execution only (repeatable).",
     ),
 ]  # fmt: skip
+# `codeexec stop`'s and `gc`'s.
+NamesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="NAME...", help="Sessions to stop.", show_default=False,
+        autocompletion=complete_names,
+    ),
+]  # fmt: skip
+PrefixOpt = Annotated[
+    str,
+    typer.Option(metavar="PREFIX", help="With --all: only sessions whose name starts with this."),
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")]
+AllImagesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--all-images", help="Also remove unused tagged images and the package cache volume."
+    ),
+]
+IdleForOpt = Annotated[
+    float | None,
+    typer.Option(metavar="SECONDS", help="Also stop running sessions idle for at least this long."),
+]
+RollbackOpt = Annotated[
+    bool, typer.Option("--rollback", help="If the code fails, undo what it changed.")
+]
+SnapshotsOlderThanOpt = Annotated[
+    float | None,
+    typer.Option(metavar="SECONDS", help="Also remove snapshots this old (0: all)."),
+]
 DebugOpt = Annotated[
     bool,
     typer.Option("--debug", envvar="CODEEXEC_DEBUG", help="Show Python tracebacks of errors."),

@@ -203,6 +203,8 @@ def report_exec(
         note(f"codeexec: timed out after {timeout:g} s; the code was interrupted", "red")
     elif result.status == "interrupted":
         note("codeexec: interrupted", "red")
+    if result.rolled_back:
+        note("codeexec: rolled back: the session is as it was before this code", "yellow")
     if result.restarted:
         note(
             "codeexec: the code ignored the interrupt, so the session's Python process "

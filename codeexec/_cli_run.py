@@ -33,6 +33,7 @@ def run_exec(
     output_limit: int = ResultLimits.output,
     display_limit: int = ResultLimits.displays,
     env: Mapping[str, str] | None = None,
+    rollback: bool = False,
 ) -> int:
     """``codeexec exec``'s work once its arguments are read; returns the exit status."""
     live = attach_or_start(session)
@@ -44,6 +45,7 @@ def run_exec(
             on_output=None if as_json else out.echo_stream,
             result_limits=limits,
             env=env,
+            rollback_on_error=rollback,
         )
     live.close()
     shown = live.default_timeout if timeout is None else timeout  # (the recorded one)

@@ -18,6 +18,7 @@ from typing import Any
 from . import protocol
 from ._transport import Transport
 from .errors import (
+    CheckpointError,
     ConnectionLost,
     FileTransferError,
     HandshakeError,
@@ -210,6 +211,8 @@ class Connection:
             raise FileTransferError(
                 f"the {what} in {self._label} failed ({detail(frame)})", code=code
             )
+        if what.startswith("checkpoint") and code != "bad_frame":
+            raise CheckpointError(f"{frame.get('message') or code}", code=code)
         if code in ("too_large", "bad_frame"):
             self.close()  # a refused frame: the executor closes the connection
         raise ProtocolError(f"the executor of {self._label} refused the {what} ({detail(frame)})")

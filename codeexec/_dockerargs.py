@@ -186,8 +186,8 @@ _CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
             "failed to resolve reference",
         ),
         DockerError,
-        "the image is not available locally and cannot be pulled: build a base image "
-        "with executor_image/make_base_image.sh or set CODEEXEC_BASE_IMAGE to one you have",
+        "the image is not available locally and cannot be pulled: make a base image "
+        "with `codeexec base-image` or set CODEEXEC_BASE_IMAGE to one you have",
     ),
     (
         ("unknown runtime specified",),

@@ -16,6 +16,7 @@ from ._buildargs import build_argv, commit_argv
 from ._dockerargs import (
     LABEL_MANAGED,
     LABEL_POOL,
+    LABEL_SCOPE,
     LABEL_SESSION,
     Command,
     classify,
@@ -55,6 +56,12 @@ class _Seam:
         self, args: Sequence[str], *, timeout: float, on_line: Callable[[str], None] | None,
         env: Mapping[str, str] | None = None, input: str = "", limits: Limits | None = None,
     ) -> None:  # fmt: skip
+        raise NotImplementedError
+
+    def _lines(
+        self, argv: list[str], each: Callable[[str], None], *, timeout: float,
+        env: Mapping[str, str] | None = None, input: str = "", max_line: int = -1,
+    ) -> tuple[int, bool]:  # fmt: skip
         raise NotImplementedError
 
 
@@ -104,6 +111,14 @@ class ImageVerbs(_Seam):
             if os.path.exists(iidfile):  # docker removes it first, writes it on success
                 os.unlink(iidfile)
 
+    def run_base_image_script(
+        self, script: str, tag: str, *, suite: str, timeout: float, on_line: Callable[[str], None]
+    ) -> tuple[int, bool]:
+        """Run ``make_base_image.sh TAG`` (debootstrap, then ``docker import``) with this
+        engine's binary; returns its exit code and whether ``timeout`` ran out."""
+        env = {"CODEEXEC_DOCKER": self.binary, "DEBIAN_SUITE": suite}
+        return self._lines(["bash", script, tag], on_line, timeout=timeout, env=env)
+
     def commit(self, container: str, tag: str, changes: Sequence[str]) -> None:
         """Make the image ``tag`` from a stopped container."""
         self._run(commit_argv(container, tag, changes), timeout=600, what="committing the image")
@@ -152,8 +167,36 @@ class ImageVerbs(_Seam):
         self._run(["volume", "rm", name], what="removing a volume")
 
 
+LABEL_FORK_OF = "codeexec.fork-of"  # a fork's marker: the container the fork runs in
+
+
+def fork_marker_argv(name: str, source: SessionRef, suffix: str) -> list[str]:
+    """``docker create`` of the never-started container that carries a fork's name
+    (docs/snapshots.md): the fork itself runs inside ``source``'s container."""
+    cmd = Command(["create", "--name", f"codeexec-fork-{name.lower().strip('.-_')}-{suffix}"])
+    cmd.extend(["--label", f"{LABEL_MANAGED}=1", "--label", f"{LABEL_SESSION}={name}"])
+    cmd.extend(["--label", f"{LABEL_FORK_OF}={source.id}"])
+    for key in (LABEL_SCOPE,):
+        if source.labels.get(key):
+            cmd.extend(["--label", f"{key}={source.labels[key]}"])
+    cmd.extend(["--network", "none", "--entrypoint", "true", source.image_id or source.info.image])
+    return list(cmd)
+
+
 class SessionLookup(_Seam):
     """``inspect``, ``ps``, ``ps_inspect`` and ``find_session``: containers as refs."""
+
+    def create_fork_marker(self, name: str, source: SessionRef, suffix: str) -> str:
+        """Create a fork's marker container; returns its id."""
+        argv = fork_marker_argv(name, source, suffix)
+        return self._run(argv, what=f"naming the fork {name!r}").stdout.strip()
+
+    def fork_markers(self) -> dict[str, str]:
+        """Every fork's marker container: its id -> the id of the container it runs in."""
+        fmt = '{{.ID}}\t{{.Label "' + LABEL_FORK_OF + '"}}'
+        args = ["ps", "--all", "--no-trunc", "--filter", f"label={LABEL_FORK_OF}", "--format", fmt]
+        lines = self._run(args, what="listing forks").stdout.splitlines()
+        return dict(line.split("\t", 1) for line in lines if "\t" in line)
 
     def inspect(self, container: str) -> SessionRef:
         """The container as a ``SessionRef`` (``NoSuchSession`` when it does not exist)."""

@@ -39,6 +39,7 @@ class Executing:
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
         env: Mapping[str, str] | None = None,
+        rollback_on_error: bool = False,
     ) -> ExecResult:
         """Run ``code`` in the session's namespace and return its result.
 
@@ -55,6 +56,10 @@ class Executing:
                 session's, else ``ResultLimits()``); past a cap an item is replaced by a
                 marker and the result says ``truncated``.
             env: environment variables set for this execution only (then restored).
+            rollback_on_error: when the code raises, times out, is interrupted or kills
+                the Python process (say out of memory), put the session back to its
+                state before this call (``rolled_back=True`` in the result). Costs a
+                fork() of the process per call (docs/snapshots.md).
 
         Raises:
             SessionBusy: another execution runs in this session.
@@ -68,6 +73,7 @@ class Executing:
                 output_limit=output_limit or self.output_limit,
                 limits=result_limits or self.result_limits,
                 env=check_env(env),
+                rollback=rollback_on_error,
             )
 
     def execute_stream(
@@ -78,6 +84,7 @@ class Executing:
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
         env: Mapping[str, str] | None = None,
+        rollback_on_error: bool = False,
     ) -> Iterator[StreamEvent | Display | ExecResult]:
         """Like :meth:`execute`, yielding output events as they come; the last is the result.
 
@@ -90,6 +97,7 @@ class Executing:
                 output_limit=output_limit or self.output_limit,
                 limits=result_limits or self.result_limits,
                 env=check_env(env),
+                rollback=rollback_on_error,
             )
 
     def interrupt(self) -> None:

@@ -69,6 +69,7 @@ class ExecOutput(TypedDict):
     duration_ms: float
     truncated: bool
     restarted: bool
+    rolled_back: bool
     displays: int
     display_mime_types: list[list[str]]
     started_session: bool
@@ -273,6 +274,8 @@ def exec_result(
             "traceback); write large output to a file and read parts of it with "
             "read_file, or print a summary."
         )
+    if result.rolled_back:
+        parts.append("note: rolled back: the session is as it was before this code ran.")
     if result.restarted:
         parts.append(
             "note: the Python process was restarted: every variable and import is "
@@ -352,6 +355,7 @@ def exec_output(result: ExecResult, name: str, started: bool) -> ExecOutput:
         duration_ms=result.duration_ms,
         truncated=result.truncated,
         restarted=result.restarted,
+        rolled_back=result.rolled_back,
         displays=len(result.displays),
         display_mime_types=[list(d.mime_types) for d in result.displays],
         started_session=started,

@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
-from . import _addrcache
+from . import _addrcache, _forking
 from ._channel import Channel, Connect
 from ._launcher import Launched
 from .docker import LABEL_SCOPE, LABEL_SESSION, Docker, check_descriptors
@@ -175,7 +175,7 @@ def attach(
             impostor = exc if isinstance(exc, HandshakeError) else None
             session._channel.close()
             _addrcache.forget(name)
-    ref = find_running(docker, name)
+    ref = find_running(docker, name) or _forking.resolve(docker, name)
     if ref is None or not _in_scope(ref, scope):
         note = (
             " (a program that is not its executor now answers on its last known "

@@ -17,8 +17,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__, _cli_options as opt, _cli_output as out
+from . import __version__, _cli_options as opt, _cli_output as out, _cli_snap
 from ._cli_argv import normalize, wants_json
+from ._cli_image import base_image
 from ._cli_mcp import serve_mcp
 from ._cli_options import (
     BaseImageOpt,
@@ -36,6 +37,7 @@ from ._cli_options import (
 )
 from ._cli_output import EPILOG
 from ._cli_run import guarded, run_exec, run_ls
+from ._cli_state import COMMANDS as STATE_COMMANDS
 from .errors import CodeexecError
 from .models import ResultLimits
 from .options import SessionOptions
@@ -147,6 +149,7 @@ def exec_(
     output_limit: opt.ExecOutputLimitOpt = ResultLimits.output,
     display_limit: DisplayLimitOpt = ResultLimits.displays,
     env: opt.ExecEnvOpt = None,
+    rollback: opt.RollbackOpt = False,
 ) -> int:
     """Run code in a session; its variables stay for the next exec.
 
@@ -158,6 +161,7 @@ def exec_(
     return run_exec(
         read_code(code, file), session, timeout=timeout, as_json=as_json, save_dir=save_dir,
         output_limit=output_limit, display_limit=display_limit, env=opt.parse_env(env),
+        rollback=rollback,
     )  # fmt: skip
 
 
@@ -181,22 +185,9 @@ def ls(
 
 @_command(short_help="Stop sessions and remove their containers.")
 def stop(
-    names: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="NAME...",
-            help="Sessions to stop.",
-            show_default=False,
-            autocompletion=opt.complete_names,
-        ),
-    ] = None,
+    names: opt.NamesArg = None,
     all_: Annotated[bool, typer.Option("--all", help="Stop every session.")] = False,
-    prefix: Annotated[
-        str,
-        typer.Option(
-            metavar="PREFIX", help="With --all: only sessions whose name starts with this."
-        ),
-    ] = "",
+    prefix: opt.PrefixOpt = "",
     as_json: JsonOpt = False,
 ) -> int:
     """Stop sessions: their containers and every variable in them are removed.
@@ -271,19 +262,10 @@ def images(as_json: JsonOpt = False) -> None:
 
 @_command(short_help="Remove old sessions and unused images.")
 def gc(
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
-    all_images: Annotated[
-        bool,
-        typer.Option(
-            "--all-images", help="Also remove unused tagged images and the package cache volume."
-        ),
-    ] = False,
-    idle_for: Annotated[
-        float | None,
-        typer.Option(
-            metavar="SECONDS", help="Also stop running sessions idle for at least this long."
-        ),
-    ] = None,
+    dry_run: opt.DryRunOpt = False,
+    all_images: opt.AllImagesOpt = False,
+    idle_for: opt.IdleForOpt = None,
+    snapshots_older_than: opt.SnapshotsOlderThanOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove exited, overdue (and, with --idle-for, idle) sessions and unused env images.
@@ -297,8 +279,14 @@ def gc(
     """
     from . import maintenance
 
+    if as_json and snapshots_older_than is not None:  # snapshots are reported as lines
+        raise typer.BadParameter(
+            "give one of them", param_hint=["--json", "--snapshots-older-than"]
+        )
     report = maintenance.gc(dry_run=dry_run, all_images=all_images, idle_for=idle_for)
     out.report_gc(report, as_json=as_json)
+    if snapshots_older_than is not None:
+        _cli_snap.report_pruned(snapshots_older_than, dry_run)
 
 
 @_command(short_help="Check that codeexec can run here, with fixes.")
@@ -374,6 +362,10 @@ def version(as_json: JsonOpt = False) -> None:
 
 
 _command("mcp", short_help="Serve the MCP tools over stdio or HTTP.")(serve_mcp)
+_cli_snap.register(app, _command)
+for _name, _func in STATE_COMMANDS:
+    _command(_name)(_func)
+_command("base-image")(base_image)
 
 
 def main() -> None:

@@ -100,6 +100,7 @@ class ExecutorClient(Connection):
         on_output: Callable[[str, str], None] | None = None,
         on_display: Callable[[Display], None] | None = None,
         limits: ResultLimits | None = None, env: Mapping[str, str] | None = None,
+        rollback: bool = False,
     ) -> ExecResult:  # fmt: skip
         """Run ``code``; return its result with stdout, stderr and displays collected.
 
@@ -119,7 +120,12 @@ class ExecutorClient(Connection):
         displays: list[Display] = []
         result = ExecResult(status="error")
         events = self.stream(
-            code, timeout=timeout, output_limit=output_limit, limits=limits, env=env
+            code,
+            timeout=timeout,
+            output_limit=output_limit,
+            limits=limits,
+            env=env,
+            rollback=rollback,
         )
         with closing(events):
             for event in events:
@@ -141,6 +147,7 @@ class ExecutorClient(Connection):
     def stream(
         self, code: str, *, timeout: float | None = None, output_limit: int | None = None,
         limits: ResultLimits | None = None, env: Mapping[str, str] | None = None,
+        rollback: bool = False,
     ) -> Generator[protocol.Event, None, None]:  # fmt: skip
         """Run ``code``, yielding ``StreamEvent`` and ``Display`` items, then the ``ExecResult``.
 
@@ -159,7 +166,15 @@ class ExecutorClient(Connection):
         slack = INTERRUPT_GRACE + RESULT_MARGIN
         deadline = None if timeout is None else time.monotonic() + timeout + slack
         try:
-            message = protocol.exec_(exec_id, code, timeout, limits.output, limits=limits, env=env)
+            message = protocol.exec_(
+                exec_id,
+                code,
+                timeout,
+                limits.output,
+                limits=limits,
+                env=env,
+                rollback=rollback,
+            )
             self._send(message, running=exec_id)
             while True:
                 item = self._exec_item(self._read(deadline, "result"), exec_id, budget)
@@ -208,6 +223,15 @@ class ExecutorClient(Connection):
         """Replace the executor's Python process: every variable is gone."""
         self._call(protocol.reset(), "reset", matcher("ack", "reset", None))
 
+    def quiesce(self, seconds: float) -> None:
+        """Ask the executor to close its connections and listener until SIGUSR1.
+
+        Before a checkpoint (``snapshot.py``): gVisor cannot save a TCP endpoint that
+        anything waits on. It listens again by itself after ``seconds``.
+        """
+        self._call({"op": "quiesce", "seconds": seconds}, "quiesce",
+                   matcher("ack", "quiesce", None))  # fmt: skip
+
     def put_file(self, path: str, data: bytes, mode: int = 0o644) -> int:
         """Write ``data`` to ``path`` in the container; return the size written.
 
@@ -236,6 +260,42 @@ class ExecutorClient(Connection):
             return base64.b64decode(frame["data"], validate=True)
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"the executor sent {path!r} in a bad encoding") from exc
+
+    def checkpoint(self, name: str | None = None, *, files: bool = False) -> dict[str, Any]:
+        """Park a copy of the Python process (docs/snapshots.md); returns its description.
+
+        Raises:
+            CheckpointError: refused (a taken name, the cap, files too large...).
+        """
+        return self._checkpoint_call(protocol.checkpoint(name, files))
+
+    def restore(self, name: str) -> dict[str, Any]:
+        return self._checkpoint_call(protocol.restore(name))
+
+    def drop(self, name: str) -> None:
+        self._checkpoint_call(protocol.drop(name))
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        return list(self._checkpoint_call(protocol.checkpoints()).get("checkpoints") or [])
+
+    def fork(self, name: str) -> dict[str, Any]:
+        """Start fork ``name`` of this connection's branch inside the container."""
+        return self._checkpoint_call(protocol.fork(name))
+
+    def select_branch(self, name: str) -> None:
+        """Send this connection's later requests to the fork ``name``."""
+        self._call(
+            protocol.branch(name), f"checkpoint branch {name!r}", matcher("ack", "branch", None)
+        )
+
+    def close_fork(self, name: str) -> None:
+        self._call(
+            protocol.close_fork(name), "checkpoint close_fork", matcher("ack", "close_fork", None)
+        )
+
+    def _checkpoint_call(self, message: protocol.Frame) -> dict[str, Any]:
+        op = message["op"]
+        return self._call(message, f"checkpoint {op}", matcher("checkpoint", op, None))
 
     def __enter__(self) -> ExecutorClient:
         return self

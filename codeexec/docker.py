@@ -65,6 +65,7 @@ from ._fds import (
     check_descriptors as check_descriptors,
     out_of_descriptors,
 )
+from ._snapverbs import SnapshotVerbs
 from .errors import (
     ContainerStartError,
     DockerError,
@@ -107,7 +108,7 @@ class RelayProcess:
             self._proc.wait()
 
 
-class Docker(ImageVerbs, SessionLookup):
+class Docker(ImageVerbs, SessionLookup, SnapshotVerbs):
     """The docker CLI, one method per docker verb; inject a fake one in tests.
 
     The verbs that read images and find sessions are in ``_dockerverbs.py``.
@@ -308,11 +309,12 @@ class Docker(ImageVerbs, SessionLookup):
         self._run(["rename", container, new_name], what=f"renaming container {container}")
 
     def rm(self, *containers: str) -> None:
-        """Remove containers at once (``rm -f``); missing ones are not an error."""
+        """Remove containers at once (``rm -f``); missing (or going) ones are no error."""
         if not containers:
             return
         proc = self._run(["rm", "--force", *containers], check=False)
-        if proc.returncode != 0 and "no such container" not in proc.stderr.lower():
+        err = proc.stderr.lower()
+        if proc.returncode and "no such container" not in err and "in progress" not in err:
             raise classify(
                 [self.binary, "rm"],
                 proc.returncode,
@@ -371,6 +373,22 @@ class Docker(ImageVerbs, SessionLookup):
         args.append(container)
         args.extend(command)
         return self._run(args, timeout=timeout, check=False)
+
+    def pipe(self, args: Sequence[str], *, source: IO[bytes] | None = None,
+             sink: IO[bytes] | None = None, timeout: float, what: str) -> None:  # fmt: skip
+        """Run ``args`` with binary files as stdin/stdout (snapshots stream through)."""
+        argv = [self.binary, *args]
+        try:
+            proc = subprocess.run(argv, stdin=source or subprocess.DEVNULL,
+                                  stdout=sink or subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  timeout=timeout)  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise DockerError(f"{what} did not finish within {timeout:.0f} s", argv=argv) from exc
+        except OSError as exc:
+            raise _cannot_run(argv, exc) from exc
+        if proc.returncode:
+            err = proc.stderr.decode("utf-8", "replace")
+            raise classify(argv, proc.returncode, "", err, what)
 
     def open_relay(self, container: str, command: Sequence[str]) -> RelayProcess:
         """Start ``docker exec -i`` with binary pipes for the exec-relay transport."""

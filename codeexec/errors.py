@@ -7,6 +7,7 @@ its message is written for a person or a model to act on::
     ├── InvalidOption              an option was refused before any build or container
     │   └── InvalidDependency      a requirement string was refused before any build
     ├── SessionExists              the name is taken by a session with other settings
+    ├── SnapshotError              a snapshot is missing, corrupt or does not fit here
     ├── DockerError                a docker CLI call failed (argv, returncode, stderr)
     │   ├── DockerNotAvailable     no docker CLI, or the engine does not answer
     │   ├── NoSuchSession          no running container carries that session name
@@ -18,7 +19,8 @@ its message is written for a person or a model to act on::
         │                          or refused the host's proof or protocol version
         ├── ConnectionLost         the connection dropped; the session may be gone
         ├── SessionBusy            another execution is running in this session
-        └── FileTransferError      upload/download refused (missing, too large, I/O)
+        ├── FileTransferError      upload/download refused (missing, too large, I/O)
+        └── CheckpointError        a checkpoint could not be made, restored or dropped
 
 An exception raised by the *user's* code is not a Python exception here: it comes
 back as data, ``ExecResult(status="error", error=...)``.
@@ -76,6 +78,10 @@ class InvalidDependency(InvalidOption):
 
 class SessionExists(CodeexecError):
     """A session of that name already runs with different settings."""
+
+
+class SnapshotError(CodeexecError):
+    """A snapshot is missing, corrupt or does not fit this engine; nothing was started."""
 
 
 class DockerError(CodeexecError):
@@ -155,3 +161,13 @@ class FileTransferError(ExecutorError):
     def __init__(self, message: str, *, code: str = "") -> None:
         super().__init__(message)
         self.code = code  # the executor's code: not_found, too_large, io_error
+
+
+class CheckpointError(ExecutorError):
+    """A checkpoint could not be made, restored or dropped (``code`` says why)."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        # no_such_checkpoint, checkpoint_exists, checkpoint_limit, checkpoint_lost,
+        # files_too_large, checkpoint_failed, bad_request
+        self.code = code

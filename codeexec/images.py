@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _urls
 from ._hostindex import (
     IndexSettings as IndexSettings,
     certificate_blocks as certificate_blocks,
@@ -83,7 +84,8 @@ def validate_dependency(spec: str, *, allow_urls: bool = False) -> str:
     if text.startswith("-"):
         raise InvalidDependency(
             f"dependency {shown!r} is a pip option, not a requirement; options such as "
-            "--index-url come from the host's pip settings (see docs/configuration.md)"
+            "--index-url come from the host's pip settings (see "
+            f"{_urls.doc('configuration', 'package-index-and-tls-proxies')})"
         )
     # Imported here: `codeexec exec` never validates requirements, and packaging
     # costs ~25 ms of every CLI call's start-up.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from . import _addrcache, images
+from . import _addrcache, _forking, images
 from .docker import LABEL_CACHE, LABEL_IMAGE, LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, DockerError, DockerNotAvailable, NoSuchSession
 from .models import ImageInfo, SessionInfo
@@ -147,8 +147,12 @@ def stop_sessions(
         wanted = {validate_name(n) for n in names}
         chosen = [s for s in sessions if s.name in wanted]
         missing = sorted(wanted - {s.name for s in chosen})
+    chosen, forks = _forking.with_forks(chosen, sessions)
+    for name in forks:  # forks of sessions that keep running: only their branch ends
+        _forking.stop_by_name(name, docker, ContainerSession.attach)
     remove_containers({s.container_id: s.name for s in chosen}, docker=docker)
-    return StopReport(stopped=tuple(sorted({s.name for s in chosen})), missing=tuple(missing))
+    stopped = {s.name for s in chosen} | set(forks)
+    return StopReport(stopped=tuple(sorted(stopped)), missing=tuple(missing))
 
 
 def running_in_scope(scope: str, *, docker: Docker | None = None) -> set[str]:
@@ -158,16 +162,20 @@ def running_in_scope(scope: str, *, docker: Docker | None = None) -> set[str]:
 
 
 def remove_containers(owned: Mapping[str, str], *, docker: Docker | None = None) -> None:
-    """Stop many sessions as ``ContainerSession.stop`` stops one, in one ``docker rm -f``.
+    """Stop many sessions as ``ContainerSession.stop`` stops one, in one ``docker rm -f``
+    (with the markers of their forks).
 
     ``owned`` maps each container id to its session name, whose address-cache entry
     is forgotten first, so no later process knocks at a gone address. Missing
     containers are not an error.
     """
+    docker = docker or Docker()
     for container_id, name in owned.items():
         if _is_name(name):  # a label names the cache file: never let it be a path
             _addrcache.forget(name, container_id)
-    (docker or Docker()).rm(*owned)
+    # The forks in these containers end with them: their markers go too (_forking.py).
+    markers = [m for m, source in docker.fork_markers().items() if source in owned]
+    docker.rm(*dict.fromkeys([*owned, *markers]))
 
 
 def _is_name(name: str) -> bool:
@@ -349,8 +357,8 @@ def doctor(
             False,
             f"{base} is not available locally",
             f"`{cli} pull {base}`, set CODEEXEC_BASE_IMAGE to an image with "
-            "Python 3.9+ you have, or build one without a registry with "
-            "executor_image/make_base_image.sh",
+            "Python 3.9+ you have, or build one without a registry: "
+            "`codeexec base-image` (as root)",
         )
         return
     yield Check("base image", True, base)
@@ -372,3 +380,6 @@ def doctor(
         )
         return
     yield Check("session handshake", True, f"{name} started and answered 1+1 = 2")
+    from .snapshot import doctor_check
+
+    yield Check("snapshots", True, *doctor_check(docker))

@@ -39,6 +39,8 @@ from . import __version__, images
 from ._mcp_access import Hub, ServerState, access, state
 from ._mcp_jobs import JOB_TOOLS
 from ._mcp_serve import DEFAULT_SESSION_ENV, serve as _serve
+from ._mcp_snap import SNAPSHOT_TOOLS
+from ._mcp_state import STATE_TOOLS
 from ._mcp_support import (
     MAX_CODE_BYTES,
     MAX_TIMEOUT,
@@ -147,6 +149,9 @@ async def execute_code(
     ],
     name: SessionName = None,
     timeout: Timeout = DEFAULT_TIMEOUT,
+    rollback_on_error: Annotated[
+        bool, Field(description="If the code fails, times out or crashes, undo its changes.")
+    ] = False,
 ) -> Annotated[CallToolResult, ExecOutput]:
     """Run Python code in a session and return stdout, stderr, the value of the last
     expression and any error traceback; images (matplotlib figures, _repr_png_) come
@@ -164,6 +169,7 @@ async def execute_code(
             timeout=timeout,
             result_limits=sessions.registry.result_limits,
             on_output=on_output,
+            rollback_on_error=rollback_on_error,
         ),
         label="running",
     )
@@ -368,6 +374,8 @@ def build_server(
     )
     TOOLS.add_to(mcp, maxima={"execute_code": {"timeout": max_timeout}})
     JOB_TOOLS.add_to(mcp)
+    SNAPSHOT_TOOLS.add_to(mcp)
+    STATE_TOOLS.add_to(mcp)
     mcp.prompt(title="Mathematics Solver")(math_evaluation)
     return mcp
 

@@ -114,8 +114,10 @@ class ExecResult:
     ``status`` is ``ok``, ``error`` (the code raised: see ``error``), ``timeout`` or
     ``interrupted``. ``value`` is the ``repr()`` of the last expression, like the
     Python REPL. ``restarted`` means the Python process was replaced and every
-    variable is gone. ``truncated`` means something went past a cap of
-    ``ResultLimits`` (output, displays, value or traceback) and was replaced by a marker.
+    variable is gone; ``rolled_back`` (``execute(..., rollback_on_error=True)``) that
+    the failed code's changes were undone: the session is as before. ``truncated``
+    means something went past a cap of ``ResultLimits`` (output, displays, value or
+    traceback) and was replaced by a marker.
     """
 
     status: Status
@@ -127,6 +129,7 @@ class ExecResult:
     displays: tuple[Display, ...] = ()
     truncated: bool = False
     restarted: bool = False
+    rolled_back: bool = False
 
     @property
     def ok(self) -> bool:
@@ -328,6 +331,7 @@ class SessionRef:
     image_id: str = ""
     engine: str = ""  # which docker engine (CLI, DOCKER_HOST, context) it runs on
     settings: Mapping[str, Any] = field(default_factory=dict)
+    branch: str = ""  # a fork inside this container (docs/snapshots.md), "" for the session
 
     @property
     def id(self) -> str:

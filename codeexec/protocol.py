@@ -138,6 +138,7 @@ def parse_event(frame: Frame) -> Event | None:
                     duration_ms=float(frame.get("duration_ms") or 0.0),
                     truncated=bool(frame.get("truncated")),
                     restarted=bool(frame.get("restarted")),
+                    rolled_back=bool(frame.get("rolled_back")),
                 )
         else:
             return None
@@ -201,13 +202,17 @@ def unb64(value: object, size: int) -> bytes | None:
 def exec_(
     id: str, code: str, timeout: float | None, output_limit: int | None,
     *, limits: ResultLimits | None = None, env: Mapping[str, str] | None = None,
+    rollback: bool = False,
 ) -> Frame:  # fmt: skip
     """Run ``code``; ``timeout=None`` means no timeout, ``output_limit=None`` the default.
 
     ``limits`` adds the caps on displays, the value and the error (``ResultLimits``);
-    ``env`` environment variables set for this execution only.
+    ``env`` environment variables set for this execution only; ``rollback`` undoes
+    the code's changes if it fails (docs/snapshots.md).
     """
     message: Frame = {"op": "exec", "id": id, "code": code, "timeout": timeout}
+    if rollback:
+        message["rollback"] = True
     if output_limit is not None:
         message["output_limit"] = output_limit
     if limits is not None:
@@ -247,3 +252,40 @@ def put_file(id: str, path: str, data: bytes, mode: int) -> Frame:
 def get_file(id: str, path: str, max_bytes: int) -> Frame:
     """Read ``path`` from the container, refused if larger than ``max_bytes``."""
     return {"op": "get_file", "id": id, "path": path, "max_bytes": max_bytes}
+
+
+# Checkpoints (docs/snapshots.md, Tier 1): answered by a ``checkpoint`` frame.
+
+
+def checkpoint(name: str | None, files: bool) -> Frame:
+    """Park a copy of the Python process under ``name`` (None: the executor picks)."""
+    return {"op": "checkpoint", "name": name, "files": files}
+
+
+def restore(name: str) -> Frame:
+    return {"op": "restore", "name": name}
+
+
+def drop(name: str) -> Frame:
+    return {"op": "drop", "name": name}
+
+
+def checkpoints() -> Frame:
+    return {"op": "checkpoints"}
+
+
+# Forks (docs/snapshots.md, Tier 1): branches of one executor, each its own worker.
+
+
+def fork(name: str) -> Frame:
+    """A new branch ``name`` starting from a copy of this connection's branch."""
+    return {"op": "fork", "name": name}
+
+
+def branch(name: str) -> Frame:
+    """Talk to the fork ``name`` on this connection from now on."""
+    return {"op": "branch", "name": name}
+
+
+def close_fork(name: str) -> Frame:
+    return {"op": "close_fork", "name": name}

@@ -338,5 +338,5 @@ class SessionRegistry:
                 del self._entries[entry.name]
                 if self.current == entry.name:
                     self.current = self.default_name
-            if entry.session is not None:
+            if entry.session is not None and not entry.session.is_fork:
                 self._owned.pop(entry.session.container_id, None)

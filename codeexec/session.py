@@ -7,12 +7,14 @@ files and installs in ``_transfer.py`` (both mixins), and the decisions of
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _addrcache, _start
+from . import _addrcache, _forking, _start
 from ._channel import LOST_SETTLE as LOST_SETTLE, Channel, Connect
+from ._checkpointing import Checkpointing
 from ._transfer import MAX_FILE_BYTES as MAX_FILE_BYTES, SITE_DIR as SITE_DIR, FilesAndPackages
 from .docker import LABEL_MANAGED, Docker
 from .models import ResultLimits, SessionInfo, SessionRef, Transport
@@ -26,6 +28,7 @@ from .options import (  # re-exported: callers import them from here
 )
 
 if TYPE_CHECKING:  # loads when a session starts with a pool
+    from ._snapstore import Snapshot
     from .pool import WarmPool
 
 
@@ -38,7 +41,7 @@ def list_sessions(*, docker: Docker | None = None) -> list[SessionInfo]:
     )
 
 
-class ContainerSession(FilesAndPackages):
+class ContainerSession(FilesAndPackages, Checkpointing):
     """A Python namespace that lives in a Docker container and persists between executions.
 
     Create one with :meth:`start` (builds or reuses the image, starts the container)
@@ -66,6 +69,7 @@ class ContainerSession(FilesAndPackages):
         self.transport: Transport = self._channel.transport
         self.created = False
         self._stopped = False
+        self.resume_failures: dict[str, str] = {}  # names a portable resume could not load
 
     def __repr__(self) -> str:
         return (
@@ -160,6 +164,50 @@ class ContainerSession(FilesAndPackages):
             transport=transport,
         )  # fmt: skip
 
+    def snapshot(
+        self, name: str | None = None, *, method: str = "auto", stop: bool = False
+    ) -> Snapshot:
+        """Save the whole session so that it can be stopped and resumed later, or forked.
+
+        Args:
+            name: the snapshot's name (default: ``<session>-<date>-<time>``).
+            method: ``"auto"`` (default: ``"checkpoint"`` where the engine can
+                checkpoint this session, else ``"portable"``), or one of them.
+            stop: stop the session once it is saved.
+
+        Returns the ``Snapshot`` (``method`` says which was used; ``unsaved`` names
+        what a portable snapshot could not pickle). See docs/snapshots.md.
+
+        Raises:
+            SnapshotError: the name is taken or invalid, or the method is impossible here.
+        """
+        from . import snapshot
+
+        return snapshot.take(self, name, method=method, stop=stop, docker=self._docker)
+
+    @classmethod
+    def resume(
+        cls, snapshot: Snapshot | str, name: str | None = None, *,
+        transport: Transport = "auto", docker: Docker | None = None,
+        on_progress: Callable[[str], None] | None = None, connect: Connect | None = None,
+    ) -> ContainerSession:  # fmt: skip
+        """Start a new session from a snapshot (or its name); resumable many times.
+
+        ``name`` defaults to the snapshot's session. A checkpoint resumes every
+        process as it was; a portable snapshot starts a fresh session with the same
+        settings and loads /workspace and the namespace (names that fail to load are
+        in ``resume_failures``). A failure leaves no container behind.
+
+        Raises:
+            SnapshotError: missing, corrupt (bad checksum), or unusable on this engine.
+            SessionExists: a session of that name runs already.
+        """
+        from . import snapshot as snapshots
+
+        return snapshots.resume(cls, snapshot, name, docker=docker or Docker(),
+                                transport=transport, on_progress=on_progress,
+                                connect=connect)  # fmt: skip
+
     @classmethod
     def list_sessions(cls, *, docker: Docker | None = None) -> list[SessionInfo]:
         """Every codeexec session on this engine, found through Docker labels."""
@@ -170,9 +218,25 @@ class ContainerSession(FilesAndPackages):
         if self._stopped:
             return
         self._stopped = True
+        if self._channel.ref.branch:  # a fork: its branch ends, the container stays
+            self._channel.close(interrupt=True)
+            _forking.stop_fork(self._docker, self._channel.ref, self._close_fork)
+            return
         self._channel.close(interrupt=True)
         _addrcache.forget(self.name, self.container_id)
-        self._docker.rm(self.container_id)
+        markers = _forking.markers_in(self._docker, self.container_id) if self._forked else []
+        self._docker.rm(self.container_id, *markers)
+
+    def _close_fork(self, branch: str) -> None:
+        replace_ref = dataclasses.replace(self._channel.ref, branch="")
+        channel = Channel(
+            name=self.name, ref=replace_ref, docker=self._docker, transport=self.transport
+        )
+        try:
+            with channel.using() as client:
+                client.close_fork(branch)
+        finally:
+            channel.close()
 
     def close(self) -> None:
         """Drop the connection but leave the container running."""
@@ -204,6 +268,12 @@ class ContainerSession(FilesAndPackages):
     def logs(self, tail: int | None = 200) -> str:
         """The container's log (the executor's own messages, not the code's output)."""
         return self._docker.logs(self.container_id, tail=tail)
+
+    def _rebind(self, ref: SessionRef, channel: Channel) -> None:
+        """Continue in another container (a checkpoint snapshot resumed in place)."""
+        self._channel.close()
+        self._channel, self.info, self.container_id = channel, ref.info, ref.id
+        self._remember()
 
     def _remember(self) -> None:
         if _start.remembers(self._channel.ref, self.name):  # not claimed pool containers

@@ -508,7 +508,7 @@ def test_doctor_names_the_fix(monkeypatch: pytest.MonkeyPatch, docker_log: Path)
     monkeypatch.setenv("CODEEXEC_BASE_IMAGE", "base:x")
     result = run("doctor")
     assert "FAIL base image" in result.stderr
-    assert "CODEEXEC_BASE_IMAGE" in result.stderr and "make_base_image.sh" in result.stderr
+    assert "CODEEXEC_BASE_IMAGE" in result.stderr and "`codeexec base-image`" in result.stderr
 
 
 # -- exec against a scripted session ----------------------------------------------------------
@@ -525,9 +525,10 @@ class FakeSession:
 
     def execute(
         self, code: str, *, timeout: float | None = None, on_output: Any = None,
-        result_limits: Any = None, env: Any = None,
+        result_limits: Any = None, env: Any = None, rollback_on_error: bool = False,
     ) -> Any:  # fmt: skip
         self.codes.append(code)
+        self.rollback = rollback_on_error
         self.limits, self.env = result_limits, env
         for name, text in self.output:
             if on_output is not None:
@@ -762,3 +763,23 @@ def test_fast_path_leaves_debug_to_typer(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setenv("CODEEXEC_DEBUG", "0")
     assert plain_exec(["exec", "x"]) is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["checkpoint", "s1", "../x"],
+        ["restore", "s1", "-bad"],
+        ["checkpoints", "s1", "--drop", "a b"],
+        ["fork", "s1", "bad name!"],
+    ],
+)
+def test_state_commands_refuse_bad_names_before_any_docker_call(
+    args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_docker(*_a: object, **_k: object) -> None:
+        raise AssertionError("docker was called")
+
+    monkeypatch.setattr("codeexec.session.ContainerSession.attach", no_docker)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output

@@ -222,7 +222,7 @@ def test_the_library_message_keeps_its_python_call() -> None:
 class _NoSessions:
     engine = ""
 
-    def find_session(self, name: str) -> list[Any]:
+    def find_session(self, name: str, *, all: bool = False) -> list[Any]:
         return []
 
 

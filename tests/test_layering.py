@@ -20,9 +20,9 @@ EXECUTOR = ROOT / "executor_image" / "codeexec_executor"
 
 # Lowest first. "codeexec" is the package's __init__ (the public namespace).
 LAYERS: dict[str, tuple[str, ...]] = {
-    "foundation": ("errors", "_shared"),
-    "values": ("models",),
-    "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds"),
+    "foundation": ("errors", "_shared", "_urls"),
+    "values": ("models", "_checkpoint"),
+    "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds", "_snapargs"),
     "seams": (
         "docker",
         "_dockerverbs",
@@ -33,6 +33,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_hostindex",
         "_addrcache",
         "_fds",
+        "_snapverbs",
     ),
     "core": (
         "options",
@@ -41,14 +42,29 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "pool",
         "_start",
         "_executing",
+        "_forking",
+        "_checkpointing",
         "_transfer",
         "session",
+        "async_session",
         "maintenance",
+        "baseimage",
         "scope",
         "registry",
+        "_snapstore",
+        "snapshot",
     ),
     "namespace": ("codeexec",),
-    "faces": ("__main__", "cli", "mcp_server"),
+    "faces": (
+        "__main__",
+        "cli",
+        "mcp_server",
+        # codeexec/integrations/: adapters for agent frameworks (optional extras)
+        "integrations",
+        "integrations.autogen",
+        "integrations.smolagents",
+        "integrations.langchain",
+    ),
 }
 FACE_PREFIXES = ("_cli_", "_mcp_", "mcp_")
 # What a face may import besides other face modules: the public core.
@@ -58,15 +74,30 @@ PUBLIC_CORE = {
     "models",
     "options",
     "session",
+    "async_session",
     "pool",
     "maintenance",
+    "baseimage",
     "images",
     "scope",
     "registry",
+    "snapshot",
 }
+PUBLIC_CORE.add("_checkpoint")  # Checkpoint, a public value the faces format
 PUBLIC_CORE.add("_bounds")  # the result caps a face applies (MCP_LIMITS), and bounded logs
 # Pure modules compute; they open no process, socket, thread or file of their own.
-PURE = {"errors", "_shared", "models", "protocol", "_dockerargs", "_buildargs", "_bounds"}
+PURE = {
+    "_snapargs",
+    "errors",
+    "_shared",
+    "_urls",
+    "models",
+    "_checkpoint",
+    "protocol",
+    "_dockerargs",
+    "_buildargs",
+    "_bounds",
+}
 IMPURE_STDLIB = {"subprocess", "socket", "selectors", "threading", "multiprocessing", "asyncio"}
 IMPURE_STDLIB |= {"signal", "shutil", "tempfile", "pty"}
 PURE_MAY_IMPORT = {"protocol": {"models", "errors", "_shared"}}
@@ -83,8 +114,11 @@ class Import:
     line: int
 
 
-def _imports(path: Path, package: str) -> list[Import]:
-    """Every import in ``path`` outside ``if TYPE_CHECKING:`` blocks."""
+def _imports(path: Path, package: str, subpackage: str = "") -> list[Import]:
+    """Every import in ``path`` outside ``if TYPE_CHECKING:`` blocks.
+
+    In a ``subpackage`` of the package, ``from .x import`` names ``subpackage.x``.
+    """
     modules = {p.stem for p in path.parent.glob("*.py")}
     found: list[Import] = []
 
@@ -102,6 +136,9 @@ def _imports(path: Path, package: str) -> list[Import]:
                 internal = alias.name.split(".")[0] == package
                 name = alias.name.split(".")[1] if internal and "." in alias.name else alias.name
                 found.append(Import(name if internal else alias.name, internal, node.lineno))
+        elif isinstance(node, ast.ImportFrom) and subpackage and node.level == 1:
+            own = f"{subpackage}.{node.module}" if node.module else subpackage
+            found.append(Import(own, True, node.lineno))
         elif isinstance(node, ast.ImportFrom):
             absolute_internal = node.level == 0 and (node.module or "").split(".")[0] == package
             if node.level == 0 and not absolute_internal:
@@ -128,6 +165,10 @@ def _host_modules() -> dict[str, list[Import]]:
     for path in sorted(PACKAGE.glob("*.py")):
         name = "codeexec" if path.stem == "__init__" else path.stem
         graph[name] = _imports(path, "codeexec")
+    for path in sorted(PACKAGE.glob("*/*.py")):  # subpackages: "integrations.autogen"
+        sub = path.parent.name
+        name = sub if path.stem == "__init__" else f"{sub}.{path.stem}"
+        graph[name] = _imports(path, "codeexec", sub)
     return graph
 
 

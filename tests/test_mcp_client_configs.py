@@ -77,3 +77,21 @@ async def test_snippet_starts_the_server(client: str, lang: str, body: str) -> N
         async with Client(stdio_client(params, errlog=errlog)) as session:
             tools = {t.name for t in (await session.list_tools()).tools}
     assert tools == TOOLS
+
+
+async def test_the_uvx_snippet_runs_the_server_from_a_checkout() -> None:
+    # No release exists: docs/mcp.md's uvx entry builds codeexec from a checkout
+    # (this one) into uv's cache and serves from there, not from this venv.
+    body = next(b for c, _, b in _snippets() if c.startswith("Without installing"))
+    entry = json.loads(body)["mcpServers"]["codeexec"]
+    root = str(DOC.parent.parent)
+    args = [root if a == "/path/to/codeexec" else a for a in entry["args"]]
+    assert entry["command"] == "uvx" and root in args, entry
+    # A fresh build of the checkout as it is now, not one cached from an earlier run.
+    args = ["--refresh-package", "codeexec", *args]
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    params = StdioServerParameters(command="uvx", args=args, env={**os.environ, "PATH": path})
+    with open(os.devnull, "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as session:
+            tools = {t.name for t in (await session.list_tools()).tools}
+    assert tools == TOOLS

@@ -18,8 +18,11 @@ from tests.test_mcp_server import TOOLS, FakeRegistry, _text
 
 pytestmark = pytest.mark.anyio
 
-READ_ONLY = {"list_sessions", "read_file", "get_job"}
-DESTRUCTIVE = {"execute_code", "stop_code_executer", "write_file", "start_job", "cancel_job"}
+READ_ONLY = {"list_sessions", "read_file", "get_job", "list_snapshots", "list_checkpoints"}
+DESTRUCTIVE = {
+    "execute_code", "stop_code_executer", "write_file", "start_job", "cancel_job",
+    "restore_checkpoint", "drop_checkpoint", "remove_snapshot",
+}  # fmt: skip
 
 
 @pytest.fixture

@@ -34,9 +34,18 @@ TOOLS = {
     "install_packages",
     "write_file",
     "read_file",
+    "save_checkpoint",
+    "restore_checkpoint",
+    "list_checkpoints",
+    "drop_checkpoint",
+    "fork_session",
     "start_job",
     "get_job",
     "cancel_job",
+    "snapshot_session",
+    "resume_snapshot",
+    "list_snapshots",
+    "remove_snapshot",
 }
 PNG = b"\x89PNG\r\n\x1a\nfake"
 
@@ -65,6 +74,7 @@ class FakeSession:
         )
         self.files: dict[str, bytes] = {}
         self.stopped = False
+        self.is_fork = False
         self.interrupted = False
 
     def execute(
@@ -75,6 +85,7 @@ class FakeSession:
         on_output: Callable[[str, str], None] | None = None,
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
+        rollback_on_error: bool = False,
     ) -> ExecResult:
         assert result_limits is not None and result_limits.output == 100_000
         if code == "1/0":
@@ -131,6 +142,9 @@ class RecordingDocker(Docker):
 
     def rm(self, *containers: str) -> None:
         self.removed.append(containers)
+
+    def fork_markers(self) -> dict[str, str]:
+        return {}
 
 
 class FakeRegistry(SessionRegistry):

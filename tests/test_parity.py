@@ -18,6 +18,10 @@ CLI_TO_MCP: dict[str, tuple[str, ...]] = {
     "ls": ("list_sessions",),
     "install": ("install_packages",),
     "cp": ("write_file", "read_file"),
+    "checkpoint": ("save_checkpoint",),
+    "restore": ("restore_checkpoint",),
+    "checkpoints": ("list_checkpoints", "drop_checkpoint"),
+    "fork": ("fork_session",),
     "restart": (),  # a model restarts by stop + start; a fresh namespace is one call away
     "reset": (),  # the same command as restart (the API's name)
     "logs": (),  # the executor's own log is for people debugging the host side
@@ -26,6 +30,10 @@ CLI_TO_MCP: dict[str, tuple[str, ...]] = {
     "doctor": (),
     "version": (),
     "mcp": (),  # launches this server
+    "snapshot": ("snapshot_session",),
+    "resume": ("resume_snapshot",),
+    "snapshots": ("list_snapshots", "remove_snapshot"),
+    "base-image": (),  # needs root and debootstrap on the host: the operator's job
 }
 # MCP tools that exist for the original server's clients and have no CLI twin:
 # `reuse_code_executer` attaches, which every CLI command does by name. The job tools

@@ -2,7 +2,8 @@
 
 A mixin of ``Server`` (server.py), which owns the loop, the connections and the
 timers: the handshake (``hello``, then ``auth``), then ``exec``, ``interrupt``,
-``ping``, ``reset``, ``put_file`` and ``get_file``.
+``ping``, ``reset``, ``put_file``, ``get_file``, and the checkpoint ops
+``checkpoint``, ``restore``, ``drop`` and ``checkpoints``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import time
 from typing import TYPE_CHECKING
 
 from . import __version__, bounds, files, handshake
+from .checkpoints import CheckpointError
 
 if TYPE_CHECKING:
+    from .branches import Branches
     from .runner import Runner
     from .server import Conn
 
@@ -26,7 +29,7 @@ class Ops:
 
     token: bytes
     frame_limit: int
-    runner: Runner
+    runner: Branches
 
     if TYPE_CHECKING:
 
@@ -53,7 +56,15 @@ class Ops:
         if handler is None:
             self._error(conn, "unknown_op", f"unknown op {op[:100]!r}", req_id)
             return
+        if conn.branch and self.runner.get(conn.branch) is None and op not in ("hello", "auth"):
+            self._error(conn, "no_such_fork", f"the fork {conn.branch!r} was stopped", req_id)
+            return
         handler(conn, req)
+
+    def _runner(self, conn: Conn) -> Runner:
+        runner = self.runner.get(conn.branch)
+        assert runner is not None  # _dispatch checked it
+        return runner
 
     def _op_hello(self, conn: Conn, req: dict) -> None:
         """Answer a client's nonce with ours and proof that we know the token."""
@@ -116,7 +127,7 @@ class Ops:
                 "executor": __version__,
                 "pid": os.getpid(),
                 "worker_pid": getattr(self.runner.worker, "pid", None),
-                "busy": self.runner.exec is not None,
+                "busy": self.runner.main.exec is not None,
                 "idle_seconds": self._idle_seconds(),
             },
         )
@@ -126,7 +137,7 @@ class Ops:
             conn,
             {
                 "type": "pong",
-                "busy": self.runner.exec is not None,
+                "busy": self._runner(conn).exec is not None,
                 "idle_seconds": self._idle_seconds(),
             },
         )
@@ -140,7 +151,8 @@ class Ops:
         req_id, code = req.get("id"), req.get("code")
         timeout = req.get("timeout")
         limits = {k: req.get(k) for k in bounds.defaults() if req.get(k) is not None}
-        if self.runner.exec is not None:
+        runner = self._runner(conn)
+        if runner.exec is not None:
             self._error(conn, "busy", "another execution is running", req_id)
             return
         problem = None
@@ -166,18 +178,18 @@ class Ops:
             self._error(conn, "bad_request", problem, req_id)
             return
         assert isinstance(code, str)  # checked above
-        self.runner.begin(conn, req_id, code, timeout, limits)
+        runner.begin(conn, req_id, code, timeout, limits, rollback=req.get("rollback") is True)
 
     def _op_interrupt(self, conn: Conn, req: dict) -> None:
-        ex = self.runner.exec
+        ex = self._runner(conn).exec
         req_id = req.get("id")
         running = ex is not None and (req_id is None or req_id == ex.id)
         if running:
-            self.runner.interrupt("interrupted")
+            self._runner(conn).interrupt("interrupted")
         self.send(conn, {"type": "ack", "op": "interrupt", "id": req_id, "running": running})
 
     def _op_reset(self, conn: Conn, req: dict) -> None:
-        self.runner.reset()
+        self._runner(conn).reset()
         self.send(conn, {"type": "ack", "op": "reset"})
 
     def _op_put_file(self, conn: Conn, req: dict) -> None:
@@ -187,6 +199,63 @@ class Ops:
         default = self.frame_limit * 3 // 4 - 64 * 1024
         self.send(conn, files.get_file(req, default))
 
+    # -- checkpoints (checkpoints.py) ------------------------------------------
+
+    def _checkpoint_op(self, conn: Conn, req: dict, action) -> None:
+        runner = self._runner(conn)
+        if runner.exec is not None:
+            self._error(conn, "busy", "an execution is running; checkpoints wait for it")
+            return
+        try:
+            answer = action(runner.checkpoints)
+        except CheckpointError as exc:
+            self._error(conn, exc.code, str(exc))
+            return
+        self.send(conn, dict(answer, type="checkpoint", op=req.get("op")))
+
+    def _op_checkpoint(self, conn: Conn, req: dict) -> None:
+        """Park a copy of the worker under a name (and a tar of the files, if asked)."""
+        self._checkpoint_op(
+            conn, req, lambda c: c.create(req.get("name"), req.get("files") is True)
+        )
+
+    def _op_restore(self, conn: Conn, req: dict) -> None:
+        self._checkpoint_op(conn, req, lambda c: c.restore(req.get("name")))
+
+    def _op_drop(self, conn: Conn, req: dict) -> None:
+        name = req.get("name")
+        self._checkpoint_op(conn, req, lambda c: c.drop(name) or {"name": name})
+
+    def _op_checkpoints(self, conn: Conn, req: dict) -> None:
+        self._checkpoint_op(conn, req, lambda c: {"checkpoints": c.list()})
+
+    # -- forks (branches.py) -----------------------------------------------------
+
+    def _op_fork(self, conn: Conn, req: dict) -> None:
+        """A new branch, started from a copy of this connection's branch."""
+        source = self._runner(conn)
+        self._checkpoint_op(conn, req, lambda _c: self.runner.fork(source, req.get("name")))
+
+    def _op_branch(self, conn: Conn, req: dict) -> None:
+        """Talk to a fork from now on (its name), or to the session itself ("")."""
+        name = req.get("name") or ""
+        if not isinstance(name, str) or self.runner.get(name) is None:
+            self._error(conn, "no_such_fork", f"this session has no fork {name!r}")
+            return
+        conn.branch = name
+        self.send(conn, {"type": "ack", "op": "branch", "name": name})
+
+    def _op_close_fork(self, conn: Conn, req: dict) -> None:
+        name = req.get("name")
+        try:
+            self.runner.close_fork(name)  # type: ignore[arg-type]
+        except CheckpointError as exc:
+            self._error(conn, exc.code, str(exc))
+            return
+        self.send(conn, {"type": "ack", "op": "close_fork", "name": name})
+
+    def _op_forks(self, conn: Conn, req: dict) -> None:
+        self.send(conn, {"type": "ack", "op": "forks", "forks": sorted(self.runner.forks)})
 
 def _env_item(name, value) -> bool:
     """One environment variable as os.environ takes it (no '=' in the name, no NUL)."""

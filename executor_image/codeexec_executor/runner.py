@@ -11,6 +11,7 @@ import sys
 import time
 
 from . import bounds, framing
+from .checkpoints import RESTART_TEXT, ROLLBACK_TEXT, CheckpointError, Checkpoints, Parked
 from .workerproc import WorkerProcess, describe_status
 
 DRAIN_READS = 64  # bounded drain: more than a pipe buffer, never endless
@@ -42,6 +43,8 @@ class Exec:
         self.displays = bounds.DisplayBudget(limits["display_limit"])
         self.reason: str | None = None  # "timeout" | "interrupted" | "disconnected"
         self.kill_at: float | None = None
+        self.rollback: Parked | None = None  # a parked copy to go back to if the code fails
+        self.rolled_back = False
         self.decoders = {
             name: codecs.getincrementaldecoder("utf-8")(errors="replace")
             for name in ("stdout", "stderr")
@@ -63,6 +66,7 @@ class Runner:
         self.worker: WorkerProcess | None = None
         self.exec: Exec | None = None
         self.last_done = time.monotonic()
+        self.checkpoints = Checkpoints(self)
 
     def on_event(self, kind: str, obj) -> None:
         if kind == "pipe":
@@ -90,7 +94,7 @@ class Runner:
             status = "timeout" if ex.reason == "timeout" else "interrupted"
             self._replace_worker(status, "ExecutorRestarted", RESTARTED)
 
-    def begin(self, conn, req_id, code: str, timeout, limits: dict) -> None:
+    def begin(self, conn, req_id, code: str, timeout, limits: dict, rollback=False) -> None:
         self.exec = Exec(conn, req_id, timeout, dict(self.limits, **limits))
         if self.worker is None and not self.start_worker():
             self._finish(
@@ -104,6 +108,12 @@ class Runner:
                 restarted=True,
             )
             return
+        if rollback:
+            try:
+                self.exec.rollback = self.checkpoints.park_rollback()
+            except CheckpointError as exc:
+                error = {"ename": "RollbackUnavailable", "evalue": str(exc), "traceback": []}
+                return self._finish("error", None, error)
         assert self.worker is not None  # started just above
         try:
             self.worker.send_exec(code, self.exec.limits)
@@ -142,11 +152,24 @@ class Runner:
                     return False
             self.reap()
             time.sleep(0.02)
+        self.install(worker)
+        return True
+
+    def install(self, worker: WorkerProcess) -> None:
         self.worker = worker
         self.sel.register(worker.ctrl_r, selectors.EVENT_READ, ("ctrl", worker.pid))
         for name, fd in worker.pipes.items():
             self.sel.register(fd, selectors.EVENT_READ, ("pipe", (worker.pid, name)))
-        return True
+
+    def _next_worker(self) -> None:
+        """After a failed execution's worker is gone: its rollback copy, else a fresh one."""
+        ex = self.exec
+        if ex is not None and ex.rollback is not None and not ex.rolled_back:
+            ex.rolled_back = self.checkpoints.roll_back(ex.rollback)
+            if ex.rolled_back:
+                return
+        if self.worker is None:
+            self.start_worker()
 
     def kill_worker(self) -> WorkerProcess | None:
         """Detach the worker: drain what it wrote, SIGKILL its group, close."""
@@ -168,7 +191,7 @@ class Runner:
 
     def _replace_worker(self, status: str, ename: str, evalue: str) -> None:
         self.kill_worker()
-        self.start_worker()
+        self._next_worker()
         if self.exec is not None:
             self._finish(
                 status, None, {"ename": ename, "evalue": evalue, "traceback": []}, restarted=True
@@ -188,6 +211,7 @@ class Runner:
         self.kill_worker()
         log(f"the worker {how}")
         if self.exec is not None:
+            self._next_worker()
             self._finish(
                 "error",
                 None,
@@ -199,7 +223,6 @@ class Runner:
                 },
                 restarted=True,
             )
-            self.start_worker()
         elif not young:
             self.start_worker()  # else: crash loop guard, start on next exec
 
@@ -352,6 +375,13 @@ class Runner:
             ex.clipped = ex.clipped or cut
         error, cut = bounds.clip_error(error, ex.limits["error_limit"] + bounds.MARGIN)
         ex.clipped = ex.clipped or cut
+        if ex.rollback is not None:
+            if status != "ok" and not ex.rolled_back:
+                ex.rolled_back = self.checkpoints.roll_back(ex.rollback)
+            ex.rollback.close()
+        if ex.rolled_back and restarted and error:
+            restarted, evalue = False, str(error.get("evalue"))
+            error = dict(error, evalue=evalue.replace(RESTART_TEXT, ROLLBACK_TEXT))
         self.exec = None
         self.last_done = time.monotonic()
         self.send(
@@ -365,5 +395,6 @@ class Runner:
                 "duration_ms": round((time.monotonic() - ex.start) * 1000, 3),
                 "truncated": ex.truncated or ex.clipped,
                 "restarted": restarted,
+                "rolled_back": ex.rolled_back,
             },
         )

@@ -24,7 +24,10 @@ import threading
 import time
 
 from . import bounds, constants, framing
+from .branches import Branches
+from .checkpoints import become_subreaper
 from .ops import Ops
+from .pause import Pausing
 from .runner import Runner, log
 
 RECV_SIZE = 256 * 1024
@@ -55,6 +58,7 @@ class Conn:
         self.decoder = framing.FrameDecoder(min(frame_limit, HELLO_FRAME_LIMIT))
         self.out = bytearray()
         self.authed = False
+        self.branch = ""  # which fork this connection talks to ("": the session itself)
         self.nonces: bytes | None = None  # client + server nonce, from challenge to auth
         self.hello_deadline = hello_deadline
         self.closing = False  # answer sent; close once flushed
@@ -63,7 +67,7 @@ class Conn:
         self.closed = False
 
 
-class Server(Ops):
+class Server(Pausing, Ops):
     """The loop, the connections and the timers; what each request does is in ops.py."""
 
     def __init__(self, token: str) -> None:
@@ -76,12 +80,9 @@ class Server(Ops):
         self.frame_limit = framing.frame_limit_from_env()
         self.sel = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
-        self.runner = Runner(
-            self.sel,
-            self.send,
-            self.frame_limit,
-            bounds.defaults(),
-            _env_float("CODEEXEC_INTERRUPT_GRACE", constants.INTERRUPT_GRACE),
+        grace = _env_float("CODEEXEC_INTERRUPT_GRACE", constants.INTERRUPT_GRACE)
+        self.runner = Branches(  # the session's runner, and its forks' (branches.py)
+            lambda: Runner(self.sel, self.send, self.frame_limit, bounds.defaults(), grace)
         )
         self.stopping = False
         self.last_activity = self.started = self.heartbeat = time.monotonic()
@@ -95,12 +96,7 @@ class Server(Ops):
     # -- lifecycle -------------------------------------------------------
 
     def serve(self) -> int:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self.port))
-        listener.listen(64)
-        listener.setblocking(False)
-        self.sel.register(listener, selectors.EVENT_READ, ("listen", listener))
+        listener = self._listen()
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -123,6 +119,7 @@ class Server(Ops):
                     self.reap_due = False
                     self.next_reap = self.heartbeat + REAP_INTERVAL
                     self.runner.reap()
+                self._relisten_if_due(self.heartbeat)
                 if self._tick():
                     break
                 for key, mask in self.sel.select(self._next_timeout()):
@@ -130,6 +127,7 @@ class Server(Ops):
         finally:
             if self.runner.worker is not None:
                 self.runner.worker.kill()
+            self.runner.checkpoints.close()
             self.runner.reap()
         return 0
 
@@ -189,6 +187,8 @@ class Server(Ops):
         deadlines += self.runner.deadlines()
         if self.reap_due:
             deadlines.append(self.next_reap)
+        if self.relisten_at is not None:
+            deadlines.append(self.relisten_at)
         if self.runner.exec is None and self.idle_timeout > 0:
             deadlines.append(self._last_activity() + self.idle_timeout)
         elif self.runner.exec is not None:
@@ -358,4 +358,5 @@ def main() -> int:
     if not token:
         log("CODEEXEC_TOKEN is not set")
         return 2
+    become_subreaper()  # parked checkpoints are orphans: ours to reap
     return Server(token).serve()

@@ -2,9 +2,10 @@
 
 Started by the supervisor as `python -m codeexec_executor worker` in its own
 process group. fds 1 and 2 are pipes the supervisor reads; the control pipes
-(numbers in CODEEXEC_CTRL_FDS="<read>,<write>,<ack>") carry frames: `exec` in,
+(numbers in CODEEXEC_CTRL_FDS="<read>,<write>,<ack>,<park>") carry frames: `exec` in,
 `display` and `result` out; the ack pipe releases a display() call once the
-supervisor has forwarded the output printed before it. SIGINT raises
+supervisor has forwarded the output printed before it; the park socket asks
+for checkpoints (parking.py). SIGINT raises
 KeyboardInterrupt only while user code runs; between cells it is ignored.
 How code, values and exceptions become frames is in cells.py.
 """
@@ -20,11 +21,12 @@ import os
 import select
 import signal
 import site
+import socket
 import sys
 import threading
 import types
 
-from . import bounds, constants, framing
+from . import bounds, constants, framing, parking
 from .cells import compile_cell, error_info, mime_bundle, safe_repr
 
 # Runtime-installed packages land here (pip install --target); on sys.path
@@ -59,10 +61,11 @@ def _text_stream(fd: int) -> io.TextIOWrapper:
 
 
 class Worker:
-    def __init__(self, ctrl_in: int, ctrl_out: int, ack_in: int) -> None:
+    def __init__(self, ctrl_in: int, ctrl_out: int, ack_in: int, park: int) -> None:
         self.ctrl_in = ctrl_in
         self.ctrl_out = ctrl_out
         self.ack_in = ack_in
+        self.park = socket.socket(fileno=park)  # checkpoint requests (parking.py)
         self.main_thread = threading.current_thread()
         self.frame_limit = framing.frame_limit_from_env()
         self.send_lock = threading.Lock()
@@ -148,9 +151,14 @@ class Worker:
     def serve(self) -> None:
         while True:
             timeout = 0.05 if self.forked else None
-            ready = select.select([self.ctrl_in, self.reap_r], [], [], timeout)[0]
+            watched: list = [self.ctrl_in, self.reap_r, self.park]
+            ready = select.select(watched, [], [], timeout)[0]
             if self.forked or self.reap_r in ready:
                 self.reap_forked()
+            if self.park in ready:
+                if not parking.handle(self):
+                    return
+                continue  # a woken checkpoint comes back here with new fds
             if self.ctrl_in not in ready:
                 continue
             msg = framing.read_frame_fd(self.ctrl_in, limit=1 << 31)
@@ -306,7 +314,7 @@ class Worker:
 def main() -> int:
     fds = os.environ.pop("CODEEXEC_CTRL_FDS", "")
     try:
-        ctrl_in, ctrl_out, ack_in = (int(x) for x in fds.split(","))
+        ctrl_in, ctrl_out, ack_in, park = (int(x) for x in fds.split(","))
     except ValueError:
         sys.stderr.write("codeexec worker: CODEEXEC_CTRL_FDS is not set\n")
         return 2
@@ -314,8 +322,9 @@ def main() -> int:
     os.set_inheritable(ctrl_in, False)
     os.set_inheritable(ctrl_out, False)
     os.set_inheritable(ack_in, False)
+    os.set_inheritable(park, False)
     os.set_blocking(ack_in, False)
-    worker = Worker(ctrl_in, ctrl_out, ack_in)
+    worker = Worker(ctrl_in, ctrl_out, ack_in, park)
     worker._install_sigint()
     sys.stdout = sys.__stdout__ = _text_stream(1)  # type: ignore[misc]
     sys.stderr = sys.__stderr__ = _text_stream(2)  # type: ignore[misc]

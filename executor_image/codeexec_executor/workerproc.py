@@ -6,6 +6,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -72,38 +73,35 @@ class WorkerProcess:
     printed before it has been forwarded (so display() keeps its place).
     """
 
-    def __init__(self, frame_limit: int) -> None:
+    def __init__(self, frame_limit: int, wake=None) -> None:
+        """Spawn a fresh worker; or, with ``wake`` (a checkpoint's, see
+        checkpoints.py), hand the new pipes to a parked copy that becomes the
+        worker: ``wake(child_fds)`` returns its pid."""
         to_worker_r, self.ctrl_w = os.pipe()
         ack_r, self.ack_w = os.pipe()
         self.ctrl_r, from_worker_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        env = dict(os.environ)
-        env.pop("CODEEXEC_TOKEN", None)  # user code has no use for the session token
-        env.update(_session_env(env.pop("CODEEXEC_ENV", "")))  # start(env=...)
-        env["CODEEXEC_CTRL_FDS"] = f"{to_worker_r},{from_worker_w},{ack_r}"
-        env.setdefault("MPLBACKEND", "Agg")
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        child_ends = (to_worker_r, from_worker_w, ack_r, out_w, err_w)
+        self.park, park_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        child_ends = (to_worker_r, from_worker_w, ack_r, out_w, err_w, park_child.fileno())
+        self.proc = None
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, *WORKER_ARGV],
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                pass_fds=(to_worker_r, from_worker_w, ack_r),
-                start_new_session=True,
-                preexec_fn=_prepare_child,
-                env=env,
-            )
+            if wake is None:
+                self.proc = self._spawn(child_ends)
+                self.pid = self.proc.pid
+            else:
+                self.pid = wake(list(child_ends))
         except BaseException:
-            for fd in child_ends + (self.ctrl_w, self.ack_w, self.ctrl_r, out_r, err_r):
+            for fd in (self.ctrl_w, self.ack_w, self.ctrl_r, out_r, err_r):
                 os.close(fd)
+            self.park.close()
             raise
-        for fd in child_ends:
-            os.close(fd)
-        self.pid = self.proc.pid
-        _expendable(self.pid)  # Popen returns once the exec succeeded
+        finally:
+            for fd in child_ends[:-1]:
+                os.close(fd)
+            park_child.close()
+        if wake is None:
+            _expendable(self.pid)  # Popen returns once the exec succeeded
         self.started = time.monotonic()
         self.status: int | None = None  # wait status once reaped
         self.pipes = {"stdout": out_r, "stderr": err_r}
@@ -118,6 +116,25 @@ class WorkerProcess:
         # Control frames are read into this buffer: a fresh os.read(fd, 1 MiB)
         # would allocate (mmap) and free a large buffer on every frame.
         self.ctrl_buf = bytearray(CTRL_READ)
+
+    @staticmethod
+    def _spawn(child_ends: tuple) -> subprocess.Popen:
+        env = dict(os.environ)
+        env.pop("CODEEXEC_TOKEN", None)  # user code has no use for the session token
+        env.update(_session_env(env.pop("CODEEXEC_ENV", "")))  # start(env=...)
+        env["CODEEXEC_CTRL_FDS"] = ",".join(str(fd) for fd in child_ends[:3] + child_ends[5:])
+        env.setdefault("MPLBACKEND", "Agg")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return subprocess.Popen(
+            [sys.executable, *WORKER_ARGV],
+            stdin=subprocess.DEVNULL,
+            stdout=child_ends[3],
+            stderr=child_ends[4],
+            pass_fds=child_ends[:3] + child_ends[5:],
+            start_new_session=True,
+            preexec_fn=_prepare_child,
+            env=env,
+        )
 
     def send_exec(self, code: str, limits: dict) -> None:
         """Hand a cell and its caps to the worker; raises OSError if it is gone.
@@ -208,6 +225,8 @@ class WorkerProcess:
 
     def set_status(self, status: int) -> None:
         self.status = status
+        if self.proc is None:  # a woken checkpoint: no Popen to tell
+            return
         # Keep subprocess from polling a pid that was already reaped.
         self.proc.returncode = (
             -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
@@ -220,6 +239,7 @@ class WorkerProcess:
             except OSError:
                 pass
         self.pipes = {}
+        self.park.close()
 
 
 def _session_env(text: str) -> dict:

@@ -33,7 +33,7 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _build, _cli, _mcp, _rt, _scale, _util as u  # noqa: E402
+from . import _build, _checkpoints, _cli, _mcp, _rt, _scale, _snap, _util as u  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -420,7 +420,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     )
     out.extend(_cli.targets(get))
     out += _rt.targets(r)
-    return out + _build.targets(r)
+    return out + _build.targets(r) + _checkpoints.targets(r)
 
 
 def table(r: dict[str, Any]) -> str:
@@ -474,6 +474,8 @@ def table(r: dict[str, Any]) -> str:
         )
     rows += _scale.rows(r["scale"]) if r.get("scale") else []
     rows += _build.rows(r)
+    rows += _snap.rows(r.get("snapshots") or [])
+    rows += _checkpoints.rows(r)
     width = max(len(a) for a, _ in rows)
     lines = [f"{a.ljust(width)}  {b}" for a, b in rows]
     lines.append("")
@@ -489,7 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer iterations, 20 MB stream")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
-        "--skip", default="", help="comma list: rt,cli,mcp,starts,stream,scale,build"
+        "--skip",
+        default="",
+        help="comma list: rt,cli,mcp,starts,stream,scale,build,snapshots,checkpoints",
     )
     parser.add_argument("--scale", type=int, default=100, help="idle sessions (default 100)")
     parser.add_argument("--heavy", action="store_true", help="also build numpy+pandas+matplotlib")
@@ -515,6 +519,12 @@ def main(argv: list[str] | None = None) -> int:
             ("starts", bench.starts),
             ("scale", lambda: bench.scale(args.scale)),
             ("build", lambda: _build.run(bench.results, log, heavy=args.heavy)),
+            (
+                "snapshots",
+                lambda: bench.results.update(snapshots=_snap.measure(u.PREFIX, log, bench.quick)),
+                "checkpoints",
+                lambda: bench.results.update(_checkpoints.run(bench.name, IDLE, bench.quick, log)),
+            ),
         ]
         for key, step in steps:
             if key not in skip:

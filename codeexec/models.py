@@ -172,8 +172,7 @@ class Limits:
     workspace_size: str = "512m"
 
     def __post_init__(self) -> None:
-        # Zero or -1 means "no limit" to docker, and a tmpfs size is spliced into a
-        # mount-option string: refuse both instead of passing them on (InvalidOption).
+        # docker reads 0 or -1 as no limit; a tmpfs size goes into a mount-option string.
         _check_size("memory", self.memory, minimum=_MIN_MEMORY)
         _check_size("tmp_size", self.tmp_size)
         _check_size("workspace_size", self.workspace_size)

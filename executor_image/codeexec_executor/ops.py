@@ -257,6 +257,7 @@ class Ops:
     def _op_forks(self, conn: Conn, req: dict) -> None:
         self.send(conn, {"type": "ack", "op": "forks", "forks": sorted(self.runner.forks)})
 
+
 def _env_item(name, value) -> bool:
     """One environment variable as os.environ takes it (no '=' in the name, no NUL)."""
     if not isinstance(name, str) or not isinstance(value, str):

@@ -10,8 +10,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Annotated, Literal
 
+import typer
+
+from . import _cli_output as out
+from ._cli_options import JsonOpt
+from .errors import CodeexecError
 from .session import ContainerSession, validate_name
 
 
@@ -105,3 +110,27 @@ def remote_display(plan: CopyPlan) -> str:
     remote = PurePosixPath(plan.remote)
     shown = remote if remote.is_absolute() else PurePosixPath("/workspace") / remote
     return f"{plan.session}:{shown}"
+
+
+def cp(
+    src: Annotated[str, typer.Argument(metavar="SRC", help="Source: a host path or SESSION:PATH.")],
+    dst: Annotated[
+        str, typer.Argument(metavar="DST", help="Destination: a host path or SESSION:PATH.")
+    ],
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Copy a directory and its contents.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a file (or with -r a directory) between the host and a session.
+
+    Relative paths in a session are in /workspace. A DST that ends with / (or is an
+    existing host directory) receives SRC under its own name, like cp.
+    Example: codeexec cp -r results default:  (and back: cp default:out.png .)
+    """
+    try:
+        plan = plan_copy(src, dst, recursive=recursive)
+    except (ValueError, CodeexecError) as exc:
+        raise typer.BadParameter(str(exc), param_hint=["SRC", "DST"]) from None
+    done = copy(plan)
+    out.report_copy(done, remote_display(plan), as_json=as_json)

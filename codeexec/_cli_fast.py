@@ -1,12 +1,13 @@
 """The ``codeexec`` console script: ``exec`` in its plain forms, and ``ls``, without Typer.
 
-``codeexec exec [-s NAME] CODE`` (CODE may be ``-`` for stdin) is the command people
+``codeexec exec [-s NAME] CODE`` (CODE may be ``-`` for stdin, or left out when stdin
+is piped: ``echo 'print(1)' | codeexec exec``) is the command people
 and scripts run in a loop, and Typer, Click and Rich take longer to import than the
 execution takes (docs/performance.md). This entry point recognises exactly those
 forms and runs them through the same steps as the Typer command (``_cli_run``), so
 output bytes and exit statuses are the same. Everything else (another command, any
 other option, ``--debug`` or ``CODEEXEC_DEBUG``, a name that does not validate,
-anything Click would have to parse) goes to the full Typer app. ``ls`` and
+anything Click would have to parse) goes to the full Typer app. ``ls``, ``ls -q`` and
 ``ls --json`` (no arguments to read) are the other command taken here.
 """
 
@@ -21,12 +22,13 @@ from .errors import CodeexecError
 _SESSION_FLAGS = ("-s", "--session")
 
 
-def plain_exec(args: list[str]) -> tuple[str, str] | None:
+def plain_exec(args: list[str], *, piped: bool = False) -> tuple[str, str] | None:
     """``(session, code)`` when ``args`` is ``exec [-s NAME] CODE`` in a plain form, else None.
 
     Plain: each token is ``exec``, a session flag with its valid name, or one CODE
     that is ``-`` or does not start with ``-``; nothing is repeated. Anything that
-    Click might read differently is left to it.
+    Click might read differently is left to it. With ``piped`` (stdin is not a
+    terminal) a missing CODE reads stdin, as ``-`` does.
     """
     if not args or args[0] != "exec" or os.environ.get("CODEEXEC_DEBUG") is not None:
         return None
@@ -43,8 +45,10 @@ def plain_exec(args: list[str]) -> tuple[str, str] | None:
             code = token
         else:
             return None
-    if code is None:
-        return None
+    if code is None:  # `… | codeexec exec`: the code comes on stdin
+        if not piped:
+            return None
+        code = "-"
     return session or "default", code
 
 
@@ -61,10 +65,13 @@ def _valid_name(name: str) -> bool:
 def main() -> None:
     """Entry point of the ``codeexec`` console script."""
     args = sys.argv[1:]
-    if args in (["ls"], ["ls", "--json"]) and os.environ.get("CODEEXEC_DEBUG") is None:
-        sys.exit(guarded(lambda: run_ls(as_json=len(args) == 2), debug=False))
-    plan = plain_exec(args)
-    if plan is None:
+    if args in (["ls"], ["ls", "--json"], ["ls", "-q"]) and "CODEEXEC_DEBUG" not in os.environ:
+        as_json, quiet = args[1:] == ["--json"], args[1:] == ["-q"]
+        sys.exit(guarded(lambda: run_ls(as_json, quiet=quiet), debug=False, as_json=as_json))
+    plan = plain_exec(args, piped=sys.stdin is not None and not sys.stdin.isatty())
+    source = sys.stdin.read() if plan is not None and plan[1] == "-" else None
+    if plan is None or (source is not None and not source.strip() and "-" not in args):
+        # (empty piped stdin and no CODE: Typer, reading the same empty stdin, says so)
         from .cli import main as full
 
         full()
@@ -72,6 +79,6 @@ def main() -> None:
     session, code = plan
 
     def work() -> int:
-        return run_exec(sys.stdin.read() if code == "-" else code, session)
+        return run_exec(code if source is None else source, session)
 
     sys.exit(guarded(work, debug=False))

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 files_app = typer.Typer(
     no_args_is_help=True,
-    help="List and remove files in a session (copy them with `codeexec cp`).",
+    help="List (--json too) and remove files in a session; copy them with `codeexec cp`."
+    "\n\n\b\nExample:\n  codeexec files ls default results -r --json",
+    short_help="List and remove files in a session.",
     rich_markup_mode=None,
 )
 

@@ -22,11 +22,12 @@ def base_image(
     ] = "bookworm",
     as_json: JsonOpt = False,
 ) -> None:
-    """Make a Python base image from Debian packages (no registry needed).
+    """Make a Python base image from Debian packages.
 
-    For hosts that cannot pull python:3.12-slim. Needs root and debootstrap; the
-    packages come from the host's apt mirror (or DEBIAN_MIRROR). Does nothing when
-    TAG already exists. Then: export CODEEXEC_BASE_IMAGE=TAG.
+    No registry is needed: for hosts that cannot pull python:3.12-slim. Needs root
+    and debootstrap; the packages come from the host's apt mirror (or
+    DEBIAN_MIRROR). Does nothing when TAG already exists. Then: export
+    CODEEXEC_BASE_IMAGE=TAG.
 
     Example: sudo codeexec base-image
     """

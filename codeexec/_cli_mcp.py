@@ -105,6 +105,7 @@ def serve_mcp(
     """Serve the MCP tools (start_code_executer, execute_code, …) over stdio or HTTP.
 
     The model reaches only the sessions this server started (and --share ones).
+    Example: codeexec mcp --dep numpy --memory 2g  (in the MCP client's config)
     """
     from .mcp_server import serve
 

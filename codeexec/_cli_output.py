@@ -7,6 +7,7 @@ a spinner, so the ``exec`` path stays quick.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -145,6 +146,12 @@ def progress() -> Iterator[Callable[[str], None]]:
         yield lambda line: status.update(for_terminal(line[:100], sys.stderr).replace("[", r"\["))
 
 
+def echo_line(text: str) -> None:
+    """Text from a container (its log) on stdout, harmless on a terminal."""
+    sys.stdout.write(for_terminal(text, sys.stdout))
+    sys.stdout.flush()
+
+
 def echo_stream(name: str, text: str) -> None:
     stream = sys.stderr if name == "stderr" else sys.stdout
     stream.write(for_terminal(text, stream))
@@ -214,8 +221,11 @@ def report_exec(
     return EXIT_BY_STATUS[result.status]
 
 
-def report_install(result: ExecResult) -> int:
+def report_install(result: ExecResult, *, as_json: bool = False) -> int:
     """pip's output went by live; a failure adds its error. Returns the exit status."""
+    if as_json:
+        print_json(result.to_dict())
+        return EXIT_BY_STATUS[result.status]
     if result.error is not None:
         note(result.error.format(), "red")
     return EXIT_BY_STATUS[result.status]
@@ -254,11 +264,20 @@ def image_row(i: ImageInfo) -> list[str]:
 # -- one function per command's result ----------------------------------------------------
 
 
-def report_error(exc: CodeexecError, *, debug: bool) -> int:
-    """One line on stderr (plus the build or container log); returns the exit status."""
+def report_error(exc: CodeexecError, *, debug: bool, as_json: bool = False) -> int:
+    """One line on stderr (plus the build or container log); returns the exit status.
+
+    The line names the option refused (``--memory: …``) and uses the CLI's words
+    (``exc.cli_message``); with ``as_json`` stdout gets :func:`error_document` too.
+    """
     if debug:
         traceback.print_exc()
-    note("error: " + " ".join(plain(exc.message).split()), style="red")  # one line
+    option = getattr(exc, "option", None)
+    message = (f"--{option.replace('_', '-')}: " if option else "") + exc.cli_message
+    status = EXIT_USAGE if isinstance(exc, InvalidOption) else EXIT_TROUBLE
+    if as_json:
+        print_json(error_document(type(exc).__name__, message, status))
+    note("error: " + " ".join(plain(message).split()), style="red")  # one line
     extra = plain(getattr(exc, "log_tail", "") or getattr(exc, "container_log", ""))
     if isinstance(exc, ImageBuildError) and State.log_shown:
         extra = ""
@@ -266,7 +285,23 @@ def report_error(exc: CodeexecError, *, debug: bool) -> int:
     if extra and isinstance(exc, (ImageBuildError, ContainerStartError)):
         label = "build log" if isinstance(exc, ImageBuildError) else "container log"
         note(f"--- end of the {label} ---\n{extra.rstrip()}\n---")
-    return EXIT_USAGE if isinstance(exc, InvalidOption) else EXIT_TROUBLE
+    return status
+
+
+def error_document(kind: str, message: str, status: int) -> dict[str, Any]:
+    """The one JSON document a failed command prints with ``--json``."""
+    return {"error": {"type": kind, "message": message, "exit_status": status}}
+
+
+def jsonable(value: Any) -> Any:
+    """A report (dataclasses, their ``to_dict``, tuples) as plain JSON values."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def report_sessions(listing: Listing, as_json: bool) -> None:
@@ -299,8 +334,10 @@ def _listing(
         table(headers, rows)
 
 
-def report_stop(report: StopReport, *, all_: bool) -> int:
-    for name in report.stopped:
+def report_stop(report: StopReport, *, all_: bool, as_json: bool = False) -> int:
+    if as_json:  # one document, missing names included: a failure (exit 3) but not only one
+        print_json(jsonable(report))
+    for name in () if as_json else report.stopped:
         print(name)
     for name in report.missing:
         note(f"error: no session named {name!r}; `codeexec ls` lists them", "red")
@@ -309,7 +346,10 @@ def report_stop(report: StopReport, *, all_: bool) -> int:
     return EXIT_TROUBLE if report.missing else EXIT_OK
 
 
-def report_gc(report: GcReport) -> None:
+def report_gc(report: GcReport, *, as_json: bool = False) -> None:
+    if as_json:
+        print_json(jsonable(report))
+        return
     verb = "would remove" if report.dry_run else "removed"
     for c in report.containers:
         print(f"{verb} container {c.container_name} (session {c.name}, {c.status})")
@@ -323,7 +363,9 @@ def report_gc(report: GcReport) -> None:
         note(f"kept {len(report.kept_images)} unused cached image(s); --all-images removes them")
 
 
-def report_checks(checks: Sequence[Check]) -> int:
+def report_checks(checks: Sequence[Check], *, as_json: bool = False) -> int:
+    if as_json:
+        print_json({"ok": all(c.ok for c in checks), "checks": jsonable(checks)})
     for check in checks:
         note(
             f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}",
@@ -334,7 +376,10 @@ def report_checks(checks: Sequence[Check]) -> int:
     return EXIT_OK if all(c.ok for c in checks) else EXIT_TROUBLE
 
 
-def report_copy(done: CopyResult, remote: str) -> None:
+def report_copy(done: CopyResult, remote: str, *, as_json: bool = False) -> None:
+    if as_json:
+        print_json(jsonable(done))
+        return
     local = done.local_path
     arrow = f"{local} -> {remote}" if done.plan.direction == "upload" else f"{remote} -> {local}"
     files = f"{done.files} files, " if done.plan.recursive else ""

@@ -12,23 +12,8 @@ from typing import Annotated
 import typer
 
 from . import _cli_output as out
-from ._cli_options import JsonOpt, NameArg
+from ._cli_options import JsonOpt, NameArg, parse_env
 from .session import ContainerSession
-
-
-def parse_env(pairs: list[str] | None) -> dict[str, str]:
-    """``KEY=VALUE`` strings as a dict (pure).
-
-    Raises:
-        typer.BadParameter: an item has no ``=`` or an empty name.
-    """
-    env: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="'--env'")
-        env[key] = value
-    return env
 
 
 def sh(
@@ -70,17 +55,14 @@ def sh(
     124 if --timeout ended it; 2 and 3 also mean codeexec's usage errors and Docker
     trouble, as for the other commands.
 
-    \b
-    Examples:
-      codeexec sh default -- ls -la
-      codeexec sh default -c 'ls *.csv | wc -l'
-      codeexec sh default --timeout 60 --cwd data -e LC_ALL=C -- sort big.txt
+    Also: `codeexec sh default -c 'ls *.csv | wc -l'`, and --timeout, --cwd, -e.
+    Example: codeexec sh default -- ls -la
     """
     if (not command) == (shell_command is None):
         raise typer.BadParameter(
             "give the command after `--` (codeexec sh NAME -- ls -la) or as -c STRING, not both"
         )
-    variables = parse_env(env)
+    variables = parse_env(env) or {}
     session = ContainerSession.attach(name)
     try:
         with out.ctrl_c_interrupts(session):

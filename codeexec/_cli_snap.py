@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from . import _cli_output as out
+from ._cli_options import JsonOpt
 from ._cli_run import guarded
 
 _METHOD = "auto (default: checkpoint where the engine can, else portable), checkpoint, portable."
@@ -45,7 +46,8 @@ def _unsaved(names: dict[str, str], what: str) -> None:
 
 
 snapshots_app = typer.Typer(
-    help="List whole-session snapshots (name, size, age, method), or remove them.",
+    help="List whole-session snapshots, or remove them (snapshots rm).\n\n"
+    "Each with its name, size, age and method.\n\n\b\nExample:\n  codeexec snapshots --json",
     invoke_without_command=True,
     no_args_is_help=False,
 )
@@ -54,7 +56,7 @@ snapshots_app = typer.Typer(
 @snapshots_app.callback()
 def snapshots(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List whole-session snapshots (name, size, age, method); `snapshots rm` removes them."""
     if ctx.invoked_subcommand is not None:
@@ -74,12 +76,12 @@ def snapshots(
             print(_row(snap))
         out.note(f"{_size(sum(s.size for s in found))} in {snapshot_root()}")
 
-    _exit(guarded(work, debug=False))
+    _exit(guarded(work, debug=False, as_json=as_json))
 
 
 @snapshots_app.command("rm")
 def snapshots_rm(
-    names: Annotated[list[str], typer.Argument(metavar="SNAP", help="Snapshots to remove.")],
+    names: Annotated[list[str], typer.Argument(metavar="SNAP...", help="Snapshots to remove.")],
 ) -> None:
     """Remove snapshots and free their disk space."""
     from .snapshot import remove
@@ -117,8 +119,12 @@ def register(app: typer.Typer, command: Callable[[str | None], Callable[[Any], A
         ] = None,
         method: Annotated[str, typer.Option(help=_METHOD)] = "auto",
         stop: Annotated[bool, typer.Option("--stop", help="Stop the session once saved.")] = False,
+        as_json: JsonOpt = False,
     ) -> None:
-        """Save a whole session (memory and files) so it can be stopped and resumed later."""
+        """Save a whole session (memory and files) to resume later.
+
+        Example: codeexec snapshot default --stop
+        """
         from .session import ContainerSession
         from .snapshot import check_method, validate_snapshot_name
 
@@ -128,7 +134,10 @@ def register(app: typer.Typer, command: Callable[[str | None], Callable[[Any], A
         live = ContainerSession.attach(name)
         saved = live.snapshot(snap, method=method, stop=stop)
         live.close()
-        print(f"{saved.name}: {saved.method}, {_size(saved.size)} in {saved.seconds:.2f} s")
+        if as_json:
+            out.print_json(saved.to_dict())
+        else:
+            print(f"{saved.name}: {saved.method}, {_size(saved.size)} in {saved.seconds:.2f} s")
         _unsaved(saved.unsaved, "not saved:")
 
     @command("resume")
@@ -138,13 +147,21 @@ def register(app: typer.Typer, command: Callable[[str | None], Callable[[Any], A
             str | None,
             typer.Option("--name", help="The new session's name [default: the saved session's]."),
         ] = None,
+        as_json: JsonOpt = False,
     ) -> None:
-        """Start a new session from a snapshot (resumable many times: fork into many)."""
+        """Start a new session from a snapshot.
+
+        A snapshot resumes as often as wanted: one session forks into many.
+        Example: codeexec resume default-20260101-120000 --name copy
+        """
         from .session import ContainerSession
 
         live = ContainerSession.resume(snap, name, on_progress=lambda line: out.note(line))
         live.close()
-        print(f"session {live.name!r} resumed from {snap}")
+        if as_json:
+            out.print_json(live.info.to_dict())
+        else:
+            print(f"session {live.name!r} resumed from {snap}")
         _unsaved(live.resume_failures, "not restored:")
 
     app.add_typer(snapshots_app, name="snapshots")

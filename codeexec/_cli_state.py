@@ -36,10 +36,11 @@ def checkpoint(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Save the session's Python state (variables, imports, objects) as TAG.
+    """Save the session's Python state as TAG.
 
-    Restore it with `codeexec restore NAME TAG`, as often as needed. Without
-    --files the files in /workspace are not part of it.
+    Its variables, imports and objects; restore it with `codeexec restore NAME TAG`,
+    as often as needed. Without --files the files in /workspace are not part of it.
+    Example: codeexec checkpoint default before-cleanup --files
     """
     if tag is not None:
         validate_tag(tag)  # before any docker call
@@ -59,7 +60,11 @@ def restore(
     tag: Annotated[str, typer.Argument(metavar="TAG", help="The checkpoint to go back to.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Put the session back to checkpoint TAG; the checkpoint stays for later restores."""
+    """Put the session back to checkpoint TAG.
+
+    The checkpoint stays for later restores.
+    Example: codeexec restore default before-cleanup
+    """
     validate_tag(tag)
     live = ContainerSession.attach(name)
     try:
@@ -80,7 +85,11 @@ def checkpoints(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the session's checkpoints (name, time, files, private memory), or drop some."""
+    """List the session's checkpoints, or drop some.
+
+    Each with its name, time, files and private memory.
+    Example: codeexec checkpoints default --json
+    """
     for tag in drop or []:
         validate_tag(tag)
     live = ContainerSession.attach(name)
@@ -113,10 +122,11 @@ def fork(
     ],
     as_json: JsonOpt = False,
 ) -> None:
-    """Start session DST as a copy of SRC's Python state (in SRC's container).
+    """Start session DST as a copy of SRC's Python state.
 
-    SRC keeps running. DST is a session like any other (exec, checkpoint, stop);
-    stopping SRC stops its forks too.
+    DST runs in SRC's container; SRC keeps running. DST is a session like any other
+    (exec, checkpoint, stop); stopping SRC stops its forks too.
+    Example: codeexec fork default try-other-model
     """
     live = ContainerSession.attach(source)
     try:

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._dockererrors import classify as classify, reason as reason
 from ._shared import constants
-from .errors import DockerError, DockerNotAvailable, NoSuchSession
 from .models import ImageInfo, Limits, SessionInfo, SessionRef
 
 if TYPE_CHECKING:
@@ -29,22 +29,19 @@ LABEL_MAX_LIFETIME = "codeexec.max_lifetime"
 LABEL_IMAGE = "codeexec.image"
 LABEL_BASE = "codeexec.base"
 LABEL_POOL = "codeexec.pool"
-# The settings with no label of their own (base image, limits, runtime, read-only),
-# as JSON: `start` compares them with the options asked for (options.py).
+# Settings without a label of their own, as JSON: `start` compares them (options.py).
 LABEL_SETTINGS = "codeexec.settings"
-_SETTINGS_KEYS = ("base_image", "limits", "runtime", "read_only")
-# Who may reach a session besides a person: an MCP server reaches only the sessions
-# labelled with its scope (registry.py); the CLI and the library reach all.
+_SETTINGS_KEYS = ("base_image", "limits", "runtime", "read_only", "env")
+_RECORDED = (*_SETTINGS_KEYS, "timeout", "output_limit")  # these two: defaults, not compared
+# An MCP server reaches only the sessions labelled with its scope (registry.py).
 LABEL_SCOPE = "codeexec.scope"
-# An unclaimed warm-pool container is named POOL_CONTAINER_PREFIX + hex; claiming it
-# renames it to ``codeexec-<session name>-<6 hex>`` (labels cannot change on a
-# running container, so the name carries the session identity: see pool.py).
+# An unclaimed warm-pool container is POOL_CONTAINER_PREFIX + hex; claiming renames it
+# to codeexec-<session>-<6 hex> (a running container's labels cannot change: pool.py).
 POOL_CONTAINER_PREFIX = "codeexec_pool_"
 _CLAIMED_POOL_NAME = re.compile(r"^codeexec-([A-Za-z0-9][A-Za-z0-9_.-]{0,62})-[0-9a-f]{6}$")
 EXECUTOR_PORT = constants.EXECUTOR_PORT
 EXECUTOR_UID = constants.EXECUTOR_UID
-# A container's docker log (json-file, so `docker logs` reads it) stays under
-# LOG_MAX_FILES x LOG_MAX_SIZE on the host's disk whatever the code writes to it.
+# A container's docker log (json-file, read by `docker logs`) stays under MAX_FILES x SIZE.
 LOG_MAX_SIZE = "5m"
 LOG_MAX_FILES = 2
 
@@ -162,66 +159,6 @@ def relay_argv(container: str, command: Sequence[str]) -> list[str]:
     return ["exec", "-i", "--env", "CODEEXEC_TOKEN=", container, *command]
 
 
-# Recorded stderr fragments -> the error class and what to tell the user.
-_CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
-    (
-        (
-            "cannot connect to the docker daemon",
-            "error during connect",
-            "is the docker daemon running",
-            "connection refused",
-        ),
-        DockerNotAvailable,
-        "the Docker engine does not answer: start it (e.g. `dockerd` or Docker Desktop), "
-        "or point DOCKER_HOST / `docker context use` at a running one",
-    ),
-    (
-        ("permission denied while trying to connect",),
-        DockerNotAvailable,
-        "no permission to use the Docker engine: add your user to the `docker` group "
-        "or run with access to the docker socket",
-    ),
-    (
-        ("no such container", "no such object"),
-        NoSuchSession,
-        "the session's container does not exist (stopped, removed, or idle-timed out): "
-        "start it again with `codeexec start`",
-    ),
-    (
-        (
-            "no such image",
-            "pull access denied",
-            "repository does not exist",
-            "manifest unknown",
-            "failed to resolve reference",
-        ),
-        DockerError,
-        "the image is not available locally and cannot be pulled: make a base image "
-        "with `codeexec base-image` or set CODEEXEC_BASE_IMAGE to one you have",
-    ),
-]
-
-
-def classify(
-    argv: Sequence[str], returncode: int | None, stdout: str, stderr: str, what: str
-) -> DockerError:
-    """Turn a failed docker call into the most specific ``DockerError`` with a hint."""
-    low = stderr.lower()
-    detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {returncode}"
-    for needles, cls, hint in _CLASSIFY:
-        if any(n in low for n in needles):
-            return cls(
-                f"{what} failed: {detail} — {hint}",
-                argv=argv,
-                returncode=returncode,
-                stdout=stdout,
-                stderr=stderr,
-            )
-    return DockerError(
-        f"{what} failed: {detail}", argv=argv, returncode=returncode, stdout=stdout, stderr=stderr
-    )
-
-
 def parse_inspect(data: Mapping[str, Any]) -> SessionInfo:
     """A ``docker container inspect`` object as a ``SessionInfo``."""
     config = data.get("Config") or {}
@@ -252,7 +189,7 @@ def parse_ref(data: Mapping[str, Any], engine: str = "") -> SessionRef:
     except ValueError:
         recorded = {}
     if isinstance(recorded, dict):
-        settings.update({k: recorded[k] for k in _SETTINGS_KEYS if k in recorded})
+        settings.update({k: recorded[k] for k in _RECORDED if k in recorded})
     return SessionRef(
         info=info,
         running=bool((data.get("State") or {}).get("Running")),
@@ -358,7 +295,7 @@ def session_run_spec(
     """
     idle = str(float(options.idle_timeout or 0))
     lifetime = str(float(options.max_lifetime or 0))
-    settings = options.container_settings()
+    settings = {**options.container_settings(), **options.exec_defaults()}
     labels = {
         LABEL_MANAGED: "1",
         LABEL_DEPS: json.dumps(list(options.dependencies)),
@@ -366,7 +303,9 @@ def session_run_spec(
         LABEL_CREATED: created,
         LABEL_IDLE: idle,
         LABEL_MAX_LIFETIME: lifetime,
-        LABEL_SETTINGS: json.dumps({k: settings[k] for k in _SETTINGS_KEYS}, sort_keys=True),
+        LABEL_SETTINGS: json.dumps(
+            {k: settings[k] for k in _RECORDED if k in settings}, sort_keys=True
+        ),
     }
     if options.scope is not None:
         labels[LABEL_SCOPE] = options.scope
@@ -381,7 +320,7 @@ def session_run_spec(
         container_name=container_name,
         labels=labels,
         env={"CODEEXEC_IDLE_TIMEOUT": idle, "CODEEXEC_MAX_LIFETIME": lifetime},
-        secret_env=("CODEEXEC_TOKEN",),
+        secret_env=("CODEEXEC_TOKEN", "CODEEXEC_ENV") if options.env else ("CODEEXEC_TOKEN",),
         network=options.network,
         limits=options.limits,
         runtime=options.runtime,

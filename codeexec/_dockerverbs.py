@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -33,6 +34,10 @@ class Completed(Protocol):
     returncode: int
     stdout: str
     stderr: str
+
+
+LOGS_MAX_BYTES = 4 * 2**20  # of a container log read into memory (codeexec logs)
+FOLLOW_TIMEOUT = 7 * 86400.0  # `codeexec logs -f`: a bound, as every call has one
 
 
 class _Seam:
@@ -300,3 +305,35 @@ class SessionLookup(_Seam):
         # A container may vanish between ps and inspect; inspect still prints the rest.
         data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
         return [parse_ref(d, self.engine) for d in data]
+
+    def logs(
+        self, container: str, tail: int | None = 200, max_bytes: int = LOGS_MAX_BYTES,
+        follow: Callable[[str], None] | None = None,
+    ) -> str:  # fmt: skip
+        """The last ``tail`` lines (None: all) of a container's log, at most ``max_bytes``.
+
+        Streamed, so a huge log never sits whole in memory; older lines beyond
+        ``max_bytes`` are dropped and a marker says so. With ``follow``, each line
+        goes there as it comes until the container ends (``docker logs --follow``).
+        """
+        args = Command(["logs"]).opt("--tail", tail).flag("--follow", follow is not None)
+        argv = self.argv([*args, container])
+        kept: deque[str] = deque()
+        size = dropped = 0
+
+        def keep(line: str) -> None:
+            nonlocal size, dropped
+            kept.append(line)
+            size += len(line)
+            while size > max_bytes:
+                size -= len(kept.popleft())
+                dropped += 1
+
+        wait = 120.0 if follow is None else FOLLOW_TIMEOUT
+        returncode, _ = self._lines(argv, follow or keep, timeout=wait, max_line=max_bytes)
+        text = "".join(kept)
+        if returncode != 0:
+            raise classify(argv, returncode, "", text, f"reading the log of {container}")
+        if dropped:
+            text = f"[codeexec: {dropped} earlier lines dropped, over {max_bytes} bytes]\n{text}"
+        return text

@@ -9,7 +9,7 @@ second caller with ``SessionBusy`` at once; across processes the executor's own
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -21,6 +21,7 @@ from ._events import ClearOutput
 from .client import ExecutorClient, InputHandler
 from .errors import NoSuchSession
 from .models import Display, ExecResult, ResultLimits, StreamEvent
+from .options import check_env
 
 INSTALL_TIMEOUT = 600.0  # install()'s default, and a %pip line's when the cell has none
 
@@ -43,6 +44,7 @@ class Executing:
         on_output: Callable[[str, str], None] | None = None,
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
+        env: Mapping[str, str] | None = None,
         rollback_on_error: bool = False,
         on_input: InputHandler | None = None,
     ) -> ExecResult:
@@ -62,6 +64,7 @@ class Executing:
             result_limits: caps on output, displays, value and traceback (default: the
                 session's, else ``ResultLimits()``); past a cap an item is replaced by a
                 marker and the result says ``truncated``.
+            env: environment variables set for this execution only (then restored).
             rollback_on_error: when the code raises, times out, is interrupted or kills
                 the Python process (say out of memory), put the session back to its
                 state before this call (``rolled_back=True`` in the result). Costs a
@@ -78,7 +81,7 @@ class Executing:
         return collect(
             self.execute_stream(
                 code, timeout=timeout, output_limit=output_limit,
-                result_limits=result_limits, on_input=on_input,
+                result_limits=result_limits, on_input=on_input, env=env,
                 rollback_on_error=rollback_on_error,
             ),
             on_output,
@@ -92,6 +95,7 @@ class Executing:
         output_limit: int | None = None,
         result_limits: ResultLimits | None = None,
         on_input: InputHandler | None = None,
+        env: Mapping[str, str] | None = None,
         rollback_on_error: bool = False,
     ) -> Iterator[StreamEvent | Display | ClearOutput | ExecResult]:
         """Like :meth:`execute`, yielding output events as they come; the last is the result.
@@ -106,6 +110,7 @@ class Executing:
             for kind, part in _cells.split(code)
         ]
         timeout = self._timeout(timeout)
+        checked_env = check_env(env)
         total = 0.0
         with self._using() as client:
             for number, (kind, source) in enumerate(segments, start=1):
@@ -116,6 +121,7 @@ class Executing:
                     output_limit=output_limit or self.output_limit,
                     limits=result_limits or self.result_limits,
                     on_input=on_input,
+                    env=checked_env,
                     store_history=last,  # one count per cell, as in Jupyter
                     rollback=rollback_on_error,
                 ):

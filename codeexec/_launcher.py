@@ -7,6 +7,7 @@ authenticated connection, and ``ContainerSession`` turns one into a session.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -93,7 +94,10 @@ def launch(
     )
     if on_progress is not None:
         on_progress(f"starting container {spec.container_name}")
-    container_id = docker.run(spec, {"CODEEXEC_TOKEN": token})
+    hidden = {"CODEEXEC_TOKEN": token}  # in the docker CLI's environment, never its argv
+    if options.env:  # the worker's environment variables (workerproc.py sets them)
+        hidden["CODEEXEC_ENV"] = json.dumps(options.env)
+    container_id = docker.run(spec, hidden)
     try:
         ref = docker.inspect(container_id)
         channel = Channel(

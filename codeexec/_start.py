@@ -126,10 +126,12 @@ def _running(
         session._remember()
         return session
     if not replace:
+        said = f"session {name!r} already runs with other settings: {'; '.join(differences)}"
         raise SessionExists(
-            f"session {name!r} already runs with other settings: {'; '.join(differences)}; "
-            f"stop it first (`codeexec stop {name}`), replace it (`codeexec start "
-            f"--replace {name}`, replace=True), or choose another name"
+            f"{said}; stop it first (`codeexec stop {name}`), replace it (`codeexec start "
+            f"--replace {name}`, replace=True), or choose another name",
+            cli_message=f"{said}; stop it first (`codeexec stop {name}`), replace it "
+            f"(`codeexec start --replace {name}`), or choose another name",
         )
     _addrcache.forget(name, running.id)
     docker.rm(running.id)
@@ -151,10 +153,12 @@ def attach(
     """``ContainerSession.attach`` (see there)."""
     validate_name(name)
 
-    def make(ref: SessionRef) -> _S:
+    def make(ref: SessionRef) -> _S:  # unset: the defaults its start recorded
         return cls(
-            name=name, ref=ref, docker=docker, connect=connect, timeout=timeout,
-            output_limit=output_limit, result_limits=result_limits, transport=transport,
+            name=name, ref=ref, docker=docker, connect=connect,
+            timeout=ref.settings.get("timeout") if timeout is None else timeout,
+            output_limit=output_limit or ref.settings.get("output_limit"),
+            result_limits=result_limits, transport=transport,
         )  # fmt: skip
 
     cached = _addrcache.recall(name)
@@ -181,10 +185,12 @@ def attach(
             if impostor is not None
             else ""
         )
+        tail = f"; `codeexec ls` lists the running ones{note}"
         raise NoSuchSession(
             f"no running session named {name!r}: start one with "
-            f"`codeexec start {name}` or ContainerSession.start({name!r}); "
-            f"`codeexec ls` lists the running ones{note}"
+            f"`codeexec start {name}` or ContainerSession.start({name!r}){tail}",
+            cli_message=f"no running session named {name!r}: start one with "
+            f"`codeexec start {name}`{tail}",
         ) from impostor
     session = make(ref)
     session._channel.client()

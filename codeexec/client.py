@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import IO, Any
@@ -100,7 +100,8 @@ class ExecutorClient(FileVerbs):
         on_output: Callable[[str, str], None] | None = None,
         on_display: Callable[[Display], None] | None = None,
         limits: ResultLimits | None = None, on_input: InputHandler | None = None,
-        store_history: bool = True, rollback: bool = False,
+        store_history: bool = True, env: Mapping[str, str] | None = None,
+        rollback: bool = False,
     ) -> ExecResult:  # fmt: skip
         """Run ``code``; return its result with stdout, stderr and displays collected.
 
@@ -111,6 +112,7 @@ class ExecutorClient(FileVerbs):
         code's ``input()`` (a ``str``, or None for end of input); without it ``input()``
         raises ``EOFError``. Displays and ``clear_output`` are folded as in ``_cells.collect``.
         ``store_history=False``: the run does not count (``execution_count``, ``_``).
+        ``env`` is set for this run only.
 
         Raises:
             SessionBusy: another execution is running in the session.
@@ -119,14 +121,15 @@ class ExecutorClient(FileVerbs):
         """
         events = self.stream(
             code, timeout=timeout, output_limit=output_limit, limits=limits,
-            on_input=on_input, store_history=store_history, rollback=rollback,
+            on_input=on_input, store_history=store_history, env=env, rollback=rollback,
         )  # fmt: skip
         return collect(events, on_output, on_display)
 
     def stream(
         self, code: str, *, timeout: float | None = None, output_limit: int | None = None,
         limits: ResultLimits | None = None, on_input: InputHandler | None = None,
-        store_history: bool = True, rollback: bool = False,
+        store_history: bool = True, env: Mapping[str, str] | None = None,
+        rollback: bool = False,
     ) -> Generator[protocol.Event, None, None]:  # fmt: skip
         """Run ``code``, yielding ``StreamEvent`` and ``Display`` items, then the ``ExecResult``.
 
@@ -148,7 +151,7 @@ class ExecutorClient(FileVerbs):
             message = protocol.exec_(
                 exec_id, code, timeout, limits.output, limits=limits,
                 allow_stdin=on_input is not None, store_history=store_history,
-                rollback=rollback,
+                env=env, rollback=rollback,
             )  # fmt: skip
             self._send(message, running=exec_id)
             while True:

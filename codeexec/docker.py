@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import threading
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
@@ -60,7 +59,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     relay_argv as relay_argv,
     run_argv as run_argv,
 )
-from ._dockerverbs import EngineVerbs, ImageVerbs, SessionLookup
+from ._dockerverbs import LOGS_MAX_BYTES as LOGS_MAX_BYTES, EngineVerbs, ImageVerbs, SessionLookup
 from ._fds import (
     DESCRIPTOR_HEADROOM as DESCRIPTOR_HEADROOM,
     check_descriptors as check_descriptors,
@@ -77,7 +76,6 @@ from .models import Limits
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _QUICK = 30.0  # seconds for calls that answer at once (inspect, ps, rm)
-LOGS_MAX_BYTES = 4 * 2**20  # of a container log read into memory (codeexec logs)
 
 
 def _cannot_run(argv: Sequence[str], exc: OSError) -> DockerError:
@@ -328,32 +326,6 @@ class Docker(EngineVerbs, ImageVerbs, SessionLookup, SnapshotVerbs):
 
     def kill(self, container: str, signal: str = "KILL") -> None:
         self._run(["kill", "--signal", signal, container], what="killing container")
-
-    def logs(self, container: str, tail: int | None = 200, max_bytes: int = LOGS_MAX_BYTES) -> str:
-        """The last ``tail`` lines (None: all) of a container's log, at most ``max_bytes``.
-
-        Streamed, so a huge log never sits whole in memory; older lines beyond
-        ``max_bytes`` are dropped and a marker says so.
-        """
-        argv = self.argv([*Command(["logs"]).opt("--tail", tail), container])
-        kept: deque[str] = deque()
-        size = dropped = 0
-
-        def keep(line: str) -> None:
-            nonlocal size, dropped
-            kept.append(line)
-            size += len(line)
-            while size > max_bytes:
-                size -= len(kept.popleft())
-                dropped += 1
-
-        returncode, _ = self._lines(argv, keep, timeout=_QUICK * 4, max_line=max_bytes)
-        text = "".join(kept)
-        if returncode != 0:
-            raise classify(argv, returncode, "", text, f"reading the log of {container}")
-        if dropped:
-            text = f"[codeexec: {dropped} earlier lines dropped, over {max_bytes} bytes]\n{text}"
-        return text
 
     def exec(
         self,

@@ -50,17 +50,26 @@ def redact(text: str) -> str:
 class CodeexecError(Exception):
     """Base class of every error codeexec raises on purpose."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, cli_message: str | None = None) -> None:
         message = redact(message)
         super().__init__(message)
         self.message = message
+        # The same message in the `codeexec` command's words (commands, not Python calls).
+        self.cli_message = redact(cli_message) if cli_message else message
 
     def __str__(self) -> str:
         return self.message
 
 
 class InvalidOption(CodeexecError):
-    """An option (limit, network, base image, CA bundle) was refused before any docker call."""
+    """An option (limit, network, base image, CA bundle) was refused before any docker call.
+
+    ``option`` names the keyword argument refused (``"memory"``), when there is one.
+    """
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class InvalidDependency(InvalidOption):
@@ -86,8 +95,9 @@ class DockerError(CodeexecError):
         returncode: int | None = None,
         stdout: str = "",
         stderr: str = "",
+        cli_message: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, cli_message=cli_message)
         self.argv = [redact(a) for a in argv]
         self.returncode = returncode
         self.stdout = redact(stdout)

@@ -8,7 +8,7 @@ optional ``docker`` (default: the ``CODEEXEC_DOCKER`` CLI), so tests swap the en
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -53,14 +53,19 @@ def _engines(docker: Docker | None) -> list[Docker]:
     return [docker] if docker is not None else engines.configured()
 
 
-def session_logs(name: str, *, tail: int | None = 200, docker: Docker | None = None) -> str:
+def session_logs(
+    name: str, *, tail: int | None = 200, docker: Docker | None = None,
+    follow: Callable[[str], None] | None = None,
+) -> str:  # fmt: skip
     """The last ``tail`` lines (None: all, at most 4 MiB) of session ``name``'s container log.
+
+    With ``follow``, those lines and each later one go there (``Docker.logs``).
 
     Raises:
         NoSuchSession: no container carries that session name.
     """
     ref, home = _find(name, docker)
-    return home.logs(ref.id, tail=tail)
+    return home.logs(ref.id, tail=tail, follow=follow)
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ._checks import (
+    _MIN_MEMORY,
+    _check_size,
+    check_image_ref as check_image_ref,
+    check_network as check_network,
+)
 from ._shared import constants
 from .errors import CodeexecError, InvalidOption
 
@@ -176,81 +181,23 @@ class Limits:
     workspace_size: str = "512m"
 
     def __post_init__(self) -> None:
-        # Zero or -1 means "no limit" to docker, and a tmpfs size is spliced into a
-        # mount-option string: refuse both instead of passing them on (InvalidOption).
+        # docker reads 0 or -1 as no limit; a tmpfs size goes into a mount-option string.
         _check_size("memory", self.memory, minimum=_MIN_MEMORY)
         _check_size("tmp_size", self.tmp_size)
         _check_size("workspace_size", self.workspace_size)
         cpus = self.cpus
         if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus < 1e6:
             raise InvalidOption(
-                f"cpus limit {cpus!r} is not a positive number: use e.g. 1, 2 or 0.5"
+                f"cpus limit {cpus!r} is not a positive number: use e.g. 1, 2 or 0.5",
+                option="cpus",
             )
         pids = self.pids
         if isinstance(pids, bool) or not isinstance(pids, int) or pids <= 0:
             raise InvalidOption(
                 f"pids limit {pids!r} is not a positive whole number: use e.g. 256 "
-                "(docker reads 0 or -1 as no limit at all)"
+                "(docker reads 0 or -1 as no limit at all)",
+                option="pids",
             )
-
-
-_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([kmgt]?)(?:i?b)?$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-_MIN_MEMORY = 6 * 2**20  # docker refuses a smaller memory limit
-_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$")
-
-
-def _check_size(what: str, value: object, minimum: int = 1) -> None:
-    match = _SIZE.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise InvalidOption(
-            f"{what} {value!r} is not a size: use a number with an optional unit k, m or g, "
-            "such as '512m' or '2g' (nothing else, no mount options)"
-        )
-    if float(match.group(1)) * _UNITS[match.group(2).lower()] < minimum:
-        shown = "6m" if minimum == _MIN_MEMORY else "1"
-        raise InvalidOption(f"{what} {value!r} is too small: give at least {shown}")
-
-
-def check_network(network: str) -> str:
-    """``network`` unless it would remove the container's network isolation.
-
-    Raises:
-        InvalidOption: ``host``, ``container:…`` or not a plain docker network name.
-    """
-    if network == "host":
-        raise InvalidOption(
-            "network 'host' would give the code the host's own network stack and is "
-            "refused: use 'bridge' (default), 'none', or a network made with "
-            "`docker network create`"
-        )
-    if isinstance(network, str) and network.startswith("container:"):
-        raise InvalidOption(
-            f"network {network!r} would join another container's network namespace and "
-            "is refused: use 'bridge' (default), 'none', or a network made with "
-            "`docker network create`"
-        )
-    if not isinstance(network, str) or not _NETWORK.match(network):
-        raise InvalidOption(
-            f"network {network!r} is not a docker network name: use 'bridge' (default), "
-            "'none', or the name of a network made with `docker network create`"
-        )
-    return network
-
-
-def check_image_ref(ref: str) -> str:
-    """``ref`` if it is one image reference (it becomes a Dockerfile ``FROM`` line).
-
-    Raises:
-        InvalidOption: whitespace, a newline, a control character or a leading ``-``.
-    """
-    if not isinstance(ref, str) or not _IMAGE_REF.match(ref):
-        raise InvalidOption(
-            f"base image {ref!r} is not an image reference (whitespace, newlines, control "
-            "characters and a leading '-' are refused): give one such as 'python:3.12-slim'"
-        )
-    return ref
 
 
 @dataclass(frozen=True)

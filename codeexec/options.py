@@ -7,6 +7,7 @@ re-typing the bundle (httpx passes ``Timeout`` and ``Limits`` objects the same w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ DEFAULT_MAX_LIFETIME = 24 * 3600.0
 READY_TIMEOUT = 30.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _TRANSPORTS = ("auto", "tcp", "exec")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
+_RUNTIME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _LIMIT_KEYWORDS = ("memory", "cpus", "pids")
 
 
@@ -34,17 +37,30 @@ def validate_name(name: str) -> str:
     return name
 
 
-def validate_lifetime(max_lifetime: float | None) -> float | None:
-    """``max_lifetime`` as seconds (None: no limit), or a clear error."""
+def validate_lifetime(max_lifetime: float | None, what: str = "max_lifetime") -> float | None:
+    """``max_lifetime`` (or another ``what``) as seconds (None: no limit), or a clear error."""
     if max_lifetime is None:
         return None
     if isinstance(max_lifetime, bool) or not isinstance(max_lifetime, int | float):
-        raise CodeexecError(f"max_lifetime must be a number of seconds, not {max_lifetime!r}")
+        raise InvalidOption(
+            f"{what} must be a number of seconds, not {max_lifetime!r}", option=what
+        )
     if not max_lifetime >= 0:
-        raise CodeexecError(
-            f"max_lifetime must be >= 0 seconds (0 or None: no limit), not {max_lifetime}"
+        raise InvalidOption(
+            f"{what} must be >= 0 seconds (0 or None: no limit), not {max_lifetime}", option=what
         )
     return float(max_lifetime) or None
+
+
+def check_runtime(runtime: str | None) -> str | None:
+    """``runtime`` if it can name a docker runtime (whether the engine has it, docker says)."""
+    if runtime is not None and not (isinstance(runtime, str) and _RUNTIME.match(runtime)):
+        raise InvalidOption(
+            f"runtime {runtime!r} is not a docker runtime name: give one that `docker info` "
+            "lists under Runtimes, such as 'runc' or 'runsc'",
+            option="runtime",
+        )
+    return runtime
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,7 @@ class SessionOptions:
     allow_urls: bool = False
     build_timeout: float = images.BUILD_TIMEOUT
     ready_timeout: float = READY_TIMEOUT
+    env: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         deps = self.dependencies
@@ -94,9 +111,14 @@ class SessionOptions:
         check_network(self.network)
         check_image_ref(self.base_image or images.default_base_image())
         set_(self, "max_lifetime", validate_lifetime(self.max_lifetime))
+        idle = validate_lifetime(self.idle_timeout, "idle_timeout")
+        set_(self, "idle_timeout", self.idle_timeout if idle is None else idle)
+        check_runtime(self.runtime)
+        set_(self, "env", check_env(self.env, reserved="CODEEXEC_") or None)
         if self.transport not in _TRANSPORTS:
             raise InvalidOption(
-                f"transport {self.transport!r} is not one of {', '.join(_TRANSPORTS)}"
+                f"transport {self.transport!r} is not one of {', '.join(_TRANSPORTS)}",
+                option="transport",
             )
 
     @classmethod
@@ -144,7 +166,13 @@ class SessionOptions:
             "idle_timeout": float(self.idle_timeout or 0),
             "max_lifetime": float(self.max_lifetime or 0),
             "scope": self.scope,
+            "env": _digest(self.env) if self.env else None,
         }
+
+    def exec_defaults(self) -> dict[str, Any]:
+        """``timeout`` and ``output_limit`` when set: a later ``attach`` defaults to them."""
+        given = {"timeout": self.timeout, "output_limit": self.output_limit}
+        return {k: v for k, v in given.items() if v is not None}
 
     def pool_key(self) -> str:
         """Containers with equal keys are interchangeable (the warm pool's key)."""
@@ -162,6 +190,32 @@ class SessionOptions:
             for key, value in wanted.items()
             if key in ref.settings and _canonical(ref.settings[key]) != _canonical(value)
         ]
+
+
+def check_env(env: Mapping[str, str] | None, *, reserved: str = "") -> dict[str, str]:
+    """``env`` as a dict of environment variables, or an InvalidOption naming ``env``."""
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise InvalidOption(f"env must be a mapping of names to strings, not {env!r}", option="env")
+    for name, value in env.items():
+        if not (isinstance(name, str) and _ENV_NAME.match(name)) or (
+            reserved and name.startswith(reserved)
+        ):
+            raise InvalidOption(
+                f"environment variable name {name!r} is refused: use letters, digits and "
+                f"'_', not starting with a digit{f' or {reserved}' if reserved else ''}",
+                option="env",
+            )
+        if not isinstance(value, str) or "\0" in value:
+            raise InvalidOption(f"env value of {name} must be a string without NUL", option="env")
+    return dict(env)
+
+
+def _digest(env: Mapping[str, str]) -> str:
+    """What a label records of ``env``: names and a hash, never the values."""
+    data = json.dumps(sorted(env.items())).encode()
+    return f"{','.join(sorted(env))}:{hashlib.sha256(data).hexdigest()[:16]}"
 
 
 def _canonical(value: Any) -> str:

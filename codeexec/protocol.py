@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import struct
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from ._events import ClearOutput
@@ -212,13 +213,15 @@ def unb64(value: object, size: int) -> bytes | None:
 def exec_(
     id: str, code: str, timeout: float | None, output_limit: int | None,
     *, limits: ResultLimits | None = None, allow_stdin: bool = False, store_history: bool = True,
+    env: Mapping[str, str] | None = None,
     rollback: bool = False,
 ) -> Frame:  # fmt: skip
     """Run ``code``; ``timeout=None`` means no timeout, ``output_limit=None`` the default.
 
     ``limits`` adds the caps on displays, the value and the error (``ResultLimits``).
     ``allow_stdin``: the client answers ``input_request`` frames; ``store_history=False``:
-    the cell neither counts (``execution_count``) nor sets ``_``; ``rollback`` undoes
+    the cell neither counts (``execution_count``) nor sets ``_``; ``env``: environment
+    variables set for this execution only; ``rollback`` undoes
     the code's changes if it fails (docs/snapshots.md).
     """
     message: Frame = {"op": "exec", "id": id, "code": code, "timeout": timeout}
@@ -234,6 +237,8 @@ def exec_(
         message["display_limit"] = limits.displays
         message["value_limit"] = limits.value
         message["error_limit"] = limits.error
+    if env:
+        message["env"] = dict(env)
     return message
 
 

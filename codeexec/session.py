@@ -107,7 +107,8 @@ class ContainerSession(FileTree, Commands, Checkpointing):
                 ``limits``), ``timeout``, ``idle_timeout``, ``max_lifetime``,
                 ``output_limit``, ``result_limits``, ``allow_urls``, ``runtime``,
                 ``read_only``, ``transport``, ``scope``, ``build_timeout``,
-                ``ready_timeout`` (see ``SessionOptions`` and docs/python-api.md).
+                ``ready_timeout``, ``env`` (the session's environment variables)
+                (see ``SessionOptions`` and docs/python-api.md).
             replace: when the name runs with other settings, remove that container
                 and start a new one (default: raise ``SessionExists``).
             pool: keep this many containers with the same options pre-started in a
@@ -168,6 +169,7 @@ class ContainerSession(FileTree, Commands, Checkpointing):
 
         With ``scope``, a session labelled with another scope (or none) is treated
         as absent: the error is the same as for a name that does not run at all.
+        ``timeout`` and ``output_limit`` default to those the session was started with.
 
         Raises:
             NoSuchSession: no running session has that name (in ``scope``).

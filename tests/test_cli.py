@@ -117,13 +117,22 @@ def test_usage_errors_exit_2(args: list[str], docker_log: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--memory", "banana"], "error: memory 'banana' is not a size"),
-        (["--memory", "0"], "error: memory '0' is too small"),
-        (["--cpus", "0"], "error: cpus limit 0.0 is not a positive number"),
-        (["--pids", "-1"], "error: pids limit -1 is not a positive whole number"),
-        (["--network", "host"], "error: network 'host' would give the code the host's own"),
-        (["--network", "container:db"], "error: network 'container:db' would join another"),
-        (["--base-image", "python:3.12 RUN x"], "error: base image 'python:3.12 RUN x' is not"),
+        (["--memory", "banana"], "error: --memory: memory 'banana' is not a size"),
+        (["--memory", "0"], "error: --memory: memory '0' is too small"),
+        (["--cpus", "0"], "error: --cpus: cpus limit 0.0 is not a positive number"),
+        (["--pids", "-1"], "error: --pids: pids limit -1 is not a positive whole number"),
+        (
+            ["--network", "host"],
+            "error: --network: network 'host' would give the code the host's own",
+        ),
+        (
+            ["--network", "container:db"],
+            "error: --network: network 'container:db' would join another",
+        ),
+        (
+            ["--base-image", "python:3.12 RUN x"],
+            "error: --base-image: base image 'python:3.12 RUN x' is not",
+        ),
     ],
 )
 def test_options_that_remove_isolation_exit_2_before_any_docker_call(
@@ -513,18 +522,21 @@ def test_doctor_names_the_fix(monkeypatch: pytest.MonkeyPatch, docker_log: Path)
 class FakeSession:
     """Stands in for ContainerSession.attach(): replays one scripted result."""
 
+    default_timeout = None
+
     def __init__(self, result: Any, output: Sequence[tuple[str, str]] = ()) -> None:
         self.result, self.output = result, list(output)
         self.codes: list[str] = []
 
     def execute(
         self, code: str, *, timeout: float | None = None, on_output: Any = None,
-        result_limits: Any = None, rollback_on_error: bool = False, on_input: Any = None,
+        result_limits: Any = None, env: Any = None, rollback_on_error: bool = False,
+        on_input: Any = None,
     ) -> Any:  # fmt: skip
         self.codes.append(code)
         self.rollback = rollback_on_error
         self.on_input = on_input
-        self.limits = result_limits
+        self.limits, self.env = result_limits, env
         for name, text in self.output:
             if on_output is not None:
                 on_output(name, text)

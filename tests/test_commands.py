@@ -7,7 +7,7 @@ import pytest
 import typer
 
 from codeexec import protocol
-from codeexec._cli_sh import parse_env
+from codeexec._cli_options import parse_env
 from codeexec._commands import _check_env, command_argv
 from codeexec.errors import InvalidOption
 

@@ -262,6 +262,26 @@ def test_commit_gives_back_the_stage_images_user_workdir_and_command() -> None:
             "CODEEXEC_BASE_IMAGE",
         ),
         ("something odd", DockerError, "something odd"),
+        (  # docker 28 ends every `docker run` error with a usage trailer: the reason is above
+            "docker: Error response from daemon: Unknown runtime specified nosuch\n\n"
+            "Run 'docker run --help' for more information\n",
+            DockerError,
+            "Unknown runtime specified nosuch — the Docker engine has no runtime",
+        ),
+        (
+            "docker: Error response from daemon: network nosuchnet not found\n\n"
+            "Run 'docker run --help' for more information",
+            DockerError,
+            "network nosuchnet not found — no such Docker network (--network",
+        ),
+        (
+            'invalid argument "banana" for "-m, --memory" flag: invalid size: \'banana\'\n'
+            "\nUsage:  docker run [OPTIONS] IMAGE [COMMAND] [ARG...]\n\n"
+            "Run 'docker run --help' for more information",
+            DockerError,
+            'doing x failed: invalid argument "banana" for "-m, --memory" flag',
+        ),
+        ("\nRun 'docker run --help' for more information\n", DockerError, "Run 'docker run"),
     ],
 )
 def test_classify_recorded_stderr(stderr: str, cls: type[DockerError], hint: str) -> None:

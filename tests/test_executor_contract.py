@@ -665,6 +665,10 @@ def test_unknown_op_keeps_the_connection(client):
         {"op": "exec", "id": "b", "code": "1", "display_limit": -1},
         {"op": "exec", "id": "b", "code": "1", "value_limit": "1m"},
         {"op": "exec", "id": "b", "code": "1", "error_limit": True},
+        {"op": "exec", "id": "b", "code": "1", "env": ["A=1"]},
+        {"op": "exec", "id": "b", "code": "1", "env": {"A": 1}},
+        {"op": "exec", "id": "b", "code": "1", "env": {"A=B": "1"}},
+        {"op": "exec", "id": "b", "code": "1", "env": {"A": "nul\0"}},
         {"op": "get_file", "id": "b"},
         {"no": "op"},
     ],
@@ -673,6 +677,16 @@ def test_bad_request(client, req):
     answer = client.request(req)
     assert answer["type"] == "error" and answer["code"] == "bad_request"
     assert client.request({"op": "ping"})["type"] == "pong"
+
+
+def test_exec_env_holds_for_that_execution_only(client):
+    code = "import os; os.environ.get('CODEEXEC_T_A'), os.environ.get('HOME') is not None"
+    _, result = client.exec(code, env={"CODEEXEC_T_A": "one", "HOME": "/elsewhere"})
+    assert result["status"] == "ok" and result["value"] == "('one', True)"
+    home = client.exec("import os; os.environ['HOME']", id="h", env={"HOME": "/elsewhere"})[1]
+    assert home["value"] == "'/elsewhere'"
+    _, after = client.exec("import os; os.environ.get('CODEEXEC_T_A'), os.environ['HOME']", "d")
+    assert after["value"].startswith("(None, ") and "/elsewhere" not in after["value"]
 
 
 def test_half_frame_does_not_block_other_clients(executor):

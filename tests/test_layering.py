@@ -21,8 +21,16 @@ EXECUTOR = ROOT / "executor_image" / "codeexec_executor"
 # Lowest first. "codeexec" is the package's __init__ (the public namespace).
 LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": ("errors", "_shared", "_urls"),
-    "values": ("models", "_checkpoint", "_results", "_events"),
-    "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds", "_snapargs", "_cells"),
+    "values": ("_checks", "models", "_checkpoint", "_results", "_events"),
+    "pure": (
+        "protocol",
+        "_dockererrors",
+        "_dockerargs",
+        "_buildargs",
+        "_bounds",
+        "_snapargs",
+        "_cells",
+    ),
     "seams": (
         "docker",
         "_dockerverbs",
@@ -105,7 +113,7 @@ PURE = {
     "_buildargs",
     "_bounds",
 }
-PURE |= {"_events", "_cells"}
+PURE |= {"_events", "_cells", "_checks", "_dockererrors"}
 IMPURE_STDLIB = {"subprocess", "socket", "selectors", "threading", "multiprocessing", "asyncio"}
 IMPURE_STDLIB |= {"signal", "shutil", "tempfile", "pty"}
 PURE_MAY_IMPORT = {"protocol": {"models", "_events", "errors", "_shared"}}

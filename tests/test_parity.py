@@ -23,6 +23,7 @@ CLI_TO_MCP: dict[str, tuple[str, ...]] = {
     "checkpoints": ("list_checkpoints", "drop_checkpoint"),
     "fork": ("fork_session",),
     "restart": (),  # a model restarts by stop + start; a fresh namespace is one call away
+    "reset": (),  # the same command as restart (the API's name)
     "logs": (),  # the executor's own log is for people debugging the host side
     "images": (),  # image housekeeping is the operator's job, not the model's
     "gc": (),

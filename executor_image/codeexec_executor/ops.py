@@ -173,6 +173,11 @@ class Ops:
                 isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
             ):
                 problem = f"'{key}' must be an integer >= 0 or null"
+        env = req.get("env")
+        if env is not None:  # set in the worker for this execution only
+            if not isinstance(env, dict) or not all(_env_item(k, v) for k, v in env.items()):
+                problem = problem or "'env' must map variable names to strings"
+            limits["env"] = env
         if problem:
             self._error(conn, "bad_request", problem, req_id)
             return
@@ -285,3 +290,10 @@ class Ops:
 
     def _op_make_dir(self, conn: Conn, req: dict) -> None:
         self.send(conn, fileops.make_dir(req))
+
+
+def _env_item(name, value) -> bool:
+    """One environment variable as os.environ takes it (no '=' in the name, no NUL)."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        return False
+    return bool(name) and "=" not in name and "\0" not in name + value

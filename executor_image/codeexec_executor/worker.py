@@ -196,7 +196,11 @@ class Worker:
                 self.set_limits(msg)
                 self.allow_stdin = msg.get("allow_stdin") is True
                 counts = msg.get("store_history") is not False
-                result = self.run_cell(str(msg.get("code", "")), counts)
+                saved = _set_env(msg.get("env") or {})
+                try:
+                    result = self.run_cell(str(msg.get("code", "")), counts)
+                finally:
+                    _set_env(saved)
                 self.flush_streams()
                 if os.getpid() != self.pid:
                     self._exit_forked_child(result)
@@ -378,3 +382,14 @@ def main() -> int:
     except BrokenPipeError:
         pass
     return 0
+
+
+def _set_env(env: dict) -> dict:
+    """Set ``env`` in os.environ (None: unset); returns what it replaced, to undo it."""
+    saved = {name: os.environ.get(name) for name in env}
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    return saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -120,6 +121,7 @@ class WorkerProcess:
     def _spawn(child_ends: tuple) -> subprocess.Popen:
         env = dict(os.environ)
         env.pop("CODEEXEC_TOKEN", None)  # user code has no use for the session token
+        env.update(_session_env(env.pop("CODEEXEC_ENV", "")))  # start(env=...)
         env["CODEEXEC_CTRL_FDS"] = ",".join(str(fd) for fd in child_ends[:3] + child_ends[5:])
         env.setdefault("MPLBACKEND", "Agg")
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -238,3 +240,18 @@ class WorkerProcess:
                 pass
         self.pipes = {}
         self.park.close()
+
+
+def _session_env(text: str) -> dict:
+    """The variables the session was started with (JSON from the host), as strings."""
+    try:
+        env = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    if not isinstance(env, dict):
+        return {}
+    return {
+        k: v
+        for k, v in env.items()
+        if isinstance(k, str) and isinstance(v, str) and not k.startswith("CODEEXEC_")
+    }

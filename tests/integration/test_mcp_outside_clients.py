@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import _session_containers, unique_name
+from tests.test_mcp_server import TOOLS
 
 pytestmark = pytest.mark.docker
 
@@ -37,7 +38,7 @@ def run_client(
     proc = subprocess.run(
         [node(), *args],
         cwd=CLIENTS,
-        env={**os.environ, **env},
+        env={**os.environ, "EXPECTED_TOOLS": str(len(TOOLS)), **env},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -78,7 +79,7 @@ def test_inspector_cli_lists_and_calls(tmp_path: Path) -> None:
         [str(inspector), "--cli", *server, "--method", "tools/list"], env, timeout=120
     )
     tools = json.loads(listed.stdout)["tools"]
-    assert len(tools) == 13 and all(t.get("annotations") for t in tools)
+    assert {t["name"] for t in tools} == TOOLS and all(t.get("annotations") for t in tools)
     called = run_client(
         [
             str(inspector),

@@ -192,6 +192,11 @@ _CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
         "the image is not available locally and cannot be pulled: build a base image "
         "with executor_image/make_base_image.sh or set CODEEXEC_BASE_IMAGE to one you have",
     ),
+    (
+        ("unknown or invalid runtime name",),
+        DockerError,
+        "the engine has no runtime of that name: `codeexec doctor` says how to add gVisor's",
+    ),
 ]
 
 
@@ -200,7 +205,8 @@ def classify(
 ) -> DockerError:
     """Turn a failed docker call into the most specific ``DockerError`` with a hint."""
     low = stderr.lower()
-    detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {returncode}"
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("Run '")]
+    detail = lines[-1] if lines else f"exit code {returncode}"
     for needles, cls, hint in _CLASSIFY:
         if any(n in low for n in needles):
             return cls(

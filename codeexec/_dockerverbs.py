@@ -23,6 +23,12 @@ from ._dockerargs import (
     parse_ref,
     pool_session_name,
 )
+from ._engineargs import (
+    RUNTIMES_ARGV,
+    is_gvisor,
+    reaper_argv,
+    runtime_names,
+)
 from .models import ImageInfo, Limits, SessionInfo, SessionRef
 
 
@@ -217,3 +223,32 @@ class SessionLookup(_Seam):
         # A container may vanish between ps and inspect; inspect still prints the rest.
         data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
         return [parse_ref(d, self.engine) for d in data]
+
+
+class EngineVerbs(_Seam):
+    """``runtimes`` and ``reap``: the engine's runtimes, and cleaning up after gVisor."""
+
+    def runtimes(self) -> dict[str, str]:
+        """The engine's runtimes (name -> path), ``{}`` when it does not say (podman)."""
+        proc = self._run(RUNTIMES_ARGV, what="asking the engine for its runtimes", check=False)
+        return runtime_names(proc.stdout) if proc.returncode == 0 else {}
+
+    def reap(self, image: str, ids: Sequence[str] = (), *, runtime: str | None = None) -> list[str]:
+        """Remove what failed gVisor starts left on the engine's host; the ids reaped.
+
+        ``ids``: the containers whose start just failed. Without ids, every leftover
+        of a container the engine no longer lists (``codeexec gc``). A no-op unless
+        ``runtime`` (when given) is gVisor or, without ids, the engine has gVisor.
+        """
+        import secrets
+
+        if ids and not is_gvisor(runtime):
+            return []
+        runtimes = {} if ids else self.runtimes()
+        if not ids and not any(is_gvisor(n, runtimes) for n in runtimes):
+            return []
+        known = "" if ids else self._run(["ps", "--all", "--quiet", "--no-trunc"]).stdout
+        name = f"codeexec-reaper-{secrets.token_hex(4)}"
+        argv = reaper_argv(image, name, ids)
+        proc = self._run(argv, input=known, timeout=60, what="reaping gVisor leftovers")
+        return proc.stdout.split()

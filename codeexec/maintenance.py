@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import _addrcache, images
+from ._engineargs import is_gvisor, runsc_fix
 from .docker import LABEL_CACHE, LABEL_IMAGE, LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, DockerError, DockerNotAvailable, NoSuchSession
 from .models import ImageInfo, SessionInfo
@@ -213,6 +214,7 @@ class GcReport:
     failed: tuple[str, ...] = ()  # removals the engine refused (e.g. image in use)
     dry_run: bool = False
     volumes: tuple[str, ...] = ()  # package cache volumes (with all_images)
+    reaped: tuple[str, ...] = ()  # gVisor sandboxes of failed starts (not in dry runs)
 
 
 def gc(
@@ -282,10 +284,17 @@ def gc(
                 raise
             except DockerError as exc:  # in use by a build right now
                 failed.append(f"{volume}: {exc.message}")
+    reaped = () if dry_run else _reap(docker)
     return GcReport(
         containers=gone, images=removable, kept_images=kept, failed=tuple(failed),
-        dry_run=dry_run, volumes=volumes,
+        dry_run=dry_run, volumes=volumes, reaped=reaped,
     )  # fmt: skip
+
+
+def _reap(docker: Docker) -> tuple[str, ...]:
+    """The leftovers of failed gVisor starts, removed (with the base image, if it is here)."""
+    base = images.default_base_image()
+    return tuple(docker.reap(base)) if docker.image_exists(base) else ()
 
 
 # -- doctor --------------------------------------------------------------------------
@@ -337,6 +346,7 @@ def doctor(
             f"running one (now: {where})",
         )
         return
+    yield _gvisor_check(docker)
     base = base_image or images.default_base_image()
     if not docker.image_exists(base):
         yield Check(
@@ -367,3 +377,14 @@ def doctor(
         )
         return
     yield Check("session handshake", True, f"{name} started and answered 1+1 = 2")
+
+
+def _gvisor_check(docker: Docker) -> Check:
+    """Whether sessions can run under gVisor (``--runtime runsc``); optional, never a failure."""
+    runtimes = docker.runtimes()
+    gvisor = sorted(n for n, path in runtimes.items() if is_gvisor(n, runtimes))
+    if gvisor:
+        return Check(
+            "gVisor runtime", True, f"{', '.join(gvisor)}: start with --runtime {gvisor[0]}"
+        )
+    return Check("gVisor runtime", True, "not configured (optional)", runsc_fix(""))

@@ -22,7 +22,7 @@ EXECUTOR = ROOT / "executor_image" / "codeexec_executor"
 LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": ("errors", "_shared"),
     "values": ("models",),
-    "pure": ("protocol", "_dockerargs", "_buildargs", "_bounds"),
+    "pure": ("protocol", "_dockerargs", "_buildargs", "_engineargs", "_bounds"),
     "seams": (
         "docker",
         "_dockerverbs",

@@ -33,7 +33,7 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _build, _cli, _mcp, _rt, _scale, _util as u  # noqa: E402
+from . import _build, _cli, _mcp, _rt, _runtimes, _scale, _util as u  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -474,6 +474,7 @@ def table(r: dict[str, Any]) -> str:
         )
     rows += _scale.rows(r["scale"]) if r.get("scale") else []
     rows += _build.rows(r)
+    rows += _runtimes.rows(r)
     width = max(len(a) for a, _ in rows)
     lines = [f"{a.ljust(width)}  {b}" for a, b in rows]
     lines.append("")
@@ -489,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer iterations, 20 MB stream")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
-        "--skip", default="", help="comma list: rt,cli,mcp,starts,stream,scale,build"
+        "--skip", default="", help="comma list: rt,cli,mcp,starts,stream,scale,build,runtimes"
     )
     parser.add_argument("--scale", type=int, default=100, help="idle sessions (default 100)")
     parser.add_argument("--heavy", action="store_true", help="also build numpy+pandas+matplotlib")
@@ -515,6 +516,10 @@ def main(argv: list[str] | None = None) -> int:
             ("starts", bench.starts),
             ("scale", lambda: bench.scale(args.scale)),
             ("build", lambda: _build.run(bench.results, log, heavy=args.heavy)),
+            (
+                "runtimes",
+                lambda: _runtimes.run(bench.results, log, n_fast=bench.n_fast, n_slow=bench.n_slow),
+            ),
         ]
         for key, step in steps:
             if key not in skip:

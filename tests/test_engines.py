@@ -1,0 +1,119 @@
+"""The engine's flavour and runtimes, and the gVisor reaper: pure parts and argv."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codeexec._engineargs import (
+    REAPER_SCRIPT,
+    flavour_of,
+    is_gvisor,
+    reaper_argv,
+    runsc_fix,
+    runtime_names,
+    started_id,
+)
+from codeexec.docker import Docker, RunSpec
+from codeexec.errors import ContainerStartError
+
+FAKE = str(Path(__file__).with_name("fake_docker.py"))
+ID = "0123456789abcdef" * 4
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "argv.log"
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    monkeypatch.setenv("FAKE_DOCKER_STDIN", "1")
+    return log
+
+
+def _argvs(log: Path) -> list[list[str]]:
+    return [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+
+
+def test_reaper_argv_is_exact_runc_host_pids_and_only_the_kill_capability() -> None:
+    assert reaper_argv("img:1", "codeexec-reaper-ab", [ID]) == [
+        "run", "--rm", "--interactive", "--name", "codeexec-reaper-ab",
+        "--label", "codeexec.reaper=1", "--runtime", "runc", "--pid", "host",
+        "--network", "none", "--user", "0:0", "--cap-drop", "ALL", "--cap-add", "KILL",
+        "--security-opt", "no-new-privileges", "--read-only", "--entrypoint", "python3",
+        "img:1", "-c", REAPER_SCRIPT, ID,
+    ]  # fmt: skip
+    compile(REAPER_SCRIPT, "reaper", "exec")  # the script is valid Python
+
+
+def test_runtime_names_reads_docker_info_and_tolerates_no_answer() -> None:
+    answer = json.dumps(
+        {"runc": {"path": "runc"}, "runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["x"]}}
+    )
+    assert runtime_names(answer) == {"runc": "runc", "runsc": "/usr/bin/runsc"}
+    assert runtime_names("") == {} and runtime_names("null") == {} and runtime_names("x") == {}
+
+
+def test_is_gvisor_by_name_or_by_the_runtimes_path() -> None:
+    assert is_gvisor("runsc") and is_gvisor("runsc-ckpt")
+    assert not is_gvisor(None) and not is_gvisor("runc") and not is_gvisor("crun")
+    assert is_gvisor("sandboxed", {"sandboxed": "/opt/gvisor/runsc"})
+
+
+def test_started_id_is_the_64_hex_id_docker_run_printed_before_failing() -> None:
+    assert started_id(f"{ID}\n") == ID
+    assert started_id("") == "" and started_id("Error: no\n") == "" and started_id("f" * 12) == ""
+
+
+def test_runsc_fix_names_the_package_the_daemon_json_lines_and_the_reload() -> None:
+    fix = runsc_fix()
+    assert "apt-get install runsc" in fix and '"runtimeArgs": ["--network=host"]' in fix
+    assert "kill -HUP" in fix and "daemon.json" in fix
+
+
+def test_flavour_of_version_answers() -> None:
+    docker = {"Client": {"Version": "20.10.24"}, "Server": {"Components": [{"Name": "Engine"}]}}
+    podman = {"Client": {"APIVersion": "4.3.1", "Version": "4.3.1", "GoVersion": "go1.19"}}
+    assert flavour_of(docker) == "docker"
+    assert flavour_of(podman) == "podman"
+
+
+def test_a_failed_gvisor_start_removes_the_container_and_reaps_its_sandbox(
+    fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_FAIL", "run")
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_RUN", f"{ID}\n")
+    monkeypatch.setenv("FAKE_DOCKER_STDERR", "docker: Error response from daemon: OCI runtime\n")
+    spec = RunSpec(image="img", container_name="c", labels={}, runtime="runsc")
+    with pytest.raises(ContainerStartError):
+        Docker(FAKE).run(spec, {})
+    run, rm, reaper = _argvs(fake)
+    assert run[0] == "run" and rm == ["rm", "--force", ID]
+    assert reaper[:2] == ["run", "--rm"] and reaper[-1] == ID and "img" in reaper
+
+
+def test_a_failed_runc_start_only_removes_the_container(
+    fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_FAIL", "run")
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_RUN", f"{ID}\n")
+    spec = RunSpec(image="img", container_name="c", labels={})
+    with pytest.raises(ContainerStartError):
+        Docker(FAKE).run(spec, {})
+    assert [a[0] for a in _argvs(fake)] == ["run", "rm"]
+
+
+def test_reap_without_ids_lists_the_containers_and_skips_engines_without_gvisor(
+    fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_INFO", json.dumps({"runc": {"path": "runc"}}))
+    assert Docker(FAKE).reap("img") == []
+    assert _argvs(fake) == [["info", "--format", "{{json .Runtimes}}"]]
+    fake.unlink()
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_INFO", json.dumps({"runsc": {"path": "/x/runsc"}}))
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_PS", f"{ID}\n")
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_RUN", "a" * 64 + "\n")
+    assert Docker(FAKE).reap("img") == ["a" * 64]
+    records = [json.loads(line) for line in fake.read_text().splitlines()]
+    assert [r["argv"][0] for r in records] == ["info", "ps", "run"]
+    assert records[2]["stdin"] == f"{ID}\n"  # the reaper spares every listed container

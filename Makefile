@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # Debian packages (executor_image/make_base_image.sh). Real users keep python:3.12-slim.
 export CODEEXEC_BASE_IMAGE ?= codeexec-base:bookworm
 
-.PHONY: help venv engine image setup npm-clients demo check lint types unit test test-fast bench docs clean
+.PHONY: help venv engine image podman setup npm-clients demo check lint types unit test test-fast bench docs clean
 
 help:
 	@echo "make demo   - set up and run a session end to end"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench  - benchmarks (docs/performance.md)"
 	@echo "make docs   - regenerate docs/cli.md"
 	@echo "make image  - build the offline base image"
+	@echo "make podman - install podman and give it the base image (podman tests)"
 	@echo "make npm-clients - install the pinned MCP clients the tests drive (npm ci)"
 
 $(BIN)/codeexec: pyproject.toml
@@ -30,6 +31,10 @@ engine:
 
 image: engine
 	bash executor_image/make_base_image.sh "$(CODEEXEC_BASE_IMAGE)"
+
+# podman beside Docker for tests/integration/test_podman.py (root, Debian packages).
+podman: image
+	bash scripts/ensure_podman.sh "$(CODEEXEC_BASE_IMAGE)"
 
 setup: venv image
 
@@ -56,10 +61,10 @@ unit: venv
 
 check: lint types unit
 
-test: setup npm-clients
+test: setup podman npm-clients
 	$(BIN)/pytest -q --require-docker
 
-test-fast: setup npm-clients
+test-fast: setup podman npm-clients
 	$(BIN)/pytest -q --require-docker -m "not slow"
 
 bench: setup npm-clients

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._engineargs import PODMAN_ULIMITS, Flavour, workspace_tmpfs
 from ._shared import constants
 from .errors import DockerError, DockerNotAvailable, NoSuchSession
 from .models import ImageInfo, Limits, SessionInfo, SessionRef
@@ -96,7 +97,7 @@ class RunSpec:
     extra_args: Sequence[str] = ()
 
 
-def run_argv(spec: RunSpec) -> list[str]:
+def run_argv(spec: RunSpec, flavour: Flavour = "docker") -> list[str]:
     """The ``docker run`` arguments for a session: the secure defaults live here.
 
     No ``--init``: the executor's supervisor is PID 1 (it reaps like an init), so
@@ -106,14 +107,10 @@ def run_argv(spec: RunSpec) -> list[str]:
     cmd = Command(["run", "--detach", "--rm"])
     cmd.opt("--name", spec.container_name)
     cmd.repeat("--label", [f"{k}={v}" for k, v in sorted(spec.labels.items())])
-    confine(cmd, lim, uid=EXECUTOR_UID)
+    confine(cmd, lim, uid=EXECUTOR_UID, flavour=flavour)
     cmd.flag("--read-only", spec.read_only)
     cmd.opt("--tmpfs", f"/tmp:rw,exec,nosuid,nodev,size={lim.tmp_size},mode=1777")
-    cmd.opt(
-        "--tmpfs",
-        f"/workspace:rw,exec,nosuid,nodev,size={lim.workspace_size},"
-        f"uid={EXECUTOR_UID},gid={EXECUTOR_UID},mode=0700",
-    )
+    cmd.opt("--tmpfs", workspace_tmpfs(lim.workspace_size, EXECUTOR_UID, flavour))
     cmd.opt("--workdir", "/workspace")
     cmd.opt("--runtime", spec.runtime)
     cmd.opt("--network", spec.network)
@@ -127,7 +124,7 @@ def run_argv(spec: RunSpec) -> list[str]:
     return cmd
 
 
-def confine(cmd: Command, limits: Limits, *, uid: int) -> Command:
+def confine(cmd: Command, limits: Limits, *, uid: int, flavour: Flavour = "docker") -> Command:
     """Add the secure defaults that every container codeexec runs gets.
 
     Session containers and dependency installs alike (docs/security.md): an
@@ -140,6 +137,7 @@ def confine(cmd: Command, limits: Limits, *, uid: int) -> Command:
     cmd.opt("--memory", limits.memory).opt("--memory-swap", limits.memory)
     cmd.opt("--cpus", limits.cpus).opt("--pids-limit", limits.pids)
     cmd.opt("--ulimit", "core=0")
+    cmd.repeat("--ulimit", PODMAN_ULIMITS if flavour == "podman" else ())
     cmd.opt("--log-driver", "json-file")
     cmd.opt("--log-opt", f"max-size={LOG_MAX_SIZE}").opt("--log-opt", f"max-file={LOG_MAX_FILES}")
     return cmd
@@ -183,6 +181,7 @@ _CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
     (
         (
             "no such image",
+            "image not known",
             "pull access denied",
             "repository does not exist",
             "manifest unknown",

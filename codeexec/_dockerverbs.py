@@ -7,6 +7,7 @@ together and the answers parsed (into ``SessionRef`` and ``ImageInfo``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -24,8 +25,12 @@ from ._dockerargs import (
     pool_session_name,
 )
 from ._engineargs import (
+    IMAGES_FORMAT,
     RUNTIMES_ARGV,
+    Flavour,
+    images_rows,
     is_gvisor,
+    ps_label,
     reaper_argv,
     runtime_names,
 )
@@ -49,6 +54,10 @@ class _Seam:
 
     @property
     def engine(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def flavour(self) -> Flavour:
         raise NotImplementedError
 
     def _run(
@@ -76,7 +85,7 @@ class ImageVerbs(_Seam):
         if proc.returncode == 0:
             return proc.stdout.strip()
         low = proc.stderr.lower()
-        if "no such image" in low or "no such object" in low:
+        if "no such image" in low or "no such object" in low or "image not known" in low:
             return None
         raise classify(
             [self.binary, "image", "inspect", ref],
@@ -115,12 +124,12 @@ class ImageVerbs(_Seam):
         self._run(commit_argv(container, tag, changes), timeout=600, what="committing the image")
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
-        args = Command(["images", "--no-trunc", "--format", "{{json .}}"])
+        fmt = IMAGES_FORMAT if self.flavour == "podman" else "{{json .}}"
+        args = Command(["images", "--no-trunc", "--format", fmt])
         args.repeat(
             "--filter", [f"label={k}={v}" if v else f"label={k}" for k, v in labels.items()]
         )
-        out = self._run(args).stdout
-        refs = [json.loads(line) for line in out.splitlines() if line.strip()]
+        refs = images_rows(self._run(args).stdout, self.flavour)
         if not refs:
             return []
         by_id = {i["Id"]: i for i in self.inspect_images([r["ID"] for r in refs])}
@@ -198,8 +207,8 @@ class SessionLookup(_Seam):
             [
                 "{{.ID}}",
                 "{{.Names}}",
-                '{{.Label "' + LABEL_SESSION + '"}}',
-                '{{.Label "' + LABEL_POOL + '"}}',
+                ps_label(LABEL_SESSION, self.flavour),
+                ps_label(LABEL_POOL, self.flavour),
             ]
         )
         args = Command(["ps", "--no-trunc"]).flag("--all", all)
@@ -226,7 +235,12 @@ class SessionLookup(_Seam):
 
 
 class EngineVerbs(_Seam):
-    """``runtimes`` and ``reap``: the engine's runtimes, and cleaning up after gVisor."""
+    """``flavour``, ``runtimes`` and ``reap``: which engine, its runtimes, gVisor's leftovers."""
+
+    @property
+    def flavour(self) -> Flavour:
+        """``podman`` when the CLI is podman (or docker's podman wrapper), else ``docker``."""
+        return _flavour_of_binary(self.binary)
 
     def runtimes(self) -> dict[str, str]:
         """The engine's runtimes (name -> path), ``{}`` when it does not say (podman)."""
@@ -242,8 +256,8 @@ class EngineVerbs(_Seam):
         """
         import secrets
 
-        if ids and not is_gvisor(runtime):
-            return []
+        if self.flavour == "podman" or (ids and not is_gvisor(runtime)):
+            return []  # podman runs no containerd shims
         runtimes = {} if ids else self.runtimes()
         if not ids and not any(is_gvisor(n, runtimes) for n in runtimes):
             return []
@@ -252,3 +266,17 @@ class EngineVerbs(_Seam):
         argv = reaper_argv(image, name, ids)
         proc = self._run(argv, input=known, timeout=60, what="reaping gVisor leftovers")
         return proc.stdout.split()
+
+
+@functools.lru_cache(maxsize=8)
+def _flavour_of_binary(path: str) -> Flavour:
+    """podman by the CLI's real name, or a script that runs podman (podman-docker)."""
+    real = os.path.realpath(path)
+    if "podman" in os.path.basename(real):
+        return "podman"
+    try:
+        with open(real, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return "docker"
+    return "podman" if head.startswith(b"#!") and b"podman" in head else "docker"

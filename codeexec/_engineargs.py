@@ -34,6 +34,45 @@ def flavour_of(version: Mapping[str, Any]) -> Flavour:
     return "docker"
 
 
+# podman's runc cannot raise a limit above podman's own, and as root without
+# CAP_SYS_RESOURCE (a container, a CI machine) podman's defaults are above them:
+# every start fails "error setting rlimit". These are low enough for any host.
+PODMAN_ULIMITS = ("nofile=1024:4096", "nproc=4096:4096")
+
+
+def workspace_tmpfs(size: str, uid: int, flavour: Flavour) -> str:
+    """The ``--tmpfs`` of /workspace, owned by the session user ``uid``.
+
+    podman 4.3 refuses ``uid=``/``gid=`` there; its ``U`` option chowns the tmpfs
+    to the container's user instead (the same ``uid``: the run's ``--user``).
+    """
+    owner = "mode=0700,U" if flavour == "podman" else f"uid={uid},gid={uid},mode=0700"
+    return f"/workspace:rw,exec,nosuid,nodev,size={size},{owner}"
+
+
+def ps_label(label: str, flavour: Flavour) -> str:
+    """The ``ps --format`` field of one label (podman has no ``.Label``)."""
+    if flavour == "podman":
+        return '{{index .Labels "' + label + '"}}'
+    return '{{.Label "' + label + '"}}'
+
+
+IMAGES_FORMAT = "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedAt}}\t{{.Size}}"
+
+
+def images_rows(out: str, flavour: Flavour) -> list[dict[str, str]]:
+    """``images --format`` rows as docker's ``{{json .}}`` keys.
+
+    docker prints one JSON object a line; podman one JSON array for ``{{json .}}``,
+    so podman gets ``IMAGES_FORMAT`` (tab-separated) instead.
+    """
+    if flavour != "podman":
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+    keys = ("Repository", "Tag", "ID", "CreatedAt", "Size")
+    rows = [dict(zip(keys, line.split("\t"), strict=False)) for line in out.splitlines()]
+    return [r for r in rows if len(r) == len(keys)]
+
+
 # -- gVisor ---------------------------------------------------------------------------
 
 RUNTIMES_ARGV = ["info", "--format", "{{json .Runtimes}}"]

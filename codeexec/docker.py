@@ -288,7 +288,7 @@ class Docker(ImageVerbs, SessionLookup, EngineVerbs):
         """Start a container; returns its id. Secret values travel only in our env."""
         try:
             proc = self._run(
-                run_argv(spec),
+                run_argv(spec, self.flavour),
                 timeout=120,
                 env=secret_values,
                 what=f"starting container {spec.container_name}",

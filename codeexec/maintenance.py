@@ -381,6 +381,8 @@ def doctor(
 
 def _gvisor_check(docker: Docker) -> Check:
     """Whether sessions can run under gVisor (``--runtime runsc``); optional, never a failure."""
+    if docker.flavour == "podman":
+        return Check("gVisor runtime", True, "not checked under podman (docs/configuration.md)")
     runtimes = docker.runtimes()
     gvisor = sorted(n for n, path in runtimes.items() if is_gvisor(n, runtimes))
     if gvisor:

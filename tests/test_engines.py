@@ -10,14 +10,17 @@ import pytest
 from codeexec._engineargs import (
     REAPER_SCRIPT,
     flavour_of,
+    images_rows,
     is_gvisor,
+    ps_label,
     reaper_argv,
     runsc_fix,
     runtime_names,
     started_id,
 )
-from codeexec.docker import Docker, RunSpec
+from codeexec.docker import Docker, RunSpec, classify, install_argv, run_argv
 from codeexec.errors import ContainerStartError
+from codeexec.models import Limits
 
 FAKE = str(Path(__file__).with_name("fake_docker.py"))
 ID = "0123456789abcdef" * 4
@@ -117,3 +120,57 @@ def test_reap_without_ids_lists_the_containers_and_skips_engines_without_gvisor(
     records = [json.loads(line) for line in fake.read_text().splitlines()]
     assert [r["argv"][0] for r in records] == ["info", "ps", "run"]
     assert records[2]["stdin"] == f"{ID}\n"  # the reaper spares every listed container
+
+
+# -- podman -------------------------------------------------------------------------
+
+
+def test_run_argv_for_podman_lowers_the_ulimits_and_chowns_the_workspace_with_u() -> None:
+    spec = RunSpec(image="img", container_name="c", labels={}, limits=Limits(pids=100))
+    docker, podman = run_argv(spec), run_argv(spec, "podman")
+    at = docker.index("core=0") + 1
+    assert podman[:at] == docker[:at]
+    assert podman[at : at + 4] == ["--ulimit", "nofile=1024:4096", "--ulimit", "nproc=4096:4096"]
+    rest = podman[at + 4 :]
+    assert rest == [
+        "/workspace:rw,exec,nosuid,nodev,size=512m,mode=0700,U" if a.startswith("/workspace:")
+        else a for a in docker[at:]
+    ]  # fmt: skip
+
+
+def test_install_argv_for_podman_has_the_same_ulimits() -> None:
+    docker = install_argv("img", "b", Limits())
+    at = docker.index("core=0") + 1
+    assert install_argv("img", "b", Limits(), flavour="podman") == [
+        *docker[:at], "--ulimit", "nofile=1024:4096", "--ulimit", "nproc=4096:4096", *docker[at:]
+    ]  # fmt: skip
+
+
+def test_ps_label_and_images_rows_speak_each_flavours_templates() -> None:
+    assert ps_label("codeexec.session", "docker") == '{{.Label "codeexec.session"}}'
+    assert ps_label("codeexec.session", "podman") == '{{index .Labels "codeexec.session"}}'
+    row = {"Repository": "r", "Tag": "t", "ID": "sha256:1", "CreatedAt": "c", "Size": "1MB"}
+    assert images_rows(json.dumps(row) + "\n", "docker") == [row]
+    assert images_rows("r\tt\tsha256:1\tc\t1MB\n", "podman") == [row]
+
+
+def test_podman_says_image_not_known_where_docker_says_no_such_image(
+    fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_FAIL", "image")
+    monkeypatch.setenv("FAKE_DOCKER_STDERR", "Error: x:1: image not known\n")
+    assert Docker(FAKE).image_id("x:1") is None
+    err = classify(["podman", "run"], 125, "", "Error: x:1: image not known\n", "starting")
+    assert "make_base_image.sh" in err.message
+
+
+def test_the_flavour_is_read_from_the_cli_not_asked_of_the_engine(tmp_path: Path) -> None:
+    podman = tmp_path / "podman"
+    podman.write_text("#!/bin/sh\nexit 0\n")
+    wrapper = tmp_path / "docker"  # Debian's podman-docker: a script that runs podman
+    wrapper.write_text('#!/bin/sh\nexec /usr/bin/podman "$@"\n')
+    for f in (podman, wrapper):
+        f.chmod(0o755)
+    assert Docker(str(podman)).flavour == "podman"
+    assert Docker(str(wrapper)).flavour == "podman"
+    assert Docker(FAKE).flavour == "docker"

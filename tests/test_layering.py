@@ -66,7 +66,16 @@ PUBLIC_CORE = {
 }
 PUBLIC_CORE.add("_bounds")  # the result caps a face applies (MCP_LIMITS), and bounded logs
 # Pure modules compute; they open no process, socket, thread or file of their own.
-PURE = {"errors", "_shared", "models", "protocol", "_dockerargs", "_buildargs", "_engineargs", "_bounds"}
+PURE = {
+    "errors",
+    "_shared",
+    "models",
+    "protocol",
+    "_dockerargs",
+    "_buildargs",
+    "_engineargs",
+    "_bounds",
+}
 IMPURE_STDLIB = {"subprocess", "socket", "selectors", "threading", "multiprocessing", "asyncio"}
 IMPURE_STDLIB |= {"signal", "shutil", "tempfile", "pty"}
 PURE_MAY_IMPORT = {"protocol": {"models", "errors", "_shared"}}

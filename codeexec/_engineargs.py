@@ -121,9 +121,10 @@ def runsc_fix(runtime: str = "runsc") -> str:
 # Docker 20.10 and runsc 2023). Killing the shim makes containerd clean up the rest
 # (runsc delete: sandbox, gofer and state). Only the engine's host can see them, so a
 # throwaway container in the host's PID namespace finds the shims by their `-id`.
-# It knows its engine's shims by their containerd `-address`, the one its own shim
-# (whose id starts with its host name) has: a second engine's shims on the same host
-# are never touched. Ids given on the command line are reaped at once; with none, it
+# It knows its engine's shims by their containerd `-address` and `-namespace`, the
+# ones its own shim (whose id starts with its host name) has: a second engine's
+# shims on the same host, and the engine's plugins (namespace plugins.moby), are
+# never touched. Ids given on the command line are reaped at once; with none, it
 # reaps every shim of its engine whose id is not in the list on stdin (the containers
 # the engine listed just before) and that started well before its own shim: a
 # container made since that list has a shim younger than GRACE seconds before it.
@@ -149,11 +150,11 @@ for pid in os.listdir("/proc"):
     if not argv[0].endswith("containerd-shim-runc-v2"):
         continue
     opts = dict(zip(argv[1::2], argv[2::2]))
-    shims.append((int(pid), opts.get("-id", ""), opts.get("-address", ""),
-                  uptime - int(stat[19]) / tick))
-mine = [(a, age) for p, i, a, age in shims if i.startswith(me)]
-for pid, cid, address, age in shims:
-    if not mine or address != mine[0][0] or cid.startswith(me) or not cid:
+    where = (opts.get("-address", ""), opts.get("-namespace", ""))
+    shims.append((int(pid), opts.get("-id", ""), where, uptime - int(stat[19]) / tick))
+mine = [(w, age) for p, i, w, age in shims if i.startswith(me)]
+for pid, cid, where, age in shims:
+    if not mine or where != mine[0][0] or cid.startswith(me) or not cid:
         continue
     if cid in targets or (not targets and cid not in known and age > mine[0][1] + GRACE):
         os.kill(pid, 9)

@@ -174,3 +174,59 @@ def test_the_flavour_is_read_from_the_cli_not_asked_of_the_engine(tmp_path: Path
     assert Docker(str(podman)).flavour == "podman"
     assert Docker(str(wrapper)).flavour == "podman"
     assert Docker(FAKE).flavour == "docker"
+
+
+def _run_reaper(shims: dict[int, tuple[str, str, str, float]], known: str, targets: list[str]):
+    """Run REAPER_SCRIPT over a made-up /proc: pid -> (id, address, namespace, age s)."""
+    import builtins
+    import io
+    import types
+
+    uptime, tick = 10_000.0, 100
+    files: dict[str, bytes] = {"/proc/uptime": f"{uptime} 1.0".encode()}
+    for pid, (cid, address, namespace, age) in shims.items():
+        argv = ["/usr/bin/containerd-shim-runc-v2", "-namespace", namespace, "-id", cid,
+                "-address", address]  # fmt: skip
+        files[f"/proc/{pid}/cmdline"] = "\0".join(argv).encode()
+        start = int((uptime - age) * tick)
+        files[f"/proc/{pid}/stat"] = f"{pid} (shim) S {' '.join(['0'] * 18)} {start} 0".encode()
+    files["/proc/7/cmdline"] = b"runsc-sandbox\0--root=/x"  # not a shim
+    files["/proc/7/stat"] = b"7 (runsc) S " + b"0 " * 20
+    killed: list[int] = []
+    fake_os = types.SimpleNamespace(
+        listdir=lambda _: [*map(str, shims), "7", "self"],
+        uname=lambda: types.SimpleNamespace(nodename="abcdefabcdef"),
+        sysconf=lambda _: tick,
+        kill=lambda pid, sig: killed.append(pid),
+    )
+    fake_sys = types.SimpleNamespace(stdin=io.StringIO(known), argv=["-c", *targets])
+
+    def fake_open(path: str, mode: str = "r") -> io.IOBase:
+        data = files[path]
+        return io.BytesIO(data) if "b" in mode else io.StringIO(data.decode())
+
+    def fake_import(name: str, *args: object, **kwargs: object) -> object:
+        return {"os": fake_os, "sys": fake_sys}.get(name) or builtins.__import__(name)
+
+    printed: list[str] = []
+    env = {"__builtins__": {**vars(builtins), "open": fake_open, "__import__": fake_import,
+                            "print": lambda *a: printed.append(" ".join(map(str, a)))}}  # fmt: skip
+    exec(REAPER_SCRIPT, env)
+    return sorted(killed), printed
+
+
+def test_the_reaper_kills_only_its_engines_orphaned_shims() -> None:
+    own, other = "/run/docker/containerd/containerd.sock", "/run/other/containerd.sock"
+    gone, listed, young, plugin = ("a" * 64, "b" * 64, "c" * 64, "d" * 64)
+    shims = {
+        10: ("abcdefabcdef" + "0" * 52, own, "moby", 1.0),  # the reaper's own shim
+        11: (gone, own, "moby", 300.0),  # its container is gone: reaped
+        12: (listed, own, "moby", 300.0),  # the engine lists it
+        13: (young, own, "moby", 5.0),  # may belong to a container made since the list
+        14: (plugin, own, "plugins.moby", 300.0),  # a docker plugin
+        15: ("e" * 64, other, "moby", 300.0),  # another engine on the same host
+    }
+    assert _run_reaper(shims, f"{listed}\n", []) == ([11], [gone])
+    # Named ids (a start that just failed) are reaped at once, whatever their age.
+    assert _run_reaper(shims, "", [young]) == ([13], [young])
+    assert _run_reaper(shims, "", ["e" * 64]) == ([], [])  # never another engine's

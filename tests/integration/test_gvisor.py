@@ -76,7 +76,10 @@ def failing_runtime(gvisor: None) -> str:
         return FAILING
     config = json.loads(DAEMON_JSON.read_text()) if DAEMON_JSON.exists() else {}
     config.setdefault("runtimes", {}).setdefault(FAILING, {"path": Docker().runtimes()["runsc"]})
-    DAEMON_JSON.write_text(json.dumps(config, indent=2) + "\n")
+    staged = DAEMON_JSON.with_name(f".daemon.json.{RUN_ID}")
+    staged.write_text(json.dumps(config, indent=2) + "\n")
+    staged.chmod(0o644)
+    staged.replace(DAEMON_JSON)  # atomically: dockerd never reads half a file
     pid = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()[0]
     os.kill(int(pid), 1)  # SIGHUP: dockerd reloads its runtimes
     deadline = time.monotonic() + 30

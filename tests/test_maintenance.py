@@ -161,3 +161,15 @@ def test_doctor_says_whether_gvisor_is_there_and_how_to_add_it(
     )
     there = maintenance._gvisor_check(Docker())
     assert there.ok and there.detail == "runsc: start with --runtime runsc" and not there.fix
+
+
+def test_cli_gc_names_each_gvisor_sandbox_it_reaped(
+    docker_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_cli import run
+
+    with_containers(monkeypatch)
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_INFO", json.dumps({"runsc": {"path": "/usr/bin/runsc"}}))
+    result = run("gc")
+    assert result.exit_code == 0
+    assert "removed the gVisor sandbox left by failed start ffffffffffff" in result.stdout

@@ -112,12 +112,14 @@ def _answer(sock: socket.socket, timeout: float = 15.0) -> tuple[dict[str, objec
     return frame, closed
 
 
-# The tests marked GVISOR / GVISOR_FRESH run twice: on the default runtime (runc) and
-# under gVisor (`runtime="runsc"`, docs/configuration.md). The others run on runc only,
-# each for a reason: under gVisor a memory or process bomb ends the whole sandbox,
-# not just the worker (tests/integration/test_gvisor.py asserts that instead);
-# gVisor's /proc shows no NoNewPrivs and no cgroup v1 files; and the rest test
-# codeexec's own checks or docker's handling of the container, not the runtime.
+# The tests marked GVISOR / GVISOR_FRESH (and the disk fill to ENOSPC) run twice: on
+# the default runtime (runc) and under gVisor (`runtime="runsc"`, docs/configuration.md).
+# The others run on runc only: under gVisor a memory or process bomb, or tmpfs pages
+# past the memory limit, end the whole sandbox rather than the worker
+# (tests/integration/test_gvisor.py asserts that instead); gVisor's /proc shows no
+# NoNewPrivs and no cgroup v1 files (the confinement test reads both); killing the
+# container or its PID 1 from outside is docker's handling, not the runtime's; and
+# the refused options, the soak and the idle timeout are codeexec's own logic.
 GVISOR = pytest.mark.parametrize("shared", ["runc", "runsc"], indirect=True)
 GVISOR_FRESH = pytest.mark.parametrize("fresh", ["runc", "runsc"], indirect=True)
 
@@ -335,9 +337,12 @@ def fill(path):
 """
 
 
-def test_disk_fill_ends_in_enospc_inside_the_container(session_name: str) -> None:
+@pytest.mark.parametrize("runtime", [None, "runsc"], ids=["runc", "runsc"])
+def test_disk_fill_ends_in_enospc_inside_the_container(
+    session_name: str, runtime: str | None
+) -> None:
     limits = Limits(memory="256m", tmp_size="64m", workspace_size="48m")
-    with ContainerSession.start(session_name, limits=limits) as s:
+    with ContainerSession.start(session_name, limits=limits, runtime=runtime) as s:
         assert s.execute(_FILL).ok
         for path, size in (("/tmp/fill", 64), ("/workspace/fill", 48)):
             r = s.execute(f"fill({path!r})", timeout=60)
@@ -371,6 +376,7 @@ def test_disk_fill_past_the_memory_limit_kills_the_worker_not_the_session(
 # -- the executor dies -----------------------------------------------------------------
 
 
+@GVISOR
 @pytest.mark.parametrize(
     ("code", "why"),
     [

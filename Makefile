@@ -8,7 +8,7 @@ export CODEEXEC_BASE_IMAGE ?= codeexec-base:bookworm
 
 # A second engine in its own network namespace (root): tests/integration/test_remote_engine.py
 # starts it itself; this target is for trying it by hand.
-.PHONY: help venv engine engine2 image setup npm-clients demo check lint types unit test test-fast test-pythons bench docs clean
+.PHONY: help venv engine engine2 image podman setup npm-clients demo check lint types unit test test-fast test-pythons bench docs clean
 
 help:
 	@echo "make demo   - set up and run a session end to end"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench  - benchmarks (docs/performance.md)"
 	@echo "make docs   - regenerate docs/cli.md"
 	@echo "make image  - build the offline base image"
+	@echo "make podman - install podman and give it the base image (podman tests)"
 	@echo "make npm-clients - install the pinned MCP clients the tests drive (npm ci)"
 
 $(BIN)/codeexec: pyproject.toml
@@ -36,6 +37,10 @@ engine2: image
 
 image: engine
 	bash executor_image/make_base_image.sh "$(CODEEXEC_BASE_IMAGE)"
+
+# podman beside Docker for tests/integration/test_podman.py (root, Debian packages).
+podman: image
+	bash scripts/ensure_podman.sh "$(CODEEXEC_BASE_IMAGE)"
 
 setup: venv image
 
@@ -62,10 +67,10 @@ unit: venv
 
 check: lint types unit
 
-test: setup npm-clients
+test: setup podman npm-clients
 	$(BIN)/pytest -q --require-docker
 
-test-fast: setup npm-clients
+test-fast: setup podman npm-clients
 	$(BIN)/pytest -q --require-docker -m "not slow"
 
 # The lowest and highest supported Pythons, each in its own .venv-3.X

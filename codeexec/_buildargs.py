@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._dockerargs import EXECUTOR_UID, Command, classify, confine
+from ._engineargs import Flavour
 from .errors import DockerError, DockerNotAvailable, ImageBuildError
 from .models import Limits
 
@@ -58,6 +59,7 @@ def install_argv(
     *,
     runtime: str | None = None,
     cache_volume: str | None = None,
+    flavour: Flavour = "docker",
 ) -> list[str]:
     """The ``docker run`` that installs a session's dependencies into ``image``.
 
@@ -69,7 +71,7 @@ def install_argv(
     commit`` never copies a volume's content into the image.
     """
     cmd = Command(["run", "--interactive", "--name", container_name])
-    confine(cmd, limits, uid=BUILD_UID)
+    confine(cmd, limits, uid=BUILD_UID, flavour=flavour)
     cmd.opt("--tmpfs", f"/tmp:rw,exec,nosuid,nodev,size={limits.tmp_size},mode=1777")
     cmd.opt("--network", "bridge")
     cmd.opt("--runtime", runtime)

@@ -94,6 +94,10 @@ def serve_mcp(
     memory: MemoryOpt = "1g",
     cpus: CpusOpt = 1.0,
     base_image: BaseImageOpt = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(metavar="RUNTIME", help="Docker runtime of its sessions, e.g. runsc."),
+    ] = None,
     display_limit: Annotated[
         int, typer.Option(metavar="BYTES", min=0, help=_DISPLAYS)
     ] = MCP_LIMITS.displays,
@@ -122,6 +126,7 @@ def serve_mcp(
         memory=memory,
         cpus=cpus,
         base_image=base_image,
+        runtime=runtime,
         display_limit=display_limit,
         max_lifetime=max_lifetime or None,
         http=http,

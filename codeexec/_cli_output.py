@@ -357,6 +357,8 @@ def report_gc(report: GcReport, *, as_json: bool = False) -> None:
         print(f"{verb} image {i.tag} ({i.image_id[:19]})")
     for v in report.volumes:
         print(f"{verb} package cache volume {v}")
+    for cid in report.reaped:
+        print(f"removed the gVisor sandbox left by failed start {cid[:12]}")
     for line in report.failed:
         note(f"could not remove {line}", "yellow")
     if report.kept_images:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._dockererrors import classify as classify, reason as reason
+from ._engineargs import PODMAN_ULIMITS, Flavour, workspace_tmpfs
 from ._shared import constants
 from .models import ImageInfo, Limits, SessionInfo, SessionRef
 
@@ -93,7 +94,7 @@ class RunSpec:
     extra_args: Sequence[str] = ()
 
 
-def run_argv(spec: RunSpec) -> list[str]:
+def run_argv(spec: RunSpec, flavour: Flavour = "docker") -> list[str]:
     """The ``docker run`` arguments for a session: the secure defaults live here.
 
     No ``--init``: the executor's supervisor is PID 1 (it reaps like an init), so
@@ -103,14 +104,10 @@ def run_argv(spec: RunSpec) -> list[str]:
     cmd = Command(["run", "--detach", "--rm"])
     cmd.opt("--name", spec.container_name)
     cmd.repeat("--label", [f"{k}={v}" for k, v in sorted(spec.labels.items())])
-    confine(cmd, lim, uid=EXECUTOR_UID)
+    confine(cmd, lim, uid=EXECUTOR_UID, flavour=flavour)
     cmd.flag("--read-only", spec.read_only)
     cmd.opt("--tmpfs", f"/tmp:rw,exec,nosuid,nodev,size={lim.tmp_size},mode=1777")
-    cmd.opt(
-        "--tmpfs",
-        f"/workspace:rw,exec,nosuid,nodev,size={lim.workspace_size},"
-        f"uid={EXECUTOR_UID},gid={EXECUTOR_UID},mode=0700",
-    )
+    cmd.opt("--tmpfs", workspace_tmpfs(lim.workspace_size, EXECUTOR_UID, flavour))
     cmd.opt("--workdir", "/workspace")
     cmd.opt("--runtime", spec.runtime)
     cmd.opt("--network", spec.network)
@@ -124,7 +121,7 @@ def run_argv(spec: RunSpec) -> list[str]:
     return cmd
 
 
-def confine(cmd: Command, limits: Limits, *, uid: int) -> Command:
+def confine(cmd: Command, limits: Limits, *, uid: int, flavour: Flavour = "docker") -> Command:
     """Add the secure defaults that every container codeexec runs gets.
 
     Session containers and dependency installs alike (docs/security.md): an
@@ -137,6 +134,7 @@ def confine(cmd: Command, limits: Limits, *, uid: int) -> Command:
     cmd.opt("--memory", limits.memory).opt("--memory-swap", limits.memory)
     cmd.opt("--cpus", limits.cpus).opt("--pids-limit", limits.pids)
     cmd.opt("--ulimit", "core=0")
+    cmd.repeat("--ulimit", PODMAN_ULIMITS if flavour == "podman" else ())
     cmd.opt("--log-driver", "json-file")
     cmd.opt("--log-opt", f"max-size={LOG_MAX_SIZE}").opt("--log-opt", f"max-file={LOG_MAX_FILES}")
     return cmd

@@ -38,6 +38,7 @@ _CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
     (
         (
             "no such image",
+            "image not known",  # podman
             "pull access denied",
             "repository does not exist",
             "manifest unknown",
@@ -48,10 +49,11 @@ _CLASSIFY: list[tuple[tuple[str, ...], type[DockerError], str]] = [
         "with `codeexec base-image` or set CODEEXEC_BASE_IMAGE to one you have",
     ),
     (
-        ("unknown runtime specified",),
+        ("unknown runtime specified", "unknown or invalid runtime name"),
         DockerError,
         "the Docker engine has no runtime of that name (--runtime, runtime=): use one "
-        "that `docker info` lists under Runtimes, or leave it unset",
+        "that `docker info` lists under Runtimes, or leave it unset (`codeexec doctor` "
+        "says how to add gVisor's)",
     ),
     (
         ("error response from daemon: network ",),

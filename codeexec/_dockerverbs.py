@@ -25,6 +25,12 @@ from ._dockerargs import (
     parse_ref,
     pool_session_name,
 )
+from ._engineargs import (
+    IMAGES_FORMAT,
+    Flavour,
+    images_rows,
+    ps_label,
+)
 from .models import ImageInfo, Limits, SessionInfo, SessionRef
 
 
@@ -55,6 +61,10 @@ class _Seam:
     context: str
 
     def argv(self, args: Sequence[str]) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def flavour(self) -> Flavour:
         raise NotImplementedError
 
     def _run(
@@ -88,7 +98,7 @@ class ImageVerbs(_Seam):
         if proc.returncode == 0:
             return proc.stdout.strip()
         low = proc.stderr.lower()
-        if "no such image" in low or "no such object" in low:
+        if "no such image" in low or "no such object" in low or "image not known" in low:
             return None
         raise classify(
             self.argv(["image", "inspect", ref]),
@@ -135,12 +145,12 @@ class ImageVerbs(_Seam):
         self._run(commit_argv(container, tag, changes), timeout=600, what="committing the image")
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
-        args = Command(["images", "--no-trunc", "--format", "{{json .}}"])
+        fmt = IMAGES_FORMAT if self.flavour == "podman" else "{{json .}}"
+        args = Command(["images", "--no-trunc", "--format", fmt])
         args.repeat(
             "--filter", [f"label={k}={v}" if v else f"label={k}" for k, v in labels.items()]
         )
-        out = self._run(args).stdout
-        refs = [json.loads(line) for line in out.splitlines() if line.strip()]
+        refs = images_rows(self._run(args).stdout, self.flavour)
         if not refs:
             return []
         by_id = {i["Id"]: i for i in self.inspect_images([r["ID"] for r in refs])}
@@ -176,40 +186,6 @@ class ImageVerbs(_Seam):
 
     def volume_rm(self, name: str) -> None:
         self._run(["volume", "rm", name], what="removing a volume")
-
-
-class EngineVerbs(_Seam):
-    """Which engine, and where: ``engine``, ``argv``, ``endpoint``, ``mem_total``."""
-
-    _binary_name: str
-    _global: list[str]
-
-    @property
-    def engine(self) -> str:
-        """Which engine this CLI talks to: the same session name on two is two sessions."""
-        if self.host or self.context:
-            return "\0".join([self._binary_name, self.host, self.context])
-        return "\0".join(
-            [self._binary_name, *(os.environ.get(k, "") for k in ("DOCKER_HOST", "DOCKER_CONTEXT"))]
-        )
-
-    def argv(self, args: Sequence[str]) -> list[str]:
-        """The full command line of one docker call on this engine."""
-        return [self.binary, *self._global, *args]
-
-    def endpoint(self) -> str:
-        """The engine's address (``unix://…``, ``tcp://…``, ``ssh://…``); "" if unknown."""
-        host = self.host or ("" if self.context else os.environ.get("DOCKER_HOST", ""))
-        if host:
-            return host
-        args = ["context", "inspect", "--format", "{{.Endpoints.docker.Host}}"]
-        proc = self._run([*args, *([self.context] if self.context else [])], check=False)
-        return proc.stdout.strip() if proc.returncode == 0 else ""
-
-    def mem_total(self, timeout: float = 10.0) -> int:
-        """The engine's memory in bytes (``docker info``); raises when it does not answer."""
-        out = self._run(["info", "--format", "{{.MemTotal}}"], timeout=timeout).stdout
-        return int(out.strip() or 0)
 
 
 LABEL_FORK_OF = "codeexec.fork-of"  # a fork's marker: the container the fork runs in
@@ -280,8 +256,8 @@ class SessionLookup(_Seam):
             [
                 "{{.ID}}",
                 "{{.Names}}",
-                '{{.Label "' + LABEL_SESSION + '"}}',
-                '{{.Label "' + LABEL_POOL + '"}}',
+                ps_label(LABEL_SESSION, self.flavour),
+                ps_label(LABEL_POOL, self.flavour),
             ]
         )
         args = Command(["ps", "--no-trunc"]).flag("--all", all)

@@ -12,7 +12,8 @@ import secrets
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
-from . import _locality, engines, images
+from . import _locality, _urls, engines, images
+from ._engineargs import is_gvisor, runsc_fix
 from .docker import Docker
 from .errors import CodeexecError, DockerError, DockerNotAvailable
 from .session import ContainerSession
@@ -67,6 +68,7 @@ def doctor(
             f"running one (now: {where})",
         )
         return
+    yield _gvisor_check(docker)
     base = base_image or images.default_base_image()
     if not docker.image_exists(base):
         yield Check(
@@ -124,3 +126,20 @@ def _engines() -> Generator[Check, None, Docker | None]:
                 f"engine {answer.engine.name}", True, f"server version {version}, route: {route}"
             )
     return next((a.engine for a in answers if a.value is not None), None)
+
+
+def _gvisor_check(docker: Docker) -> Check:
+    """Whether sessions can run under gVisor (``--runtime runsc``); optional, never a failure."""
+    if docker.flavour == "podman":
+        return Check(
+            "gVisor runtime",
+            True,
+            f"not checked under podman ({_urls.doc('configuration', 'podman')})",
+        )
+    runtimes = docker.runtimes()
+    gvisor = sorted(n for n, path in runtimes.items() if is_gvisor(n, runtimes))
+    if gvisor:
+        return Check(
+            "gVisor runtime", True, f"{', '.join(gvisor)}: start with --runtime {gvisor[0]}"
+        )
+    return Check("gVisor runtime", True, "not configured (optional)", runsc_fix(""))

@@ -47,6 +47,7 @@ def serve(
     memory: str = "1g",
     cpus: float = 1.0,
     base_image: str | None = None,
+    runtime: str | None = None,
     display_limit: int = MCP_LIMITS.displays,
     max_lifetime: float | None = DEFAULT_MAX_LIFETIME,
     http: str | None = None,
@@ -76,6 +77,7 @@ def serve(
         share_all: it may use every session on the engine (the pre-scope behaviour).
         max_sessions: how many sessions of its scope may run at once.
         network, memory, cpus, base_image, max_lifetime: what its new sessions get.
+        runtime: the engine runtime of its new sessions (``runsc``: gVisor).
         display_limit: bytes of rich output (images) one call returns; output, value
             and traceback are kept to 100,000 characters each (``_bounds.MCP_LIMITS``).
         http: serve streamable HTTP on this address instead of stdio.
@@ -91,6 +93,7 @@ def serve(
         memory=memory,
         cpus=cpus,
         base_image=base_image,
+        runtime=runtime,
         idle_timeout=idle_timeout,
         max_lifetime=max_lifetime,
         result_limits=replace(MCP_LIMITS, displays=display_limit),

@@ -59,7 +59,9 @@ from ._dockerargs import (  # re-exported: callers import them from here
     relay_argv as relay_argv,
     run_argv as run_argv,
 )
-from ._dockerverbs import LOGS_MAX_BYTES as LOGS_MAX_BYTES, EngineVerbs, ImageVerbs, SessionLookup
+from ._dockerverbs import LOGS_MAX_BYTES as LOGS_MAX_BYTES, ImageVerbs, SessionLookup
+from ._engineargs import started_id
+from ._engineverbs import EngineVerbs
 from ._fds import (
     DESCRIPTOR_HEADROOM as DESCRIPTOR_HEADROOM,
     check_descriptors as check_descriptors,
@@ -287,7 +289,7 @@ class Docker(EngineVerbs, ImageVerbs, SessionLookup, SnapshotVerbs):
         """Start a container; returns its id. Secret values travel only in our env."""
         try:
             proc = self._run(
-                run_argv(spec),
+                run_argv(spec, self.flavour),
                 timeout=120,
                 env=secret_values,
                 what=f"starting container {spec.container_name}",
@@ -297,10 +299,21 @@ class Docker(EngineVerbs, ImageVerbs, SessionLookup, SnapshotVerbs):
         except DockerError as exc:
             if isinstance(exc, DockerNotAvailable):
                 raise
+            self._failed_start(spec, started_id(exc.stdout))
             raise ContainerStartError(
-                exc.message, argv=exc.argv, returncode=exc.returncode, stderr=exc.stderr
-            ) from exc
+                exc.message, argv=exc.argv, returncode=exc.returncode, stderr=exc.stderr,
+                stdout=exc.stdout,
+            ) from exc  # fmt: skip
         return proc.stdout.strip()
+
+    def _failed_start(self, spec: RunSpec, container_id: str) -> None:
+        """Leave nothing of a start that failed: the container, a gVisor sandbox."""
+        if container_id:
+            try:
+                self.rm(container_id)
+                self.reap(spec.image, [container_id], runtime=spec.runtime)
+            except DockerError:
+                pass  # the start's own error says more; `codeexec gc` reaps later
 
     def rename(self, container: str, new_name: str) -> None:
         """Rename a container (fails if ``new_name`` is taken or it is gone)."""

@@ -297,7 +297,14 @@ def build_image(
         if on_line is not None:
             on_line(f"installing {len(found.dependencies)} dependencies in {container}")
         docker.stream(
-            install_argv(stage, container, limits or Limits(), runtime=runtime, cache_volume=cache),
+            install_argv(
+                stage,
+                container,
+                limits or Limits(),
+                runtime=runtime,
+                cache_volume=cache,
+                flavour=docker.flavour,
+            ),  # fmt: skip
             timeout=max(1.0, deadline - time.monotonic()),
             on_line=on_line,
             input=proxy_lines(),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from . import _addrcache, _forking, engines
+from . import _addrcache, _forking, engines, images
 from ._doctor import Check as Check, doctor as doctor  # re-exported: the faces call them
 from .docker import LABEL_CACHE, LABEL_IMAGE, LABEL_MANAGED, LABEL_SCOPE, Docker
 from .errors import CodeexecError, DockerError, DockerNotAvailable, NoSuchSession
@@ -256,6 +256,7 @@ class GcReport:
     failed: tuple[str, ...] = ()  # removals the engine refused (e.g. image in use)
     dry_run: bool = False
     volumes: tuple[str, ...] = ()  # package cache volumes (with all_images)
+    reaped: tuple[str, ...] = ()  # gVisor sandboxes of failed starts (not in dry runs)
 
 
 def gc(
@@ -278,6 +279,7 @@ def gc(
         kept_images=tuple(i for r in done for i in r.kept_images),
         failed=tuple(f for r in done for f in r.failed) + unreachable,
         dry_run=dry_run, volumes=tuple(v for r in done for v in r.volumes),
+        reaped=tuple(x for r in done for x in r.reaped),
     )  # fmt: skip
 
 
@@ -341,7 +343,14 @@ def _gc(docker: Docker, dry_run: bool, all_images: bool, idle_for: float | None)
                 raise
             except DockerError as exc:  # in use by a build right now
                 failed.append(f"{volume}: {exc.message}")
+    reaped = () if dry_run else _reap(docker)
     return GcReport(
         containers=gone, images=removable, kept_images=kept, failed=tuple(failed),
-        dry_run=dry_run, volumes=volumes,
+        dry_run=dry_run, volumes=volumes, reaped=reaped,
     )  # fmt: skip
+
+
+def _reap(docker: Docker) -> tuple[str, ...]:
+    """The leftovers of failed gVisor starts, removed (with the base image, if it is here)."""
+    base = images.default_base_image()
+    return tuple(docker.reap(base)) if docker.image_exists(base) else ()

@@ -51,6 +51,14 @@ def docker_engine(request: pytest.FixtureRequest) -> None:
     pytest.skip(f"no Docker engine: {problem}")
 
 
+def require(request: pytest.FixtureRequest, problem: str) -> None:
+    """An engine feature a test needs is missing: fail like ``docker_engine`` (skip
+    only outside CI and without --require-docker)."""
+    if request.config.getoption("--require-docker") or os.environ.get("CI") == "true":
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "docker" in item.keywords:

@@ -29,6 +29,7 @@ def main() -> int:
             f.write(json.dumps(record) + "\n")
     verb = args[0] if args else ""
     if os.environ.get("FAKE_DOCKER_FAIL") in (verb, "all"):
+        sys.stdout.write(os.environ.get(f"FAKE_DOCKER_STDOUT_{verb.upper()}", ""))
         sys.stderr.write(os.environ.get("FAKE_DOCKER_STDERR", "Error: failed\n"))
         return int(os.environ.get("FAKE_DOCKER_EXIT", "1"))
     if "--iidfile" in args and os.environ.get("FAKE_DOCKER_IIDFILE"):

@@ -429,6 +429,7 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
         "memory": "1g",
         "cpus": 1.0,
         "base_image": None,
+        "runtime": None,
         "display_limit": 8 * 2**20,
         "max_lifetime": 86400.0,
         "http": None,
@@ -451,7 +452,7 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
     run(
         "mcp", "--scope", "team.a", "--share", "notes", "--share", "plots", "--share-all",
         "--max-sessions", "2", "--network", "none", "--memory", "512m", "--cpus", "0.5",
-        "--base-image", "python:3.12-slim",
+        "--base-image", "python:3.12-slim", "--runtime", "runsc",
     )  # fmt: skip
     assert {k: seen[k] for k in defaults} == {
         "scope": "team.a",
@@ -462,6 +463,7 @@ def test_mcp_calls_serve_with_the_agreed_keywords(monkeypatch: pytest.MonkeyPatc
         "memory": "512m",
         "cpus": 0.5,
         "base_image": "python:3.12-slim",
+        "runtime": "runsc",
         "display_limit": 8 * 2**20,
         "max_lifetime": 86400.0,
         "http": None,

@@ -27,6 +27,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_dockererrors",
         "_dockerargs",
         "_buildargs",
+        "_engineargs",
         "_bounds",
         "_snapargs",
         "_cells",
@@ -34,6 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "seams": (
         "docker",
         "_dockerverbs",
+        "_engineverbs",
         "_transport",
         "_connection",
         "_fileclient",
@@ -113,7 +115,7 @@ PURE = {
     "_buildargs",
     "_bounds",
 }
-PURE |= {"_events", "_cells", "_checks", "_dockererrors"}
+PURE |= {"_events", "_cells", "_checks", "_dockererrors", "_engineargs"}
 IMPURE_STDLIB = {"subprocess", "socket", "selectors", "threading", "multiprocessing", "asyncio"}
 IMPURE_STDLIB |= {"signal", "shutil", "tempfile", "pty"}
 PURE_MAY_IMPORT = {"protocol": {"models", "_events", "errors", "_shared"}}

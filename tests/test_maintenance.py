@@ -133,3 +133,46 @@ def test_session_logs_finds_the_container(
     monkeypatch.setenv("FAKE_DOCKER_STDOUT_LOGS", "executor ready\n")
     assert maintenance.session_logs("alpha", tail=None) == "executor ready\n"
     assert calls(docker_log)[-1] == ["logs", "c1" * 32]
+
+
+def test_gc_reaps_gvisor_leftovers_except_in_a_dry_run(
+    docker_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_containers(monkeypatch)
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_INFO", json.dumps({"runsc": {"path": "/usr/bin/runsc"}}))
+    assert maintenance.gc(dry_run=True).reaped == ()
+    assert not [c for c in calls(docker_log) if c[0] == "run"]
+    report = maintenance.gc()
+    assert report.reaped == ("f" * 64,)  # what the reaper printed (the fake's `run` id)
+    (reaper,) = [c for c in calls(docker_log) if c[0] == "run"]
+    assert "--pid" in reaper and reaper[reaper.index("--pid") + 1] == "host"
+
+
+def test_doctor_says_whether_gvisor_is_there_and_how_to_add_it(
+    docker_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from codeexec import _doctor
+    from codeexec.docker import Docker
+
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_INFO", json.dumps({"runc": {"path": "runc"}}))
+    missing = _doctor._gvisor_check(Docker())
+    assert missing.ok and "not configured" in missing.detail
+    assert "apt-get install runsc" in missing.fix and "kill -HUP" in missing.fix
+    monkeypatch.setenv(
+        "FAKE_DOCKER_STDOUT_INFO",
+        json.dumps({"runc": {"path": "runc"}, "runsc": {"path": "/usr/bin/runsc"}}),
+    )
+    there = _doctor._gvisor_check(Docker())
+    assert there.ok and there.detail == "runsc: start with --runtime runsc" and not there.fix
+
+
+def test_cli_gc_names_each_gvisor_sandbox_it_reaped(
+    docker_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_cli import run
+
+    with_containers(monkeypatch)
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_INFO", json.dumps({"runsc": {"path": "/usr/bin/runsc"}}))
+    result = run("gc")
+    assert result.exit_code == 0
+    assert "removed the gVisor sandbox left by failed start ffffffffffff" in result.stdout

@@ -33,7 +33,19 @@ from codeexec.client import ExecutorClient  # noqa: E402
 from codeexec.docker import Docker, RunSpec, run_argv  # noqa: E402
 from codeexec.errors import ConnectionLost  # noqa: E402
 
-from . import _build, _checkpoints, _cli, _mcp, _relay, _rt, _scale, _shfiles, _snap, _util as u  # noqa: E402
+from . import (  # noqa: E402
+    _build,
+    _checkpoints,
+    _cli,
+    _mcp,
+    _relay,
+    _rt,
+    _runtimes,
+    _scale,
+    _shfiles,
+    _snap,
+    _util as u,  # noqa: E402
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -477,6 +489,7 @@ def table(r: dict[str, Any]) -> str:
     rows += _build.rows(r)
     rows += _snap.rows(r.get("snapshots") or [])
     rows += _checkpoints.rows(r)
+    rows += _runtimes.rows(r)
     width = max(len(a) for a, _ in rows)
     lines = [f"{a.ljust(width)}  {b}" for a, b in rows]
     lines.append("")
@@ -494,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma list: rt,shfiles,relay,cli,mcp,starts,stream,scale,build,snapshots,checkpoints",
+        help="comma list: rt,shfiles,relay,cli,mcp,starts,stream,scale,build,snapshots,checkpoints,"
+        "runtimes",
     )
     parser.add_argument("--scale", type=int, default=100, help="idle sessions (default 100)")
     parser.add_argument("--heavy", action="store_true", help="also build numpy+pandas+matplotlib")
@@ -539,6 +553,10 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "checkpoints",
                 lambda: bench.results.update(_checkpoints.run(bench.name, IDLE, bench.quick, log)),
+            ),
+            (
+                "runtimes",
+                lambda: _runtimes.run(bench.results, log, n_fast=bench.n_fast, n_slow=bench.n_slow),
             ),
         ]
         for key, step in steps:

@@ -112,22 +112,42 @@ def _answer(sock: socket.socket, timeout: float = 15.0) -> tuple[dict[str, objec
     return frame, closed
 
 
+# The tests marked GVISOR / GVISOR_FRESH (and the disk fill to ENOSPC) run twice: on
+# the default runtime (runc) and under gVisor (`runtime="runsc"`, docs/configuration.md).
+# The others run on runc only: under gVisor a memory or process bomb, or tmpfs pages
+# past the memory limit, end the whole sandbox rather than the worker
+# (tests/integration/test_gvisor.py asserts that instead); gVisor's /proc shows no
+# NoNewPrivs and no cgroup v1 files (the confinement test reads both); killing the
+# container or its PID 1 from outside is docker's handling, not the runtime's; and
+# the refused options, the soak and the idle timeout are codeexec's own logic.
+GVISOR = pytest.mark.parametrize("shared", ["runc", "runsc"], indirect=True)
+GVISOR_FRESH = pytest.mark.parametrize("fresh", ["runc", "runsc"], indirect=True)
+
+
+def _runtime(request: pytest.FixtureRequest) -> str | None:
+    runtime = getattr(request, "param", "runc")
+    return None if runtime == "runc" else str(runtime)
+
+
 @pytest.fixture
-def fresh(docker_engine: None) -> Iterator[ContainerSession]:
+def fresh(docker_engine: None, request: pytest.FixtureRequest) -> Iterator[ContainerSession]:
     """A session of its own, for tests that break things (256 MiB, 128 processes)."""
-    with ContainerSession.start(unique_name(), memory="256m", pids=128) as s:
+    runtime = _runtime(request)
+    with ContainerSession.start(unique_name(), memory="256m", pids=128, runtime=runtime) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
-def shared(docker_engine: None) -> Iterator[ContainerSession]:
-    with ContainerSession.start(f"m{RUN_ID}-hostile") as s:
+def shared(docker_engine: None, request: pytest.FixtureRequest) -> Iterator[ContainerSession]:
+    runtime = _runtime(request)
+    with ContainerSession.start(f"m{RUN_ID}-hostile-{runtime or 'runc'}", runtime=runtime) as s:
         yield s
 
 
 # -- runaway code ----------------------------------------------------------------------
 
 
+@GVISOR
 def test_infinite_loop_times_out_and_keeps_namespace(shared: ContainerSession) -> None:
     shared.execute("kept = 41")
     r = shared.execute("while True:\n    pass", timeout=1)
@@ -147,6 +167,7 @@ def test_infinite_loop_times_out_and_keeps_namespace(shared: ContainerSession) -
     ],
     ids=["sigint-ignored", "c-level-loop"],
 )
+@GVISOR_FRESH
 def test_code_that_blocks_the_interrupt_restarts_executor(
     fresh: ContainerSession, code: str
 ) -> None:
@@ -247,6 +268,7 @@ def _wait_for_processes(session: ContainerSession, at_most: int, within: float =
 
 
 @pytest.mark.slow
+@GVISOR
 def test_output_flood_is_truncated_and_host_memory_stays_bounded(shared: ContainerSession) -> None:
     cap = 8 * MiB
     child = _python(
@@ -315,9 +337,12 @@ def fill(path):
 """
 
 
-def test_disk_fill_ends_in_enospc_inside_the_container(session_name: str) -> None:
+@pytest.mark.parametrize("runtime", [None, "runsc"], ids=["runc", "runsc"])
+def test_disk_fill_ends_in_enospc_inside_the_container(
+    session_name: str, runtime: str | None
+) -> None:
     limits = Limits(memory="256m", tmp_size="64m", workspace_size="48m")
-    with ContainerSession.start(session_name, limits=limits) as s:
+    with ContainerSession.start(session_name, limits=limits, runtime=runtime) as s:
         assert s.execute(_FILL).ok
         for path, size in (("/tmp/fill", 64), ("/workspace/fill", 48)):
             r = s.execute(f"fill({path!r})", timeout=60)
@@ -351,6 +376,7 @@ def test_disk_fill_past_the_memory_limit_kills_the_worker_not_the_session(
 # -- the executor dies -----------------------------------------------------------------
 
 
+@GVISOR
 @pytest.mark.parametrize(
     ("code", "why"),
     [
@@ -412,6 +438,7 @@ def test_code_that_kills_the_supervisor_ends_the_session_clearly(session_name: s
 _HELLO = {"op": "hello", "protocol": 2, "nonce": "A" * 43 + "="}  # 32 zero bytes
 
 
+@GVISOR
 def test_network_abuse_of_the_channel_is_refused(shared: ContainerSession) -> None:
     host, port = _executor_address(shared)
     hostile: dict[str, bytes] = {
@@ -456,6 +483,7 @@ def test_network_abuse_of_the_channel_is_refused(shared: ContainerSession) -> No
     assert r.value == "'still fine'" and "pwned" not in r.stdout
 
 
+@GVISOR
 def test_connection_flood_does_not_block_the_client(shared: ContainerSession) -> None:
     host, port = _executor_address(shared)
     socks = [socket.create_connection((host, port), timeout=5) for _ in range(100)]
@@ -468,6 +496,7 @@ def test_connection_flood_does_not_block_the_client(shared: ContainerSession) ->
             sock.close()
 
 
+@GVISOR
 def test_published_port_is_bound_to_loopback_only(shared: ContainerSession) -> None:
     host, _ = _executor_address(shared)
     assert host == "127.0.0.1"
@@ -507,6 +536,7 @@ print(json.dumps({
 """
 
 
+@GVISOR
 def test_another_container_on_the_bridge_cannot_run_code(shared: ContainerSession) -> None:
     data = json.loads(_docker("container", "inspect", shared.container_id).stdout)[0]
     ip = data["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
@@ -541,6 +571,7 @@ def test_another_container_on_the_bridge_cannot_run_code(shared: ContainerSessio
     assert shared.execute("'unharmed'").value == "'unharmed'"
 
 
+@GVISOR
 def test_two_threads_and_two_processes_cannot_interleave(shared: ContainerSession) -> None:
     started = threading.Event()
     results = []

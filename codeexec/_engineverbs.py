@@ -1,0 +1,93 @@
+"""The docker verbs about the engine itself, a mixin of ``Docker``: which engine and
+where (``engine``, ``argv``, ``endpoint``, ``mem_total``), which CLI (``flavour``:
+docker or podman), its runtimes, and reaping what failed gVisor starts leave behind.
+
+They run nothing themselves: every call goes through ``Docker._run`` in ``docker.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+
+from ._dockerverbs import _Seam
+from ._engineargs import RUNTIMES_ARGV, Flavour, is_gvisor, reaper_argv, runtime_names
+
+
+class EngineVerbs(_Seam):
+    """Which engine and where; ``flavour``, ``runtimes`` and ``reap`` (gVisor's leftovers)."""
+
+    _binary_name: str
+    _global: list[str]
+
+    @property
+    def engine(self) -> str:
+        """Which engine this CLI talks to: the same session name on two is two sessions."""
+        if self.host or self.context:
+            return "\0".join([self._binary_name, self.host, self.context])
+        return "\0".join(
+            [self._binary_name, *(os.environ.get(k, "") for k in ("DOCKER_HOST", "DOCKER_CONTEXT"))]
+        )
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        """The full command line of one docker call on this engine."""
+        return [self.binary, *self._global, *args]
+
+    def endpoint(self) -> str:
+        """The engine's address (``unix://…``, ``tcp://…``, ``ssh://…``); "" if unknown."""
+        host = self.host or ("" if self.context else os.environ.get("DOCKER_HOST", ""))
+        if host:
+            return host
+        args = ["context", "inspect", "--format", "{{.Endpoints.docker.Host}}"]
+        proc = self._run([*args, *([self.context] if self.context else [])], check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    def mem_total(self, timeout: float = 10.0) -> int:
+        """The engine's memory in bytes (``docker info``); raises when it does not answer."""
+        out = self._run(["info", "--format", "{{.MemTotal}}"], timeout=timeout).stdout
+        return int(out.strip() or 0)
+
+    @property
+    def flavour(self) -> Flavour:
+        """``podman`` when the CLI is podman (or docker's podman wrapper), else ``docker``."""
+        return _flavour_of_binary(self.binary)
+
+    def runtimes(self) -> dict[str, str]:
+        """The engine's runtimes (name -> path), ``{}`` when it does not say (podman)."""
+        proc = self._run(RUNTIMES_ARGV, what="asking the engine for its runtimes", check=False)
+        return runtime_names(proc.stdout) if proc.returncode == 0 else {}
+
+    def reap(self, image: str, ids: Sequence[str] = (), *, runtime: str | None = None) -> list[str]:
+        """Remove what failed gVisor starts left on the engine's host; the ids reaped.
+
+        ``ids``: the containers whose start just failed. Without ids, every leftover
+        of a container the engine no longer lists (``codeexec gc``). A no-op unless
+        ``runtime`` (when given) is gVisor or, without ids, the engine has gVisor.
+        """
+        import secrets
+
+        if self.flavour == "podman" or (ids and not is_gvisor(runtime)):
+            return []  # podman runs no containerd shims
+        runtimes = {} if ids else self.runtimes()
+        if not ids and not any(is_gvisor(n, runtimes) for n in runtimes):
+            return []
+        known = "" if ids else self._run(["ps", "--all", "--quiet", "--no-trunc"]).stdout
+        name = f"codeexec-reaper-{secrets.token_hex(4)}"
+        argv = reaper_argv(image, name, ids)
+        proc = self._run(argv, input=known, timeout=60, what="reaping gVisor leftovers")
+        return proc.stdout.split()
+
+
+@functools.lru_cache(maxsize=8)
+def _flavour_of_binary(path: str) -> Flavour:
+    """podman by the CLI's real name, or a script that runs podman (podman-docker)."""
+    real = os.path.realpath(path)
+    if "podman" in os.path.basename(real):
+        return "podman"
+    try:
+        with open(real, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return "docker"
+    return "podman" if head.startswith(b"#!") and b"podman" in head else "docker"

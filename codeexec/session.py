@@ -188,8 +188,8 @@ class ContainerSession(FileTree, Commands, Checkpointing):
             return on(remembered)
         except (NoSuchSession, DockerNotAvailable):  # the cache's engine no longer has it
             found = engines.for_session(name, hint=False)
-            if found is remembered:
-                raise
+            if found is remembered or found.engine == remembered.engine:
+                raise  # the same engine: its answer (an impostor's note included) stands
             return on(found)
 
     def snapshot(

@@ -82,23 +82,37 @@ def snapshots(
 @snapshots_app.command("rm")
 def snapshots_rm(
     names: Annotated[list[str], typer.Argument(metavar="SNAP...", help="Snapshots to remove.")],
+    as_json: JsonOpt = False,
 ) -> None:
-    """Remove snapshots and free their disk space."""
+    """Remove snapshots and free their disk space.
+
+    Example: codeexec snapshots rm before-fit --json
+    """
     from .snapshot import remove
 
     def work() -> None:
+        removed = []
         for name in names:
-            print(f"removed {name} ({_size(remove(name))})")
+            size = remove(name)
+            removed.append({"name": name, "size": size})
+            if not as_json:
+                print(f"removed {name} ({_size(size)})")
+        if as_json:
+            print(json.dumps({"removed": removed}, indent=1))
 
-    _exit(guarded(work, debug=False))
+    _exit(guarded(work, debug=False, as_json=as_json))
 
 
-def report_pruned(older_than: float, dry_run: bool) -> None:
-    """``codeexec gc --snapshots-older-than``: remove (or list) old snapshots."""
+def prune_snapshots(older_than: float, dry_run: bool) -> list[tuple[str, int]]:
+    """``codeexec gc --snapshots-older-than``: remove (or only list) old snapshots."""
     from .snapshot import prune
 
+    return list(prune(older_than, dry_run=dry_run))
+
+
+def print_pruned(pruned: list[tuple[str, int]], dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
-    for name, size in prune(older_than, dry_run=dry_run):
+    for name, size in pruned:
         print(f"{verb} snapshot {name} ({_size(size)})")
 
 

@@ -289,14 +289,17 @@ def gc(
     """
     from . import maintenance
 
-    if as_json and snapshots_older_than is not None:  # snapshots are reported as lines
-        raise typer.BadParameter(
-            "give one of them", param_hint=["--json", "--snapshots-older-than"]
-        )
     report = maintenance.gc(dry_run=dry_run, all_images=all_images, idle_for=idle_for)
-    out.report_gc(report, as_json=as_json)
+    pruned = None
     if snapshots_older_than is not None:
-        _cli_snap.report_pruned(snapshots_older_than, dry_run)
+        pruned = _cli_snap.prune_snapshots(snapshots_older_than, dry_run)
+    if as_json:  # one document: the snapshots pruned go in it too
+        snaps = {} if pruned is None else {"snapshots": [{"name": n, "size": b} for n, b in pruned]}
+        out.print_json({**out.jsonable(report), **snaps})
+        return
+    out.report_gc(report)
+    if pruned is not None:
+        _cli_snap.print_pruned(pruned, dry_run)
 
 
 @_command(short_help="Check that codeexec can run here, with fixes.")

@@ -50,3 +50,25 @@ def test_list_json_and_rm(snapshot_dir: Path, docker_log: Path) -> None:  # noqa
     assert run("snapshots", "rm", "snap-a").exit_code == 0
     assert json.loads(run("snapshots", "--json").output) == []
     assert calls(docker_log) == []
+
+
+def test_rm_and_gc_prune_print_one_json_document(
+    snapshot_dir: Path,
+    docker_log: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.test_cli import with_containers
+
+    for name in ("snap-a", "snap-b"):
+        stage = store.staging(name)
+        (stage / "workspace.tar").write_bytes(b"w" * 1024)
+        store.publish(stage, name, {"method": "portable", "session": "s", "created": 1.0})
+    removed = json.loads(run("snapshots", "rm", "snap-a", "--json").output)
+    (gone,) = removed["removed"]
+    assert gone["name"] == "snap-a" and gone["size"] >= 1024  # the files and meta.json
+    with_containers(monkeypatch)
+    done = run("gc", "--json", "--snapshots-older-than", "0")
+    assert done.exit_code == 0, done.output
+    document = json.loads(done.stdout)  # exactly one document: json.loads reads all of it
+    assert [s["name"] for s in document["snapshots"]] == ["snap-b"]
+    assert "containers" in document and json.loads(run("snapshots", "--json").output) == []

@@ -57,7 +57,10 @@ def engine2() -> Iterator[Docker]:
     if os.geteuid() != 0 and os.environ.get("CI") != "true":
         pytest.skip("the second engine needs root (ip netns, dockerd); CI runs it as root")
     second_engine("start")
-    yield Docker(host=HOST, name="e2")
+    try:
+        yield Docker(host=HOST, name="e2")
+    finally:
+        second_engine("stop")  # nothing of the test run outlives it, the engine neither
     first_engine_works()  # whatever the tests did to the second engine
 
 

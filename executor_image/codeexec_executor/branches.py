@@ -32,7 +32,7 @@ class Branches:
 
         def make() -> Runner:
             runner: Runner = make_runner()
-            runner.on_reaped = lambda pid, status: self.on_reaped(pid, status)
+            runner.on_reaped = self._dispatch  # whichever runner reaps, the owner hears
             return runner
 
         self.make_runner = make
@@ -93,21 +93,18 @@ class Branches:
             runner.detach(conn)
 
     def reap(self) -> None:
-        """Reap every child once, and tell the branch whose worker it was."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            for runner in self.all():
-                if runner.worker is not None and runner.worker.pid == pid:
-                    runner.worker.set_status(status)
-                    runner._worker_lost()
-                    break
-            else:
-                self.on_reaped(pid, status)
+        """Reap every child once (the main runner's loop; others go to _dispatch)."""
+        self.main.reap()
+
+    def _dispatch(self, pid: int, status: int) -> bool:
+        """A child some runner reaped that was not its own worker: tell the branch
+        whose worker it was, else ``on_reaped`` (commands.py)."""
+        for runner in self.all():
+            if runner.worker is not None and runner.worker.pid == pid:
+                runner.worker.set_status(status)
+                runner._worker_lost()
+                return True
+        return bool(self.on_reaped(pid, status))
 
     # -- forks ----------------------------------------------------------------------
 

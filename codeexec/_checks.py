@@ -27,6 +27,12 @@ def _check_size(what: str, value: object, minimum: int = 1) -> None:
         raise InvalidOption(f"{what} {value!r} is too small: give at least {shown}", option=what)
 
 
+def size_bytes(value: object) -> int:
+    """A docker size (``"512m"``, ``"2g"``) in bytes; 0 for anything that is not one."""
+    match = _SIZE.match(value.strip()) if isinstance(value, str) else None
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()]) if match else 0
+
+
 def check_network(network: str) -> str:
     """``network`` unless it would remove the container's network isolation.
 

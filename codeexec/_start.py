@@ -8,7 +8,6 @@ The class is passed in (``cls``), so nothing here imports ``session.py``.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -16,6 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from . import _addrcache, _forking
+from ._background import in_background
 from ._channel import Channel, Connect
 from ._launcher import Launched
 from .docker import LABEL_SCOPE, LABEL_SESSION, Docker, check_descriptors
@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # pool and _launcher load when a session starts: attach is qu
     from .pool import WarmPool
     from .session import ContainerSession
 
-_T = TypeVar("_T")
 _S = TypeVar("_S", bound="ContainerSession")
 
 
@@ -66,14 +65,20 @@ def _start(
         )  # fmt: skip
     # The image lookup (two docker calls) overlaps the session lookup (one); so does a
     # warm pool's claim (one `docker rename`), discarded if that name runs already.
-    lookup = None if pool else _in_background(lambda: _launcher.find_image(docker, options))
+    lookup = (
+        None
+        if pool
+        else in_background(lambda: _launcher.find_image(docker, options), "codeexec-lookup")
+    )
     warm: WarmPool | None = None
     claiming: Future[Launched | None] | None = None
     if pool:
         warm = pool if isinstance(pool, WarmPool) else shared_pool(
             options, size=pool, docker=docker, on_progress=on_progress, connect=connect
         )  # fmt: skip
-        claiming = _in_background(partial(warm.claim, name, transport=options.transport))
+        claiming = in_background(
+            partial(warm.claim, name, transport=options.transport), "codeexec-lookup"
+        )
     claimed: Launched | None = None
     try:
         try:
@@ -225,18 +230,3 @@ def _in_scope(ref: SessionRef, scope: str | None) -> bool:
 def remembers(ref: SessionRef, name: str) -> bool:
     """Whether the address cache should keep ``ref`` (not for unclaimed pool containers)."""
     return ref.labels.get(LABEL_SESSION) == name
-
-
-def _in_background(fn: Callable[[], _T]) -> Future[_T]:
-    from concurrent.futures import Future
-
-    future: Future[_T] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(fn())
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="codeexec-lookup", daemon=True).start()
-    return future

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, TimeoutError as FutureTimeout
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from . import _addrcache, _urls
+from ._background import in_background
+from ._checks import size_bytes
 from .docker import LABEL_MANAGED, Docker
 from .errors import CodeexecError, DockerError, InvalidOption, NoSuchSession
 from .models import SessionInfo, SessionRef
@@ -120,7 +121,7 @@ def ask(
         return [Answer(engines[0], question(engines[0]))]
     if timeout is None:
         timeout = float(os.environ.get("CODEEXEC_ENGINE_TIMEOUT") or DEFAULT_TIMEOUT)
-    futures = [_in_background(partial(question, e)) for e in engines]
+    futures = [in_background(partial(question, e), "codeexec-engine") for e in engines]
     deadline = time.monotonic() + timeout
     answers: list[Answer[_T]] = []
     for engine, future in zip(engines, futures, strict=True):
@@ -205,29 +206,8 @@ def place(name: str, engines: Sequence[Docker], pinned: str | None = None) -> Do
 
 def _load(docker: Docker) -> tuple[int, int]:
     running = docker.ps_inspect({LABEL_MANAGED: "1"}, all=False)
-    reserved = sum(_bytes((r.settings.get("limits") or {}).get("memory")) for r in running)
+    reserved = sum(size_bytes((r.settings.get("limits") or {}).get("memory")) for r in running)
     return len(running), -(docker.mem_total() - reserved)
-
-
-def _bytes(size: object) -> int:
-    match = re.fullmatch(r"([0-9.]+)([kmgt]?)i?b?", str(size or "").strip().lower())
-    if match is None:
-        return 0
-    return int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " "))
-
-
-def _in_background(fn: Callable[[], _T]) -> Future[_T]:
-    """``fn`` in a daemon thread: one engine that hangs never holds up the exit."""
-    future: Future[_T] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(fn())
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="codeexec-engine", daemon=True).start()
-    return future
 
 
 def unreachable(answers: Sequence[Answer[_T]]) -> list[str]:

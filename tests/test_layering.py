@@ -36,6 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "docker",
         "_dockerverbs",
         "_engineverbs",
+        "_background",
         "_transport",
         "_connection",
         "_fileclient",

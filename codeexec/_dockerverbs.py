@@ -25,6 +25,7 @@ from ._dockerargs import (
     parse_ref,
     pool_session_name,
 )
+from ._engineapi import NO_ANSWER, ps_rows, ps_url
 from ._engineargs import (
     IMAGES_FORMAT,
     Flavour,
@@ -71,6 +72,11 @@ class _Seam:
         self, args: Sequence[str], *, timeout: float = 30.0, what: str = "",
         input: str | None = None, env: Mapping[str, str] | None = None, check: bool = True,
     ) -> Completed:  # fmt: skip
+        raise NotImplementedError
+
+    def _api(
+        self, method: str, url: str, args: Sequence[str], *, what: str, timeout: float = 30.0
+    ) -> Any:
         raise NotImplementedError
 
     def stream(
@@ -262,9 +268,15 @@ class SessionLookup(_Seam):
         )
         args = Command(["ps", "--no-trunc"]).flag("--all", all)
         args.extend(["--filter", f"label={LABEL_MANAGED}=1", "--format", fmt])
+        what = "listing containers"
+        rows = self._api("GET", ps_url({LABEL_MANAGED: "1"}, all=all), args, what=what)
+        if rows is NO_ANSWER:  # the CLI's engine is not certainly the socket's: ask it
+            lines = self._run(args, what=what).stdout.splitlines()
+            rows = [(line.split("\t") + ["", "", "", ""])[:4] for line in lines]
+        else:
+            rows = ps_rows(rows, (LABEL_SESSION, LABEL_POOL))
         ids = []
-        for line in self._run(args, what="listing containers").stdout.splitlines():
-            cid, cname, session, pool = (line.split("\t") + ["", "", "", ""])[:4]
+        for cid, cname, session, pool in rows:
             if session == name or (pool and not session and pool_session_name(cname) == name):
                 ids.append(cid)
         return ids

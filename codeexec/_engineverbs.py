@@ -1,6 +1,8 @@
 """The docker verbs about the engine itself, a mixin of ``Docker``: which engine and
 where (``engine``, ``argv``, ``endpoint``, ``mem_total``), which CLI (``flavour``:
 docker or podman), its runtimes, and reaping what failed gVisor starts leave behind.
+``_api`` asks the engine's API directly (``_engineapi.py``) where that is certainly
+the CLI's engine, for the verbs on hot paths.
 
 They run nothing themselves: every call goes through ``Docker._run`` in ``docker.py``.
 """
@@ -10,7 +12,10 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
+from typing import Any
 
+from . import _engineapi
+from ._dockererrors import classify
 from ._dockerverbs import _Seam
 from ._engineargs import RUNTIMES_ARGV, Flavour, is_gvisor, reaper_argv, runtime_names
 
@@ -53,6 +58,33 @@ class EngineVerbs(_Seam):
         """``podman`` when the CLI is podman (or docker's podman wrapper), else ``docker``."""
         return _flavour_of_binary(self.binary)
 
+    def _api(
+        self, method: str, url: str, args: Sequence[str], *, what: str, timeout: float = 30.0
+    ) -> Any:
+        """The engine API's JSON answer to ``method url``, the request the CLI makes for
+        ``docker args``; ``NO_ANSWER`` when the API is not this CLI's engine or gives no
+        answer the CLI would give: then run the CLI. The engine's own error raises
+        what the CLI's ``Error response from daemon`` would (``classify``)."""
+        path = self._api_socket()
+        if path is None:
+            return _engineapi.NO_ANSWER
+        try:
+            reply = _engineapi.call(path, method, url, timeout)
+            if reply.ok:
+                return reply.json()
+            stderr = reply.error()
+        except _engineapi.Unusable:
+            return _engineapi.NO_ANSWER
+        raise classify(self.argv(args), 1, "", stderr, what or f"`docker {args[0]}`")
+
+    def _api_socket(self) -> str | None:
+        """The engine's unix socket when the API is certainly the CLI's engine, else None."""
+        if not _engineapi.enabled(os.environ) or self.flavour != "docker":
+            return None
+        if not _native(self.binary):  # a wrapper script may do anything: ask it
+            return None
+        return _engineapi.socket_path(self.host, self.context, os.environ)
+
     def runtimes(self) -> dict[str, str]:
         """The engine's runtimes (name -> path), ``{}`` when it does not say (podman)."""
         proc = self._run(RUNTIMES_ARGV, what="asking the engine for its runtimes", check=False)
@@ -91,3 +123,14 @@ def _flavour_of_binary(path: str) -> Flavour:
     except OSError:
         return "docker"
     return "podman" if head.startswith(b"#!") and b"podman" in head else "docker"
+
+
+@functools.lru_cache(maxsize=8)
+def _native(path: str) -> bool:
+    """Whether the CLI at ``path`` is an executable (ELF, Mach-O), not a script."""
+    try:
+        with open(os.path.realpath(path), "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head == b"\x7fELF" or head in (b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe")

@@ -60,6 +60,7 @@ from ._dockerargs import (  # re-exported: callers import them from here
     run_argv as run_argv,
 )
 from ._dockerverbs import LOGS_MAX_BYTES as LOGS_MAX_BYTES, ImageVerbs, SessionLookup
+from ._engineapi import NO_ANSWER, rename_url
 from ._engineargs import started_id
 from ._engineverbs import EngineVerbs
 from ._fds import (
@@ -317,7 +318,9 @@ class Docker(EngineVerbs, ImageVerbs, SessionLookup, SnapshotVerbs):
 
     def rename(self, container: str, new_name: str) -> None:
         """Rename a container (fails if ``new_name`` is taken or it is gone)."""
-        self._run(["rename", container, new_name], what=f"renaming container {container}")
+        args, what = ["rename", container, new_name], f"renaming container {container}"
+        if self._api("POST", rename_url(container, new_name), args, what=what) is NO_ANSWER:
+            self._run(args, what=what)
 
     def rm(self, *containers: str) -> None:
         """Remove containers at once (``rm -f``); missing (or going) ones are no error."""

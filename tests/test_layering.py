@@ -47,6 +47,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_fds",
         "_snapverbs",
         "_locality",
+        "_engineapi",
     ),
     "core": (
         "options",
@@ -332,6 +333,14 @@ def test_only_docker_module_runs_processes() -> None:
                 ):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
     assert offenders == []
+
+
+def test_only_docker_and_its_verbs_speak_the_engine_api() -> None:
+    # The engine API is the docker CLI's stand-in on hot paths: like the CLI, only
+    # docker.py and its verb mixins may use it (codeexec/_engineapi.py).
+    graph = _host_modules()
+    users = sorted(a for a, imps in graph.items() for i in imps if i.module == "_engineapi")
+    assert users == ["_dockerverbs", "_engineverbs", "docker"]
 
 
 def test_the_host_reads_the_executor_only_through_shared() -> None:

@@ -1,0 +1,241 @@
+"""The Docker Engine API over the engine's unix socket, for the calls on hot paths.
+
+Every docker CLI call costs the CLI's own start-up (~10-20 ms here) before the
+engine sees the request; the same request spoken over the socket costs well under
+a millisecond. ``docker.py`` (and its verb mixins) use it for a few quick calls (the
+warm pool's claim, ``docker rename``; the session lookup's ``docker ps``) and only
+where the answer is certainly the one the CLI would give, because it *is* the
+engine the CLI would talk to (``socket_path``):
+
+- the CLI is docker's own (a native executable, not podman, not a wrapper script:
+  ``Docker``'s ``_api_socket`` checks that);
+- the engine is a unix socket: ``--host``/``DOCKER_HOST`` unset (the default
+  ``/var/run/docker.sock``) or ``unix://…``; no docker context other than
+  ``default`` is named (``--context``, ``DOCKER_CONTEXT``, ``currentContext`` in the
+  CLI's config.json, re-read whenever that file changes);
+- ``CODEEXEC_ENGINE_API`` is not ``0``.
+
+Anything else, or any failure that is not the engine's own error reply (no socket,
+no permission, a timeout, a reply that is not the engine's JSON), raises
+``Unusable`` and the caller runs the CLI instead. The engine's own errors (a name
+in use, no such container) come back as a ``Reply`` whose message the caller maps
+exactly as it maps the CLI's ``Error response from daemon: …``. No TCP engine
+is ever spoken to here: a remote engine's traffic stays the CLI's (TLS, ssh).
+
+The API version is the engine's own (``/_ping``'s ``Api-Version`` header), asked
+once per socket per process, as the CLI negotiates it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+CONNECT_TIMEOUT = 2.0  # a local socket connects at once, or something is wrong
+MAX_TIMEOUT = 10.0  # seconds an API call may take before the CLI is asked instead
+MIN_VERSION = (1, 24)  # the oldest engine API whose endpoints we use as they are
+_OFF = ("0", "false", "no", "off")
+NO_ANSWER: Any = object()  # what ``Docker._api`` returns when the CLI must answer
+
+_versions: dict[str, str | None] = {}  # socket path -> "/v1.41", or None: never use it
+_contexts: dict[str, tuple[tuple[int, int], str]] = {}  # config.json -> (stat, current)
+_lock = threading.Lock()
+
+
+class Unusable(Exception):
+    """The API gave no answer the CLI would give: run the CLI instead."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The engine's answer: its HTTP status and body."""
+
+    status: int
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        """The body as JSON (``Unusable`` when it is not)."""
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError as exc:
+            raise Unusable(f"the engine's reply is not JSON: {self.body[:80]!r}") from exc
+
+    def error(self) -> str:
+        """The CLI's stderr for this error reply (``Unusable`` when it has no message)."""
+        data = self.json()
+        message = data.get("message") if isinstance(data, dict) else None
+        if not isinstance(message, str) or self.ok:
+            raise Unusable(f"unexpected reply {self.status}: {self.body[:80]!r}")
+        return f"Error response from daemon: {message}\n"
+
+
+def enabled(environ: Mapping[str, str]) -> bool:
+    """False when ``CODEEXEC_ENGINE_API`` turns the API off (the CLI for everything)."""
+    return environ.get("CODEEXEC_ENGINE_API", "").strip().lower() not in _OFF
+
+
+def socket_path(host: str, context: str, environ: Mapping[str, str]) -> str | None:
+    """The unix socket the docker CLI talks to with ``--host host``/``--context
+    context`` in ``environ``, or None when that is not certainly one socket."""
+    if not hasattr(socket, "AF_UNIX") or sys.platform == "win32":
+        return None
+    if context and context != "default":
+        return None
+    if not host and not context:  # the environment decides, as for the CLI
+        if environ.get("DOCKER_CONTEXT", "default") != "default":
+            return None
+        if current_context(environ) not in ("", "default"):
+            return None
+    host = host or environ.get("DOCKER_HOST", "")
+    if not host:
+        return DEFAULT_SOCKET
+    if host.startswith("unix://") and len(host) > len("unix://"):
+        return host[len("unix://") :]
+    return None  # tcp://, ssh://, fd://, npipe://: the CLI's
+
+
+def current_context(environ: Mapping[str, str]) -> str:
+    """``currentContext`` of the CLI's config.json ("" when none); "?" when unreadable.
+
+    Read again only when the file changed, so ``docker context use`` counts at once.
+    """
+    folder = environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    path = os.path.join(folder, "config.json")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return ""
+    except OSError:
+        return "?"
+    stamp = (st.st_mtime_ns, st.st_size)
+    with _lock:
+        known = _contexts.get(path)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    try:
+        with open(path, encoding="utf-8") as f:
+            current = json.load(f).get("currentContext") or ""
+    except (OSError, ValueError, AttributeError):
+        return "?"
+    current = current if isinstance(current, str) else "?"
+    with _lock:
+        _contexts[path] = (stamp, current)
+    return current
+
+
+class _Connection(http.client.HTTPConnection):
+    """An HTTP connection over a unix socket."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(min(CONNECT_TIMEOUT, self.timeout or CONNECT_TIMEOUT))
+            sock.connect(self._path)
+            sock.settimeout(self.timeout)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _exchange(path: str, method: str, url: str, timeout: float) -> tuple[int, Any, bytes]:
+    conn = _Connection(path, min(timeout, MAX_TIMEOUT))
+    try:
+        conn.request(method, url)  # a POST without a body says Content-Length: 0
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
+        raise Unusable(f"{method} {url} on {path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def version_prefix(path: str) -> str:
+    """``/v<the engine's API version>``, asked once (``Unusable`` if not a docker engine)."""
+    with _lock:
+        known = _versions.get(path, "")
+    if known is None:
+        raise Unusable(f"{path} is not an engine the API is used with")
+    if known:
+        return known
+    status, headers, _ = _exchange(path, "GET", "/_ping", CONNECT_TIMEOUT)
+    version = headers.get("Api-Version") or ""
+    try:
+        number = tuple(int(p) for p in version.split("."))
+    except ValueError:
+        number = ()
+    if status != 200 or headers.get("Libpod-Api-Version") or number < MIN_VERSION:
+        prefix: str | None = None  # podman's socket, an old or odd engine: the CLI's
+    else:
+        prefix = f"/v{version}"
+    with _lock:
+        _versions[path] = prefix
+    if prefix is None:
+        raise Unusable(f"{path} answers /_ping {status} with API version {version!r}")
+    return prefix
+
+
+def call(path: str, method: str, url: str, timeout: float) -> Reply:
+    """``method url`` (without the version) on the engine at ``path``.
+
+    Raises:
+        Unusable: no answer, or not the engine's (run the CLI instead).
+    """
+    status, _, body = _exchange(path, method, version_prefix(path) + url, timeout)
+    return Reply(status, body)
+
+
+def forget() -> None:
+    """Drop what this process learnt of sockets and config files (tests)."""
+    with _lock:
+        _versions.clear()
+        _contexts.clear()
+
+
+# -- requests and answers ---------------------------------------------------------------
+
+
+def rename_url(container: str, new_name: str) -> str:
+    """``docker rename container new_name`` (POST)."""
+    return f"/containers/{quote(container, safe='')}/rename?{urlencode({'name': new_name})}"
+
+
+def ps_url(labels: Mapping[str, str], *, all: bool) -> str:
+    """``docker ps [--all] --filter label=k=v…`` (GET); an empty value matches any."""
+    filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+    query = {"filters": json.dumps(filters, separators=(",", ":"))}
+    if all:
+        query["all"] = "1"
+    return f"/containers/json?{urlencode(query)}"
+
+
+def ps_rows(data: Any, labels: Sequence[str]) -> list[list[str]]:
+    """Each container of a ``ps_url`` answer as ``[id, names, label values…]``, as
+    ``docker ps --no-trunc --format '{{.ID}}\\t{{.Names}}\\t{{.Label "k"}}…'`` prints it."""
+    if not isinstance(data, list):
+        raise Unusable(f"the container list is not a list: {str(data)[:80]}")
+    rows = []
+    for item in data:
+        if not isinstance(item, dict) or not isinstance(item.get("Id"), str):
+            raise Unusable(f"a listed container has no id: {str(item)[:80]}")
+        names = ",".join(str(n).removeprefix("/") for n in item.get("Names") or [])
+        found = item.get("Labels") or {}
+        rows.append([item["Id"], names, *(str(found.get(k, "")) for k in labels)])
+    return rows

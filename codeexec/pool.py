@@ -171,8 +171,11 @@ class WarmPool:
                     self._cond.notify_all()  # the filler may be waiting after an error
                     return None
                 warm = self._ready.popleft()
-                self._cond.notify_all()  # refill
-            claimed = _launcher.claim(self._docker, warm, name, transport)
+            try:
+                claimed = _launcher.claim(self._docker, warm, name, transport)
+            finally:
+                with self._cond:  # refill once the claim is done, not racing it for the engine
+                    self._cond.notify_all()
             if claimed is not None:
                 return claimed
 

@@ -79,6 +79,9 @@ class _Seam:
     ) -> Any:
         raise NotImplementedError
 
+    def _api_inspect(self, ids: Sequence[str], timeout: float = 30.0) -> list[Any] | None:
+        raise NotImplementedError
+
     def stream(
         self, args: Sequence[str], *, timeout: float, on_line: Callable[[str], None] | None,
         env: Mapping[str, str] | None = None, input: str = "", limits: Limits | None = None,
@@ -245,7 +248,10 @@ class SessionLookup(_Seam):
         args.repeat(
             "--filter", [f"label={k}={v}" if v else f"label={k}" for k, v in labels.items()]
         )
-        return self._inspect_many(self._run(args, what="listing containers").stdout.split())
+        listed = self._api("GET", ps_url(labels, all=all), args, what="listing containers")
+        if listed is NO_ANSWER:
+            return self._inspect_many(self._run(args, what="listing containers").stdout.split())
+        return self._inspect_many([row[0] for row in ps_rows(listed, ())])
 
     def find_session(self, name: str, *, all: bool = False) -> list[SessionRef]:
         """The containers of session ``name``, running ones first (``all``: stopped too).
@@ -289,9 +295,11 @@ class SessionLookup(_Seam):
     def _inspect_many(self, ids: Sequence[str]) -> list[SessionRef]:
         if not ids:
             return []
-        proc = self._run(["container", "inspect", *ids], check=False)
-        # A container may vanish between ps and inspect; inspect still prints the rest.
-        data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
+        data = self._api_inspect(ids)
+        if data is None:
+            proc = self._run(["container", "inspect", *ids], check=False)
+            # A container may vanish between ps and inspect; inspect still prints the rest.
+            data = json.loads(proc.stdout or "[]")
         return [parse_ref(d, self.engine) for d in data]
 
     def logs(

@@ -226,6 +226,24 @@ def ps_url(labels: Mapping[str, str], *, all: bool) -> str:
     return f"/containers/json?{urlencode(query)}"
 
 
+def inspect_all(path: str, ids: Sequence[str], timeout: float) -> list[dict[str, Any]]:
+    """``docker container inspect ids…``: each container's JSON, those gone left out.
+
+    Raises:
+        Unusable: any answer but the container or "no such container" (ask the CLI).
+    """
+    found = []
+    for cid in ids:
+        reply = call(path, "GET", f"/containers/{quote(cid, safe='')}/json", timeout)
+        if reply.status == 404:
+            continue  # gone since it was listed, as the CLI leaves it out
+        data = reply.json()
+        if not reply.ok or not isinstance(data, dict):
+            raise Unusable(f"inspecting {cid}: {reply.status} {reply.body[:80]!r}")
+        found.append(data)
+    return found
+
+
 def ps_rows(data: Any, labels: Sequence[str]) -> list[list[str]]:
     """Each container of a ``ps_url`` answer as ``[id, names, label values…]``, as
     ``docker ps --no-trunc --format '{{.ID}}\\t{{.Names}}\\t{{.Label "k"}}…'`` prints it."""

@@ -77,6 +77,14 @@ class EngineVerbs(_Seam):
             return _engineapi.NO_ANSWER
         raise classify(self.argv(args), 1, "", stderr, what or f"`docker {args[0]}`")
 
+    def _api_inspect(self, ids: Sequence[str], timeout: float = 30.0) -> list[Any] | None:
+        """``docker container inspect ids…`` through the API; None: run the CLI."""
+        path = self._api_socket()
+        try:
+            return None if path is None else _engineapi.inspect_all(path, ids, timeout)
+        except _engineapi.Unusable:
+            return None
+
     def _api_socket(self) -> str | None:
         """The engine's unix socket when the API is certainly the CLI's engine, else None."""
         if not _engineapi.enabled(os.environ) or self.flavour != "docker":

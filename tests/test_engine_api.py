@@ -320,3 +320,32 @@ def test_the_api_version_is_asked_once_per_socket(
     for _ in range(3):
         assert _engineapi.call(path, "GET", "/containers/json", 5.0).json() == []
     assert server.seen.count("GET /_ping") == 1
+
+
+def test_a_listing_is_inspected_through_the_api_and_a_vanished_container_left_out(
+    engine: tuple[_Engine, str], cli_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, path = engine
+    fixture = Path(__file__).with_name("fixtures").joinpath("inspect.json").read_text()
+    (data,) = json.loads(fixture)
+    listing = ("GET", "/v1.41" + ps_url({"codeexec.managed": "1"}, all=True))
+    rows = [{"Id": data["Id"], "Names": ["/x"]}, {"Id": "gone", "Names": ["/y"]}]
+    server.replies.update({
+        listing: (200, {}, json.dumps(rows).encode()),
+        ("GET", f"/v1.41/containers/{data['Id']}/json"): (200, {}, json.dumps(data).encode()),
+        ("GET", "/v1.41/containers/gone/json"): (404, {}, b'{"message":"No such container: gone"}'),
+    })  # fmt: skip
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_PS", f"{data['Id']}\n")
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_CONTAINER", fixture)
+    docker = _docker(path, monkeypatch)
+    (by_api,) = docker.ps_inspect({"codeexec.managed": "1"})
+    assert _cli_calls(cli_log) == []
+    (by_cli,) = Docker(FAKE).ps_inspect({"codeexec.managed": "1"})  # the same JSON, by the CLI
+    assert by_api == by_cli and by_api.name == "analysis"
+    # Any other answer to an inspect: the CLI inspects them all (the API listed them).
+    server.replies[("GET", "/v1.41/containers/gone/json")] = (500, {}, b'{"message":"boom"}')
+    (again,) = docker.ps_inspect({"codeexec.managed": "1"})
+    assert again == by_cli
+    calls = [c[:2] for c in _cli_calls(cli_log)]
+    assert calls == [["ps", "--quiet"], ["container", "inspect"], ["container", "inspect"]]
+    assert _cli_calls(cli_log)[-1] == ["container", "inspect", data["Id"], "gone"]

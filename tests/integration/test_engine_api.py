@@ -83,15 +83,20 @@ def test_the_api_and_the_cli_find_the_same_containers(
     cli_calls: list[list[str]], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     made = {marker("a"), marker("b")}
+    labels = {"codeexec.session": session_name}
     by_api = api.session_candidates(session_name, all=True)
     running_by_api = api.session_candidates(session_name)
+    refs_by_api = api.ps_inspect(labels), api.find_session(session_name, all=True)
     assert cli_calls == []  # the API answered
     _cli(monkeypatch)
     by_cli = api.session_candidates(session_name, all=True)
     running_by_cli = api.session_candidates(session_name)
-    assert [c[0] for c in cli_calls] == ["ps", "ps"]
+    refs_by_cli = api.ps_inspect(labels), api.find_session(session_name, all=True)
+    assert [c[0] for c in cli_calls] == ["ps", "ps", "ps", "container", "ps", "container"]
     assert set(by_api) == made and by_api == by_cli
     assert running_by_api == running_by_cli == []  # never started
+    assert refs_by_api == refs_by_cli  # SessionRefs from the same JSON, field by field
+    assert {r.id for r in refs_by_api[0]} == {r.id for r in refs_by_api[1]} == made
 
 
 def test_a_rename_and_its_errors_are_the_same_through_the_api(
@@ -137,10 +142,10 @@ def test_a_warm_pool_claim_makes_no_docker_cli_call(
             assert _docker("container", "inspect", "--format", "{{.Name}}", session.container_id) \
                 .startswith(f"/codeexec-{session_name}-")  # fmt: skip
             assert session.execute("6 * 7").value == "42"
-            found = [r.id for r in api.find_session(session_name)]
+            found = api.find_session(session_name)
             _cli(monkeypatch)
-            assert [r.id for r in api.find_session(session_name)] == found
-            assert found == [session.container_id]
+            assert api.find_session(session_name) == found  # every field of the running one
+            assert [r.id for r in found] == [session.container_id] and found[0].running
         finally:
             session.stop()
 

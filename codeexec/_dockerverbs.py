@@ -25,7 +25,7 @@ from ._dockerargs import (
     parse_ref,
     pool_session_name,
 )
-from ._engineapi import NO_ANSWER, ps_rows, ps_url
+from ._engineapi import NO_ANSWER, image_id, inspect_all, ps_rows, ps_url
 from ._engineargs import (
     IMAGES_FORMAT,
     Flavour,
@@ -79,7 +79,7 @@ class _Seam:
     ) -> Any:
         raise NotImplementedError
 
-    def _api_inspect(self, ids: Sequence[str], timeout: float = 30.0) -> list[Any] | None:
+    def _api_ask(self, question: Callable[..., Any], *args: Any) -> Any:
         raise NotImplementedError
 
     def stream(
@@ -103,6 +103,9 @@ class ImageVerbs(_Seam):
 
     def image_id(self, ref: str) -> str | None:
         """The image's id, or None when no such image exists locally (one call)."""
+        found = self._api_ask(image_id, ref, 30.0)
+        if found is not NO_ANSWER:
+            return found  # type: ignore[no-any-return]
         proc = self._run(["image", "inspect", "--format", "{{.Id}}", ref], check=False)
         if proc.returncode == 0:
             return proc.stdout.strip()
@@ -295,8 +298,8 @@ class SessionLookup(_Seam):
     def _inspect_many(self, ids: Sequence[str]) -> list[SessionRef]:
         if not ids:
             return []
-        data = self._api_inspect(ids)
-        if data is None:
+        data = self._api_ask(inspect_all, ids, 30.0)
+        if data is NO_ANSWER:
             proc = self._run(["container", "inspect", *ids], check=False)
             # A container may vanish between ps and inspect; inspect still prints the rest.
             data = json.loads(proc.stdout or "[]")

@@ -226,6 +226,21 @@ def ps_url(labels: Mapping[str, str], *, all: bool) -> str:
     return f"/containers/json?{urlencode(query)}"
 
 
+def image_id(path: str, ref: str, timeout: float) -> str | None:
+    """``docker image inspect --format {{.Id}} ref``: None when there is no such image.
+
+    Raises:
+        Unusable: any other answer (ask the CLI).
+    """
+    reply = call(path, "GET", f"/images/{quote(ref, safe='/:@')}/json", timeout)
+    if _missing(reply, "no such image"):
+        return None
+    data = reply.json()
+    if not reply.ok or not isinstance(data, dict) or not isinstance(data.get("Id"), str):
+        raise Unusable(f"inspecting image {ref}: {reply.status} {reply.body[:80]!r}")
+    return str(data["Id"])
+
+
 def inspect_all(path: str, ids: Sequence[str], timeout: float) -> list[dict[str, Any]]:
     """``docker container inspect ids…``: each container's JSON, those gone left out.
 
@@ -235,13 +250,18 @@ def inspect_all(path: str, ids: Sequence[str], timeout: float) -> list[dict[str,
     found = []
     for cid in ids:
         reply = call(path, "GET", f"/containers/{quote(cid, safe='')}/json", timeout)
-        if reply.status == 404:
+        if _missing(reply, "no such container"):
             continue  # gone since it was listed, as the CLI leaves it out
         data = reply.json()
         if not reply.ok or not isinstance(data, dict):
             raise Unusable(f"inspecting {cid}: {reply.status} {reply.body[:80]!r}")
         found.append(data)
     return found
+
+
+def _missing(reply: Reply, said: str) -> bool:
+    """Whether ``reply`` is the engine's 404 saying ``said`` (not any other 404)."""
+    return reply.status == 404 and said in reply.error().lower()
 
 
 def ps_rows(data: Any, labels: Sequence[str]) -> list[list[str]]:

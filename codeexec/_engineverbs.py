@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _engineapi
@@ -77,13 +77,13 @@ class EngineVerbs(_Seam):
             return _engineapi.NO_ANSWER
         raise classify(self.argv(args), 1, "", stderr, what or f"`docker {args[0]}`")
 
-    def _api_inspect(self, ids: Sequence[str], timeout: float = 30.0) -> list[Any] | None:
-        """``docker container inspect ids…`` through the API; None: run the CLI."""
+    def _api_ask(self, question: Callable[..., Any], *args: Any) -> Any:
+        """``question(socket, *args)`` of ``_engineapi``; ``NO_ANSWER``: run the CLI."""
         path = self._api_socket()
         try:
-            return None if path is None else _engineapi.inspect_all(path, ids, timeout)
+            return _engineapi.NO_ANSWER if path is None else question(path, *args)
         except _engineapi.Unusable:
-            return None
+            return _engineapi.NO_ANSWER
 
     def _api_socket(self) -> str | None:
         """The engine's unix socket when the API is certainly the CLI's engine, else None."""

@@ -349,3 +349,22 @@ def test_a_listing_is_inspected_through_the_api_and_a_vanished_container_left_ou
     calls = [c[:2] for c in _cli_calls(cli_log)]
     assert calls == [["ps", "--quiet"], ["container", "inspect"], ["container", "inspect"]]
     assert _cli_calls(cli_log)[-1] == ["container", "inspect", data["Id"], "gone"]
+
+
+def test_an_image_id_through_the_api_none_when_missing_else_the_cli(
+    engine: tuple[_Engine, str], cli_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, path = engine
+    here = ("GET", "/v1.41/images/localhost:5000/team/base:1/json")
+    server.replies.update({
+        here: (200, {}, b'{"Id": "sha256:abc", "RepoTags": []}'),
+        ("GET", "/v1.41/images/nope:1/json"): (404, {}, b'{"message":"No such image: nope:1"}'),
+        ("GET", "/v1.41/images/odd:1/json"): (404, {}, b'{"message":"page not found"}'),
+    })  # fmt: skip
+    docker = _docker(path, monkeypatch)
+    assert docker.image_id("localhost:5000/team/base:1") == "sha256:abc"
+    assert docker.image_id("nope:1") is None
+    assert _cli_calls(cli_log) == []
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_IMAGE", "sha256:fromcli\n")
+    assert docker.image_id("odd:1") == "sha256:fromcli"  # an unexpected 404: the CLI's answer
+    assert _cli_calls(cli_log) == [["image", "inspect", "--format", "{{.Id}}", "odd:1"]]

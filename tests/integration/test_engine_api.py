@@ -176,3 +176,15 @@ def test_a_docker_context_or_a_tcp_host_makes_codeexec_ask_the_cli(
     with pytest.raises(DockerNotAvailable):
         tcp.session_candidates(session_name, all=True)
     assert [c[0] for c in cli_calls] == ["ps", "ps"]
+
+
+def test_an_image_lookup_is_the_same_both_ways(
+    api: Docker, session_name: str, cli_calls: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refs = [os.environ["CODEEXEC_BASE_IMAGE"], f"codeexec-missing-{session_name}:none"]
+    by_api = [api.image_id(ref) for ref in refs]
+    assert cli_calls == []
+    _cli(monkeypatch)
+    assert [api.image_id(ref) for ref in refs] == by_api
+    assert by_api[0] and by_api[0].startswith("sha256:") and by_api[1] is None
+    assert [c[:2] for c in cli_calls] == [["image", "inspect"]] * 2

@@ -3,9 +3,10 @@
 Every docker CLI call costs the CLI's own start-up (~10-20 ms here) before the
 engine sees the request; the same request spoken over the socket costs well under
 a millisecond. ``docker.py`` (and its verb mixins) use it for a few quick calls (the
-warm pool's claim, ``docker rename``; the session lookup's ``docker ps``) and only
-where the answer is certainly the one the CLI would give, because it *is* the
-engine the CLI would talk to (``socket_path``):
+warm pool's claim, ``docker rename``; finding and listing sessions, ``docker ps`` and
+``docker container inspect``; a start's ``docker image inspect``) and only where
+the answer is certainly the one the CLI would give, because it *is* the engine the
+CLI would talk to (``socket_path``):
 
 - the CLI is docker's own (a native executable, not podman, not a wrapper script:
   ``Docker``'s ``_api_socket`` checks that);

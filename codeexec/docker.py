@@ -4,8 +4,8 @@ Every call is an argument list (never a shell string) with a timeout; stdout and
 stderr are always captured, because under ``codeexec mcp`` our stdout is the MCP
 wire. The binary is ``$CODEEXEC_DOCKER`` (default ``docker``), so ``DOCKER_HOST``,
 docker contexts and podman work unchanged. A few quick calls on hot paths (``rename``,
-the name lookup's ``ps``) ask the engine's API instead where it is surely the CLI's
-engine (``_engineapi.py``).
+the lookups' ``ps`` and ``inspect``) ask the engine's API instead where it is surely
+the CLI's engine (``_engineapi.py``).
 """
 
 from __future__ import annotations

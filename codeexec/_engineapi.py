@@ -29,12 +29,12 @@ once per socket per process, as the CLI negotiates it.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +43,7 @@ from urllib.parse import quote, urlencode
 DEFAULT_SOCKET = "/var/run/docker.sock"
 CONNECT_TIMEOUT = 2.0  # a local socket connects at once, or something is wrong
 MAX_TIMEOUT = 10.0  # seconds an API call may take before the CLI is asked instead
+MAX_REPLY = 64 * 2**20  # bytes; a bigger answer is left to the CLI
 MIN_VERSION = (1, 24)  # the oldest engine API whose endpoints we use as they are
 _OFF = ("0", "false", "no", "off")
 NO_ANSWER: Any = object()  # what ``Docker._api`` returns when the CLI must answer
@@ -137,35 +138,55 @@ def current_context(environ: Mapping[str, str]) -> str:
     return current
 
 
-class _Connection(http.client.HTTPConnection):
-    """An HTTP connection over a unix socket."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(min(CONNECT_TIMEOUT, self.timeout or CONNECT_TIMEOUT))
-            sock.connect(self._path)
-            sock.settimeout(self.timeout)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-def _exchange(path: str, method: str, url: str, timeout: float) -> tuple[int, Any, bytes]:
-    conn = _Connection(path, min(timeout, MAX_TIMEOUT))
+def _exchange(
+    path: str, method: str, url: str, timeout: float
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.0 request on a new connection: the engine answers without chunking
+    and closes the connection after its reply (no ``http.client``: importing it costs
+    a CLI process ~20 ms, more than the calls it would make)."""
+    deadline = time.monotonic() + min(timeout, MAX_TIMEOUT)
+    request = f"{method} {url} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n"
+    chunks: list[bytes] = []
     try:
-        conn.request(method, url)  # a POST without a body says Content-Length: 0
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(CONNECT_TIMEOUT)
+            sock.connect(path)
+            sock.sendall(request.encode("ascii"))
+            size = 0
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no full reply in time")
+                sock.settimeout(left)
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_REPLY:
+                    raise OSError(f"a reply over {MAX_REPLY} bytes")
+    except (OSError, UnicodeError) as exc:  # timeouts are OSErrors
         raise Unusable(f"{method} {url} on {path}: {exc}") from exc
-    finally:
-        conn.close()
+    return _parse(b"".join(chunks))
+
+
+def _parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body of an HTTP/1.x reply read to its end."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise Unusable(f"not an HTTP reply: {raw[:80]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        raise Unusable("a chunked reply to an HTTP/1.0 request")
+    length = headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) != len(body)):
+        raise Unusable(f"a reply of {len(body)} bytes says Content-Length {length}")
+    return int(parts[1]), headers, body
 
 
 def version_prefix(path: str) -> str:
@@ -177,12 +198,12 @@ def version_prefix(path: str) -> str:
     if known:
         return known
     status, headers, _ = _exchange(path, "GET", "/_ping", CONNECT_TIMEOUT)
-    version = headers.get("Api-Version") or ""
+    version = headers.get("api-version") or ""
     try:
         number = tuple(int(p) for p in version.split("."))
     except ValueError:
         number = ()
-    if status != 200 or headers.get("Libpod-Api-Version") or number < MIN_VERSION:
+    if status != 200 or headers.get("libpod-api-version") or number < MIN_VERSION:
         prefix: str | None = None  # podman's socket, an old or odd engine: the CLI's
     else:
         prefix = f"/v{version}"

@@ -368,3 +368,18 @@ def test_an_image_id_through_the_api_none_when_missing_else_the_cli(
     monkeypatch.setenv("FAKE_DOCKER_STDOUT_IMAGE", "sha256:fromcli\n")
     assert docker.image_id("odd:1") == "sha256:fromcli"  # an unexpected 404: the CLI's answer
     assert _cli_calls(cli_log) == [["image", "inspect", "--format", "{{.Id}}", "odd:1"]]
+
+
+def test_a_reply_is_read_whole_and_anything_odd_is_unusable() -> None:
+    ok = b"HTTP/1.0 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK"
+    assert _engineapi._parse(ok) == (200, {"api-version": "1.41", "content-length": "2"}, b"OK")
+    assert _engineapi._parse(b"HTTP/1.1 204 No Content\r\n\r\n") == (204, {}, b"")
+    for odd in (
+        b"",
+        b"SSH-2.0-OpenSSH\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nOK",  # cut short
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nOK\r\n0\r\n\r\n",
+        b"HTTP/1.0 abc OK\r\n\r\n",
+    ):
+        with pytest.raises(Unusable):
+            _engineapi._parse(odd)

@@ -94,14 +94,16 @@ def socket_path(host: str, context: str, environ: Mapping[str, str]) -> str | No
     context`` in ``environ``, or None when that is not certainly one socket."""
     if not hasattr(socket, "AF_UNIX") or sys.platform == "win32":
         return None
-    if context and context != "default":
-        return None
-    if not host and not context:  # the environment decides, as for the CLI
-        if environ.get("DOCKER_CONTEXT", "default") != "default":
+    if context:  # `--context`: the CLI gets no `--host` (engine_args)
+        if context != "default":
+            return None
+        host = environ.get("DOCKER_HOST", "")  # the default context's endpoint
+    elif not host:  # the environment decides, as for the CLI
+        if (environ.get("DOCKER_CONTEXT") or "default") != "default":
             return None
         if current_context(environ) not in ("", "default"):
             return None
-    host = host or environ.get("DOCKER_HOST", "")
+        host = environ.get("DOCKER_HOST", "")
     if not host:
         return DEFAULT_SOCKET
     if host.startswith("unix://") and len(host) > len("unix://"):

@@ -69,6 +69,8 @@ def _config(tmp_path: Path, current: object) -> dict[str, str]:
         ("", "remote", {}, None),
         ("", "default", {"DOCKER_HOST": "unix:///c.sock"}, "/c.sock"),
         ("", "default", {"DOCKER_CONTEXT": "remote"}, DEFAULT_SOCKET),  # --context wins
+        ("unix:///b.sock", "default", {}, DEFAULT_SOCKET),  # and the CLI gets no --host
+        ("", "", {"DOCKER_CONTEXT": "", "DOCKER_HOST": ""}, DEFAULT_SOCKET),  # empty: unset
     ],
 )
 def test_the_socket_is_the_one_the_cli_would_use_or_none(

@@ -22,6 +22,10 @@ no permission, a timeout, a reply that is not the engine's JSON), raises
 in use, no such container) come back as a ``Reply`` whose message the caller maps
 exactly as it maps the CLI's ``Error response from daemon: …``. No TCP engine
 is ever spoken to here: a remote engine's traffic stays the CLI's (TLS, ssh).
+A call may take ``MAX_TIMEOUT`` seconds before the CLI is asked. If the engine
+did rename a container but its reply was lost, the CLI's rename then fails (the
+name is the container's already): the pool gives that container up and the start
+launches a fresh one; slower, never a wrong session.
 
 The API version is the engine's own (``/_ping``'s ``Api-Version`` header), asked
 once per socket per process, as the CLI negotiates it.

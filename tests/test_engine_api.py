@@ -385,3 +385,21 @@ def test_a_reply_is_read_whole_and_anything_odd_is_unusable() -> None:
     ):
         with pytest.raises(Unusable):
             _engineapi._parse(odd)
+
+
+def test_each_configured_engine_is_judged_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from codeexec import engines
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("CODEEXEC_DOCKER", _binary(tmp_path, "docker", b"\x7fELF"))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///env.sock")
+    configured = engines.parse("a=default, b=unix:///b.sock, c=ssh://me@big, d=lab, e=tcp://h:2376")
+    assert {e.name: e._api_socket() for e in configured} == {
+        "a": "/env.sock",  # the default context: DOCKER_HOST's engine
+        "b": "/b.sock",
+        "c": None,
+        "d": None,
+        "e": None,
+    }

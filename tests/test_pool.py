@@ -134,3 +134,41 @@ def test_the_pool_does_not_import_the_session(module: str) -> None:
     # session, so pool -> session would be a circle (session -> _start -> pool).
     assert not {i for i in _imports(module) if i == "session" or i.startswith("session.")}
     assert "ContainerSession" not in " ".join(_imports(module))
+
+
+def test_the_refill_starts_after_the_claims_rename_not_beside_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The refill's `docker run` would compete with the claim's rename for the engine
+    # (a claim took 20-37 ms beside it, docs/performance.md): it waits for the claim.
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from codeexec import pool as pool_module
+
+    events: list[str] = []
+    fake_docker = SimpleNamespace(rm=lambda *ids: None, engine="fake")
+    warm = SimpleNamespace(channel=SimpleNamespace(close=lambda: None), ref=SimpleNamespace(id="c"))
+
+    def launch(*args: object, **kwargs: object) -> object:
+        events.append("launch")
+        return warm
+
+    def claim(docker: object, container: object, name: str, transport: str) -> object:
+        events.append("rename")
+        time.sleep(0.5)  # a window in which a refill notified too early would launch
+        events.append("renamed")
+        return container
+
+    monkeypatch.setattr(pool_module._launcher, "claim", claim)
+    pool = WarmPool(size=1, docker=fake_docker)  # type: ignore[arg-type]
+    pool.image = "img"  # no image lookup
+    monkeypatch.setattr(pool, "launch", launch)
+    with pool:
+        assert pool.wait_ready(timeout=10)
+        assert pool.claim("x") is warm
+        deadline = time.monotonic() + 10
+        while events.count("launch") < 2 and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+    assert events == ["launch", "rename", "renamed", "launch"]

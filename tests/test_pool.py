@@ -167,6 +167,9 @@ def test_the_refill_starts_after_the_claims_rename_not_beside_it(
     monkeypatch.setattr(pool, "launch", launch)
     with pool:
         assert pool.wait_ready(timeout=10)
+        deadline = time.monotonic() + 10  # until the filler is back waiting for a claim
+        while not pool._cond._waiters and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            threading.Event().wait(0.01)
         assert pool.claim("x") is warm
         deadline = time.monotonic() + 10
         while events.count("launch") < 2 and time.monotonic() < deadline:

@@ -25,7 +25,7 @@ from ._dockerargs import (
     parse_ref,
     pool_session_name,
 )
-from ._engineapi import NO_ANSWER, image_id, inspect_all, ps_rows, ps_url
+from ._engineapi import NO_ANSWER, image_id, inspect_all, list_containers
 from ._engineargs import (
     IMAGES_FORMAT,
     Flavour,
@@ -72,11 +72,6 @@ class _Seam:
         self, args: Sequence[str], *, timeout: float = 30.0, what: str = "",
         input: str | None = None, env: Mapping[str, str] | None = None, check: bool = True,
     ) -> Completed:  # fmt: skip
-        raise NotImplementedError
-
-    def _api(
-        self, method: str, url: str, args: Sequence[str], *, what: str, timeout: float = 30.0
-    ) -> Any:
         raise NotImplementedError
 
     def _api_ask(self, question: Callable[..., Any], *args: Any) -> Any:
@@ -251,10 +246,10 @@ class SessionLookup(_Seam):
         args.repeat(
             "--filter", [f"label={k}={v}" if v else f"label={k}" for k, v in labels.items()]
         )
-        listed = self._api("GET", ps_url(labels, all=all), args, what="listing containers")
+        listed = self._api_ask(list_containers, labels, all, (), 30.0)
         if listed is NO_ANSWER:
             return self._inspect_many(self._run(args, what="listing containers").stdout.split())
-        return self._inspect_many([row[0] for row in ps_rows(listed, ())])
+        return self._inspect_many([row[0] for row in listed])
 
     def find_session(self, name: str, *, all: bool = False) -> list[SessionRef]:
         """The containers of session ``name``, running ones first (``all``: stopped too).
@@ -277,13 +272,11 @@ class SessionLookup(_Seam):
         )
         args = Command(["ps", "--no-trunc"]).flag("--all", all)
         args.extend(["--filter", f"label={LABEL_MANAGED}=1", "--format", fmt])
-        what = "listing containers"
-        rows = self._api("GET", ps_url({LABEL_MANAGED: "1"}, all=all), args, what=what)
+        columns = (LABEL_SESSION, LABEL_POOL)
+        rows = self._api_ask(list_containers, {LABEL_MANAGED: "1"}, all, columns, 30.0)
         if rows is NO_ANSWER:  # the CLI's engine is not certainly the socket's: ask it
-            lines = self._run(args, what=what).stdout.splitlines()
+            lines = self._run(args, what="listing containers").stdout.splitlines()
             rows = [(line.split("\t") + ["", "", "", ""])[:4] for line in lines]
-        else:
-            rows = ps_rows(rows, (LABEL_SESSION, LABEL_POOL))
         ids = []
         for cid, cname, session, pool in rows:
             if session == name or (pool and not session and pool_session_name(cname) == name):

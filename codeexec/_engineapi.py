@@ -254,6 +254,20 @@ def ps_url(labels: Mapping[str, str], *, all: bool) -> str:
     return f"/containers/json?{urlencode(query)}"
 
 
+def list_containers(
+    path: str, labels: Mapping[str, str], all: bool, columns: Sequence[str], timeout: float
+) -> list[list[str]]:
+    """``docker ps``'s rows (``ps_rows``) of the containers carrying ``labels``.
+
+    Raises:
+        Unusable: any answer but the list (ask the CLI).
+    """
+    reply = call(path, "GET", ps_url(labels, all=all), timeout)
+    if not reply.ok:
+        raise Unusable(f"listing containers: {reply.status} {reply.body[:80]!r}")
+    return ps_rows(reply.json(), columns)
+
+
 def image_id(path: str, ref: str, timeout: float) -> str | None:
     """``docker image inspect --format {{.Id}} ref``: None when there is no such image.
 

@@ -403,3 +403,19 @@ def test_each_configured_engine_is_judged_on_its_own(
         "d": None,
         "e": None,
     }
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [(500, b'{"message":"boom"}'), (200, b'{"message":"not a list"}'), (200, b'[{"Names":[]}]')],
+)
+def test_a_listing_the_cli_would_not_print_is_asked_of_the_cli(
+    answer: tuple[int, bytes], engine: tuple[_Engine, str], cli_log: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    server, path = engine
+    listing = ("GET", "/v1.41" + ps_url({"codeexec.managed": "1"}, all=False))
+    server.replies[listing] = (answer[0], {}, answer[1])
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_PS", "c9\tcodeexec-x-000000\tx\t\n")
+    assert _docker(path, monkeypatch).session_candidates("x") == ["c9"]
+    assert [c[0] for c in _cli_calls(cli_log)] == ["ps"]

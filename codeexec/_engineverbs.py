@@ -61,17 +61,17 @@ class EngineVerbs(_Seam):
     def _api(
         self, method: str, url: str, args: Sequence[str], *, what: str, timeout: float = 30.0
     ) -> Any:
-        """The engine API's JSON answer to ``method url``, the request the CLI makes for
-        ``docker args``; ``NO_ANSWER`` when the API is not this CLI's engine or gives no
-        answer the CLI would give: then run the CLI. The engine's own error raises
-        what the CLI's ``Error response from daemon`` would (``classify``)."""
+        """The body of the engine API's success reply to ``method url``, the request the
+        CLI makes for ``docker args``; ``NO_ANSWER`` when the API is not this CLI's
+        engine or gives no answer the CLI would give: then run the CLI. The engine's
+        own error raises what the CLI's ``Error response from daemon`` would."""
         path = self._api_socket()
         if path is None:
             return _engineapi.NO_ANSWER
         try:
             reply = _engineapi.call(path, method, url, timeout)
             if reply.ok:
-                return reply.json()
+                return reply.body
             stderr = reply.error()
         except _engineapi.Unusable:
             return _engineapi.NO_ANSWER

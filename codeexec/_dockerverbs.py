@@ -156,6 +156,13 @@ class ImageVerbs(_Seam):
         by_id = {i["Id"]: i for i in self.inspect_images([r["ID"] for r in refs])}
         return [image_info(ref, by_id.get(ref["ID"], {})) for ref in refs]
 
+    def image_ids(self, labels: Mapping[str, str]) -> list[str]:
+        """The ids of the tagged and dangling images carrying ``labels`` (one call)."""
+        args = Command(["images", "--quiet", "--no-trunc"])
+        args.repeat("--filter", [f"label={k}={v}" for k, v in labels.items()])
+        out = self._run(args, what="listing images").stdout
+        return list(dict.fromkeys(line.strip() for line in out.splitlines() if line.strip()))
+
     def inspect_images(self, refs: Sequence[str]) -> list[dict[str, Any]]:
         out = self._run(["image", "inspect", *refs], what="inspecting images").stdout
         result: list[dict[str, Any]] = json.loads(out or "[]")

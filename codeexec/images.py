@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import _urls
+from ._imagereuse import LABEL_STAGE, Parent, env_labels, label_changes, pick_parent, reuse_enabled
 from ._hostindex import (
     IndexSettings as IndexSettings,
     certificate_blocks as certificate_blocks,
@@ -34,14 +35,16 @@ from .docker import (
     commit_changes,
     install_argv,
 )
-from .errors import InvalidDependency
+from .errors import DockerError, DockerNotAvailable, InvalidDependency
 from .models import Limits, check_image_ref
 
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
 IMAGE_REPOSITORY = "codeexec-env"
 BUILD_TIMEOUT = 1800.0
 # Dependencies are installed by a confined `docker run` and `docker commit`.
-BUILD_RECIPE = "confined-run-commit-1"
+# The requirements reach install.sh on its stdin, so an install can start from an
+# existing env image (``_imagereuse``) whose requirements.txt names fewer.
+BUILD_RECIPE = "confined-run-commit-2"
 
 _TEMPLATE_NAMES = ("Dockerfile.template", "install.sh")
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f`$|&\\]")
@@ -137,10 +140,16 @@ def read_requirements_file(path: str | os.PathLike[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """The files of one image build, and the content hash that names the image."""
+    """The files of one image build, and the content hash that names the image.
+
+    ``stage`` hashes everything but the requirements (base image and its id, recipe,
+    executor, install script, CA bundle, index settings): images of one stage differ
+    only in their packages, so one can be installed on top of another.
+    """
 
     files: dict[str, bytes]
     digest: str
+    stage: str = ""
 
     @property
     def tag(self) -> str:
@@ -187,9 +196,13 @@ def make_context(
     digest.update(f"{base_image}\0{base_image_id}\0".encode())
     # How the image is made is part of what goes into it (bump when that changes).
     digest.update(f"{BUILD_RECIPE}\0".encode())
+    stage = digest.copy()
     for rel in sorted(files):
-        digest.update(rel.encode() + b"\0" + hashlib.sha256(files[rel]).digest())
-    return BuildContext(files=files, digest=digest.hexdigest())
+        entry = rel.encode() + b"\0" + hashlib.sha256(files[rel]).digest()
+        digest.update(entry)
+        if rel != "requirements.txt":
+            stage.update(entry)
+    return BuildContext(files=files, digest=digest.hexdigest(), stage=stage.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -260,36 +273,31 @@ def build_image(
     trusted part (venv, users, trust store, executor) with no network; then, if there
     are dependencies, a ``docker run`` confined like a session (``limits``,
     ``runtime``; the build user, no capabilities) installs them and ``docker commit``
-    tags the result. The install container is removed in every case, and a failed
-    build leaves no image behind.
+    tags the result. When an env image of the same stage holds a strict subset of the
+    dependencies (``_imagereuse.pick_parent``; ``CODEEXEC_BUILD_REUSE=0`` turns this
+    off), the install runs on that image instead of a new trusted part, and pip adds
+    only the difference. The install container is removed in every case, and a
+    failed build leaves no image behind.
 
     Raises:
         ImageBuildError: the build failed (``log_tail`` holds the end of its log).
     """
     context = found.context
     deadline = time.monotonic() + timeout
+    parent = _closest_image(docker, found)
     if on_line is not None:
+        on = f" on {parent.image_id[:19]} (holding {len(parent.dependencies)})" if parent else ""
         on_line(
             f"building image {context.tag} from {found.base} "
-            f"with {len(found.dependencies)} dependencies"
+            f"with {len(found.dependencies)} dependencies{on}"
         )
-    labels = {
-        LABEL_IMAGE: "1",
-        LABEL_DEPS: json.dumps(list(found.dependencies)),
-        LABEL_BASE: found.base,
-    }
-    import shutil
-    import tempfile
-
-    final = None if found.dependencies else context.tag
-    tmp = Path(tempfile.mkdtemp(prefix="codeexec-build-"))
-    try:
-        context.write(tmp)
-        stage = docker.build(str(tmp), final, labels=labels, timeout=timeout, on_line=on_line)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if final is not None:
-        return final
+    labels = env_labels(found.dependencies, found.base, found.base_id, context.stage)
+    if parent is not None:
+        stage = parent.image_id
+    else:
+        stage = _trusted_stage(docker, found, labels, timeout, on_line)
+        if not found.dependencies:
+            return context.tag
     container = f"codeexec-build-{context.digest[:12]}-{secrets.token_hex(3)}"
     committed = False
     try:
@@ -307,17 +315,69 @@ def build_image(
             ),  # fmt: skip
             timeout=max(1.0, deadline - time.monotonic()),
             on_line=on_line,
-            input=proxy_lines(),
+            input=proxy_lines() + "".join(f"REQUIREMENT={d}\n" for d in found.dependencies),
             limits=limits or Limits(),
         )
-        changes = commit_changes(docker.image_config(stage))
+        changes = commit_changes(docker.image_config(stage)) + label_changes(labels)
         docker.commit(container, context.tag, changes)
         committed = True
     finally:
         docker.rm(container)
-        if not committed:
+        if not committed and parent is None:
             docker.rmi(stage, check=False)  # the trusted part alone is no session image
     return context.tag
+
+
+def _trusted_stage(
+    docker: Docker,
+    found: ImageLookup,
+    labels: dict[str, str],
+    timeout: float,
+    on_line: Callable[[str], None] | None,
+) -> str:
+    """``docker build`` of the trusted part; returns its id.
+
+    With no dependencies it is the session image, tagged and labelled as one; else
+    it stays untagged and without the stage labels, so a build running beside this
+    one never takes it for an env image (``pick_parent``).
+    """
+    import shutil
+    import tempfile
+
+    final = None if found.dependencies else found.context.tag
+    if final is None:
+        labels = {k: labels[k] for k in (LABEL_IMAGE, LABEL_DEPS, LABEL_BASE)}
+    tmp = Path(tempfile.mkdtemp(prefix="codeexec-build-"))
+    try:
+        found.context.write(tmp)
+        return docker.build(str(tmp), final, labels=labels, timeout=timeout, on_line=on_line)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _closest_image(docker: Docker, found: ImageLookup) -> Parent | None:
+    """The env image to install ``found``'s dependencies on (``pick_parent``), if any.
+
+    Two docker calls: the ids of the env images of this stage, then one inspect of
+    them and the base image (layers and labels are read from the engine, by id).
+    """
+    if not found.dependencies or not found.base_id or not reuse_enabled():
+        return None
+    try:
+        ids = docker.image_ids({LABEL_IMAGE: "1", LABEL_STAGE: found.context.stage})
+        inspected = docker.inspect_images([found.base_id, *ids]) if ids else []
+    except DockerNotAvailable:
+        raise
+    except DockerError:  # e.g. an image removed in between: build from the base
+        return None
+    by_id = {str(i.get("Id")): i for i in inspected}
+    return pick_parent(
+        found.dependencies,
+        stage=found.context.stage,
+        base_id=found.base_id,
+        base=by_id.get(found.base_id, {}),
+        candidates=[i for i in inspected if i.get("Id") != found.base_id],
+    )
 
 
 def _cache_volume(docker: Docker, found: ImageLookup) -> str | None:

@@ -27,6 +27,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_dockererrors",
         "_dockerargs",
         "_buildargs",
+        "_imagereuse",
         "_engineargs",
         "_bounds",
         "_snapargs",
@@ -116,7 +117,7 @@ PURE = {
     "_buildargs",
     "_bounds",
 }
-PURE |= {"_events", "_cells", "_checks", "_dockererrors", "_engineargs"}
+PURE |= {"_events", "_cells", "_checks", "_dockererrors", "_engineargs", "_imagereuse"}
 IMPURE_STDLIB = {"subprocess", "socket", "selectors", "threading", "multiprocessing", "asyncio"}
 IMPURE_STDLIB |= {"signal", "shutil", "tempfile", "pty"}
 PURE_MAY_IMPORT = {"protocol": {"models", "_events", "errors", "_shared"}}

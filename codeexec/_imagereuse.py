@@ -15,13 +15,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._dockerargs import LABEL_BASE, LABEL_DEPS, LABEL_IMAGE, LABEL_MANAGED, LABEL_POOL
-from ._dockerargs import LABEL_SESSION
+from ._dockerargs import (
+    LABEL_BASE,
+    LABEL_DEPS,
+    LABEL_IMAGE,
+    LABEL_MANAGED,
+    LABEL_POOL,
+    LABEL_SESSION,
+)
 
 # Set by ``docker commit --change`` on an env image only (never on a trusted stage or
 # a container): the stage key its packages were installed on, and its base image id.
 LABEL_STAGE = "codeexec.stage"
 LABEL_BASE_ID = "codeexec.base-id"
+# Each build on an earlier image adds a layer; overlay2 mounts at most 128. A chain
+# this deep starts again from the base (a new trusted stage) instead.
+MAX_LAYERS = 100
 # What a container adds to its image's labels: a committed session is no env image.
 _CONTAINER_LABELS = (LABEL_MANAGED, LABEL_SESSION, LABEL_POOL)
 
@@ -73,7 +82,8 @@ def pick_parent(
     counts only if its labels say codeexec committed it (``env_labels``) with this
     ``stage`` and ``base_id``, it carries no container's labels, its requirement list
     is a strict subset of ``wanted``, and its layers begin with the base image's
-    layers (ids compared, not names: a label alone cannot point at another base).
+    layers (ids compared, not names: a label alone cannot point at another base)
+    and number fewer than ``MAX_LAYERS``.
     Ties go to the newest image, then the smallest id.
     """
     want = set(wanted)
@@ -88,7 +98,9 @@ def pick_parent(
         image_id = str(image.get("Id") or "")
         if deps is None or not image_id or not set(deps) < want:
             continue
-        if len(layers) <= len(base_layers) or layers[: len(base_layers)] != base_layers:
+        if not len(base_layers) < len(layers) < MAX_LAYERS:
+            continue
+        if layers[: len(base_layers)] != base_layers:
             continue
         rank = (len(set(deps)), str(image.get("Created") or ""))
         if rank > best:

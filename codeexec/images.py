@@ -7,7 +7,6 @@ for the same dependencies builds nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -17,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import _urls
-from ._imagereuse import LABEL_STAGE, Parent, env_labels, label_changes, pick_parent, reuse_enabled
 from ._hostindex import (
     IndexSettings as IndexSettings,
     certificate_blocks as certificate_blocks,
     host_index_settings as host_index_settings,
     proxy_lines as proxy_lines,
 )
+from ._imagereuse import LABEL_STAGE, Parent, env_labels, label_changes, pick_parent, reuse_enabled
 from ._shared import executor_source_dir as executor_source_dir
 from .docker import (
     LABEL_BASE,

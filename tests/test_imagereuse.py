@@ -10,6 +10,7 @@ import pytest
 
 from codeexec._imagereuse import (
     LABEL_STAGE,
+    MAX_LAYERS,
     Parent,
     env_labels,
     label_changes,
@@ -19,8 +20,11 @@ from codeexec._imagereuse import (
 from codeexec.docker import Docker
 from codeexec.errors import ImageBuildError
 from codeexec.images import ImageLookup, IndexSettings, build_image, make_context
-from tests.test_images import FAKE, _argvs
-from tests.test_images import fake_build as fake_build  # the fixture
+from tests.test_images import (
+    FAKE,
+    _argvs,
+    fake_build as fake_build,  # the fixture
+)
 
 BASE_ID = "sha256:" + "b" * 64
 BASE_LAYERS = ["sha256:l1", "sha256:l2"]
@@ -111,6 +115,12 @@ def test_the_layers_decide_the_base_not_the_labels() -> None:
     assert _pick(_env("sha256:1", ["six"]), base={"Id": BASE_ID}) is None
     assert pick_parent(WANTED, stage=STAGE, base_id="", base=_base(),
                        candidates=[_env("sha256:1", ["six"])]) is None  # fmt: skip
+
+
+def test_a_chain_of_images_too_deep_for_the_engine_starts_again() -> None:
+    deep = [*BASE_LAYERS, *(f"sha256:{i}" for i in range(MAX_LAYERS - len(BASE_LAYERS)))]
+    assert _pick(_env("sha256:1", ["six"], layers=deep[:-1])) is not None
+    assert _pick(_env("sha256:1", ["six"], layers=deep)) is None
 
 
 def test_the_stage_key_follows_everything_but_the_requirements(tmp_path: Path) -> None:

@@ -22,7 +22,14 @@ from ._hostindex import (
     host_index_settings as host_index_settings,
     proxy_lines as proxy_lines,
 )
-from ._imagereuse import LABEL_STAGE, Parent, env_labels, label_changes, pick_parent, reuse_enabled
+from ._imagereuse import (
+    Parent,
+    closest_image,
+    commit_message,
+    env_labels,
+    label_changes,
+    reuse_enabled,
+)
 from ._shared import executor_source_dir as executor_source_dir
 from .docker import (
     LABEL_BASE,
@@ -34,7 +41,7 @@ from .docker import (
     commit_changes,
     install_argv,
 )
-from .errors import DockerError, DockerNotAvailable, InvalidDependency
+from .errors import InvalidDependency
 from .models import Limits, check_image_ref
 
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
@@ -273,7 +280,7 @@ def build_image(
     are dependencies, a ``docker run`` confined like a session (``limits``,
     ``runtime``; the build user, no capabilities) installs them and ``docker commit``
     tags the result. When an env image of the same stage holds a strict subset of the
-    dependencies (``_imagereuse.pick_parent``; ``CODEEXEC_BUILD_REUSE=0`` turns this
+    dependencies (``_imagereuse``; ``CODEEXEC_BUILD_REUSE=0`` turns this
     off), the install runs on that image instead of a new trusted part, and pip adds
     only the difference. The install container is removed in every case, and a
     failed build leaves no image behind.
@@ -318,7 +325,7 @@ def build_image(
             limits=limits or Limits(),
         )
         changes = commit_changes(docker.image_config(stage)) + label_changes(labels)
-        docker.commit(container, context.tag, changes)
+        docker.commit(container, context.tag, changes, commit_message(context.stage))
         committed = True
     finally:
         docker.rm(container)
@@ -338,7 +345,7 @@ def _trusted_stage(
 
     With no dependencies it is the session image, tagged and labelled as one; else
     it stays untagged and without the stage labels, so a build running beside this
-    one never takes it for an env image (``pick_parent``).
+    one never takes it for an env image (``rank_parents``).
     """
     import shutil
     import tempfile
@@ -355,27 +362,10 @@ def _trusted_stage(
 
 
 def _closest_image(docker: Docker, found: ImageLookup) -> Parent | None:
-    """The env image to install ``found``'s dependencies on (``pick_parent``), if any.
-
-    Two docker calls: the ids of the env images of this stage, then one inspect of
-    them and the base image (layers and labels are read from the engine, by id).
-    """
-    if not found.dependencies or not found.base_id or not reuse_enabled():
+    if not found.dependencies or not reuse_enabled():
         return None
-    try:
-        ids = docker.image_ids({LABEL_IMAGE: "1", LABEL_STAGE: found.context.stage})
-        inspected = docker.inspect_images([found.base_id, *ids]) if ids else []
-    except DockerNotAvailable:
-        raise
-    except DockerError:  # e.g. an image removed in between: build from the base
-        return None
-    by_id = {str(i.get("Id")): i for i in inspected}
-    return pick_parent(
-        found.dependencies,
-        stage=found.context.stage,
-        base_id=found.base_id,
-        base=by_id.get(found.base_id, {}),
-        candidates=[i for i in inspected if i.get("Id") != found.base_id],
+    return closest_image(
+        docker, found.dependencies, stage=found.context.stage, base_id=found.base_id
     )
 
 

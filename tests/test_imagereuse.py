@@ -12,9 +12,11 @@ from codeexec._imagereuse import (
     LABEL_STAGE,
     MAX_LAYERS,
     Parent,
+    built_here,
+    commit_message,
     env_labels,
     label_changes,
-    pick_parent,
+    rank_parents,
     reuse_enabled,
 )
 from codeexec.docker import Docker
@@ -55,9 +57,10 @@ def _env(
 
 
 def _pick(*candidates: dict[str, Any], base: dict[str, Any] | None = None) -> Parent | None:
-    return pick_parent(
+    ranked = rank_parents(
         WANTED, stage=STAGE, base_id=BASE_ID, base=base or _base(), candidates=candidates
     )
+    return ranked[0] if ranked else None
 
 
 def test_the_strict_subset_with_the_most_packages_is_picked() -> None:
@@ -72,8 +75,8 @@ def test_the_same_set_or_one_with_other_packages_is_no_parent() -> None:
     assert _pick(_env("sha256:1", list(WANTED))) is None  # not strict: that is the image itself
     assert _pick(_env("sha256:1", ["six", "numpy"])) is None  # numpy is not wanted
     assert _pick(_env("sha256:1", ["six>=1"])) is None  # requirements compare as written
-    assert pick_parent((), stage=STAGE, base_id=BASE_ID, base=_base(),
-                       candidates=[_env("sha256:0", [])]) is None  # fmt: skip
+    assert rank_parents((), stage=STAGE, base_id=BASE_ID, base=_base(),
+                        candidates=[_env("sha256:0", [])]) == []  # fmt: skip
 
 
 def test_ties_go_to_the_newest_then_the_smallest_id() -> None:
@@ -113,8 +116,33 @@ def test_the_layers_decide_the_base_not_the_labels() -> None:
     other_base = {"Id": "sha256:" + "f" * 64, "RootFS": {"Layers": BASE_LAYERS}}
     assert _pick(_env("sha256:1", ["six"]), base=other_base) is None
     assert _pick(_env("sha256:1", ["six"]), base={"Id": BASE_ID}) is None
-    assert pick_parent(WANTED, stage=STAGE, base_id="", base=_base(),
-                       candidates=[_env("sha256:1", ["six"])]) is None  # fmt: skip
+    assert rank_parents(WANTED, stage=STAGE, base_id="", base=_base(),
+                        candidates=[_env("sha256:1", ["six"])]) == []  # fmt: skip
+
+
+def test_candidates_are_ranked_best_first() -> None:
+    one, two = _env("sha256:1", ["six"]), _env("sha256:2", ["packaging", "six"])
+    ranked = rank_parents(WANTED, stage=STAGE, base_id=BASE_ID, base=_base(),
+                          candidates=[one, two])  # fmt: skip
+    assert [p.image_id for p in ranked] == ["sha256:2", "sha256:1"]
+
+
+def _history(*ids: str, comment: str = commit_message(STAGE)) -> list[dict[str, str]]:
+    return [{"ID": ids[0], "Comment": comment}, *({"ID": i, "Comment": ""} for i in ids[1:])]
+
+
+def test_the_history_shows_codeexecs_install_on_top_and_the_base_below() -> None:
+    assert built_here(_history("sha256:1", "<missing>", BASE_ID), base_id=BASE_ID, stage=STAGE)
+    # Podman prints ids without the algorithm.
+    assert built_here(_history("1", BASE_ID.removeprefix("sha256:")), base_id=BASE_ID, stage=STAGE)
+    # An image someone built FROM an env image: its newest layer is theirs.
+    derived = [{"ID": "sha256:9", "Comment": ""}, *_history("sha256:1", BASE_ID)]
+    assert not built_here(derived, base_id=BASE_ID, stage=STAGE)
+    # Another base image with the same files: its id is not in the chain.
+    assert not built_here(_history("sha256:1", "sha256:other"), base_id=BASE_ID, stage=STAGE)
+    assert not built_here(_history("sha256:1", BASE_ID, comment=commit_message("d" * 64)),
+                          base_id=BASE_ID, stage=STAGE)  # fmt: skip
+    assert not built_here([], base_id=BASE_ID, stage=STAGE)
 
 
 def test_a_chain_of_images_too_deep_for_the_engine_starts_again() -> None:
@@ -170,6 +198,8 @@ def reuse(fake_build: Path, monkeypatch: pytest.MonkeyPatch) -> ImageLookup:
     parent["Config"].update({"User": "10001:10001", "WorkingDir": "/workspace", "Cmd": ["x"]})
     monkeypatch.setenv("FAKE_DOCKER_STDOUT_IMAGES", PARENT + "\n")
     monkeypatch.setenv("FAKE_DOCKER_STDOUT_IMAGE", json.dumps([parent, _base()]))
+    history = _history(PARENT, "<missing>", BASE_ID, comment=commit_message(context.stage))
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_HISTORY", "".join(json.dumps(r) + "\n" for r in history))
     monkeypatch.setenv("CODEEXEC_BUILD_CACHE", "0")
     return ImageLookup("base:1", ("idna", "six"), context, exists=False, base_id=BASE_ID)
 
@@ -180,15 +210,17 @@ def test_a_superset_installs_on_the_closest_image_and_commits_its_own_labels(
     lines: list[str] = []
     assert build_image(Docker(FAKE), reuse, on_line=lines.append) == reuse.tag
     calls = [json.loads(line) for line in fake_build.read_text().splitlines()]
-    images, inspect, run, _, commit, rm = (c["argv"] for c in calls)
+    images, inspect, history, run, _, commit, rm = (c["argv"] for c in calls)
     assert images == ["images", "--quiet", "--no-trunc", "--filter", "label=codeexec.image=1",
                       "--filter", f"label=codeexec.stage={reuse.context.stage}"]  # fmt: skip
     assert inspect == ["image", "inspect", BASE_ID, PARENT]
+    assert history == ["history", "--no-trunc", "--format", "{{json .}}", PARENT]
     # No docker build: the install runs on the parent, by id, with the whole set.
     assert run[-3:] == [PARENT, "sh", "/opt/codeexec/build/install.sh"]
     assert run[run.index("--user") + 1] == "10002:10002"
-    assert calls[2]["stdin"].endswith("REQUIREMENT=idna\nREQUIREMENT=six\n")
+    assert calls[3]["stdin"].endswith("REQUIREMENT=idna\nREQUIREMENT=six\n")
     assert commit[-2:] == [run[run.index("--name") + 1], reuse.tag]
+    assert commit[commit.index("--message") + 1] == commit_message(reuse.context.stage)
     changes = [commit[i + 1] for i, a in enumerate(commit) if a == "--change"]
     assert changes[:3] == ["USER 10001:10001", "WORKDIR /workspace", 'CMD ["x"]']
     assert 'LABEL codeexec.deps="[\\"idna\\", \\"six\\"]"' in changes
@@ -205,7 +237,7 @@ def test_a_failed_install_on_a_parent_removes_the_container_never_the_parent(
     with pytest.raises(ImageBuildError):
         build_image(Docker(FAKE), reuse)
     verbs = [a[0] for a in _argvs(fake_build)]
-    assert verbs == ["images", "image", "run", "rm"]
+    assert verbs == ["images", "image", "history", "run", "rm"]
 
 
 def test_turned_off_reuse_builds_the_trusted_stage(
@@ -214,6 +246,16 @@ def test_turned_off_reuse_builds_the_trusted_stage(
     monkeypatch.setenv("CODEEXEC_BUILD_REUSE", "0")
     build_image(Docker(FAKE), reuse)
     assert [a[0] for a in _argvs(fake_build)] == ["build", "run", "image", "commit", "rm"]
+
+
+def test_an_image_whose_history_is_not_codeexecs_is_not_built_on(
+    reuse: ImageLookup, fake_build: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    derived = [{"ID": PARENT, "Comment": ""}, {"ID": BASE_ID, "Comment": ""}]
+    monkeypatch.setenv("FAKE_DOCKER_STDOUT_HISTORY", "".join(json.dumps(r) + "\n" for r in derived))
+    build_image(Docker(FAKE), reuse)
+    verbs = [a[0] for a in _argvs(fake_build)]
+    assert verbs == ["images", "image", "history", "build", "run", "image", "commit", "rm"]
 
 
 def test_a_failed_lookup_falls_back_to_the_trusted_stage(

@@ -27,7 +27,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_dockererrors",
         "_dockerargs",
         "_buildargs",
-        "_imagereuse",
         "_engineargs",
         "_bounds",
         "_snapargs",
@@ -43,6 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_fileclient",
         "client",
         "images",
+        "_imagereuse",
         "_hostindex",
         "_addrcache",
         "_fds",
@@ -117,7 +117,7 @@ PURE = {
     "_buildargs",
     "_bounds",
 }
-PURE |= {"_events", "_cells", "_checks", "_dockererrors", "_engineargs", "_imagereuse"}
+PURE |= {"_events", "_cells", "_checks", "_dockererrors", "_engineargs"}
 IMPURE_STDLIB = {"subprocess", "socket", "selectors", "threading", "multiprocessing", "asyncio"}
 IMPURE_STDLIB |= {"signal", "shutil", "tempfile", "pty"}
 PURE_MAY_IMPORT = {"protocol": {"models", "_events", "errors", "_shared"}}

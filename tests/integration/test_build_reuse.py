@@ -8,15 +8,19 @@ each build a few seconds.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from codeexec import ImageBuildError
+from codeexec._imagereuse import commit_message, env_labels, label_changes
 from codeexec.docker import Docker
 from codeexec.images import ensure_image, find_image
+from tests.conftest import RUN_ID, unique_name
 from tests.integration.test_uv_build import _base_of_this_run
 
 pytestmark = pytest.mark.docker
@@ -137,3 +141,42 @@ def test_a_failed_install_on_an_image_leaves_nothing_and_the_image_intact(
     for image_id in set(ids.split()):
         label = _docker("image", "inspect", "--format", fmt, image_id).stdout.strip()
         assert not label or json.loads(label) != deps
+
+
+def test_images_with_copied_labels_are_not_built_on(
+    reuse_base: str, tmp_path: Path, removed_after: list[str]
+) -> None:
+    """Every label of an env image of this base and stage, on two images codeexec did
+    not commit there: one built FROM this run's base (as a user's Dockerfile would be,
+    labels inherited), and one committed with codeexec's own comment on another base
+    with the same files (the offline base)."""
+    deps = ["idna", "packaging"]
+    found = find_image(Docker(), base_image=reuse_base, dependencies=deps)
+    changes = label_changes(env_labels(["idna"], reuse_base, found.base_id, found.context.stage))
+    derived = f"codeexec-test-derived:{RUN_ID}"
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {reuse_base}\nCOPY f /f\n" + "".join(f"{c}\n" for c in changes)
+    )
+    built = _docker("build", "-q", "--label", "codeexec.test=1", "-t", derived, str(tmp_path))
+    assert built.returncode == 0, built.stderr
+    removed_after.append(derived)
+    other = f"codeexec-test-otherbase:{RUN_ID}"
+    container = unique_name()
+    made = _docker("create", "--name", container, "--label", "codeexec.test=1",
+                   os.environ["CODEEXEC_BASE_IMAGE"], "true")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    try:
+        message = commit_message(found.context.stage)
+        args = [a for c in changes for a in ("--change", c)]
+        committed = _docker("commit", "--message", message, *args, container, other)
+        assert committed.returncode == 0, committed.stderr
+    finally:
+        _docker("rm", "-f", container)
+    removed_after.append(other)
+    for image in (derived, other):
+        assert _inspect(image)["Config"]["Labels"]["codeexec.stage"] == found.context.stage
+    tag, log = _build(reuse_base, deps)
+    removed_after.append(tag)
+    assert "holding" not in log and "Step 1/" in log  # from the base, a new trusted stage
+    assert _python(tag, "import idna, packaging; print('ok')") == "ok"

@@ -118,7 +118,8 @@ def rank_parents(
         deps = _requirements(image, stage, base_id)
         layers = _layers(image)
         image_id = str(image.get("Id") or "")
-        if deps is None or not image_id or not set(deps) < want:
+        # An image without requirements is a `docker build`, never a commit: not one.
+        if not deps or not image_id or not set(deps) < want:
             continue
         if not len(base_layers) < len(layers) < MAX_LAYERS:
             continue

@@ -325,7 +325,9 @@ def build_image(
             limits=limits or Limits(),
         )
         changes = commit_changes(docker.image_config(stage)) + label_changes(labels)
-        docker.commit(container, context.tag, changes, commit_message(context.stage))
+        # podman keeps no commit message in its default (OCI) format: no reuse there.
+        message = commit_message(context.stage) if docker.flavour == "docker" else None
+        docker.commit(container, context.tag, changes, message)
         committed = True
     finally:
         docker.rm(container)
@@ -362,7 +364,7 @@ def _trusted_stage(
 
 
 def _closest_image(docker: Docker, found: ImageLookup) -> Parent | None:
-    if not found.dependencies or not reuse_enabled():
+    if not found.dependencies or not reuse_enabled() or docker.flavour != "docker":
         return None
     return closest_image(
         docker, found.dependencies, stage=found.context.stage, base_id=found.base_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,8 @@ def test_the_strict_subset_with_the_most_packages_is_picked() -> None:
     one, two = _env("sha256:1", ["six"]), _env("sha256:2", ["packaging", "six"])
     assert _pick(one, two) == Parent("sha256:2", ("packaging", "six"))
     assert _pick(two, one) == Parent("sha256:2", ("packaging", "six"))
-    # The image with no dependencies is a subset too: it saves the trusted stage's build.
-    assert _pick(_env("sha256:0", [])) == Parent("sha256:0", ())
+    # The image with no dependencies comes from `docker build`, with no install commit.
+    assert _pick(_env("sha256:0", [])) is None
 
 
 def test_the_same_set_or_one_with_other_packages_is_no_parent() -> None:
@@ -264,3 +265,17 @@ def test_a_failed_lookup_falls_back_to_the_trusted_stage(
     monkeypatch.setenv("FAKE_DOCKER_FAIL", "images")  # e.g. gc removed one in between
     build_image(Docker(FAKE), reuse)
     assert [a[0] for a in _argvs(fake_build)] == ["images", "build", "run", "image", "commit", "rm"]
+
+
+def test_podman_builds_from_the_base_and_commits_without_a_message(
+    reuse: ImageLookup, fake_build: Path, tmp_path: Path
+) -> None:
+    # podman refuses `commit --message` in its default (OCI) image format.
+    podman = tmp_path / "podman"
+    shutil.copy(FAKE, podman)
+    podman.chmod(0o755)
+    assert Docker(str(podman)).flavour == "podman"
+    build_image(Docker(str(podman)), reuse)
+    argvs = _argvs(fake_build)
+    assert [a[0] for a in argvs] == ["build", "run", "image", "commit", "rm"]
+    assert "--message" not in argvs[3]

@@ -94,10 +94,16 @@ def commit_changes(image_config: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def commit_argv(container: str, tag: str, changes: Sequence[str]) -> list[str]:
-    """The ``docker commit`` that turns a finished install container into the image."""
+def commit_argv(
+    container: str, tag: str, changes: Sequence[str], message: str | None = None
+) -> list[str]:
+    """The ``docker commit`` that turns a finished install container into the image.
+
+    ``message`` becomes the new layer's comment in ``docker history``.
+    """
     cmd = Command(["commit"])
     cmd.repeat("--change", changes)
+    cmd.opt("--message", message)
     cmd.extend([container, tag])
     return cmd
 

@@ -147,9 +147,18 @@ class ImageVerbs(_Seam):
         env = {"CODEEXEC_DOCKER": self.binary, "DEBIAN_SUITE": suite}
         return self._lines(["bash", script, tag], on_line, timeout=timeout, env=env)
 
-    def commit(self, container: str, tag: str, changes: Sequence[str]) -> None:
+    def commit(
+        self, container: str, tag: str, changes: Sequence[str], message: str | None = None
+    ) -> None:
         """Make the image ``tag`` from a stopped container."""
-        self._run(commit_argv(container, tag, changes), timeout=600, what="committing the image")
+        argv = commit_argv(container, tag, changes, message)
+        self._run(argv, timeout=600, what="committing the image")
+
+    def image_history(self, ref: str) -> list[dict[str, Any]]:
+        """``docker history`` of an image, newest layer first (``ID``, ``Comment`` …)."""
+        args = ["history", "--no-trunc", "--format", "{{json .}}", ref]
+        out = self._run(args, what="reading an image's history").stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         fmt = IMAGES_FORMAT if self.flavour == "podman" else "{{json .}}"
@@ -162,6 +171,13 @@ class ImageVerbs(_Seam):
             return []
         by_id = {i["Id"]: i for i in self.inspect_images([r["ID"] for r in refs])}
         return [image_info(ref, by_id.get(ref["ID"], {})) for ref in refs]
+
+    def image_ids(self, labels: Mapping[str, str]) -> list[str]:
+        """The ids of the tagged and dangling images carrying ``labels`` (one call)."""
+        args = Command(["images", "--quiet", "--no-trunc"])
+        args.repeat("--filter", [f"label={k}={v}" for k, v in labels.items()])
+        out = self._run(args, what="listing images").stdout
+        return list(dict.fromkeys(line.strip() for line in out.splitlines() if line.strip()))
 
     def inspect_images(self, refs: Sequence[str]) -> list[dict[str, Any]]:
         out = self._run(["image", "inspect", *refs], what="inspecting images").stdout

@@ -7,7 +7,6 @@ for the same dependencies builds nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -22,6 +21,14 @@ from ._hostindex import (
     certificate_blocks as certificate_blocks,
     host_index_settings as host_index_settings,
     proxy_lines as proxy_lines,
+)
+from ._imagereuse import (
+    Parent,
+    closest_image,
+    commit_message,
+    env_labels,
+    label_changes,
+    reuse_enabled,
 )
 from ._shared import executor_source_dir as executor_source_dir
 from .docker import (
@@ -41,7 +48,9 @@ DEFAULT_BASE_IMAGE = "python:3.12-slim"
 IMAGE_REPOSITORY = "codeexec-env"
 BUILD_TIMEOUT = 1800.0
 # Dependencies are installed by a confined `docker run` and `docker commit`.
-BUILD_RECIPE = "confined-run-commit-1"
+# The requirements reach install.sh on its stdin, so an install can start from an
+# existing env image (``_imagereuse``) whose requirements.txt names fewer.
+BUILD_RECIPE = "confined-run-commit-2"
 
 _TEMPLATE_NAMES = ("Dockerfile.template", "install.sh")
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f`$|&\\]")
@@ -137,10 +146,16 @@ def read_requirements_file(path: str | os.PathLike[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """The files of one image build, and the content hash that names the image."""
+    """The files of one image build, and the content hash that names the image.
+
+    ``stage`` hashes everything but the requirements (base image and its id, recipe,
+    executor, install script, CA bundle, index settings): images of one stage differ
+    only in their packages, so one can be installed on top of another.
+    """
 
     files: dict[str, bytes]
     digest: str
+    stage: str = ""
 
     @property
     def tag(self) -> str:
@@ -187,9 +202,13 @@ def make_context(
     digest.update(f"{base_image}\0{base_image_id}\0".encode())
     # How the image is made is part of what goes into it (bump when that changes).
     digest.update(f"{BUILD_RECIPE}\0".encode())
+    stage = digest.copy()
     for rel in sorted(files):
-        digest.update(rel.encode() + b"\0" + hashlib.sha256(files[rel]).digest())
-    return BuildContext(files=files, digest=digest.hexdigest())
+        entry = rel.encode() + b"\0" + hashlib.sha256(files[rel]).digest()
+        digest.update(entry)
+        if rel != "requirements.txt":
+            stage.update(entry)
+    return BuildContext(files=files, digest=digest.hexdigest(), stage=stage.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -260,36 +279,31 @@ def build_image(
     trusted part (venv, users, trust store, executor) with no network; then, if there
     are dependencies, a ``docker run`` confined like a session (``limits``,
     ``runtime``; the build user, no capabilities) installs them and ``docker commit``
-    tags the result. The install container is removed in every case, and a failed
-    build leaves no image behind.
+    tags the result. When an env image of the same stage holds a strict subset of the
+    dependencies (``_imagereuse``; ``CODEEXEC_BUILD_REUSE=0`` turns this
+    off), the install runs on that image instead of a new trusted part, and pip adds
+    only the difference. The install container is removed in every case, and a
+    failed build leaves no image behind.
 
     Raises:
         ImageBuildError: the build failed (``log_tail`` holds the end of its log).
     """
     context = found.context
     deadline = time.monotonic() + timeout
+    parent = _closest_image(docker, found)
     if on_line is not None:
+        on = f" on {parent.image_id[:19]} (holding {len(parent.dependencies)})" if parent else ""
         on_line(
             f"building image {context.tag} from {found.base} "
-            f"with {len(found.dependencies)} dependencies"
+            f"with {len(found.dependencies)} dependencies{on}"
         )
-    labels = {
-        LABEL_IMAGE: "1",
-        LABEL_DEPS: json.dumps(list(found.dependencies)),
-        LABEL_BASE: found.base,
-    }
-    import shutil
-    import tempfile
-
-    final = None if found.dependencies else context.tag
-    tmp = Path(tempfile.mkdtemp(prefix="codeexec-build-"))
-    try:
-        context.write(tmp)
-        stage = docker.build(str(tmp), final, labels=labels, timeout=timeout, on_line=on_line)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if final is not None:
-        return final
+    labels = env_labels(found.dependencies, found.base, found.base_id, context.stage)
+    if parent is not None:
+        stage = parent.image_id
+    else:
+        stage = _trusted_stage(docker, found, labels, timeout, on_line)
+        if not found.dependencies:
+            return context.tag
     container = f"codeexec-build-{context.digest[:12]}-{secrets.token_hex(3)}"
     committed = False
     try:
@@ -307,17 +321,54 @@ def build_image(
             ),  # fmt: skip
             timeout=max(1.0, deadline - time.monotonic()),
             on_line=on_line,
-            input=proxy_lines(),
+            input=proxy_lines() + "".join(f"REQUIREMENT={d}\n" for d in found.dependencies),
             limits=limits or Limits(),
         )
-        changes = commit_changes(docker.image_config(stage))
-        docker.commit(container, context.tag, changes)
+        changes = commit_changes(docker.image_config(stage)) + label_changes(labels)
+        # podman keeps no commit message in its default (OCI) format: no reuse there.
+        message = commit_message(context.stage) if docker.flavour == "docker" else None
+        docker.commit(container, context.tag, changes, message)
         committed = True
     finally:
         docker.rm(container)
-        if not committed:
+        if not committed and parent is None:
             docker.rmi(stage, check=False)  # the trusted part alone is no session image
     return context.tag
+
+
+def _trusted_stage(
+    docker: Docker,
+    found: ImageLookup,
+    labels: dict[str, str],
+    timeout: float,
+    on_line: Callable[[str], None] | None,
+) -> str:
+    """``docker build`` of the trusted part; returns its id.
+
+    With no dependencies it is the session image, tagged and labelled as one; else
+    it stays untagged and without the stage labels, so a build running beside this
+    one never takes it for an env image (``rank_parents``).
+    """
+    import shutil
+    import tempfile
+
+    final = None if found.dependencies else found.context.tag
+    if final is None:
+        labels = {k: labels[k] for k in (LABEL_IMAGE, LABEL_DEPS, LABEL_BASE)}
+    tmp = Path(tempfile.mkdtemp(prefix="codeexec-build-"))
+    try:
+        found.context.write(tmp)
+        return docker.build(str(tmp), final, labels=labels, timeout=timeout, on_line=on_line)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _closest_image(docker: Docker, found: ImageLookup) -> Parent | None:
+    if not found.dependencies or not reuse_enabled() or docker.flavour != "docker":
+        return None
+    return closest_image(
+        docker, found.dependencies, stage=found.context.stage, base_id=found.base_id
+    )
 
 
 def _cache_volume(docker: Docker, found: ImageLookup) -> str | None:

@@ -223,8 +223,8 @@ def test_dependencies_install_in_a_confined_run_then_commit(fake_build: Path) ->
     assert run[-3:] == [_STAGE, "sh", "/opt/codeexec/build/install.sh"]
     assert commit[-2:] == [container, found.tag]
     assert rm == ["rm", "--force", container]
-    # The proxy credentials travel on the install's stdin only.
-    assert calls[2]["stdin"] == "HTTPS_PROXY=http://user:secret@127.0.0.1:9/\n"
+    # The proxy credentials travel on the install's stdin only, with the requirements.
+    assert calls[2]["stdin"] == "HTTPS_PROXY=http://user:secret@127.0.0.1:9/\nREQUIREMENT=six\n"
     assert not any("secret" in arg for argv in _argvs(fake_build) for arg in argv)
     assert any(line.startswith("installing 1 dependencies in codeexec-build-") for line in lines)
 

@@ -42,6 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_fileclient",
         "client",
         "images",
+        "_imagereuse",
         "_hostindex",
         "_addrcache",
         "_fds",

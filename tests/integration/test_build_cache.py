@@ -48,7 +48,10 @@ def cached_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 
 def _build(base: str, deps: list[str]) -> tuple[str, str]:
     lines: list[str] = []
-    tag = ensure_image(Docker(), base_image=base, dependencies=deps, on_line=lines.append)
+    with pytest.MonkeyPatch.context() as mp:
+        # From the base each time: on the first image, pip would download nothing.
+        mp.setenv("CODEEXEC_BUILD_REUSE", "0")
+        tag = ensure_image(Docker(), base_image=base, dependencies=deps, on_line=lines.append)
     return tag, "\n".join(lines)
 
 

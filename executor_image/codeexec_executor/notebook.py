@@ -161,6 +161,9 @@ class History:
         ns.update(zip(self.NAMES, self.values))
 
 
+_SIGINT = {signal.SIGINT}
+
+
 class Inbox:
     """Frames from the supervisor on the worker's control pipe, read so that an
     interrupt never loses part of one: SIGINT is held while bytes are moved from
@@ -180,7 +183,7 @@ class Inbox:
             if frame is not None:
                 return frame
             select.select([self.fd], [], [])
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
             try:
                 try:
                     size = os.readv(self.fd, [self.buf])

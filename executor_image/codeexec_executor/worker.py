@@ -261,7 +261,7 @@ class Worker:
                 pass
 
     def prepare(self) -> None:
-        if os.path.isdir(SITE_DIR) and SITE_DIR not in sys.path:
+        if SITE_DIR not in sys.path and os.path.isdir(SITE_DIR):
             # Appended, after the standard library and the image's packages: the
             # code can write this directory, so nothing in it may shadow them.
             site.addsitedir(SITE_DIR)

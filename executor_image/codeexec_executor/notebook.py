@@ -176,13 +176,16 @@ class Inbox:
         # large, mmap) n bytes for every read.
         self.buf = bytearray(256 * 1024)
 
-    def next(self):
-        """The next frame (blocking); None at EOF."""
+    def next(self, ready: bool = False):
+        """The next frame (blocking); None at EOF. ``ready``: a select just said the
+        pipe has bytes, so the first read needs no wait."""
         while True:
             frame = self.decoder.next_frame()
             if frame is not None:
                 return frame
-            select.select([self.fd], [], [])
+            if not ready:
+                select.select([self.fd], [], [])
+            ready = False
             old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
             try:
                 try:

@@ -190,7 +190,7 @@ class Worker:
                 continue  # a woken checkpoint comes back here with new fds
             if self.ctrl_in not in ready and not self.inbox.buffered():
                 continue
-            msg = self.inbox.next(ready=self.ctrl_in in ready)
+            msg = self.inbox.next(ready=self.ctrl_in in ready, masked=False)
             if msg is None:
                 return
             if msg.get("op") == "exec":

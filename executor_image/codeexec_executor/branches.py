@@ -38,9 +38,9 @@ class Branches:
         self.make_runner = make
         self.main: Runner = make()
         self.forks: dict[str, Runner] = {}
-        self._all: tuple = (self.main,)  # main, then the forks: made again when they change
+        self._all: tuple[Runner, ...] = (self.main,)  # main, then forks; made anew on a change
 
-    def all(self) -> tuple:
+    def all(self) -> tuple[Runner, ...]:
         return self._all
 
     def _forks_changed(self) -> None:

@@ -126,10 +126,11 @@ def collect(
     data of every earlier display with its id, in place, or is appended when this
     execution has none (the display was shown by an earlier one).
     """
-    # StringIO, not a list of pieces: a flood of tiny frames must not cost an object each.
-    parts = {"stdout": io.StringIO(), "stderr": io.StringIO()}
+    # StringIO, not a list of pieces: a flood of tiny frames must not cost an object
+    # each. Made when a stream's first output comes: most cells print nothing.
+    parts: dict[str, io.StringIO] = {}
     displays: list[Display] = []
-    result = ExecResult(status="error")
+    result: ExecResult | None = None
     pending_clear = False
     with closing(_iterator(events)) as stream:
         for event in stream:
@@ -139,22 +140,29 @@ def collect(
             if isinstance(event, ClearOutput) or pending_clear:
                 pending_clear = isinstance(event, ClearOutput) and event.wait
                 if not pending_clear:
-                    parts = {"stdout": io.StringIO(), "stderr": io.StringIO()}
+                    parts = {}
                     displays.clear()
                 if isinstance(event, ClearOutput):
                     continue
             if isinstance(event, StreamEvent):
                 if on_output is not None:
                     on_output(event.name, event.text)
-                parts[event.name].write(event.text)
+                part = parts.get(event.name)
+                if part is None:
+                    part = parts[event.name] = io.StringIO()
+                part.write(event.text)
             elif isinstance(event, Display):
                 if on_display is not None:
                     on_display(event)
                 _add_display(displays, event)
+    if result is None:
+        result = ExecResult(status="error")
+    if not parts and not displays and not (result.stdout or result.stderr or result.displays):
+        return result  # nothing to add (the common `pass`): no copy
     return replace(
         result,
-        stdout=parts["stdout"].getvalue(),
-        stderr=parts["stderr"].getvalue(),
+        stdout=parts["stdout"].getvalue() if "stdout" in parts else "",
+        stderr=parts["stderr"].getvalue() if "stderr" in parts else "",
         displays=tuple(displays),
     )
 

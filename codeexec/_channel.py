@@ -147,12 +147,19 @@ class Channel:
 
     @contextmanager
     def using(self) -> Iterator[ExecutorClient]:
-        """The connection for one request, opened when needed, failures watched."""
-        with self.watching():
+        """The connection for one request, opened when needed, failures watched
+        (as ``watching`` does, written out: this is on every request's path)."""
+        try:
             client = self.client(check_gone=False)
-        # An executor killed by the code it ran takes a moment to show as stopped.
-        with self.watching(LOST_SETTLE):
+        except (ConnectionLost, HandshakeError) as exc:
+            self.raise_if_gone(exc)
+            raise
+        try:
             yield client
+        except (ConnectionLost, HandshakeError) as exc:
+            # An executor killed by the code it ran takes a moment to show as stopped.
+            self.raise_if_gone(exc, LOST_SETTLE)
+            raise
 
     def wait_ready(self, timeout: float) -> None:
         """Connect, retrying until ``timeout``; a completed handshake means ready.

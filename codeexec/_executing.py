@@ -130,7 +130,7 @@ class Executing:
                         continue
                     total += event.duration_ms
                     if last or not event.ok:
-                        yield replace(event, duration_ms=round(total, 3))
+                        yield event if number == 1 else replace(event, duration_ms=round(total, 3))
                         return
 
     def _install_code(self, packages: Sequence[str]) -> str:

@@ -75,6 +75,7 @@ def test_the_host_handshake_fits_under_the_pre_auth_frame_limit() -> None:
 def test_result_limit_defaults_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OUTPUT", "DISPLAY", "VALUE", "ERROR"):
         monkeypatch.delenv(f"CODEEXEC_{name}_LIMIT", raising=False)
+    monkeypatch.setattr(bounds, "_defaults", {})  # read once per process: read again
     limits = ResultLimits()
     assert bounds.defaults() == {
         "output_limit": limits.output,

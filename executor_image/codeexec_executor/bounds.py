@@ -29,14 +29,21 @@ def _env_int(name: str, default: int) -> int:
     return value if value >= 0 else default
 
 
+LIMIT_KEYS = ("output_limit", "display_limit", "value_limit", "error_limit")
+_defaults: dict = {}  # read from the environment once: it is the process's, fixed at start
+
+
 def defaults() -> dict:
-    """The caps an exec request does not set: CODEEXEC_*_LIMIT or the built-in ones."""
-    return {
-        "output_limit": _env_int("CODEEXEC_OUTPUT_LIMIT", constants.OUTPUT_LIMIT),
-        "display_limit": _env_int("CODEEXEC_DISPLAY_LIMIT", constants.DISPLAY_LIMIT),
-        "value_limit": _env_int("CODEEXEC_VALUE_LIMIT", constants.VALUE_LIMIT),
-        "error_limit": _env_int("CODEEXEC_ERROR_LIMIT", constants.ERROR_LIMIT),
-    }
+    """The caps an exec request does not set: CODEEXEC_*_LIMIT or the built-in ones
+    (a new dict each call; the environment is read on the first)."""
+    if not _defaults:
+        _defaults.update(
+            output_limit=_env_int("CODEEXEC_OUTPUT_LIMIT", constants.OUTPUT_LIMIT),
+            display_limit=_env_int("CODEEXEC_DISPLAY_LIMIT", constants.DISPLAY_LIMIT),
+            value_limit=_env_int("CODEEXEC_VALUE_LIMIT", constants.VALUE_LIMIT),
+            error_limit=_env_int("CODEEXEC_ERROR_LIMIT", constants.ERROR_LIMIT),
+        )
+    return dict(_defaults)
 
 
 def text_size(text: str) -> int:

@@ -38,9 +38,13 @@ class Branches:
         self.make_runner = make
         self.main: Runner = make()
         self.forks: dict[str, Runner] = {}
+        self._all: tuple[Runner, ...] = (self.main,)  # main, then forks; made anew on a change
 
-    def all(self) -> list[Runner]:
-        return [self.main, *self.forks.values()]
+    def all(self) -> tuple[Runner, ...]:
+        return self._all
+
+    def _forks_changed(self) -> None:
+        self._all = (self.main, *self.forks.values())
 
     def get(self, name: str) -> Runner | None:
         return self.main if not name else self.forks.get(name)
@@ -57,7 +61,9 @@ class Branches:
 
     @property
     def exec(self):
-        return next((r.exec for r in self.all() if r.exec is not None), None)
+        if not self.forks:  # every request of a session without forks asks this
+            return self.main.exec
+        return next((r.exec for r in self._all if r.exec is not None), None)
 
     @property
     def last_done(self) -> float:
@@ -85,7 +91,7 @@ class Branches:
         return [d for r in self.all() for d in r.deadlines()]
 
     def tick(self, now: float) -> None:
-        for runner in list(self.all()):
+        for runner in self._all:  # a tuple, replaced (never changed) as forks come and go
             runner.tick(now)
 
     def detach(self, conn) -> None:
@@ -128,6 +134,7 @@ class Branches:
         finally:
             parked.close()  # the parked copy exits; the woken worker goes on
         self.forks[name] = runner
+        self._forks_changed()
         worker = runner.worker
         return {
             "name": name,
@@ -139,6 +146,7 @@ class Branches:
         runner = self.forks.pop(name, None)
         if runner is None:
             raise CheckpointError("no_such_fork", f"this session has no fork {name!r}")
+        self._forks_changed()
         if runner.exec is not None:
             runner.interrupt("disconnected")
         runner.checkpoints.close()

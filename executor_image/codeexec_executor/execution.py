@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from .checkpoints import Parked
 
 
+_UTF8 = codecs.getincrementaldecoder("utf-8")
+
+
 def log(message: str) -> None:
     sys.stderr.write(f"codeexec: {message}\n")
     sys.stderr.flush()
@@ -38,7 +41,12 @@ class Exec:
         self.rolled_back = False
         self.count = None  # the worker's execution count, from its result
         self.input_seq = None  # the input_request waiting for the client's reply
-        self.decoders = {
-            name: codecs.getincrementaldecoder("utf-8")(errors="replace")
-            for name in ("stdout", "stderr")
-        }
+        self.decoders: dict = {}  # per stream, made when its first output comes
+
+    def decoder(self, name: str):
+        """The incremental UTF-8 decoder of one stream (a cell that prints nothing
+        makes none)."""
+        decoder = self.decoders.get(name)
+        if decoder is None:
+            decoder = self.decoders[name] = _UTF8(errors="replace")
+        return decoder

@@ -161,6 +161,9 @@ class History:
         ns.update(zip(self.NAMES, self.values))
 
 
+_SIGINT = {signal.SIGINT}
+
+
 class Inbox:
     """Frames from the supervisor on the worker's control pipe, read so that an
     interrupt never loses part of one: SIGINT is held while bytes are moved from
@@ -173,14 +176,19 @@ class Inbox:
         # large, mmap) n bytes for every read.
         self.buf = bytearray(256 * 1024)
 
-    def next(self):
-        """The next frame (blocking); None at EOF."""
+    def next(self, ready: bool = False, masked: bool = True):
+        """The next frame (blocking); None at EOF. ``ready``: a select just said the
+        pipe has bytes, so the first read needs no wait. ``masked=False``: SIGINT
+        cannot raise here (between cells its handler never does), so the two
+        system calls that hold it are left out."""
         while True:
             frame = self.decoder.next_frame()
             if frame is not None:
                 return frame
-            select.select([self.fd], [], [])
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            if not ready:
+                select.select([self.fd], [], [])
+            ready = False
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT) if masked else None
             try:
                 try:
                     size = os.readv(self.fd, [self.buf])
@@ -190,7 +198,8 @@ class Inbox:
                     return None
                 self.decoder.feed(memoryview(self.buf)[:size])
             finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+                if old is not None:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def buffered(self) -> bool:
         return self.decoder.pending() > 0

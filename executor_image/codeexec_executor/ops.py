@@ -154,7 +154,7 @@ class Ops:
     def _op_exec(self, conn: Conn, req: dict) -> None:
         req_id, code = req.get("id"), req.get("code")
         timeout = req.get("timeout")
-        limits = {k: req.get(k) for k in bounds.defaults() if req.get(k) is not None}
+        limits = {k: req[k] for k in bounds.LIMIT_KEYS if req.get(k) is not None}
         runner = self._runner(conn)
         if runner.exec is not None:
             self._error(conn, "busy", "another execution is running", req_id)

@@ -326,7 +326,7 @@ class Runner:
             data = data[:room]
             ex.truncated = True
         ex.used += len(data)
-        text = ex.decoders[name].decode(data, final=ex.truncated)
+        text = ex.decoder(name).decode(data, final=ex.truncated)
         if text:
             self._stream(name, text)
         if ex.truncated:

@@ -67,6 +67,7 @@ class Conn:
         self.close_at: float | None = None  # when closing: close by then anyway
         self.shut = False  # our side half-closed; discarding what arrives
         self.closed = False
+        self.events = selectors.EVENT_READ  # what the selector waits for on it
 
 
 class Server(Pausing, Ops):
@@ -307,8 +308,9 @@ class Server(Pausing, Ops):
                 self._close(conn)
                 return
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
-        if self.sel.get_key(conn.sock).events != events:
+        if conn.events != events:
             self.sel.modify(conn.sock, events, ("conn", conn))
+            conn.events = events
 
     def _fail(self, conn: Conn, code: str, message: str, req_id=None) -> None:
         """Answer with an error frame, then close the connection."""

@@ -74,6 +74,7 @@ class Worker:
         self.limits = bounds.defaults()  # this cell's caps (the exec frame sets them)
         self.displays = bounds.DisplayBudget(self.limits["display_limit"])
         self.clipped = False  # something of this cell was cut at a cap
+        self._sigint = self._on_sigint  # one bound method: prepare() compares it
         self.pid = os.getpid()  # a forked copy of this process must not serve cells
         # Such copies end themselves and send their pid here to be reaped: as
         # zombies they would hold on to the container's process-count limit.
@@ -102,7 +103,7 @@ class Worker:
             raise KeyboardInterrupt
 
     def _install_sigint(self) -> None:
-        signal.signal(signal.SIGINT, self._on_sigint)
+        signal.signal(signal.SIGINT, self._sigint)
 
     # -- frames ----------------------------------------------------------
 
@@ -189,7 +190,7 @@ class Worker:
                 continue  # a woken checkpoint comes back here with new fds
             if self.ctrl_in not in ready and not self.inbox.buffered():
                 continue
-            msg = self.inbox.next()
+            msg = self.inbox.next(ready=self.ctrl_in in ready, masked=False)
             if msg is None:
                 return
             if msg.get("op") == "exec":
@@ -205,6 +206,15 @@ class Worker:
                 if os.getpid() != self.pid:
                     self._exit_forked_child(result)
                 self.send(result)
+                self.settle()
+
+    def settle(self) -> None:
+        """Between cells, after the result went out (off the round trip): finders list
+        their directories again on the next import, so files written since (uploads,
+        installs, commands) are found; the SIGINT handler is set again, in case the
+        cell replaced it below Python (prepare() sees only Python-level changes)."""
+        importlib.invalidate_caches()
+        self._install_sigint()
 
     def _exit_forked_child(self, result: dict) -> None:
         """A process the cell forked (os.fork) got back here instead of exiting: it
@@ -261,13 +271,15 @@ class Worker:
                 pass
 
     def prepare(self) -> None:
-        if os.path.isdir(SITE_DIR) and SITE_DIR not in sys.path:
+        if SITE_DIR not in sys.path and os.path.isdir(SITE_DIR):
             # Appended, after the standard library and the image's packages: the
             # code can write this directory, so nothing in it may shadow them.
             site.addsitedir(SITE_DIR)
-        importlib.invalidate_caches()
-        # Keep interrupts working even if an earlier cell replaced the handler.
-        self._install_sigint()
+            importlib.invalidate_caches()
+        # Keep interrupts working even if an earlier cell replaced the handler
+        # (a look first: installing it is a system call).
+        if signal.getsignal(signal.SIGINT) is not self._sigint:
+            self._install_sigint()
 
     def run_cell(self, code: str, store_history: bool = True) -> dict:
         self.cell += 1

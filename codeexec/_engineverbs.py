@@ -20,6 +20,17 @@ from ._dockerverbs import _Seam
 from ._engineargs import RUNTIMES_ARGV, Flavour, is_gvisor, reaper_argv, runtime_names
 
 
+@functools.lru_cache(maxsize=1)
+def _podman_cwd() -> str | None:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "codeexec", "podman")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:
+        return None  # the caller's directory, as before
+    return path
+
+
 class EngineVerbs(_Seam):
     """Which engine and where; ``flavour``, ``runtimes`` and ``reap`` (gVisor's leftovers)."""
 
@@ -57,6 +68,16 @@ class EngineVerbs(_Seam):
     def flavour(self) -> Flavour:
         """``podman`` when the CLI is podman (or docker's podman wrapper), else ``docker``."""
         return _flavour_of_binary(self.binary)
+
+    @property
+    def spawn_cwd(self) -> str | None:
+        """The directory the CLI runs in; None: the caller's. podman's conmon, which
+        outlives ``podman run``, writes an empty ``oom`` file into its working
+        directory when the container's memory limit kills a process, so podman runs
+        in a directory of codeexec's (every path codeexec passes a CLI is absolute)."""
+        if self.flavour != "podman":
+            return None
+        return _podman_cwd()
 
     def _api(
         self, method: str, url: str, args: Sequence[str], *, what: str, timeout: float = 30.0

@@ -164,6 +164,7 @@ class Docker(EngineVerbs, ImageVerbs, SessionLookup, SnapshotVerbs):
                 timeout=timeout,
                 env=full_env,
                 stdin=None if input is not None else subprocess.DEVNULL,
+                cwd=self.spawn_cwd,
             )
         except subprocess.TimeoutExpired as exc:
             raise DockerError(
@@ -261,6 +262,7 @@ class Docker(EngineVerbs, ImageVerbs, SessionLookup, SnapshotVerbs):
                 encoding="utf-8",
                 errors="replace",
                 env={**os.environ, **env} if env else None,
+                cwd=self.spawn_cwd,
             )
         except OSError as exc:
             raise _cannot_run(argv, exc) from exc
@@ -365,7 +367,7 @@ class Docker(EngineVerbs, ImageVerbs, SessionLookup, SnapshotVerbs):
         try:
             proc = subprocess.run(argv, stdin=source or subprocess.DEVNULL,
                                   stdout=sink or subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  timeout=timeout)  # fmt: skip
+                                  timeout=timeout, cwd=self.spawn_cwd)  # fmt: skip
         except subprocess.TimeoutExpired as exc:
             raise DockerError(f"{what} did not finish within {timeout:.0f} s", argv=argv) from exc
         except OSError as exc:
@@ -384,6 +386,7 @@ class Docker(EngineVerbs, ImageVerbs, SessionLookup, SnapshotVerbs):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 bufsize=0,
+                cwd=self.spawn_cwd,
             )
         except OSError as exc:
             raise _cannot_run(argv, exc) from exc

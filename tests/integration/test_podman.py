@@ -88,7 +88,10 @@ def test_a_podman_session_runs_code_keeps_state_times_out_and_moves_files(
     assert not s.is_running()
 
 
-def test_the_confinement_holds_under_podman(podman: Docker, session_name: str) -> None:
+def test_the_confinement_holds_under_podman(
+    podman: Docker, session_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # conmon would leave an `oom` file in podman's directory
     with ContainerSession.start(session_name, memory="256m", pids=128, docker=podman) as s:
         inside = s.execute(
             "import os, resource\n"
@@ -109,6 +112,7 @@ def test_the_confinement_holds_under_podman(podman: Docker, session_name: str) -
         forks = s.execute("import os\nwhile True:\n    os.fork()", timeout=30)
         assert forks.error is not None and forks.error.ename == "BlockingIOError", forks
         assert s.execute("6 * 7").value == "42"
+    assert list(tmp_path.iterdir()) == [], "podman ran in the caller's directory"
 
 
 def test_the_exec_relay_works_through_podman_exec(podman: Docker, session_name: str) -> None:

@@ -79,7 +79,7 @@ test-pythons: setup npm-clients
 	bash scripts/test_pythons.sh
 
 bench: setup npm-clients
-	$(BIN)/python -m tests.benchmarks.run
+	$(BIN)/python -m tests.benchmarks.run --heavy
 
 docs: venv
 	$(BIN)/python scripts/gen_cli_docs.py > docs/cli.md

@@ -456,6 +456,26 @@ def test_interrupt_op_from_another_connection(executor, client):
     other.close()
 
 
+def test_a_finder_that_breaks_cache_invalidation_does_not_end_the_worker(client):
+    """The worker invalidates the import caches between cells (after the result): a
+    finder of the code's own that raises there costs nothing, and files written
+    between two cells are still found by the next import."""
+    client.exec(
+        "import sys\n"
+        "class Broken:\n"
+        "    def find_spec(self, *a, **k):\n"
+        "        return None\n"
+        "    def invalidate_caches(self):\n"
+        "        raise RuntimeError('no')\n"
+        "sys.meta_path.insert(0, Broken())\n"
+        "kept = 7"
+    )
+    _, result = client.exec("kept * 6")
+    assert result["status"] == "ok" and result["value"] == "42", result
+    assert result["restarted"] is False, result
+    client.exec("sys.meta_path.pop(0)")
+
+
 def test_code_ignoring_sigint_is_restarted(client):
     client.exec("lost = 1")
     _, result = client.exec(

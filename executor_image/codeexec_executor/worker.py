@@ -212,8 +212,12 @@ class Worker:
         """Between cells, after the result went out (off the round trip): finders list
         their directories again on the next import, so files written since (uploads,
         installs, commands) are found; the SIGINT handler is set again, in case the
-        cell replaced it below Python (prepare() sees only Python-level changes)."""
-        importlib.invalidate_caches()
+        cell replaced it below Python (prepare() sees only Python-level changes).
+        A finder the code installed may raise: that must not end the worker."""
+        try:
+            importlib.invalidate_caches()
+        except BaseException:  # e.g. a broken finder of the code's own
+            pass
         self._install_sigint()
 
     def _exit_forked_child(self, result: dict) -> None:

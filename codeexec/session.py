@@ -314,5 +314,10 @@ class ContainerSession(FileTree, Commands, Checkpointing):
         self._remember()
 
     def _remember(self) -> None:
-        if _start.remembers(self._channel.ref, self.name):  # not claimed pool containers
-            _addrcache.remember(self.name, self._channel.ref)
+        ref = self._channel.ref
+        if self.transport == "exec" and ref.route == "exec":
+            # The caller chose the relay: that says nothing of how this host reaches
+            # the session, so the next attach (codeexec exec, ls) finds the route again.
+            ref = _replace(ref, route="")
+        if _start.remembers(ref, self.name):  # not claimed pool containers
+            _addrcache.remember(self.name, ref)

@@ -50,6 +50,28 @@ def test_a_local_session_uses_its_bridge_address_for_everything(session_name: st
             again.close()
 
 
+def test_a_relay_the_caller_chose_is_not_remembered_as_the_route(session_name: str) -> None:
+    """An attach with transport="exec" uses the relay, but the next attach that lets
+    codeexec choose (codeexec exec, codeexec ls) still goes to the bridge address: one
+    docker exec per CLI call would cost it ~80 ms."""
+    with ContainerSession.start(session_name) as s:
+        assert s.route == "bridge"
+        relayed = ContainerSession.attach(session_name, transport="exec")
+        try:
+            assert relayed.route == "exec" and relayed.execute("1 + 1").value == "2"
+        finally:
+            relayed.close()
+        entry = _addrcache.recall(session_name)
+        assert entry is not None and entry.route != "exec", entry
+        again = ContainerSession.attach(session_name)
+        try:
+            assert again.route == "bridge" and again.execute("2 + 2").value == "4"
+        finally:
+            again.close()
+        entry = _addrcache.recall(session_name)
+        assert entry is not None and entry.route == "bridge", entry
+
+
 def test_a_session_without_network_keeps_the_relay(session_name: str) -> None:
     with ContainerSession.start(session_name, network="none") as s:
         assert s._channel.ref.bridge is None

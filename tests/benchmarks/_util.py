@@ -103,6 +103,15 @@ def cgroup_memory(container_id: str) -> tuple[int, int] | None:
     return usage, peak
 
 
+def reset_cgroup_peak(container_id: str) -> None:
+    """Start a container's peak (v1 ``max_usage_in_bytes``) again from its usage now:
+    earlier steps (a 100 MiB upload to its tmpfs) must not count as a later one's."""
+    try:
+        (CGROUP / container_id / "memory.max_usage_in_bytes").write_text("0")
+    except OSError:
+        pass
+
+
 def cgroup_stat(container_id: str) -> dict[str, int]:
     try:
         text = (CGROUP / container_id / "memory.stat").read_text()

@@ -7,12 +7,12 @@ process group. fds 1 and 2 are pipes the supervisor reads; the control pipes
 supervisor has forwarded the output printed before it; the park socket asks
 for checkpoints (parking.py). SIGINT raises
 KeyboardInterrupt only while user code runs; between cells it is ignored.
-How code, values and exceptions become frames is in cells.py.
+How code, values and exceptions become frames is in cells.py; how displays,
+figures and values are sent, in order with the printed output, in displays.py.
 """
 
 from __future__ import annotations
 
-import base64
 import builtins
 import importlib
 import io
@@ -27,7 +27,8 @@ import threading
 import types
 
 from . import bounds, constants, framing, notebook, parking
-from .cells import compile_cell, error_info, mime_bundle, safe_repr
+from .cells import compile_cell, error_info
+from .displays import Displays
 
 # Runtime-installed packages land here (pip install --target); on sys.path
 # (at its end) from the first cell after it appears.
@@ -60,7 +61,7 @@ def _text_stream(fd: int) -> io.TextIOWrapper:
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", write_through=True)  # type: ignore[arg-type]
 
 
-class Worker:
+class Worker(Displays):
     def __init__(self, ctrl_in: int, ctrl_out: int, ack_in: int, park: int) -> None:
         self.ctrl_in = ctrl_in
         self.ctrl_out = ctrl_out
@@ -104,76 +105,6 @@ class Worker:
 
     def _install_sigint(self) -> None:
         signal.signal(signal.SIGINT, self._sigint)
-
-    # -- frames ----------------------------------------------------------
-
-    def send(self, obj: dict) -> None:
-        data = framing.encode(obj)
-        with self.send_lock:
-            framing.write_all_fd(self.ctrl_out, data)
-
-    def display(self, *objs, display_id=None):
-        """Show rich representations of objects (like IPython's display()); with
-        display_id (a string, or True for a new one) return a DisplayHandle."""
-        if display_id is True:
-            display_id = notebook.new_display_id()
-        display_id = None if display_id is None or display_id is False else str(display_id)
-        for obj in objs:
-            self.send_display(mime_bundle(obj), self._sync(), display_id)
-        return None if display_id is None else notebook.DisplayHandle(self, display_id)
-
-    def update_display(self, obj, *, display_id) -> None:
-        """Replace what the display with this id shows (IPython's update_display)."""
-        self.send_display(mime_bundle(obj), self._sync(), str(display_id), update=True)
-
-    def clear_output(self, wait: bool = False) -> None:
-        """Clear the cell's output so far (with wait: once the next output comes)."""
-        self.flush_streams()
-        self.send_ordered({"type": "clear_output", "wait": bool(wait)}, self._sync())
-
-    def _sync(self) -> bool:
-        # In the cell's own thread, wait until the supervisor has forwarded
-        # what was printed before, so the display keeps its place in the output.
-        return self.running and threading.current_thread() is self.main_thread
-
-    def send_display(self, data: dict, sync: bool = False, display_id=None, update=False) -> None:
-        admitted = self.displays.admit(data)
-        if admitted is not data:
-            self.clipped = True
-            if admitted is None:
-                return  # past the display cap: nothing more is sent
-        frame = {"type": "display", "data": admitted}
-        if display_id is not None:
-            frame["display_id"] = display_id[:200]
-            frame["update"] = update
-        size = len(framing.encode_body(frame))
-        if size > self.frame_limit - 4096:
-            frame["data"] = {
-                "text/plain": f"[codeexec: display output of {size} bytes omitted: "
-                "larger than the frame limit]"
-            }
-        self.send_ordered(frame, sync)
-
-    def send_ordered(self, frame: dict, sync: bool) -> None:
-        if sync:
-            self._drain_acks()
-            frame["sync"] = True
-        self.send(frame)
-        if sync:
-            while not select.select([self.ack_in], [], [])[0] or not self._drain_acks():
-                pass
-
-    def _drain_acks(self) -> bool:
-        """Read pending ack bytes (stale ones from an interrupted display too)."""
-        got = False
-        while True:
-            try:
-                data = os.read(self.ack_in, 64)
-            except BlockingIOError:
-                return got
-            if not data:
-                raise BrokenPipeError("the supervisor is gone")
-            got = True
 
     # -- cells -----------------------------------------------------------
 
@@ -328,37 +259,6 @@ class Worker:
                 self.clipped = self.clipped or cut
             result["truncated"] = self.clipped
         return result
-
-    def show_value(self, value, result: dict) -> None:
-        bundle = mime_bundle(value)
-        if len(bundle) > 1:
-            self.send_display(bundle)
-        text, cut = bounds.clip_text(bundle["text/plain"], self.limits["value_limit"], "value")
-        self.clipped = self.clipped or cut
-        result["value"] = text
-
-    def flush_figures(self) -> None:
-        plt = sys.modules.get("matplotlib.pyplot")
-        if plt is None:
-            return
-        try:
-            for num in plt.get_fignums():
-                fig = plt.figure(num)
-                buf = io.BytesIO()
-                fig.savefig(buf, format="png")
-                self.send_display(
-                    {
-                        "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
-                        "text/plain": safe_repr(fig),
-                    }
-                )
-        except Exception as exc:
-            sys.stderr.write(f"[codeexec: could not render figures: {exc!r}]\n")
-        finally:
-            try:
-                plt.close("all")
-            except Exception:
-                pass
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from . import protocol
 from ._events import ClearOutput
+from ._shared import linescan
 from .errors import InvalidDependency
 from .models import Display, ExecResult, StreamEvent
 
@@ -64,7 +65,7 @@ def _pip_lines(lines: list[str]) -> Iterable[tuple[int, tuple[str, ...]]]:
                 _check(packages, index)
                 yield index, packages
             continue  # any other %pip: the executor names what is supported
-        _scan(line, state)
+        linescan.scan_line(line, state)
 
 
 def _words(line: str, index: int) -> list[str]:
@@ -82,36 +83,6 @@ def _check(packages: tuple[str, ...], index: int) -> None:
             f"line {index + 1}: %pip install got {what}: it takes package names only "
             "(`%pip install NAME...`, `-q` is accepted); for anything else run `!pip ...`"
         )
-
-
-def _scan(line: str, state: list[Any]) -> None:
-    """Advance ``state`` over one physical line of Python (strings, brackets, ``\\``)."""
-    quote, depth, i = state[0], state[1], 0
-    while i < len(line):
-        ch = line[i]
-        if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if line.startswith(quote, i):
-                i, quote = i + len(quote), None
-                continue
-        elif ch == "#":
-            break
-        elif ch in "\"'":
-            quote = ch * 3 if line.startswith(ch * 3, i) else ch
-            i += len(quote)
-            continue
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth = max(depth - 1, 0)
-        i += 1
-    body = line.rstrip("\r\n")
-    state[2] = body.endswith("\\") and not body.endswith("\\\\")
-    if quote and len(quote) == 1 and not state[2]:
-        quote = None  # an unterminated one-line string: Python reports it
-    state[0], state[1] = quote, depth
 
 
 def collect(

@@ -44,6 +44,21 @@ def test_the_host_reads_the_executors_own_file() -> None:
     assert len(public(constants)) >= 15
 
 
+def test_the_host_splits_cells_with_the_executors_line_scanner() -> None:
+    """One scanner of strings, brackets and continuations serves both sides, so a
+    `%pip` line the host takes out is one the executor would also see as a line."""
+    from codeexec_executor import notebook
+
+    from codeexec import _cells
+
+    assert Path(_shared.linescan.__file__ or "") == EXECUTOR / "linescan.py"
+    assert _cells.linescan is _shared.linescan
+    assert notebook.scan_line.__module__ == "codeexec_executor.linescan"
+    state: list = [None, 0, False]
+    _shared.linescan.scan_line("x = f(" + '"' * 3 + "(\n", state)
+    assert state == ['"' * 3, 1, False]
+
+
 def test_the_constants_file_is_plain_assignments() -> None:
     # The host executes it: no imports, calls or other statements, only literals and
     # arithmetic on names defined above them.

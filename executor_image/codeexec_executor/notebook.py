@@ -19,6 +19,7 @@ import sys
 import uuid
 
 from . import framing
+from .linescan import scan_line
 
 SHELL_CALL = "__codeexec_shell__"
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*!(.*)$")
@@ -35,38 +36,6 @@ class UsageError(Exception):
     __module__ = "builtins"
 
 
-def _scan_line(line: str, state: list) -> None:
-    """Advance [quote, depth, continued] over one physical line of Python."""
-    quote, depth = state[0], state[1]
-    i, n = 0, len(line)
-    while i < n:
-        ch = line[i]
-        if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if line.startswith(quote, i):
-                i += len(quote)
-                quote = None
-                continue
-        elif ch == "#":
-            break
-        elif ch in "\"'":
-            quote = ch * 3 if line.startswith(ch * 3, i) else ch
-            i += len(quote)
-            continue
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth = max(depth - 1, 0)
-        i += 1
-    body = line.rstrip("\r\n")
-    state[2] = body.endswith("\\") and not body.endswith("\\\\")
-    if quote and len(quote) == 1 and not state[2]:
-        quote = None  # an unterminated one-line string: Python reports it
-    state[0], state[1] = quote, depth
-
-
 def special_lines(code: str):
     """Yield (index, line) of each physical line that starts a statement with `!`
     (not `!=`) or `%`: outside strings, brackets and backslash continuations."""
@@ -77,7 +46,7 @@ def special_lines(code: str):
         if starts and (stripped.startswith("%") or _is_shell(stripped)):
             yield index, line
             continue
-        _scan_line(line, state)
+        scan_line(line, state)
 
 
 def _is_shell(stripped: str) -> bool:

@@ -150,37 +150,33 @@ def get_file(req: dict, default_max: int) -> dict:
         return _error(req, "bad_request", "'max_bytes' must be an integer >= 0")
     if offset is None or length is None:
         return _error(req, "bad_request", "'offset' and 'length' must be integers >= 0")
-    if "length" in req and req["length"] is not None:
-        return _chunk(req, path, max_bytes, offset, min(length, default_max))
+    chunked = "length" in req and req["length"] is not None
+    if chunked:
+        length = min(length, default_max)  # and a frame's worth
+    else:  # the whole file: one byte more than allowed shows it grew
+        offset, length = 0, max_bytes + 1
+    got = _read(req, path, max_bytes, offset, length)
+    if isinstance(got, dict):
+        return got  # the error frame
+    raw, total = got
     name: str = req["path"]  # a string: _path checked it
-    try:
-        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
-        refused = _checked(fd, name)
-        if refused:
-            return _error(req, "io_error", refused)
-        with os.fdopen(fd, "rb") as f:
-            size = os.fstat(fd).st_size
-            if size > max_bytes:
-                return _error(
-                    req, "too_large", f"{name} is {size} bytes, more than the limit of {max_bytes}"
-                )
-            raw = f.read(max_bytes + 1)
-    except FileNotFoundError:
-        return _error(req, "not_found", f"no such file: {name}")
-    except OSError as exc:
-        return _error(req, "io_error", f"cannot read {name}: {_os_problem(exc)}")
-    if len(raw) > max_bytes:  # grew since stat
-        return _error(req, "too_large", f"{name} is more than the limit of {max_bytes} bytes")
-    return {
+    frame = {
         "type": "file",
         "id": req.get("id"),
         "path": name,
         "data": base64.b64encode(raw).decode("ascii"),
         "size": len(raw),
     }
+    if chunked:
+        frame.update(offset=offset, total=total)
+    elif len(raw) > max_bytes:  # grew since stat
+        return _error(req, "too_large", f"{name} is more than the limit of {max_bytes} bytes")
+    return frame
 
 
-def _chunk(req: dict, path: str, max_bytes: int, offset: int, length: int) -> dict:
+def _read(req: dict, path: str, max_bytes: int, offset: int, length: int):
+    """(at most ``length`` bytes from ``offset``, the file's size), or an error frame:
+    the file opened without following a link, checked, and no larger than ``max_bytes``."""
     name: str = req["path"]
     try:
         fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
@@ -194,17 +190,8 @@ def _chunk(req: dict, path: str, max_bytes: int, offset: int, length: int) -> di
                     req, "too_large", f"{name} is {total} bytes, more than the limit of {max_bytes}"
                 )
             f.seek(offset)
-            raw = f.read(length)
+            return f.read(length), total
     except FileNotFoundError:
         return _error(req, "not_found", f"no such file: {name}")
     except OSError as exc:
         return _error(req, "io_error", f"cannot read {name}: {_os_problem(exc)}")
-    return {
-        "type": "file",
-        "id": req.get("id"),
-        "path": name,
-        "data": base64.b64encode(raw).decode("ascii"),
-        "size": len(raw),
-        "offset": offset,
-        "total": total,
-    }

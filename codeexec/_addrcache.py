@@ -35,15 +35,21 @@ except ImportError:  # pragma: no cover - not on Windows
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
 
+def cache_root() -> Path:
+    """codeexec's folder in the user's cache: ``$XDG_CACHE_HOME/codeexec``, else
+    ``~/.cache/codeexec`` (the session cache, snapshots and podman's directory)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "codeexec"
+
+
 def _engine_directory() -> tuple[Path, Path]:
     """The cache's root (``…/codeexec``) and this engine's folder below it."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
     # One folder per engine: the same session name on two engines is two sessions.
     engine = "\0".join(
         os.environ.get(k, "") for k in ("CODEEXEC_DOCKER", "DOCKER_HOST", "DOCKER_CONTEXT")
     )
     key = f"{zlib.crc32(engine.encode()):08x}"
-    root = Path(base) / "codeexec"
+    root = cache_root()
     return root, root / "sessions" / key
 
 

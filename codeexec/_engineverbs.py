@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _engineapi
+from ._addrcache import cache_root
 from ._dockererrors import classify
 from ._dockerverbs import _Seam
 from ._engineargs import RUNTIMES_ARGV, Flavour, is_gvisor, reaper_argv, runtime_names
@@ -22,8 +23,7 @@ from ._engineargs import RUNTIMES_ARGV, Flavour, is_gvisor, reaper_argv, runtime
 
 @functools.lru_cache(maxsize=1)
 def _podman_cwd() -> str | None:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "codeexec", "podman")
+    path = str(cache_root() / "podman")
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._addrcache import cache_root
 from ._snapargs import METHODS, Method
 from .errors import CodeexecError, SnapshotError
 from .options import validate_name
@@ -66,8 +67,7 @@ def snapshot_root() -> Path:
     explicit = os.environ.get("CODEEXEC_SNAPSHOT_DIR")
     if explicit:
         return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(cache) / "codeexec" / "snapshots"
+    return cache_root() / "snapshots"
 
 
 def staging(name: str) -> Path:
